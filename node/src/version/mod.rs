@@ -1,0 +1,16 @@
+//! Causality tracking: dotted version vectors.
+//!
+//! Every stored value carries a [`Dot`] (the write event that created it) and
+//! every key carries one [`VersionVector`] summarising all events a replica has
+//! seen for it. This is the "DVV set" of Preguiça et al., the scheme Riak 2.0
+//! and Garage K2V use: a write supersedes exactly the siblings its client
+//! context covers, concurrent writes become siblings, and stale writes never
+//! overwrite newer ones. See `docs/versioning.md`.
+
+mod clock;
+mod context;
+mod object;
+
+pub use clock::{Actor, Dot, VersionVector};
+pub use context::{ContextError, decode_context, encode_context};
+pub use object::{Object, Sibling};
