@@ -1,0 +1,230 @@
+//! Client routes: `/v1/kv/{key}`, `/v1/status`, `/healthz`, `/readyz`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+
+use super::{ApiError, AppState, status};
+use crate::version::{VersionVector, decode_context, encode_context};
+
+/// Header carrying the opaque causal context.
+pub const CONTEXT_HEADER: &str = "x-dynamo-context";
+/// Longest accepted key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+pub(super) fn router(state: Arc<AppState>) -> Router {
+    let limit = state.max_value_bytes;
+    Router::new()
+        .route("/v1/kv/{*key}", get(get_kv).put(put_kv).delete(delete_kv))
+        .route("/v1/kv", any(empty_key))
+        .route("/v1/kv/", any(empty_key))
+        .route("/v1/status", get(status::status))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_ready() {
+        "ready".into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "node is shutting down",
+        )
+        .into_response()
+    }
+}
+
+async fn empty_key() -> ApiError {
+    ApiError::bad_request("invalid_key", "the key is empty; use /v1/kv/{key}")
+}
+
+async fn put_kv(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let key = parse_key(path)?;
+    let w = quorum_param(&query, "w", state.w, state.n)?;
+    let context = context_header(&headers)?.unwrap_or_default();
+    let value = match body {
+        Ok(bytes) => bytes,
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+            return Err(too_large(state.max_value_bytes));
+        }
+        Err(rejection) => {
+            return Err(ApiError::bad_request("invalid_body", rejection.body_text()));
+        }
+    };
+    let context = state
+        .coordinator
+        .write(key, context, Some(value), w)
+        .await?;
+    Ok(no_content(&context))
+}
+
+async fn delete_kv(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = parse_key(path)?;
+    let w = quorum_param(&query, "w", state.w, state.n)?;
+    let context = match context_header(&headers)? {
+        Some(context) => context,
+        None => {
+            let r = quorum_param(&query, "r", state.r, state.n)?;
+            let current = state.coordinator.read(key.clone(), r).await?;
+            if current.live_values().next().is_none() {
+                return Err(ApiError::not_found("key not found"));
+            }
+            current.context().clone()
+        }
+    };
+    let context = state.coordinator.write(key, context, None, w).await?;
+    Ok(no_content(&context))
+}
+
+async fn get_kv(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = parse_key(path)?;
+    let r = quorum_param(&query, "r", state.r, state.n)?;
+    let object = state.coordinator.read(key, r).await?;
+    let context = encode_context(object.context());
+    let values: Vec<&Bytes> = object.live_values().collect();
+    if values.is_empty() {
+        let mut response = ApiError::not_found("key not found").into_response();
+        if !object.is_empty() {
+            response
+                .headers_mut()
+                .insert(CONTEXT_HEADER, header_value(&context));
+        }
+        return Ok(response);
+    }
+    let wants_json = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/json"));
+    let mut response = if values.len() == 1 && !wants_json {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )],
+            values[0].clone(),
+        )
+            .into_response()
+    } else {
+        let encoded: Vec<String> = values.iter().map(|v| STANDARD.encode(v)).collect();
+        let status = if values.len() > 1 {
+            StatusCode::MULTIPLE_CHOICES
+        } else {
+            StatusCode::OK
+        };
+        (
+            status,
+            axum::Json(json!({ "context": context, "values": encoded })),
+        )
+            .into_response()
+    };
+    response
+        .headers_mut()
+        .insert(CONTEXT_HEADER, header_value(&context));
+    Ok(response)
+}
+
+fn parse_key(path: Result<Path<String>, PathRejection>) -> Result<Bytes, ApiError> {
+    let Path(key) = path.map_err(|r| ApiError::bad_request("invalid_key", r.body_text()))?;
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            format!(
+                "keys must be 1 to {MAX_KEY_BYTES} bytes; this one is {}",
+                key.len()
+            ),
+        ));
+    }
+    Ok(Bytes::from(key))
+}
+
+fn quorum_param(
+    query: &Result<Query<HashMap<String, String>>, QueryRejection>,
+    name: &str,
+    default: usize,
+    n: usize,
+) -> Result<usize, ApiError> {
+    let query = query
+        .as_ref()
+        .map_err(|r| ApiError::bad_request("invalid_parameter", r.body_text()))?;
+    let Some(raw) = query.get(name) else {
+        return Ok(default);
+    };
+    match raw.parse::<usize>() {
+        Ok(v) if (1..=n).contains(&v) => Ok(v),
+        _ => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("{name}={raw:?} must be an integer from 1 to n={n}"),
+        )),
+    }
+}
+
+fn context_header(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
+    let Some(raw) = headers.get(CONTEXT_HEADER) else {
+        return Ok(None);
+    };
+    let text = raw
+        .to_str()
+        .map_err(|_| ApiError::bad_request("invalid_context", "X-Dynamo-Context must be ASCII"))?;
+    decode_context(text)
+        .map(Some)
+        .map_err(|e| ApiError::bad_request("invalid_context", e.to_string()))
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "value_too_large",
+        format!("values are limited to {limit} bytes"),
+    )
+}
+
+fn no_content(context: &VersionVector) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(CONTEXT_HEADER, header_value(&encode_context(context)));
+    response
+}
+
+fn header_value(context: &str) -> HeaderValue {
+    HeaderValue::from_str(context).expect("base64 is a valid header value")
+}

@@ -1,0 +1,80 @@
+//! HTTP routers: the client API (`/v1`, health) and the internal
+//! node-to-node API (`/internal/v1`), kept apart so each can get its own
+//! listener and, later, its own authentication.
+
+mod client;
+mod error;
+mod internal;
+mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+
+use crate::coordinator::Coordinator;
+use crate::storage::Storage;
+pub use error::ApiError;
+
+/// Everything the handlers need.
+pub struct AppState {
+    /// Request coordination.
+    pub coordinator: Coordinator,
+    /// The local store (internal replica routes).
+    pub storage: Arc<Storage>,
+    /// This node's zone.
+    pub zone: String,
+    /// Replication factor N, the bound of per-request R and W.
+    pub n: usize,
+    /// Default read quorum.
+    pub r: usize,
+    /// Default write quorum.
+    pub w: usize,
+    /// Largest accepted value in bytes.
+    pub max_value_bytes: usize,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    /// State for a node that is ready to serve.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        coordinator: Coordinator,
+        storage: Arc<Storage>,
+        zone: String,
+        n: usize,
+        r: usize,
+        w: usize,
+        max_value_bytes: usize,
+    ) -> Self {
+        Self {
+            coordinator,
+            storage,
+            zone,
+            n,
+            r,
+            w,
+            max_value_bytes,
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    /// Marks the node as draining: `/readyz` fails from now on.
+    pub fn set_not_ready(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// The client-facing router.
+pub fn client_router(state: Arc<AppState>) -> Router {
+    client::router(state)
+}
+
+/// The node-to-node router.
+pub fn internal_router(state: Arc<AppState>) -> Router {
+    internal::router(state)
+}

@@ -1,0 +1,373 @@
+//! Node configuration: command-line flags, `DYNAMO_*` environment variables
+//! and an optional TOML file, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use dynamo_ring::Member;
+use serde::Deserialize;
+
+/// Default replication factor N.
+pub const DEFAULT_N: usize = 3;
+/// Default read quorum R.
+pub const DEFAULT_R: usize = 2;
+/// Default write quorum W.
+pub const DEFAULT_W: usize = 2;
+/// Default number of ring partitions Q.
+pub const DEFAULT_PARTITIONS: u32 = 1024;
+/// Zone of a node or peer that names none.
+pub const DEFAULT_ZONE: &str = "default";
+/// Default largest accepted value.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// `dynamo-node serve` settings as given by the user. Every field is
+/// optional here so that flags, environment and file can be layered.
+#[derive(Args, Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (keys in kebab-case).
+    #[arg(long, env = "DYNAMO_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// This node's unique id.
+    #[arg(long, env = "DYNAMO_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Address for the client API (and the internal API unless
+    /// --internal-listen is set).
+    #[arg(long, env = "DYNAMO_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Optional separate address for node-to-node routes.
+    #[arg(long, env = "DYNAMO_INTERNAL_LISTEN")]
+    pub internal_listen: Option<SocketAddr>,
+    /// Directory for RocksDB data.
+    #[arg(long, env = "DYNAMO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This node's zone (failure domain).
+    #[arg(long, env = "DYNAMO_ZONE")]
+    pub zone: Option<String>,
+    /// A cluster member, `ID=HOST:PORT[,ZONE]` (repeatable; in the
+    /// environment, space-separated). HOST:PORT is where that node serves
+    /// internal routes. The list may include this node itself.
+    #[arg(long = "peer", env = "DYNAMO_PEERS", value_delimiter = ' ')]
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Replication factor N.
+    #[arg(long, env = "DYNAMO_N")]
+    pub n: Option<usize>,
+    /// Read quorum R.
+    #[arg(long, env = "DYNAMO_R")]
+    pub r: Option<usize>,
+    /// Write quorum W.
+    #[arg(long, env = "DYNAMO_W")]
+    pub w: Option<usize>,
+    /// Number of ring partitions Q (power of two), fixed for the cluster.
+    #[arg(long, env = "DYNAMO_PARTITIONS")]
+    pub partitions: Option<u32>,
+    /// Largest accepted value in bytes.
+    #[arg(long, env = "DYNAMO_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<usize>,
+    /// Timeout of one node-to-node request, in milliseconds.
+    #[arg(long, env = "DYNAMO_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// fsync the write-ahead log before acknowledging each write.
+    #[arg(long, env = "DYNAMO_FSYNC")]
+    pub fsync: Option<bool>,
+    /// RocksDB block cache size in MiB.
+    #[arg(long, env = "DYNAMO_BLOCK_CACHE_MB")]
+    pub block_cache_mb: Option<usize>,
+}
+
+/// One known cluster member and where to reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Ring identity.
+    pub member: Member,
+    /// `HOST:PORT` of its internal routes.
+    pub address: String,
+}
+
+/// Validated node configuration.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node.
+    pub node_id: String,
+    /// This node's zone.
+    pub zone: String,
+    /// Client (and by default internal) listen address.
+    pub listen: SocketAddr,
+    /// Separate internal listen address, if any.
+    pub internal_listen: Option<SocketAddr>,
+    /// RocksDB directory.
+    pub data_dir: PathBuf,
+    /// All members including this node, sorted by id.
+    pub peers: Vec<Peer>,
+    /// Replication factor.
+    pub n: usize,
+    /// Default read quorum.
+    pub r: usize,
+    /// Default write quorum.
+    pub w: usize,
+    /// Ring partitions.
+    pub partitions: u32,
+    /// Largest accepted value.
+    pub max_value_bytes: usize,
+    /// Timeout of one node-to-node request.
+    pub request_timeout: Duration,
+    /// fsync per write.
+    pub fsync: bool,
+    /// Block cache in bytes.
+    pub block_cache_bytes: usize,
+}
+
+impl ServeArgs {
+    /// Fills every unset field from `file`.
+    fn or(self, file: ServeArgs) -> ServeArgs {
+        ServeArgs {
+            config: self.config,
+            node_id: self.node_id.or(file.node_id),
+            listen: self.listen.or(file.listen),
+            internal_listen: self.internal_listen.or(file.internal_listen),
+            data_dir: self.data_dir.or(file.data_dir),
+            zone: self.zone.or(file.zone),
+            peers: if self.peers.is_empty() {
+                file.peers
+            } else {
+                self.peers
+            },
+            n: self.n.or(file.n),
+            r: self.r.or(file.r),
+            w: self.w.or(file.w),
+            partitions: self.partitions.or(file.partitions),
+            max_value_bytes: self.max_value_bytes.or(file.max_value_bytes),
+            request_timeout_ms: self.request_timeout_ms.or(file.request_timeout_ms),
+            fsync: self.fsync.or(file.fsync),
+            block_cache_mb: self.block_cache_mb.or(file.block_cache_mb),
+        }
+    }
+
+    /// Layers the config file under the flags and validates the result.
+    pub fn resolve(self) -> anyhow::Result<NodeConfig> {
+        let args = match &self.config {
+            Some(path) => {
+                let file = read_file(path)?;
+                self.or(file)
+            }
+            None => self,
+        };
+        NodeConfig::from_args(args)
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ServeArgs> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+impl NodeConfig {
+    fn from_args(args: ServeArgs) -> anyhow::Result<NodeConfig> {
+        let node_id = args.node_id.context("--node-id is required")?;
+        validate_id(&node_id)?;
+        let listen = args
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7000)));
+        let data_dir = args.data_dir.context("--data-dir is required")?;
+        let self_address = args.internal_listen.unwrap_or(listen).to_string();
+
+        let mut peers: Vec<Peer> = Vec::new();
+        let mut listed_zone = None;
+        for spec in &args.peers {
+            let (peer, explicit_zone) = parse_peer_spec(spec)?;
+            if peers.iter().any(|p| p.member.id == peer.member.id)
+                || listed_zone.is_some() && peer.member.id == node_id
+            {
+                bail!("peer {} is listed twice", peer.member.id);
+            }
+            if peer.member.id == node_id {
+                listed_zone = Some(explicit_zone);
+            } else {
+                peers.push(peer);
+            }
+        }
+        let zone = match (args.zone, listed_zone.flatten()) {
+            (Some(flag), Some(listed)) if flag != listed => {
+                bail!("--peer lists this node ({node_id}) in zone {listed} but --zone is {flag}")
+            }
+            (Some(zone), _) | (None, Some(zone)) => zone,
+            (None, None) => DEFAULT_ZONE.to_string(),
+        };
+        peers.push(Peer {
+            member: Member {
+                id: node_id.clone(),
+                zone: zone.clone(),
+            },
+            address: self_address,
+        });
+        peers.sort_by(|a, b| a.member.id.cmp(&b.member.id));
+
+        let n = args.n.unwrap_or(DEFAULT_N.min(peers.len()));
+        let r = args.r.unwrap_or(DEFAULT_R.min(n));
+        let w = args.w.unwrap_or(DEFAULT_W.min(n));
+        if n == 0 || n > peers.len() {
+            bail!(
+                "n={n} must be between 1 and the number of members ({})",
+                peers.len()
+            );
+        }
+        if r == 0 || r > n {
+            bail!("r={r} must be between 1 and n={n}");
+        }
+        if w == 0 || w > n {
+            bail!("w={w} must be between 1 and n={n}");
+        }
+        let partitions = args.partitions.unwrap_or(DEFAULT_PARTITIONS);
+        let max_value_bytes = args.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES);
+        if max_value_bytes == 0 {
+            bail!("max-value-bytes must be positive");
+        }
+        Ok(NodeConfig {
+            node_id,
+            zone,
+            listen,
+            internal_listen: args.internal_listen,
+            data_dir,
+            peers,
+            n,
+            r,
+            w,
+            partitions,
+            max_value_bytes,
+            request_timeout: Duration::from_millis(args.request_timeout_ms.unwrap_or(2000).max(1)),
+            fsync: args.fsync.unwrap_or(false),
+            block_cache_bytes: args.block_cache_mb.unwrap_or(64) << 20,
+        })
+    }
+
+    /// The ring members (id and zone) of every peer.
+    pub fn members(&self) -> Vec<Member> {
+        self.peers.iter().map(|p| p.member.clone()).collect()
+    }
+}
+
+fn validate_id(id: &str) -> anyhow::Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 253
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        bail!("node id {id:?} must be 1-253 characters of letters, digits, '-', '_' or '.'");
+    }
+    Ok(())
+}
+
+/// Parses `ID=HOST:PORT[,ZONE]`; also says whether the zone was given.
+fn parse_peer_spec(spec: &str) -> anyhow::Result<(Peer, Option<String>)> {
+    let (id, rest) = spec
+        .split_once('=')
+        .with_context(|| format!("peer {spec:?} must look like ID=HOST:PORT[,ZONE]"))?;
+    validate_id(id)?;
+    let (address, zone) = match rest.split_once(',') {
+        Some((address, zone)) => (address, Some(zone.to_string())),
+        None => (rest, None),
+    };
+    let valid_address = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !valid_address {
+        bail!("peer {spec:?}: address {address:?} must be HOST:PORT");
+    }
+    if zone.as_deref() == Some("") {
+        bail!("peer {spec:?}: zone is empty");
+    }
+    let peer = Peer {
+        member: Member {
+            id: id.to_string(),
+            zone: zone.clone().unwrap_or_else(|| DEFAULT_ZONE.to_string()),
+        },
+        address: address.to_string(),
+    };
+    Ok((peer, zone))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(peers: &[&str]) -> ServeArgs {
+        ServeArgs {
+            node_id: Some("a".into()),
+            data_dir: Some("/tmp/x".into()),
+            zone: Some("z1".into()),
+            peers: peers.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn peers_include_self_and_defaults_follow_member_count() {
+        let cfg = args(&["b=127.0.0.1:2,z2", "a=127.0.0.1:1,z1"])
+            .resolve()
+            .unwrap();
+        assert_eq!(cfg.peers.len(), 2);
+        assert_eq!((cfg.n, cfg.r, cfg.w), (2, 2, 2));
+        assert_eq!(
+            cfg.peers[0].member,
+            Member {
+                id: "a".into(),
+                zone: "z1".into()
+            }
+        );
+        let single = args(&[]).resolve().unwrap();
+        assert_eq!((single.n, single.r, single.w), (1, 1, 1));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(args(&["b"]).resolve().is_err());
+        assert!(args(&["b=nohost"]).resolve().is_err());
+        assert!(args(&["b=h:1", "b=h:2"]).resolve().is_err());
+        assert!(args(&["a=h:1,z9"]).resolve().is_err());
+        let mut too_big = args(&["b=h:1"]);
+        too_big.n = Some(3);
+        assert!(too_big.resolve().is_err());
+        let mut bad_r = args(&["b=h:1"]);
+        bad_r.r = Some(0);
+        assert!(bad_r.resolve().is_err());
+        let mut missing = args(&[]);
+        missing.node_id = None;
+        assert!(missing.resolve().is_err());
+    }
+
+    #[test]
+    fn file_fills_unset_fields_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "node-id = \"file\"\nzone = \"zf\"\nn = 1\npeers = [\"b=h:1,zb\"]\ndata-dir = \"/d\"\n",
+        )
+        .unwrap();
+        let cli = ServeArgs {
+            config: Some(path.clone()),
+            zone: Some("zc".into()),
+            ..Default::default()
+        };
+        let cfg = cli.resolve().unwrap();
+        assert_eq!(cfg.node_id, "file");
+        assert_eq!(cfg.zone, "zc");
+        assert_eq!(cfg.n, 1);
+        assert_eq!(cfg.peers.len(), 2);
+        std::fs::write(&path, "bogus-key = 1\n").unwrap();
+        let err = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("bogus-key"));
+    }
+}

@@ -1,0 +1,48 @@
+//! `dynamo-node`: run one node (`serve`) or a local cluster (`local`).
+
+use clap::{Parser, Subcommand};
+use dynamo_node::config::ServeArgs;
+use dynamo_node::local::{self, LocalArgs};
+use dynamo_node::server;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "dynamo-node",
+    version,
+    about = "A Dynamo-style replicated key-value store node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Serve(ServeArgs),
+    /// Run a multi-node cluster on this machine, one process per node.
+    Local(LocalArgs),
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("DYNAMO_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Serve(args) => server::serve(args.resolve()?).await,
+        Command::Local(args) => local::run(args).await,
+    }
+}

@@ -1,0 +1,77 @@
+//! Who is in the cluster, where they live on the ring, and whether they are
+//! reachable as this node sees it.
+
+mod liveness;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dynamo_ring::{NodeId, Ring};
+
+use crate::config::Peer;
+pub use liveness::{Liveness, PeerState, PeerStatus};
+
+/// This node's view of the cluster: the ring, member addresses, liveness.
+pub struct Membership {
+    me: NodeId,
+    ring: Arc<Ring>,
+    peers: BTreeMap<NodeId, Peer>,
+    liveness: Liveness,
+}
+
+impl Membership {
+    /// A static membership: every node started with the same member list
+    /// computes the same ring.
+    pub fn new(me: NodeId, ring: Ring, peers: Vec<Peer>) -> Self {
+        let liveness = Liveness::new(peers.iter().map(|p| p.member.id.clone()));
+        Self {
+            me,
+            ring: Arc::new(ring),
+            peers: peers
+                .into_iter()
+                .map(|p| (p.member.id.clone(), p))
+                .collect(),
+            liveness,
+        }
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The current ring.
+    pub fn ring(&self) -> &Arc<Ring> {
+        &self.ring
+    }
+
+    /// A member's address, by id.
+    pub fn peer(&self, id: &str) -> Option<&Peer> {
+        self.peers.get(id)
+    }
+
+    /// Every member other than this node.
+    pub fn others(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values().filter(|p| p.member.id != self.me)
+    }
+
+    /// Every member including this node, sorted by id.
+    pub fn all(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values()
+    }
+
+    /// The failure detector.
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+
+    /// The N nodes that hold `key`, in preference order.
+    pub fn preference_list(&self, key: &[u8]) -> Vec<Peer> {
+        let partition = self.ring.partition_for_key(key);
+        self.ring
+            .preference_list(partition)
+            .into_iter()
+            .filter_map(|m| self.peers.get(&m.id).cloned())
+            .collect()
+    }
+}

@@ -1,0 +1,139 @@
+//! `dynamo-node serve`: opens the store, builds the ring, serves the APIs
+//! until SIGINT/SIGTERM, then drains and shuts down cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dynamo_ring::Ring;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::config::NodeConfig;
+use crate::coordinator::Coordinator;
+use crate::membership::Membership;
+use crate::rpc::RpcClient;
+use crate::storage::{Storage, StorageOptions};
+
+/// How often each peer is probed.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs a node until a shutdown signal arrives.
+pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let storage_options = StorageOptions {
+        fsync: config.fsync,
+        block_cache_bytes: config.block_cache_bytes,
+    };
+    let storage = Arc::new(
+        Storage::open(&config.data_dir, &storage_options)
+            .with_context(|| format!("opening RocksDB in {}", config.data_dir.display()))?,
+    );
+    let ring =
+        Ring::build(config.members(), config.n, config.partitions).context("building the ring")?;
+    let membership = Arc::new(Membership::new(
+        config.node_id.clone(),
+        ring,
+        config.peers.clone(),
+    ));
+    let rpc = RpcClient::new(config.request_timeout)?;
+    let coordinator = Coordinator::new(storage.clone(), membership.clone(), rpc.clone());
+    let state = Arc::new(AppState::new(
+        coordinator,
+        storage.clone(),
+        config.zone.clone(),
+        config.n,
+        config.r,
+        config.w,
+        config.max_value_bytes,
+    ));
+
+    let client = api::client_router(state.clone());
+    let internal = api::internal_router(state.clone());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    match config.internal_listen {
+        Some(address) => {
+            let internal_listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding internal address {address}"))?;
+            servers.spawn(run(internal_listener, internal, stop_rx.clone()));
+            servers.spawn(run(listener, client, stop_rx.clone()));
+        }
+        None => {
+            servers.spawn(run(listener, client.merge(internal), stop_rx.clone()));
+        }
+    }
+    tokio::spawn(probe_peers(membership.clone(), rpc, stop_rx.clone()));
+    tracing::info!(
+        node = %config.node_id,
+        listen = %config.listen,
+        data_dir = %config.data_dir.display(),
+        actor = storage.actor(),
+        partitions = membership.ring().partitions_of(&config.node_id).len(),
+        "node serving"
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    state.set_not_ready();
+    let _ = stop_tx.send(true);
+    while let Some(result) = servers.join_next().await {
+        result??;
+    }
+    drop(state);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn run(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .context("serving HTTP")
+}
+
+async fn probe_peers(membership: Arc<Membership>, rpc: RpcClient, mut stop: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(PROBE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let probes = membership.others().map(|peer| {
+            let rpc = rpc.clone();
+            let membership = membership.clone();
+            let peer = peer.clone();
+            async move {
+                if rpc.ping(&peer, PROBE_INTERVAL / 2).await {
+                    membership.liveness().record_success(&peer.member.id);
+                } else {
+                    membership.liveness().record_failure(&peer.member.id);
+                }
+            }
+        });
+        futures::future::join_all(probes).await;
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
