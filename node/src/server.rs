@@ -13,8 +13,9 @@ use crate::api::{self, AppState};
 use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
 use crate::membership::Membership;
-use crate::rpc::RpcClient;
+use crate::replica::ReplicaService;
 use crate::storage::{Storage, StorageOptions};
+use crate::transport::{Request, Transport};
 
 /// How often each peer is probed.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,20 +39,13 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         ring,
         config.peers.clone(),
     ));
-    let rpc = RpcClient::new(config.request_timeout)?;
-    let coordinator = Coordinator::new(storage.clone(), membership.clone(), rpc.clone());
-    let state = Arc::new(AppState::new(
-        coordinator,
-        storage.clone(),
-        config.zone.clone(),
-        config.n,
-        config.r,
-        config.w,
-        config.max_value_bytes,
-    ));
+    let transport = Arc::new(Transport::new(config.request_timeout));
+    let coordinator = Coordinator::new(storage.clone(), membership.clone(), transport.clone());
+    let service = Arc::new(ReplicaService::new(coordinator.clone()));
+    let state = Arc::new(AppState::new(coordinator, &config));
 
     let client = api::client_router(state.clone());
-    let internal = api::internal_router(state.clone());
+    let internal = api::internal_router(service);
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -69,7 +63,11 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             servers.spawn(run(listener, client.merge(internal), stop_rx.clone()));
         }
     }
-    tokio::spawn(probe_peers(membership.clone(), rpc, stop_rx.clone()));
+    tokio::spawn(probe_peers(
+        membership.clone(),
+        config.request_timeout,
+        stop_rx.clone(),
+    ));
     tracing::info!(
         node = %config.node_id,
         listen = %config.listen,
@@ -80,14 +78,14 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
-    tracing::info!("shutting down");
+    tracing::info!(node = %config.node_id, "shutting down");
     state.set_not_ready();
     let _ = stop_tx.send(true);
     while let Some(result) = servers.join_next().await {
         result??;
     }
     drop(state);
-    tracing::info!("stopped");
+    tracing::info!(node = %config.node_id, "stopped");
     Ok(())
 }
 
@@ -104,7 +102,14 @@ async fn run(
         .context("serving HTTP")
 }
 
-async fn probe_peers(membership: Arc<Membership>, rpc: RpcClient, mut stop: watch::Receiver<bool>) {
+/// Pings every peer each [`PROBE_INTERVAL`] over a transport of its own
+/// (short timeout, so a paused peer is noticed quickly).
+async fn probe_peers(
+    membership: Arc<Membership>,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let transport = Transport::new(timeout.min(PROBE_INTERVAL / 2));
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -113,14 +118,12 @@ async fn probe_peers(membership: Arc<Membership>, rpc: RpcClient, mut stop: watc
             _ = stop.wait_for(|s| *s) => return,
         }
         let probes = membership.others().map(|peer| {
-            let rpc = rpc.clone();
-            let membership = membership.clone();
-            let peer = peer.clone();
+            let transport = &transport;
+            let membership = &membership;
             async move {
-                if rpc.ping(&peer, PROBE_INTERVAL / 2).await {
-                    membership.liveness().record_success(&peer.member.id);
-                } else {
-                    membership.liveness().record_failure(&peer.member.id);
+                match transport.call(peer, &Request::Ping).await {
+                    Ok(_) => membership.liveness().record_success(&peer.member.id),
+                    Err(_) => membership.liveness().record_failure(&peer.member.id),
                 }
             }
         });

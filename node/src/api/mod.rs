@@ -12,16 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 
+use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
-use crate::storage::Storage;
+use crate::replica::ReplicaService;
 pub use error::ApiError;
 
 /// Everything the handlers need.
 pub struct AppState {
     /// Request coordination.
     pub coordinator: Coordinator,
-    /// The local store (internal replica routes).
-    pub storage: Arc<Storage>,
     /// This node's zone.
     pub zone: String,
     /// Replication factor N, the bound of per-request R and W.
@@ -37,24 +36,14 @@ pub struct AppState {
 
 impl AppState {
     /// State for a node that is ready to serve.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        coordinator: Coordinator,
-        storage: Arc<Storage>,
-        zone: String,
-        n: usize,
-        r: usize,
-        w: usize,
-        max_value_bytes: usize,
-    ) -> Self {
+    pub fn new(coordinator: Coordinator, config: &NodeConfig) -> Self {
         Self {
             coordinator,
-            storage,
-            zone,
-            n,
-            r,
-            w,
-            max_value_bytes,
+            zone: config.zone.clone(),
+            n: config.n,
+            r: config.r,
+            w: config.w,
+            max_value_bytes: config.max_value_bytes,
             ready: AtomicBool::new(true),
         }
     }
@@ -75,6 +64,6 @@ pub fn client_router(state: Arc<AppState>) -> Router {
 }
 
 /// The node-to-node router.
-pub fn internal_router(state: Arc<AppState>) -> Router {
-    internal::router(state)
+pub fn internal_router(service: Arc<ReplicaService>) -> Router {
+    internal::router(service)
 }

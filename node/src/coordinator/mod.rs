@@ -12,10 +12,13 @@ mod write;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::config::Peer;
 use crate::membership::Membership;
-use crate::rpc::{QuorumShortfall, RpcClient, RpcError};
 use crate::storage::{Storage, StorageError};
+use crate::transport::{QuorumShortfall, Request, Response, RpcError, Transport};
+use crate::version::Object;
 
 /// Why a coordinated request failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,16 +39,20 @@ pub enum CoordinatorError {
 pub struct Coordinator {
     storage: Arc<Storage>,
     membership: Arc<Membership>,
-    rpc: RpcClient,
+    transport: Arc<Transport>,
 }
 
 impl Coordinator {
     /// A coordinator over the local store and the cluster view.
-    pub fn new(storage: Arc<Storage>, membership: Arc<Membership>, rpc: RpcClient) -> Self {
+    pub fn new(
+        storage: Arc<Storage>,
+        membership: Arc<Membership>,
+        transport: Arc<Transport>,
+    ) -> Self {
         Self {
             storage,
             membership,
-            rpc,
+            transport,
         }
     }
 
@@ -54,17 +61,61 @@ impl Coordinator {
         &self.membership
     }
 
+    /// The local store.
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
     fn is_me(&self, peer: &Peer) -> bool {
         peer.member.id == self.membership.me()
     }
 
-    /// Records the outcome of a request to a peer with the failure detector.
-    fn observe<T>(&self, peer: &Peer, result: &Result<T, RpcError>) {
-        match result {
-            Ok(_) | Err(RpcError::Status { .. }) => {
-                self.membership.liveness().record_success(&peer.member.id)
-            }
-            Err(_) => self.membership.liveness().record_failure(&peer.member.id),
+    /// Calls a peer and tells the failure detector how it went.
+    async fn call(&self, peer: &Peer, request: &Request) -> Result<Response, RpcError> {
+        let result = self.transport.call(peer, request).await;
+        let liveness = self.membership.liveness();
+        match &result {
+            Err(error) if !error.peer_answered() => liveness.record_failure(&peer.member.id),
+            _ => liveness.record_success(&peer.member.id),
         }
+        result
+    }
+
+    /// A replica's state of `key`, local or remote.
+    async fn read_replica(&self, peer: &Peer, key: Bytes) -> Result<Option<Object>, String> {
+        if self.is_me(peer) {
+            return self.storage.get(&key).map_err(|e| e.to_string());
+        }
+        match self.call(peer, &Request::ReplicaRead { key }).await {
+            Ok(Response::Object(object)) => Ok(object),
+            Ok(_) => Err(unexpected(peer, "replica read").to_string()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Merges `object` into a replica, local or remote.
+    async fn write_replica(&self, peer: &Peer, key: Bytes, object: Object) -> Result<(), String> {
+        if self.is_me(peer) {
+            return self
+                .storage
+                .merge(&key, &object)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        match self
+            .call(peer, &Request::ReplicaWrite { key, object })
+            .await
+        {
+            Ok(Response::Written) => Ok(()),
+            Ok(_) => Err(unexpected(peer, "replica write").to_string()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+fn unexpected(peer: &Peer, request: &'static str) -> RpcError {
+    RpcError::Unexpected {
+        peer: peer.member.id.clone(),
+        request,
     }
 }

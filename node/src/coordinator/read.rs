@@ -5,7 +5,7 @@ use tokio::sync::mpsc;
 
 use super::{Coordinator, CoordinatorError};
 use crate::config::Peer;
-use crate::rpc::{self, QuorumShortfall, ReplicaRead, ReplicaWrite, RpcError};
+use crate::transport::QuorumShortfall;
 use crate::version::Object;
 
 type Reply = (Peer, Result<Option<Object>, String>);
@@ -31,7 +31,6 @@ impl Coordinator {
 
         let mut replies: Vec<(Peer, Object)> = Vec::with_capacity(replicas.len());
         let mut merged = Object::new();
-        let mut local_error = None;
         while replies.len() < r {
             let Some((peer, result)) = rx.recv().await else {
                 break;
@@ -42,14 +41,12 @@ impl Coordinator {
                     merged.merge(&object);
                     replies.push((peer, object));
                 }
-                Err(error) if self.is_me(&peer) => local_error = Some(error),
-                Err(_) => {}
+                Err(error) => {
+                    tracing::debug!(peer = %peer.member.id, %error, "replica read failed")
+                }
             }
         }
         if replies.len() < r {
-            if let Some(error) = local_error {
-                tracing::warn!(%error, "local replica read failed");
-            }
             return Err(QuorumShortfall {
                 op: "read".into(),
                 needed: r,
@@ -62,18 +59,6 @@ impl Coordinator {
         let result = merged.clone();
         tokio::spawn(async move { this.read_repair(key, merged, replies, rx).await });
         Ok(result)
-    }
-
-    async fn read_replica(&self, peer: &Peer, key: Bytes) -> Result<Option<Object>, String> {
-        if self.is_me(peer) {
-            return self.storage.get(&key).map_err(|e| e.to_string());
-        }
-        let result: Result<Option<Object>, RpcError> = self
-            .rpc
-            .call(peer, rpc::REPLICA_READ, rpc::encode(&ReplicaRead { key }))
-            .await;
-        self.observe(peer, &result);
-        result.map_err(|e| e.to_string())
     }
 
     /// Waits for the remaining replies, then sends the merged state to every
@@ -95,31 +80,11 @@ impl Coordinator {
         if merged.is_empty() {
             return;
         }
-        let stale: Vec<Peer> = replies
-            .into_iter()
-            .filter(|(_, object)| *object != merged)
-            .map(|(peer, _)| peer)
-            .collect();
-        if stale.is_empty() {
-            return;
-        }
-        let body = rpc::encode(&ReplicaWrite {
-            key: key.clone(),
-            object: merged.clone(),
-        });
-        for peer in stale {
-            let result = if self.is_me(&peer) {
-                self.storage
-                    .merge(&key, &merged)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            } else {
-                let r: Result<(), RpcError> =
-                    self.rpc.call(&peer, rpc::REPLICA_WRITE, body.clone()).await;
-                self.observe(&peer, &r);
-                r.map_err(|e| e.to_string())
-            };
-            match result {
+        for (peer, object) in replies {
+            if object == merged {
+                continue;
+            }
+            match self.write_replica(&peer, key.clone(), merged.clone()).await {
                 Ok(()) => tracing::debug!(peer = %peer.member.id, "read repair"),
                 Err(error) => tracing::debug!(peer = %peer.member.id, %error, "read repair failed"),
             }

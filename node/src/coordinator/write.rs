@@ -4,17 +4,15 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use super::{Coordinator, CoordinatorError};
+use super::{Coordinator, CoordinatorError, unexpected};
 use crate::config::Peer;
-use crate::rpc::{
-    self, CoordinateWrite, CoordinateWriteReply, QuorumShortfall, ReplicaWrite, RpcError,
-};
+use crate::transport::{CoordinateWrite, QuorumShortfall, Request, Response};
 use crate::version::{Object, VersionVector};
 
 impl Coordinator {
     /// Stores `value` (or a tombstone for `None`) under `key`, superseding
-    /// what `context` covers, once `w` replicas hold it. Returns the new
-    /// state of the key.
+    /// what `context` covers, once `w` replicas hold it. Returns the context
+    /// of the new version.
     pub async fn write(
         &self,
         key: Bytes,
@@ -42,6 +40,29 @@ impl Coordinator {
         Ok(context)
     }
 
+    /// Coordinates a write a non-replica node handed over.
+    pub async fn coordinate_forwarded(&self, write: CoordinateWrite) -> Response {
+        let n = self.membership.ring().replication;
+        if !(1..=n).contains(&write.w) {
+            return Response::Failed(format!("w={} outside 1..={n}", write.w));
+        }
+        let replicas = self.membership.preference_list(&write.key);
+        if !replicas.iter().any(|p| self.is_me(p)) {
+            return Response::Failed(format!(
+                "{} is not a replica of this key",
+                self.membership.me()
+            ));
+        }
+        match self
+            .write(write.key, write.context, write.value, write.w)
+            .await
+        {
+            Ok(context) => Response::Coordinated(Ok(context)),
+            Err(CoordinatorError::Quorum(shortfall)) => Response::Coordinated(Err(shortfall)),
+            Err(other) => Response::Failed(other.to_string()),
+        }
+    }
+
     /// Sends the coordinator's new state to the other replicas; returns once
     /// `w` replicas (counting this one) hold it. Stragglers finish in the
     /// background.
@@ -52,20 +73,18 @@ impl Coordinator {
         replicas: &[Peer],
         w: usize,
     ) -> Result<(), QuorumShortfall> {
-        let body = rpc::encode(&ReplicaWrite { key, object });
         let mut pending: FuturesUnordered<_> = replicas
             .iter()
             .filter(|p| !self.is_me(p))
             .map(|peer| {
                 let this = self.clone();
                 let peer = peer.clone();
-                let body = body.clone();
+                let key = key.clone();
+                let object = object.clone();
                 async move {
-                    let result: Result<(), RpcError> =
-                        this.rpc.call(&peer, rpc::REPLICA_WRITE, body).await;
-                    this.observe(&peer, &result);
+                    let result = this.write_replica(&peer, key, object).await;
                     if let Err(error) = &result {
-                        tracing::debug!(%error, "replica write failed");
+                        tracing::debug!(peer = %peer.member.id, %error, "replica write failed");
                     }
                     result.is_ok()
                 }
@@ -100,21 +119,17 @@ impl Coordinator {
     async fn forward_write(
         &self,
         replicas: &[Peer],
-        request: CoordinateWrite,
+        write: CoordinateWrite,
     ) -> Result<VersionVector, CoordinatorError> {
-        let body = rpc::encode(&request);
         let liveness = self.membership.liveness();
         let mut ordered: Vec<&Peer> = replicas.iter().collect();
         ordered.sort_by_key(|p| !liveness.is_usable(&p.member.id));
+        let request = Request::CoordinateWrite(write);
         let mut errors = Vec::new();
         for peer in ordered {
-            let result: Result<CoordinateWriteReply, RpcError> = self
-                .rpc
-                .call(peer, rpc::COORDINATE_WRITE, body.clone())
-                .await;
-            self.observe(peer, &result);
-            match result {
-                Ok(reply) => return reply.map_err(CoordinatorError::from),
+            match self.call(peer, &request).await {
+                Ok(Response::Coordinated(reply)) => return reply.map_err(CoordinatorError::from),
+                Ok(_) => errors.push(unexpected(peer, "coordinate write").to_string()),
                 Err(error) => errors.push(error.to_string()),
             }
         }

@@ -8,8 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dynamo_node::rpc;
+use dynamo_node::config::Peer;
+use dynamo_node::transport::{Request, Response, Transport};
 use dynamo_node::version::Object;
+use dynamo_ring::Member;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
@@ -225,21 +227,24 @@ impl TestCluster {
 }
 
 impl TestCluster {
-    /// Node `i`'s own stored state of `key`, read through the internal
-    /// replica route (no quorum, no repair).
+    /// Node `i`'s own stored state of `key`, read over the node-to-node
+    /// transport (no quorum, no repair).
     pub async fn replica(&self, i: usize, key: &str) -> Option<Object> {
-        let body = rpc::encode(&rpc::ReplicaRead {
+        let transport = Transport::new(Duration::from_secs(5));
+        let peer = Peer {
+            member: Member {
+                id: self.nodes[i].id.clone(),
+                zone: String::new(),
+            },
+            address: format!("127.0.0.1:{}", self.nodes[i].port),
+        };
+        let request = Request::ReplicaRead {
             key: Bytes::from(key.to_string()),
-        });
-        let r = self
-            .http
-            .post(format!("{}{}", self.url(i), rpc::REPLICA_READ))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        postcard::from_bytes(&r.bytes().await.unwrap()).unwrap()
+        };
+        match transport.call(&peer, &request).await.unwrap() {
+            Response::Object(object) => object,
+            other => panic!("unexpected reply {other:?}"),
+        }
     }
 }
 

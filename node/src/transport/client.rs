@@ -1,0 +1,224 @@
+//! Calling peers: one lazily (re)connected stream per peer address.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL, frame};
+use crate::config::Peer;
+
+/// Longest HTTP response head accepted during the upgrade.
+const MAX_HEAD: usize = 16 << 10;
+
+/// Client side of the node-to-node transport, shared by all tasks.
+pub struct Transport {
+    timeout: Duration,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+/// The connection to one address, and a lock so that only one task dials.
+#[derive(Default)]
+struct Slot {
+    live: RwLock<Option<Arc<Connection>>>,
+    dialing: tokio::sync::Mutex<()>,
+}
+
+struct Connection {
+    queue: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
+    next_id: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl Connection {
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::SeqCst)
+    }
+
+    fn forget(&self, id: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+}
+
+impl Transport {
+    /// A transport whose calls (and dials) time out after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Sends `request` to `peer` and waits for its reply.
+    pub async fn call(&self, peer: &Peer, request: &Request) -> Result<Response, RpcError> {
+        let connection = self.connection(peer).await?;
+        let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        connection
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        if connection.queue.send(frame::encode(id, request)).is_err() {
+            connection.close();
+            return Err(lost(peer));
+        }
+        match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(Response::Failed(message))) => Err(RpcError::Remote {
+                peer: peer.member.id.clone(),
+                message,
+            }),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(lost(peer)),
+            Err(_) => {
+                connection.forget(id);
+                Err(RpcError::Timeout {
+                    peer: peer.member.id.clone(),
+                    timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+        }
+    }
+
+    async fn connection(&self, peer: &Peer) -> Result<Arc<Connection>, RpcError> {
+        let slot = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.entry(peer.address.clone()).or_default().clone()
+        };
+        if let Some(live) = slot.open() {
+            return Ok(live);
+        }
+        let _dialing = slot.dialing.lock().await;
+        if let Some(live) = slot.open() {
+            return Ok(live);
+        }
+        let connection = tokio::time::timeout(self.timeout, dial(&peer.address))
+            .await
+            .map_err(|_| "dial timed out".to_string())
+            .and_then(|r| r)
+            .map_err(|reason| RpcError::Connection {
+                peer: peer.member.id.clone(),
+                reason,
+            })?;
+        *slot.live.write().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
+        Ok(connection)
+    }
+}
+
+impl Slot {
+    fn open(&self) -> Option<Arc<Connection>> {
+        self.live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|c| c.is_open())
+            .cloned()
+    }
+}
+
+fn lost(peer: &Peer) -> RpcError {
+    RpcError::Connection {
+        peer: peer.member.id.clone(),
+        reason: "connection lost".into(),
+    }
+}
+
+/// Connects, upgrades to the stream protocol, and starts the reader and
+/// writer tasks.
+async fn dial(address: &str) -> Result<Arc<Connection>, String> {
+    let mut stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let head = format!(
+        "GET {STREAM_PATH} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: {UPGRADE_PROTOCOL}\r\n\r\n"
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    read_upgrade_response(&mut stream).await?;
+
+    let (reader, writer) = stream.into_split();
+    let (queue, rx) = mpsc::unbounded_channel();
+    let connection = Arc::new(Connection {
+        queue,
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(0),
+        closed: AtomicBool::new(false),
+    });
+    tokio::spawn(frame::write_loop(writer, rx));
+    tokio::spawn(read_loop(reader, connection.clone()));
+    Ok(connection)
+}
+
+/// Reads the HTTP response head; the server sends nothing after it until
+/// the first request, so no stream bytes are consumed here.
+async fn read_upgrade_response(stream: &mut TcpStream) -> Result<(), String> {
+    let mut head = Vec::with_capacity(256);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed during upgrade".into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&head) {
+            Ok(httparse::Status::Complete(len)) => {
+                if response.code != Some(101) {
+                    return Err(format!("upgrade refused with status {:?}", response.code));
+                }
+                if len != head.len() {
+                    return Err("unexpected bytes after the upgrade response".into());
+                }
+                return Ok(());
+            }
+            Ok(httparse::Status::Partial) if head.len() < MAX_HEAD => {}
+            Ok(httparse::Status::Partial) => return Err("upgrade response head too long".into()),
+            Err(e) => return Err(format!("bad upgrade response: {e}")),
+        }
+    }
+}
+
+async fn read_loop(reader: OwnedReadHalf, connection: Arc<Connection>) {
+    let mut reader = BufReader::with_capacity(256 << 10, reader);
+    let mut buf = Vec::new();
+    loop {
+        match frame::read::<_, Response>(&mut reader, &mut buf).await {
+            Ok((id, response)) => {
+                let waiter = connection
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(response);
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "peer stream closed");
+                connection.close();
+                return;
+            }
+        }
+    }
+}
