@@ -1,14 +1,15 @@
 //! The read path: ask N replicas, answer after R, repair stale replicas.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use super::{Coordinator, CoordinatorError};
 use crate::config::Peer;
 use crate::transport::QuorumShortfall;
 use crate::version::Object;
-
-type Reply = (Peer, Result<Option<Object>, String>);
 
 impl Coordinator {
     /// Reads `key` from `r` replicas and returns the merge of their states
@@ -16,23 +17,23 @@ impl Coordinator {
     /// have answered are repaired in the background.
     pub async fn read(&self, key: Bytes, r: usize) -> Result<Object, CoordinatorError> {
         let replicas = self.membership.preference_list(&key);
-        let (tx, mut rx) = mpsc::channel::<Reply>(replicas.len());
-        for peer in &replicas {
-            let this = self.clone();
-            let peer = peer.clone();
-            let key = key.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let result = this.read_replica(&peer, key).await;
-                let _ = tx.send((peer, result)).await;
-            });
-        }
-        drop(tx);
+        let mut pending: FuturesUnordered<_> = replicas
+            .iter()
+            .map(|peer| {
+                let this = self.clone();
+                let peer = peer.clone();
+                let key = key.clone();
+                async move {
+                    let result = this.read_replica(&peer, key).await;
+                    (peer, result)
+                }
+            })
+            .collect();
 
-        let mut replies: Vec<(Peer, Object)> = Vec::with_capacity(replicas.len());
+        let mut replies: Vec<(Arc<Peer>, Object)> = Vec::with_capacity(replicas.len());
         let mut merged = Object::new();
         while replies.len() < r {
-            let Some((peer, result)) = rx.recv().await else {
+            let Some((peer, result)) = pending.next().await else {
                 break;
             };
             match result {
@@ -55,28 +56,23 @@ impl Coordinator {
             }
             .into());
         }
+        let answer = merged.clone();
         let this = self.clone();
-        let result = merged.clone();
-        tokio::spawn(async move { this.read_repair(key, merged, replies, rx).await });
-        Ok(result)
+        tokio::spawn(async move {
+            while let Some((peer, result)) = pending.next().await {
+                if let Ok(object) = result {
+                    let object = object.unwrap_or_default();
+                    merged.merge(&object);
+                    replies.push((peer, object));
+                }
+            }
+            this.read_repair(key, merged, replies).await;
+        });
+        Ok(answer)
     }
 
-    /// Waits for the remaining replies, then sends the merged state to every
-    /// replica whose state differs from it.
-    async fn read_repair(
-        &self,
-        key: Bytes,
-        mut merged: Object,
-        mut replies: Vec<(Peer, Object)>,
-        mut rx: mpsc::Receiver<Reply>,
-    ) {
-        while let Some((peer, result)) = rx.recv().await {
-            if let Ok(object) = result {
-                let object = object.unwrap_or_default();
-                merged.merge(&object);
-                replies.push((peer, object));
-            }
-        }
+    /// Sends the merged state to every replica whose state differs from it.
+    async fn read_repair(&self, key: Bytes, merged: Object, replies: Vec<(Arc<Peer>, Object)>) {
         if merged.is_empty() {
             return;
         }

@@ -1,5 +1,7 @@
 //! The write path: local version creation, replication to W, forwarding.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -70,7 +72,7 @@ impl Coordinator {
         &self,
         key: Bytes,
         object: Object,
-        replicas: &[Peer],
+        replicas: &[Arc<Peer>],
         w: usize,
     ) -> Result<(), QuorumShortfall> {
         let mut pending: FuturesUnordered<_> = replicas
@@ -118,11 +120,11 @@ impl Coordinator {
     /// order (reachable ones first).
     async fn forward_write(
         &self,
-        replicas: &[Peer],
+        replicas: &[Arc<Peer>],
         write: CoordinateWrite,
     ) -> Result<VersionVector, CoordinatorError> {
         let liveness = self.membership.liveness();
-        let mut ordered: Vec<&Peer> = replicas.iter().collect();
+        let mut ordered: Vec<&Arc<Peer>> = replicas.iter().collect();
         ordered.sort_by_key(|p| !liveness.is_usable(&p.member.id));
         let request = Request::CoordinateWrite(write);
         let mut errors = Vec::new();

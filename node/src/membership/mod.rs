@@ -15,7 +15,10 @@ pub use liveness::{Liveness, PeerState, PeerStatus};
 pub struct Membership {
     me: NodeId,
     ring: Arc<Ring>,
-    peers: BTreeMap<NodeId, Peer>,
+    peers: BTreeMap<NodeId, Arc<Peer>>,
+    /// Per partition, the owners in preference order (precomputed: the hot
+    /// path only clones an `Arc`).
+    preference: Vec<Arc<[Arc<Peer>]>>,
     liveness: Liveness,
 }
 
@@ -24,13 +27,23 @@ impl Membership {
     /// computes the same ring.
     pub fn new(me: NodeId, ring: Ring, peers: Vec<Peer>) -> Self {
         let liveness = Liveness::new(peers.iter().map(|p| p.member.id.clone()));
+        let peers: BTreeMap<NodeId, Arc<Peer>> = peers
+            .into_iter()
+            .map(|p| (p.member.id.clone(), Arc::new(p)))
+            .collect();
+        let preference = (0..ring.partitions)
+            .map(|partition| {
+                ring.preference_list(partition)
+                    .into_iter()
+                    .filter_map(|m| peers.get(&m.id).cloned())
+                    .collect()
+            })
+            .collect();
         Self {
             me,
             ring: Arc::new(ring),
-            peers: peers
-                .into_iter()
-                .map(|p| (p.member.id.clone(), p))
-                .collect(),
+            peers,
+            preference,
             liveness,
         }
     }
@@ -46,17 +59,17 @@ impl Membership {
     }
 
     /// A member's address, by id.
-    pub fn peer(&self, id: &str) -> Option<&Peer> {
+    pub fn peer(&self, id: &str) -> Option<&Arc<Peer>> {
         self.peers.get(id)
     }
 
     /// Every member other than this node.
-    pub fn others(&self) -> impl Iterator<Item = &Peer> {
+    pub fn others(&self) -> impl Iterator<Item = &Arc<Peer>> {
         self.peers.values().filter(|p| p.member.id != self.me)
     }
 
     /// Every member including this node, sorted by id.
-    pub fn all(&self) -> impl Iterator<Item = &Peer> {
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Peer>> {
         self.peers.values()
     }
 
@@ -66,12 +79,8 @@ impl Membership {
     }
 
     /// The N nodes that hold `key`, in preference order.
-    pub fn preference_list(&self, key: &[u8]) -> Vec<Peer> {
-        let partition = self.ring.partition_for_key(key);
-        self.ring
-            .preference_list(partition)
-            .into_iter()
-            .filter_map(|m| self.peers.get(&m.id).cloned())
-            .collect()
+    pub fn preference_list(&self, key: &[u8]) -> Arc<[Arc<Peer>]> {
+        let partition = self.ring.partition_for_key(key) as usize;
+        self.preference[partition].clone()
     }
 }
