@@ -67,3 +67,6 @@ impl RpcError {
         matches!(self, RpcError::Remote { .. } | RpcError::Unexpected { .. })
     }
 }
+
+#[cfg(test)]
+mod tests;
