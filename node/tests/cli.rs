@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
-use support::{free_port, free_port_run, wait_ready};
+use support::{free_port, free_port_run, get_json_value, wait_ready};
 
 const EXE: &str = env!("CARGO_BIN_EXE_dynamo-node");
 
@@ -99,14 +99,7 @@ async fn serve_reads_environment_and_config_file() {
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&http, &url).await;
-    let status: serde_json::Value = http
-        .get(format!("{url}/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json_value(&http, &format!("{url}/v1/status")).await;
     assert_eq!(status["node_id"], "solo");
     assert_eq!(status["zone"], "from-env");
     assert_eq!(status["ring"]["partitions"], 16);

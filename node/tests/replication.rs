@@ -245,15 +245,7 @@ async fn client_mistakes_get_json_errors_not_500s() {
 #[tokio::test]
 async fn status_reports_ring_members_and_liveness() {
     let mut c = TestCluster::start(3, &["--partitions", "64"]).await;
-    let status: serde_json::Value = c
-        .http
-        .get(format!("{}/v1/status", c.url(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = c.status(0).await;
     assert_eq!(status["node_id"], "n1");
     assert_eq!(status["zone"], "zone-0");
     assert_eq!(status["ring"]["partitions"], 64);
@@ -265,15 +257,7 @@ async fn status_reports_ring_members_and_liveness() {
     c.kill(2);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
-        let status: serde_json::Value = c
-            .http
-            .get(format!("{}/v1/status", c.url(0)))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status = c.status(0).await;
         let n3 = status["members"]
             .as_array()
             .unwrap()

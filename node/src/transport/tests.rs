@@ -23,7 +23,9 @@ impl RequestHandler for TestHandler {
     fn handle_now(&self, request: Request) -> Result<Response, Request> {
         match request {
             Request::Ping => Ok(Response::Pong),
-            Request::ReplicaRead { key } if key.as_ref() == b"fail" => Ok(Response::Failed("no".into())),
+            Request::ReplicaRead { key } if key.as_ref() == b"fail" => {
+                Ok(Response::Failed("no".into()))
+            }
             Request::ReplicaRead { key } => {
                 let mut object = Object::new();
                 object.write(key.len() as u64, &Default::default(), Some(key));
@@ -34,7 +36,9 @@ impl RequestHandler for TestHandler {
     }
 
     async fn handle_async(self: Arc<Self>, request: Request) -> Response {
-        let Request::CoordinateWrite(write) = request else { return Response::Failed("?".into()) };
+        let Request::CoordinateWrite(write) = request else {
+            return Response::Failed("?".into());
+        };
         tokio::time::sleep(Duration::from_millis(write.w as u64)).await;
         Response::Coordinated(Ok(write.context))
     }
@@ -44,28 +48,44 @@ async fn start_server() -> (Peer, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let handler = Arc::new(TestHandler);
-    let app = Router::new().route(STREAM_PATH, get(move |r: HttpRequest| accept_stream(handler.clone(), r)));
+    let app = Router::new().route(
+        STREAM_PATH,
+        get(move |r: HttpRequest| accept_stream(handler.clone(), r)),
+    );
     let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let peer = Peer { member: Member { id: "p".into(), zone: "z".into() }, address };
+    let peer = Peer {
+        member: Member {
+            id: "p".into(),
+            zone: "z".into(),
+        },
+        address,
+    };
     (peer, task)
 }
 
 fn read(key: &str) -> Request {
-    Request::ReplicaRead { key: Bytes::from(key.to_string()) }
+    Request::ReplicaRead {
+        key: Bytes::from(key.to_string()),
+    }
 }
 
 #[tokio::test]
 async fn many_concurrent_requests_share_one_stream() {
     let (peer, _server) = start_server().await;
     let transport = Arc::new(Transport::new(Duration::from_secs(5)));
-    assert!(matches!(transport.call(&peer, &Request::Ping).await, Ok(Response::Pong)));
+    assert!(matches!(
+        transport.call(&peer, &Request::Ping).await,
+        Ok(Response::Pong)
+    ));
     let calls = (0..500).map(|i| {
         let transport = transport.clone();
         let peer = peer.clone();
         async move {
             let key = "k".repeat(i % 50 + 1);
             match transport.call(&peer, &read(&key)).await.unwrap() {
-                Response::Object(Some(o)) => assert_eq!(o.live_values().next().unwrap().len(), key.len()),
+                Response::Object(Some(o)) => {
+                    assert_eq!(o.live_values().next().unwrap().len(), key.len())
+                }
                 other => panic!("{other:?}"),
             }
         }
@@ -87,7 +107,10 @@ async fn slow_answers_time_out_without_breaking_the_stream() {
     });
     let error = transport.call(&peer, &slow).await.unwrap_err();
     assert!(matches!(error, RpcError::Timeout { .. }), "{error}");
-    assert!(matches!(transport.call(&peer, &Request::Ping).await, Ok(Response::Pong)));
+    assert!(matches!(
+        transport.call(&peer, &Request::Ping).await,
+        Ok(Response::Pong)
+    ));
 }
 
 #[tokio::test]
@@ -113,7 +136,10 @@ async fn a_dead_peer_fails_fast_and_a_restarted_one_is_redialed() {
     }
     let listener = TcpListener::bind(&peer.address).await.unwrap();
     let handler = Arc::new(TestHandler);
-    let app = Router::new().route(STREAM_PATH, get(move |r: HttpRequest| accept_stream(handler.clone(), r)));
+    let app = Router::new().route(
+        STREAM_PATH,
+        get(move |r: HttpRequest| accept_stream(handler.clone(), r)),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     if failed {
         let mut redialed = false;
@@ -135,7 +161,10 @@ async fn a_plain_request_to_the_stream_route_is_refused() {
     let mut stream = tokio::net::TcpStream::connect(&peer.address).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
-        .write_all(format!("GET {STREAM_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET {STREAM_PATH} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .unwrap();
     let mut reply = String::new();

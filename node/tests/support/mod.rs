@@ -70,7 +70,17 @@ pub async fn wait_ready(http: &reqwest::Client, url: &str) {
     }
 }
 
+/// GETs `url` and parses the body as JSON.
+pub async fn get_json_value(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 impl TestCluster {
+    /// Node `i`'s `/v1/status`.
+    pub async fn status(&self, i: usize) -> serde_json::Value {
+        get_json_value(&self.http, &format!("{}/v1/status", self.url(i))).await
+    }
+
     /// Starts `count` nodes, each in its own zone, with extra `serve` flags.
     pub async fn start(count: usize, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
