@@ -17,6 +17,7 @@
 
 mod baseline;
 mod client;
+mod contexts;
 mod monitor;
 mod report;
 mod runner;
@@ -167,6 +168,13 @@ struct LoadArgs {
     /// Write every key once before the run (concurrently, not measured).
     #[arg(long)]
     prefill: bool,
+
+    /// Send writes without a context. By default a write carries the
+    /// context the last write of the same key returned, so it replaces the
+    /// value like a client's overwrite; a blind write supersedes nothing and
+    /// adds a sibling to a key that has a value.
+    #[arg(long)]
+    blind_writes: bool,
 
     /// Read quorum for each read, sent as ?r=N.
     #[arg(long = "r", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -325,6 +333,7 @@ impl LoadArgs {
             warmup: self.warmup,
             rate: self.rate,
             prefill: self.prefill,
+            blind_writes: self.blind_writes,
             r: self.r,
             w: self.w,
             timeout: self.timeout,

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::client::{Connection, Reply, RequestError, Target, TargetUrl};
+use crate::contexts::ContextCache;
 use crate::monitor::{Monitor, Watched};
 use crate::report::{ErrorKind, OpStats, Outcome, Report, RunInfo, Stats};
 use crate::schedule::{Limit, Pacing, Schedule, Slot};
@@ -45,6 +46,8 @@ pub struct Settings {
     pub rate: Option<f64>,
     /// Write every key once before the run.
     pub prefill: bool,
+    /// Writes carry no context (see `--blind-writes`).
+    pub blind_writes: bool,
     /// `?r=` on reads.
     pub r: Option<u32>,
     /// `?w=` on writes.
@@ -61,6 +64,34 @@ struct Plan {
     keys: KeyChooser,
     paths: KeyPaths,
     value: Bytes,
+    /// Contexts for plain writes; `None` with `--blind-writes`.
+    contexts: Option<ContextCache>,
+}
+
+impl Plan {
+    /// PUT the plan's value under `key` with the key's last context, and
+    /// remember the context the store returns.
+    async fn write(
+        &self,
+        connection: &mut Connection,
+        path: &mut String,
+        key: u64,
+    ) -> Result<Reply, RequestError> {
+        let context = self.contexts.as_ref().and_then(|c| c.get(key));
+        let result = connection
+            .put(
+                self.paths.write_path(path, key),
+                self.value.clone(),
+                context,
+            )
+            .await;
+        if let (Some(contexts), Ok(reply)) = (&self.contexts, &result)
+            && reply.status.is_success()
+        {
+            contexts.set(key, reply.context.clone());
+        }
+        result
+    }
 }
 
 /// Counters for the progress lines, over all phases.
@@ -87,6 +118,7 @@ pub async fn run(urls: &[TargetUrl], settings: &Settings) -> anyhow::Result<Repo
         keys: KeyChooser::new(settings.keys, settings.dist, settings.zipf_exponent)?,
         paths: KeyPaths::new(&settings.key_prefix, settings.r, settings.w),
         value: make_value(settings.value_size),
+        contexts: (!settings.blind_writes).then(ContextCache::default),
     });
     let mut watched = vec![Watched::new(std::process::id(), "dynamo-bench")];
     watched.extend(settings.monitor.iter().cloned());
@@ -211,8 +243,7 @@ async fn prefill(
                 if key >= keys {
                     break;
                 }
-                let path = plan.paths.write_path(&mut path, key);
-                let result = connection.put(path, plan.value.clone(), None).await;
+                let result = plan.write(&mut connection, &mut path, key).await;
                 progress.add(write_outcome(&result));
             }
         });
@@ -288,8 +319,7 @@ async fn worker(
                 outcome
             }
             Op::Write => {
-                let path = plan.paths.write_path(&mut path, key);
-                let result = connection.put(path, plan.value.clone(), None).await;
+                let result = plan.write(&mut connection, &mut path, key).await;
                 let outcome = write_outcome(&result);
                 record(&mut stats.write, slot, outcome, start);
                 outcome

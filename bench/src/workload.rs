@@ -14,8 +14,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Workload {
-    /// Only PUT /v1/kv/{key}, without a context: on a key that has a value
-    /// this adds a sibling (rmw replaces it instead).
+    /// Only PUT /v1/kv/{key}, carrying the context the last write of that
+    /// key returned, so the value is replaced (with --blind-writes: no
+    /// context, so a key that has a value gains a sibling).
     Write,
     /// Only GET /v1/kv/{key}.
     Read,
@@ -42,7 +43,7 @@ pub enum KeyDist {
 pub enum Op {
     /// A single `GET`.
     Read,
-    /// A single `PUT` without a context.
+    /// A single `PUT` (with the key's last write context unless blind).
     Write,
     /// A `GET` followed by a `PUT` carrying the read's context.
     ReadModifyWrite,

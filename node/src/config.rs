@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// RocksDB block cache size in MiB.
     #[arg(long, env = "DYNAMO_BLOCK_CACHE_MB")]
     pub block_cache_mb: Option<usize>,
+    /// Threads serving requests (default: the CPUs this process may use).
+    #[arg(long, env = "DYNAMO_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 /// One known cluster member and where to reach it.
@@ -120,6 +123,8 @@ pub struct NodeConfig {
     pub fsync: bool,
     /// Block cache in bytes.
     pub block_cache_bytes: usize,
+    /// Request-serving threads.
+    pub worker_threads: usize,
 }
 
 impl ServeArgs {
@@ -145,6 +150,7 @@ impl ServeArgs {
             request_timeout_ms: self.request_timeout_ms.or(file.request_timeout_ms),
             fsync: self.fsync.or(file.fsync),
             block_cache_mb: self.block_cache_mb.or(file.block_cache_mb),
+            worker_threads: self.worker_threads.or(file.worker_threads),
         }
     }
 
@@ -243,6 +249,11 @@ impl NodeConfig {
             request_timeout: Duration::from_millis(args.request_timeout_ms.unwrap_or(2000).max(1)),
             fsync: args.fsync.unwrap_or(false),
             block_cache_bytes: args.block_cache_mb.unwrap_or(64) << 20,
+            worker_threads: match args.worker_threads {
+                Some(0) => bail!("worker-threads must be at least 1"),
+                Some(threads) => threads,
+                None => available_cpus(),
+            },
         })
     }
 
@@ -250,6 +261,11 @@ impl NodeConfig {
     pub fn members(&self) -> Vec<Member> {
         self.peers.iter().map(|p| p.member.clone()).collect()
     }
+}
+
+/// CPUs this process may use (respects affinity and cgroup quotas).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn validate_id(id: &str) -> anyhow::Result<()> {

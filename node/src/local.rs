@@ -11,6 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
+use crate::config::available_cpus;
 use crate::server::shutdown_signal;
 
 /// Settings of the local cluster.
@@ -37,6 +38,10 @@ pub struct LocalArgs {
     /// Ring partitions Q.
     #[arg(long)]
     pub partitions: Option<u32>,
+    /// Request threads per node (default: this machine's CPUs divided
+    /// among the nodes, at least 1, so the nodes do not oversubscribe it).
+    #[arg(long)]
+    pub worker_threads: Option<usize>,
 }
 
 struct LocalNode {
@@ -54,6 +59,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let exe = std::env::current_exe().context("locating the dynamo-node executable")?;
+    let worker_threads = args
+        .worker_threads
+        .unwrap_or_else(|| (available_cpus() / args.nodes).max(1));
 
     let specs: Vec<(String, String, String)> = (0..args.nodes)
         .map(|i| {
@@ -81,6 +89,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
                 command.arg(flag).arg(value.to_string());
             }
         }
+        command
+            .arg("--worker-threads")
+            .arg(worker_threads.to_string());
         if let Some(q) = args.partitions {
             command.arg("--partitions").arg(q.to_string());
         }

@@ -42,12 +42,21 @@ fn init_logging() {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Serve(args) => server::serve(args.resolve()?).await,
-        Command::Local(args) => local::run(args).await,
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.worker_threads)
+                .enable_all()
+                .build()?
+                .block_on(server::serve(config))
+        }
+        Command::Local(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(local::run(args)),
     }
 }

@@ -24,18 +24,20 @@ impl RequestHandler for ReplicaService {
                 Ok(object) => Response::Object(object),
                 Err(error) => Response::Failed(error.to_string()),
             },
-            Request::ReplicaWrite { key, object } => match storage.merge(&key, &object) {
-                Ok(_) => Response::Written,
-                Err(error) => Response::Failed(error.to_string()),
-            },
             Request::Ping => Response::Pong,
-            Request::CoordinateWrite(_) => return Err(request),
+            Request::ReplicaWrite { .. } | Request::CoordinateWrite(_) => return Err(request),
         };
         Ok(response)
     }
 
     async fn handle_async(self: std::sync::Arc<Self>, request: Request) -> Response {
         match request {
+            Request::ReplicaWrite { key, object } => {
+                match self.coordinator.storage().merge(key, object).await {
+                    Ok(()) => Response::Written,
+                    Err(error) => Response::Failed(error.to_string()),
+                }
+            }
             Request::CoordinateWrite(write) => self.coordinator.coordinate_forwarded(write).await,
             other => Response::Failed(format!("{} cannot be handled asynchronously", other.kind())),
         }

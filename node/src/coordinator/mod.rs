@@ -98,8 +98,8 @@ impl Coordinator {
         if self.is_me(peer) {
             return self
                 .storage
-                .merge(&key, &object)
-                .map(|_| ())
+                .merge(key, object)
+                .await
                 .map_err(|e| e.to_string());
         }
         match self

@@ -36,7 +36,10 @@ impl Coordinator {
                 )
                 .await;
         }
-        let object = self.storage.coordinate_write(&key, &context, value)?;
+        let object = self
+            .storage
+            .coordinate_write(key.clone(), context, value)
+            .await?;
         let context = object.context().clone();
         self.replicate(key, object, &replicas, w).await?;
         Ok(context)

@@ -69,6 +69,9 @@ where
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     while let Some(frame) = queue.recv().await {
         batch.extend_from_slice(&frame);
+        // Let the tasks that are ready right now queue their frames too, so
+        // they share this write.
+        tokio::task::yield_now().await;
         while batch.len() < BATCH_BYTES {
             match queue.try_recv() {
                 Ok(frame) => batch.extend_from_slice(&frame),
