@@ -19,6 +19,10 @@ use layout::{META_ACTOR, data_key, hash_range_bounds, user_key};
 use tokio::sync::{mpsc, oneshot};
 use writer::WriteOp;
 
+/// Memory all memtables may use together. With the block cache (which also
+/// holds index and filter blocks) this bounds RocksDB's memory.
+const MEMTABLE_BUDGET: usize = 32 << 20;
+
 /// Tuning and durability settings for the store.
 #[derive(Clone, Debug)]
 pub struct StorageOptions {
@@ -87,14 +91,20 @@ impl Storage {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.increase_parallelism(2);
+        // Memory bound: memtables of all column families together.
+        db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
 
         let cache = Cache::new_lru_cache(options.block_cache_bytes)?;
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
         table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut data_opts = Options::default();
         data_opts.set_block_based_table_factory(&table);
+        data_opts.set_write_buffer_size(MEMTABLE_BUDGET / 2);
+        data_opts.set_max_write_buffer_number(2);
+        data_opts.set_level_compaction_dynamic_level_bytes(true);
 
         let cfs = vec![
             ColumnFamilyDescriptor::new(DATA_CF, data_opts),
