@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use dynamo_ring::Ring;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -89,11 +90,19 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves `router` until `stop` turns true. Every accepted connection gets
+/// TCP_NODELAY: replies are small frames, and Nagle's algorithm combined with
+/// the peer's delayed ACKs would hold them for up to 40 ms at low load.
 async fn run(
     listener: TcpListener,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "setting TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
