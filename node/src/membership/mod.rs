@@ -58,11 +58,6 @@ impl Membership {
         &self.ring
     }
 
-    /// A member's address, by id.
-    pub fn peer(&self, id: &str) -> Option<&Arc<Peer>> {
-        self.peers.get(id)
-    }
-
     /// Every member other than this node.
     pub fn others(&self) -> impl Iterator<Item = &Arc<Peer>> {
         self.peers.values().filter(|p| p.member.id != self.me)
