@@ -93,6 +93,9 @@ impl Storage {
         db_opts.increase_parallelism(2);
         // Memory bound: memtables of all column families together.
         db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        // The meta column family is written rarely, so its memtable would pin
+        // old WAL files; past this size RocksDB flushes it and frees them.
+        db_opts.set_max_total_wal_size(4 * MEMTABLE_BUDGET as u64);
 
         let cache = Cache::new_lru_cache(options.block_cache_bytes)?;
         let mut table = BlockBasedOptions::default();
