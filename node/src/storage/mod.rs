@@ -91,6 +91,11 @@ impl Storage {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.increase_parallelism(2);
+        // Flushes and compactions yield the CPU to request handling.
+        let mut env = rocksdb::Env::new()?;
+        env.lower_thread_pool_cpu_priority();
+        env.lower_high_priority_thread_pool_cpu_priority();
+        db_opts.set_env(&env);
         // Memory bound: memtables of all column families together.
         db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
         // The meta column family is written rarely, so its memtable would pin
@@ -105,8 +110,8 @@ impl Storage {
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut data_opts = Options::default();
         data_opts.set_block_based_table_factory(&table);
-        data_opts.set_write_buffer_size(MEMTABLE_BUDGET / 2);
-        data_opts.set_max_write_buffer_number(2);
+        data_opts.set_write_buffer_size(MEMTABLE_BUDGET / 4);
+        data_opts.set_max_write_buffer_number(4);
         data_opts.set_level_compaction_dynamic_level_bytes(true);
 
         let cfs = vec![
