@@ -15,14 +15,18 @@
 //! - [`assign`]: the zone-aware, balanced, minimal-movement assignment behind
 //!   both.
 //! - [`preference`]: preference lists and extended preference lists.
+//! - [`document`]: the JSON documents the node and the operator exchange
+//!   (published ring, transfer report).
 
 #![warn(missing_docs)]
 
 pub mod assign;
+pub mod document;
 mod error;
 pub mod hash;
 pub mod preference;
 pub mod ring;
 
+pub use document::{RingDocument, TransferReport};
 pub use hash::{key_hash, partition_of, partition_range};
 pub use ring::{Member, NodeId, Ring, RingError};

@@ -1,0 +1,177 @@
+//! Wire documents shared by the node and the operator: the published ring
+//! (what the operator computes and every node adopts) and the transfer
+//! report (what a node says about moving partitions to a new ring).
+//!
+//! Both are plain JSON over the node's admin API (`PUT /v1/admin/ring`,
+//! `GET /v1/admin/transfers`) and, for the ring, a file in the operator's
+//! ConfigMap (`--ring-file`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ring::{NodeId, Ring, RingError};
+
+/// A ring plus where each of its members serves node-to-node traffic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingDocument {
+    /// Partition ownership; its epoch orders documents.
+    pub ring: Ring,
+    /// `HOST:PORT` of every member's internal routes, by member id.
+    pub addresses: BTreeMap<NodeId, String>,
+}
+
+/// Why a ring document is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    /// The ring itself is inconsistent.
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    /// A member has no address.
+    #[error("member {0:?} has no address")]
+    MissingAddress(NodeId),
+    /// An address is not `HOST:PORT`.
+    #[error("address {address:?} of member {id:?} must be HOST:PORT")]
+    BadAddress {
+        /// Member id.
+        id: NodeId,
+        /// The offending address.
+        address: String,
+    },
+}
+
+impl RingDocument {
+    /// Checks the ring and that every member has a `HOST:PORT` address.
+    pub fn validate(&self) -> Result<(), DocumentError> {
+        self.ring.validate()?;
+        for member in &self.ring.members {
+            let address = self
+                .addresses
+                .get(&member.id)
+                .ok_or_else(|| DocumentError::MissingAddress(member.id.clone()))?;
+            let valid = address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !valid {
+                return Err(DocumentError::BadAddress {
+                    id: member.id.clone(),
+                    address: address.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// State of one partition this node must receive for the current ring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferState {
+    /// Not started yet.
+    Pending,
+    /// Streaming from a previous owner.
+    Streaming,
+    /// Every key received; the node serves the partition as an owner.
+    Done,
+}
+
+/// One partition this node gains in the current ring.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionTransfer {
+    /// Partition number.
+    pub partition: u32,
+    /// Previous owner streamed from (or being tried).
+    pub from: Option<NodeId>,
+    /// Progress.
+    pub state: TransferState,
+    /// Keys received so far.
+    pub keys: u64,
+    /// Bytes received so far.
+    pub bytes: u64,
+}
+
+/// A node's report on moving to its current ring
+/// (`GET /v1/admin/transfers`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferReport {
+    /// This node's id.
+    pub node: NodeId,
+    /// Epoch of the ring the node currently uses.
+    pub epoch: u64,
+    /// Partitions gained in this epoch that are not done yet.
+    pub pending: u32,
+    /// Partitions gained in this epoch that are done.
+    pub done: u32,
+    /// Hinted writes held for other nodes and not yet delivered.
+    pub hints_pending: u64,
+    /// Per gained partition, in partition order.
+    pub partitions: Vec<PartitionTransfer>,
+}
+
+impl TransferReport {
+    /// Whether the node has everything it owns in `epoch`.
+    pub fn complete_for(&self, epoch: u64) -> bool {
+        self.epoch == epoch && self.pending == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Member;
+
+    fn document() -> RingDocument {
+        let members = vec![
+            Member::new("a", "z1"),
+            Member::new("b", "z2"),
+            Member::new("c", "z3"),
+        ];
+        let ring = Ring::build(members, 3, 16).expect("ring");
+        let addresses = ["a", "b", "c"]
+            .iter()
+            .map(|id| (id.to_string(), format!("{id}.svc:7000")))
+            .collect();
+        RingDocument { ring, addresses }
+    }
+
+    #[test]
+    fn a_complete_document_validates_and_round_trips() {
+        let doc = document();
+        doc.validate().expect("valid");
+        let json = serde_json::to_string(&doc).expect("json");
+        let back: RingDocument = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, doc);
+    }
+
+    #[test]
+    fn missing_or_bad_addresses_are_rejected() {
+        let mut doc = document();
+        doc.addresses.remove("b");
+        assert!(matches!(doc.validate(), Err(DocumentError::MissingAddress(id)) if id == "b"));
+        let mut doc = document();
+        doc.addresses.insert("c".into(), "no-port".into());
+        assert!(matches!(
+            doc.validate(),
+            Err(DocumentError::BadAddress { .. })
+        ));
+    }
+
+    #[test]
+    fn completeness_needs_the_epoch_and_no_pending_partition() {
+        let report = TransferReport {
+            node: "a".into(),
+            epoch: 2,
+            pending: 0,
+            done: 3,
+            hints_pending: 0,
+            partitions: vec![],
+        };
+        assert!(report.complete_for(2));
+        assert!(!report.complete_for(3));
+        let busy = TransferReport {
+            pending: 1,
+            ..report
+        };
+        assert!(!busy.complete_for(2));
+    }
+}
