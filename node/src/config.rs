@@ -50,7 +50,8 @@ pub struct ServeArgs {
     pub zone: Option<String>,
     /// A cluster member, `ID=HOST:PORT[,ZONE]` (repeatable; in the
     /// environment, space-separated). HOST:PORT is where that node serves
-    /// internal routes. The list may include this node itself.
+    /// internal routes. The list may include this node itself, giving the
+    /// address others reach it at (when that differs from its listener).
     #[arg(long = "peer", env = "DYNAMO_PEERS", value_delimiter = ' ')]
     #[serde(default)]
     pub peers: Vec<String>,
@@ -269,10 +270,10 @@ impl NodeConfig {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7000)));
         let data_dir = args.data_dir.context("--data-dir is required")?;
-        let self_address = args.internal_listen.unwrap_or(listen).to_string();
 
         let mut peers: Vec<Peer> = Vec::new();
         let mut listed_zone = None;
+        let mut listed_address = None;
         for spec in &args.peers {
             let (peer, explicit_zone) = parse_peer_spec(spec)?;
             if peers.iter().any(|p| p.member.id == peer.member.id)
@@ -282,6 +283,7 @@ impl NodeConfig {
             }
             if peer.member.id == node_id {
                 listed_zone = Some(explicit_zone);
+                listed_address = Some(peer.address);
             } else {
                 peers.push(peer);
             }
@@ -293,6 +295,10 @@ impl NodeConfig {
             (Some(zone), _) | (None, Some(zone)) => zone,
             (None, None) => DEFAULT_ZONE.to_string(),
         };
+        // Others reach this node at the address the peer list gives it, if
+        // it lists this node, else at its internal (or client) listener.
+        let self_address = listed_address
+            .unwrap_or_else(|| args.internal_listen.unwrap_or(listen).to_string());
         let join = args.join.unwrap_or(false);
         if !join {
             peers.push(Peer {
@@ -365,6 +371,17 @@ impl NodeConfig {
                 tombstone_scan_interval: millis(args.tombstone_scan_interval_ms, 60_000),
             },
         })
+    }
+
+    /// How this node dials peers: its request timeout, and its own
+    /// internal IP as the source address unless it listens on all
+    /// interfaces.
+    pub fn dialing(&self) -> crate::transport::Dialing {
+        let ip = self.internal_listen.unwrap_or(self.listen).ip();
+        crate::transport::Dialing {
+            timeout: self.request_timeout,
+            source: (!ip.is_unspecified()).then_some(ip),
+        }
     }
 
     /// The ring this node starts from: the ring file when given and

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::config::Peer;
 use crate::membership::Membership;
 use crate::transfer::Transfers;
-use crate::transport::{GossipDigest, Request, Response, Transport};
+use crate::transport::{Dialing, GossipDigest, Request, Response, Transport};
 
 /// A seed is contacted at least every this many rounds.
 const SEED_EVERY: u64 = 5;
@@ -112,10 +112,10 @@ impl Gossip {
     pub async fn run(
         self: Arc<Self>,
         interval: Duration,
-        timeout: Duration,
+        dialing: Dialing,
         mut stop: watch::Receiver<bool>,
     ) {
-        let transport = Transport::new(timeout);
+        let transport = Transport::dialing(dialing);
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

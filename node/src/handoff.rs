@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::config::Peer;
 use crate::membership::{Membership, by_peer};
 use crate::storage::{Hint, Storage};
-use crate::transport::{Request, Response, Transport};
+use crate::transport::{Dialing, Request, Response, Transport};
 use crate::version::Object;
 
 /// Hints delivered per request.
@@ -58,13 +58,13 @@ impl Handoff {
     pub fn new(
         storage: Arc<Storage>,
         membership: Arc<Membership>,
-        timeout: Duration,
+        dialing: Dialing,
         keys_per_sec: u64,
     ) -> Self {
         Self {
             storage,
             membership,
-            transport: Transport::new(timeout),
+            transport: Transport::dialing(dialing),
             keys_per_sec: keys_per_sec.max(1),
             stats: HandoffStats::default(),
         }

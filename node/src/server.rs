@@ -20,7 +20,7 @@ use crate::replica::ReplicaService;
 use crate::storage::{Storage, StorageOptions};
 use crate::tombstones::TombstoneGc;
 use crate::transfer::Transfers;
-use crate::transport::{Request, Transport};
+use crate::transport::{Dialing, Request, Transport};
 
 /// How often each peer is probed.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -49,6 +49,7 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             initial.ring.partitions
         );
     }
+    let dialing = config.dialing();
     let membership = Arc::new(Membership::new(
         config.node_id.clone(),
         persisted.clone().unwrap_or_else(|| initial.clone()),
@@ -58,7 +59,7 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         Transfers::new(
             storage.clone(),
             membership.clone(),
-            config.request_timeout,
+            dialing,
             background.transfer_keys_per_sec,
         )
         .context("loading the transfer plan")?,
@@ -67,7 +68,7 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         .adopt(initial)
         .context("adopting the configured ring")?;
     transfers.persist_current().context("persisting the ring")?;
-    let transport = Arc::new(Transport::new(config.request_timeout));
+    let transport = Arc::new(Transport::dialing(dialing));
     let coordinator = Coordinator::new(storage.clone(), membership.clone(), transport.clone());
     let seeds = config
         .peers
@@ -80,20 +81,20 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         handoff: Arc::new(Handoff::new(
             storage.clone(),
             membership.clone(),
-            config.request_timeout,
+            dialing,
             background.handoff_keys_per_sec,
         )),
         anti_entropy: Arc::new(AntiEntropy::new(
             storage.clone(),
             membership.clone(),
             transfers.clone(),
-            config.request_timeout,
+            dialing,
             background.anti_entropy_keys_per_sec,
         )),
         tombstones: Arc::new(TombstoneGc::new(
             storage.clone(),
             membership.clone(),
-            config.request_timeout,
+            dialing,
             background.tombstones,
         )),
     };
@@ -105,12 +106,12 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(probe_peers(
         membership.clone(),
-        config.request_timeout,
+        dialing,
         stop_rx.clone(),
     ));
     tokio::spawn(tasks.gossip.clone().run(
         background.gossip_interval,
-        config.request_timeout,
+        dialing,
         stop_rx.clone(),
     ));
     tokio::spawn(
@@ -199,10 +200,13 @@ async fn run(
 /// (short timeout, so a paused peer is noticed quickly).
 async fn probe_peers(
     membership: Arc<Membership>,
-    timeout: Duration,
+    dialing: Dialing,
     mut stop: watch::Receiver<bool>,
 ) {
-    let transport = Transport::new(timeout.min(PROBE_INTERVAL / 2));
+    let transport = Transport::dialing(Dialing {
+        timeout: dialing.timeout.min(PROBE_INTERVAL / 2),
+        ..dialing
+    });
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::antientropy::record_digest;
 use crate::membership::{Membership, by_peer};
 use crate::storage::{Storage, now_ms};
-use crate::transport::{Request, Response, Transport};
+use crate::transport::{Dialing, Request, Response, Transport};
 
 /// Tombstones examined per batch.
 const BATCH: usize = 256;
@@ -61,13 +61,13 @@ impl TombstoneGc {
     pub fn new(
         storage: Arc<Storage>,
         membership: Arc<Membership>,
-        timeout: Duration,
+        dialing: Dialing,
         policy: TombstonePolicy,
     ) -> Self {
         Self {
             storage,
             membership,
-            transport: Transport::new(timeout),
+            transport: Transport::dialing(dialing),
             policy,
             confirmed: AtomicU64::new(0),
             expired: AtomicU64::new(0),

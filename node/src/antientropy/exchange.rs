@@ -22,7 +22,7 @@ use crate::config::Peer;
 use crate::membership::Membership;
 use crate::storage::Storage;
 use crate::transfer::Transfers;
-use crate::transport::{Request, Response, Transport};
+use crate::transport::{Dialing, Request, Response, Transport};
 use crate::version::Object;
 
 /// Keys moved per request.
@@ -73,14 +73,14 @@ impl AntiEntropy {
         storage: Arc<Storage>,
         membership: Arc<Membership>,
         transfers: Arc<Transfers>,
-        timeout: Duration,
+        dialing: Dialing,
         keys_per_sec: u64,
     ) -> Self {
         Self {
             storage,
             membership,
             transfers,
-            transport: Transport::new(timeout),
+            transport: Transport::dialing(dialing),
             keys_per_sec: keys_per_sec.max(1),
             counters: Counters::default(),
             next_peer: AtomicU64::new(0),

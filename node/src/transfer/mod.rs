@@ -23,7 +23,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::Peer;
 use crate::membership::Membership;
 use crate::storage::{Storage, StorageError};
-use crate::transport::{Request, Response, Transport};
+use crate::transport::{Dialing, Request, Response, Transport};
 pub use plan::{Incoming, Plan, Source};
 
 /// Meta record holding the current ring document (JSON).
@@ -62,7 +62,7 @@ impl Transfers {
     pub fn new(
         storage: Arc<Storage>,
         membership: Arc<Membership>,
-        timeout: Duration,
+        dialing: Dialing,
         keys_per_sec: u64,
     ) -> Result<Self, StorageError> {
         let view = membership.view();
@@ -79,7 +79,7 @@ impl Transfers {
         let transfers = Self {
             storage,
             membership,
-            transport: Transport::new(timeout),
+            transport: Transport::dialing(dialing),
             plan: Mutex::new(plan),
             receiving,
             adopting: Mutex::new(()),

@@ -15,6 +15,7 @@ mod message;
 mod server;
 
 pub use client::Transport;
+pub use client::Dialing;
 pub use message::{
     CoordinateWrite, CoordinateWriteReply, GossipDigest, QuorumShortfall, Request, Response,
 };
