@@ -1,7 +1,18 @@
 //! Kubernetes operator for the Dynamo-style key-value store.
 //!
-//! - [`crd`]: the `DynamoCluster` resource.
-//! - [`crdgen`]: the generated CustomResourceDefinition YAML.
+//! - [`crd`]: the `DynamoCluster` resource; [`crdgen`]: its CRD YAML.
+//! - [`reconcile`]: observe -> validate -> plan -> apply -> status.
+//! - [`resources`]: pure builders of every owned object.
+//! - [`ring_steps`]: safe scale up and scale down of the ring.
+//! - [`rolling_upgrade`]: which pod to replace next.
+//! - [`node_client`]: the nodes' admin API.
+//! - [`metrics`]: Prometheus metrics.
 
 pub mod crd;
 pub mod crdgen;
+pub mod metrics;
+pub mod node_client;
+pub mod reconcile;
+pub mod resources;
+pub mod ring_steps;
+pub mod rolling_upgrade;

@@ -1,0 +1,439 @@
+//! Plan: the pure decision of a reconcile. From the cluster object and the
+//! observed [`World`] it computes every desired object, the ring step, the
+//! pod to restart, the status and the events; [`super::apply`] carries it out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dynamo_ring::RingDocument;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::Error;
+use super::observe::World;
+use super::status::{ConditionUpdate, merge_conditions, refused};
+use super::validate::validate;
+use crate::crd::{
+    DynamoCluster, DynamoClusterStatus, Phase, RebalancingStatus, ZoneStatus, condition,
+};
+use crate::resources::ClusterRef;
+use crate::resources::configmap::{config_hash, config_map, render_node_toml};
+use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
+use crate::resources::service::{client_service, headless_service};
+use crate::resources::statefulset::statefulset;
+use crate::ring_steps::{StepAction, StepInput, ZoneState, plan_step};
+use crate::rolling_upgrade::{RestartDecision, next_restart};
+
+/// An event to record about a decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// `PascalCase` reason, also used as the event action.
+    pub reason: &'static str,
+    /// What was decided and why.
+    pub note: String,
+}
+
+impl Decision {
+    fn normal(reason: &'static str, note: String) -> Self {
+        Decision {
+            warning: false,
+            reason,
+            note,
+        }
+    }
+}
+
+/// Every object the cluster should own, as server-side apply bodies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredObjects {
+    /// `<c>-config`.
+    pub config_map: ConfigMap,
+    /// Headless Service per spec zone, then the client Service.
+    pub services: Vec<Service>,
+    /// StatefulSet per spec zone.
+    pub statefulsets: Vec<StatefulSet>,
+    /// `<c>` budget.
+    pub pdb: PodDisruptionBudget,
+}
+
+/// What a reconcile of a valid spec does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Objects to apply.
+    pub objects: DesiredObjects,
+    /// StatefulSets of zones gone from the spec, with the replicas to set.
+    pub scale_removed: Vec<(String, i32)>,
+    /// Zones gone from the spec whose StatefulSet and Service can go.
+    pub delete_zones: Vec<String>,
+    /// The ring every member should have.
+    pub ring: RingDocument,
+    /// Admin addresses of ready members that do not report `ring`'s epoch.
+    pub publish_to: Vec<String>,
+    /// Pod to delete for a rolling upgrade.
+    pub restart: Option<String>,
+    /// Status to write.
+    pub status: DynamoClusterStatus,
+    /// Events to record.
+    pub decisions: Vec<Decision>,
+    /// Whether something is in progress (poll again soon).
+    pub busy: bool,
+}
+
+/// The decision of a reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The spec is valid: carry out the plan.
+    Act(Box<Plan>),
+    /// The spec is refused: write the status and record the event, change
+    /// nothing else, and wait for the user to edit the resource.
+    Refuse {
+        /// Status to write.
+        status: DynamoClusterStatus,
+        /// Events to record.
+        decisions: Vec<Decision>,
+    },
+}
+
+/// Decides what to do about `cluster` given the observed `world`.
+pub fn plan(
+    cluster: &DynamoCluster,
+    cref: &ClusterRef,
+    world: &World,
+    now: &Time,
+) -> Result<Outcome, Error> {
+    let spec = &cluster.spec;
+    let generation = cluster.metadata.generation;
+    let previous = cluster.status.clone().unwrap_or_default();
+    if let Err(problems) = validate(spec, world.ring.as_ref().map(|d| &d.ring)) {
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let status = DynamoClusterStatus {
+            conditions: merge_conditions(&previous.conditions, &refused(&message), generation, now),
+            observed_generation: generation,
+            phase: Some(Phase::Invalid),
+            ..previous
+        };
+        let decisions = vec![Decision {
+            warning: true,
+            reason: "SpecRefused",
+            note: message,
+        }];
+        return Ok(Outcome::Refuse { status, decisions });
+    }
+
+    let zones = zone_states(cluster, world);
+    let ready = world.ready_pods();
+    let step = plan_step(&StepInput {
+        cluster: cref,
+        zones: &zones,
+        replication: spec.replication.n as usize,
+        partitions: spec.partitions,
+        ring: world.ring.as_ref(),
+        ready_pods: &ready,
+        reports: &world.reports,
+    })?;
+
+    let node_toml = render_node_toml(&spec.node_config)?;
+    let hash = config_hash(&node_toml);
+    let replicas = |zone: &str| step.replicas.get(zone).copied().unwrap_or(0);
+    let spec_zones: BTreeSet<&str> = spec.zones.iter().map(|z| z.name.as_str()).collect();
+    let mut services: Vec<Service> = spec
+        .zones
+        .iter()
+        .map(|z| headless_service(cref, &z.name))
+        .collect();
+    services.push(client_service(cref));
+    let objects = DesiredObjects {
+        config_map: config_map(cref, &node_toml, Some(&step.ring))?,
+        services,
+        statefulsets: spec
+            .zones
+            .iter()
+            .map(|z| statefulset(cref, spec, z, replicas(&z.name), &hash))
+            .collect(),
+        pdb: pod_disruption_budget(cref, max_unavailable(spec.replication, spec.pod_disruption)),
+    };
+
+    let mut scale_removed = Vec::new();
+    let mut delete_zones = Vec::new();
+    for zone in zones
+        .iter()
+        .filter(|z| !spec_zones.contains(z.name.as_str()))
+    {
+        let wanted = replicas(&zone.name);
+        let has_pods = world.pods.iter().any(|p| p.zone == zone.name);
+        match zone.current {
+            Some(current) if current != wanted => {
+                scale_removed.push((cref.zone_object_name(&zone.name), wanted));
+            }
+            Some(0) if !has_pods => delete_zones.push(zone.name.clone()),
+            _ => {}
+        }
+    }
+
+    let publish_to: Vec<String> = step
+        .ring
+        .ring
+        .members
+        .iter()
+        .filter(|m| ready.contains(&m.id))
+        .filter(|m| {
+            world
+                .reports
+                .get(&m.id)
+                .is_none_or(|r| r.epoch < step.ring.ring.epoch)
+        })
+        .map(|m| cref.pod_address(&m.zone, &m.id))
+        .collect();
+
+    let mut decisions = Vec::new();
+    match &step.action {
+        StepAction::Create => decisions.push(Decision::normal(
+            "RingPublished",
+            format!(
+                "published the first ring (epoch 1) with {} members",
+                step.ring.ring.members.len()
+            ),
+        )),
+        StepAction::Publish { joining, leaving } => decisions.push(Decision::normal(
+            "RingPublished",
+            format!(
+                "published ring epoch {}: joining {joining:?}, leaving {leaving:?}",
+                step.ring.ring.epoch
+            ),
+        )),
+        StepAction::Shrink { removed } => decisions.push(Decision::normal(
+            "ScaledDown",
+            format!(
+                "ring epoch {} confirmed by every member; removing pods {removed:?}",
+                step.ring.ring.epoch
+            ),
+        )),
+        StepAction::Steady | StepAction::WaitForPods { .. } | StepAction::Transferring => {}
+    }
+    if step.action != StepAction::Create {
+        for zone in &zones {
+            let current = zone.current.unwrap_or(0);
+            if replicas(&zone.name) > current {
+                decisions.push(Decision::normal(
+                    "ScalingUp",
+                    format!(
+                        "zone {}: StatefulSet replicas {current} -> {}; the ring follows once the new pods are ready",
+                        zone.name,
+                        replicas(&zone.name)
+                    ),
+                ));
+            }
+        }
+    }
+
+    let restart = if step.action == StepAction::Steady {
+        let order: Vec<String> = spec.zones.iter().map(|z| z.name.clone()).collect();
+        let revisions: BTreeMap<String, String> = world
+            .statefulsets
+            .iter()
+            .filter_map(|(zone, s)| s.update_revision.clone().map(|r| (zone.clone(), r)))
+            .collect();
+        next_restart(&world.pods, &order, &revisions, &world.reports)
+    } else {
+        RestartDecision::UpToDate
+    };
+    let restart_pod = match &restart {
+        RestartDecision::Restart { pod, outdated } => {
+            decisions.push(Decision::normal(
+                "PodRestarted",
+                format!("deleting {pod} to move it to the new pod template ({outdated} outdated)"),
+            ));
+            Some(pod.clone())
+        }
+        RestartDecision::UpToDate | RestartDecision::Wait { .. } => None,
+    };
+
+    let members: Vec<&str> = step
+        .ring
+        .ring
+        .members
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect();
+    let unready: Vec<&str> = members
+        .iter()
+        .copied()
+        .filter(|id| !ready.contains(*id))
+        .collect();
+    let silent: Vec<&str> = members
+        .iter()
+        .copied()
+        .filter(|id| ready.contains(*id) && !world.reports.contains_key(*id))
+        .collect();
+    let epoch = step.ring.ring.epoch;
+    let creating = epoch == 1 && !step.progress.complete();
+    let rebalancing = epoch > 1 && !step.progress.complete();
+    let (phase, progressing_reason, progressing_message) = match (&step.action, &restart) {
+        _ if creating => (
+            Phase::Creating,
+            "Creating",
+            "starting the first nodes".to_string(),
+        ),
+        (StepAction::WaitForPods { waiting }, _) => (
+            Phase::ScalingUp,
+            "WaitingForPods",
+            format!("waiting for {waiting:?} to be ready before they join the ring"),
+        ),
+        (StepAction::Shrink { .. }, _) => (
+            Phase::ScalingDown,
+            "ScalingDown",
+            "removing pods that left the ring".to_string(),
+        ),
+        _ if rebalancing => (
+            Phase::Rebalancing,
+            "Rebalancing",
+            format!("moving partitions to ring epoch {epoch}"),
+        ),
+        (_, RestartDecision::Restart { outdated, .. } | RestartDecision::Wait { outdated, .. }) => {
+            (
+                Phase::Upgrading,
+                "RollingUpgrade",
+                format!("{outdated} pod(s) to move to the new template"),
+            )
+        }
+        _ => (
+            Phase::Running,
+            "Idle",
+            "the cluster matches the spec".to_string(),
+        ),
+    };
+    let progressing = phase != Phase::Running;
+    let all_available = unready.is_empty() && silent.is_empty();
+    let degraded = !creating && !all_available;
+    let ready_now = !progressing && !degraded;
+    let updates = [
+        ConditionUpdate::new(
+            condition::READY,
+            ready_now,
+            if ready_now {
+                "AllNodesReady"
+            } else {
+                progressing_reason
+            },
+            if ready_now {
+                format!("{} nodes serve ring epoch {epoch}", members.len())
+            } else {
+                progressing_message.clone()
+            },
+        ),
+        ConditionUpdate::new(
+            condition::PROGRESSING,
+            progressing,
+            progressing_reason,
+            progressing_message,
+        ),
+        ConditionUpdate::new(
+            condition::DEGRADED,
+            degraded,
+            if degraded {
+                "NodesUnavailable"
+            } else {
+                "AllNodesAvailable"
+            },
+            if degraded {
+                format!("not ready: {unready:?}; not answering: {silent:?}")
+            } else {
+                String::new()
+            },
+        ),
+        ConditionUpdate::new(
+            condition::REBALANCING,
+            rebalancing,
+            if rebalancing {
+                "Transferring"
+            } else {
+                "Settled"
+            },
+            if rebalancing {
+                format!(
+                    "{} partition copies pending; waiting for {:?}",
+                    step.progress.pending, step.progress.incomplete
+                )
+            } else {
+                String::new()
+            },
+        ),
+    ];
+    let status = DynamoClusterStatus {
+        conditions: merge_conditions(&previous.conditions, &updates, generation, now),
+        observed_generation: generation,
+        ring_epoch: Some(epoch),
+        phase: Some(phase),
+        zones: spec
+            .zones
+            .iter()
+            .map(|z| ZoneStatus {
+                name: z.name.clone(),
+                desired: z.replicas,
+                ready: world
+                    .pods
+                    .iter()
+                    .filter(|p| p.zone == z.name && ready.contains(&p.name))
+                    .count()
+                    .try_into()
+                    .unwrap_or(i32::MAX),
+            })
+            .collect(),
+        rebalancing: (!step.progress.complete()).then(|| RebalancingStatus {
+            epoch,
+            pending_partitions: step.progress.pending,
+            done_partitions: step.progress.done,
+            incomplete_nodes: step.progress.incomplete.clone(),
+        }),
+    };
+    Ok(Outcome::Act(Box::new(Plan {
+        objects,
+        scale_removed,
+        delete_zones,
+        ring: step.ring,
+        publish_to,
+        restart: restart_pod,
+        status,
+        decisions,
+        busy: !ready_now,
+    })))
+}
+
+/// Zones of the spec (in order), then zones only a StatefulSet or the ring
+/// still has (target 0).
+fn zone_states(cluster: &DynamoCluster, world: &World) -> Vec<ZoneState> {
+    let mut zones: Vec<ZoneState> = cluster
+        .spec
+        .zones
+        .iter()
+        .map(|z| ZoneState {
+            name: z.name.clone(),
+            target: z.replicas,
+            current: world.statefulsets.get(&z.name).map(|s| s.replicas),
+        })
+        .collect();
+    let ring_zones = world
+        .ring
+        .iter()
+        .flat_map(|d| d.ring.members.iter().map(|m| m.zone.clone()));
+    let leftover: BTreeSet<String> = world
+        .statefulsets
+        .keys()
+        .cloned()
+        .chain(ring_zones)
+        .filter(|zone| !cluster.spec.zones.iter().any(|z| &z.name == zone))
+        .collect();
+    zones.extend(leftover.into_iter().map(|name| ZoneState {
+        current: world.statefulsets.get(&name).map(|s| s.replicas),
+        name,
+        target: 0,
+    }));
+    zones
+}
