@@ -6,13 +6,16 @@
 //! - [`ring_steps`]: safe scale up and scale down of the ring.
 //! - [`rolling_upgrade`]: which pod to replace next.
 //! - [`node_client`]: the nodes' admin API.
-//! - [`metrics`]: Prometheus metrics.
+//! - [`metrics`], [`server`], [`leader`]: the operator process (metrics,
+//!   health endpoints, Lease-based leader election).
 
 pub mod crd;
 pub mod crdgen;
+pub mod leader;
 pub mod metrics;
 pub mod node_client;
 pub mod reconcile;
 pub mod resources;
 pub mod ring_steps;
 pub mod rolling_upgrade;
+pub mod server;

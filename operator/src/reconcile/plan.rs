@@ -437,3 +437,288 @@ fn zone_states(cluster: &DynamoCluster, world: &World) -> Vec<ZoneState> {
     }));
     zones
 }
+
+#[cfg(test)]
+mod tests {
+    use dynamo_ring::TransferReport;
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+    use crate::reconcile::cluster_ref;
+    use crate::reconcile::fixtures::{cluster, spec};
+    use crate::reconcile::observe::{PodState, StatefulSetState};
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_000).expect("time"))
+    }
+
+    fn act(outcome: Outcome) -> Plan {
+        match outcome {
+            Outcome::Act(plan) => *plan,
+            Outcome::Refuse { status, .. } => panic!("refused: {:?}", status.conditions),
+        }
+    }
+
+    /// The world once every StatefulSet has the replicas of `plan` and
+    /// every pod is Ready on `revision` and reports the ring epoch.
+    fn settled(plan: &Plan, revision: &str) -> World {
+        let mut world = World {
+            ring: Some(plan.ring.clone()),
+            ..World::default()
+        };
+        for sts in &plan.objects.statefulsets {
+            let zone = sts.metadata.labels.as_ref().expect("labels")["kv.dynamo.dev/zone"].clone();
+            let replicas = sts
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .expect("replicas");
+            for ordinal in 0..replicas {
+                let name = format!("demo-{zone}-{ordinal}");
+                world.pods.push(PodState {
+                    name: name.clone(),
+                    zone: zone.clone(),
+                    ordinal,
+                    ready: true,
+                    terminating: false,
+                    revision: Some(revision.into()),
+                });
+                world.reports.insert(
+                    name.clone(),
+                    TransferReport {
+                        node: name,
+                        epoch: plan.ring.ring.epoch,
+                        pending: 0,
+                        done: 0,
+                        hints_pending: 0,
+                        partitions: vec![],
+                    },
+                );
+            }
+            world.statefulsets.insert(
+                zone.clone(),
+                StatefulSetState {
+                    zone,
+                    replicas,
+                    ready_replicas: replicas,
+                    update_revision: Some(revision.into()),
+                },
+            );
+        }
+        world
+    }
+
+    fn condition<'a>(status: &'a DynamoClusterStatus, type_: &str) -> &'a str {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map_or("missing", |c| c.status.as_str())
+    }
+
+    #[test]
+    fn a_new_cluster_gets_every_object_with_owner_and_labels() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let plan = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let o = &plan.objects;
+        let names: Vec<String> = std::iter::once(&o.config_map.metadata)
+            .chain(o.services.iter().map(|s| &s.metadata))
+            .chain(o.statefulsets.iter().map(|s| &s.metadata))
+            .chain(std::iter::once(&o.pdb.metadata))
+            .map(|m| {
+                assert_eq!(
+                    m.owner_references.as_ref().expect("owner")[0].uid,
+                    "uid-demo"
+                );
+                assert_eq!(
+                    m.owner_references.as_ref().expect("owner")[0].controller,
+                    Some(true)
+                );
+                assert_eq!(
+                    m.labels.as_ref().expect("labels")["app.kubernetes.io/instance"],
+                    "demo"
+                );
+                m.name.clone().expect("name")
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "demo-config",
+                "demo-a",
+                "demo-b",
+                "demo-c",
+                "demo",
+                "demo-a",
+                "demo-b",
+                "demo-c",
+                "demo"
+            ]
+        );
+        assert_eq!(plan.ring.ring.epoch, 1);
+        assert_eq!(plan.ring.ring.members.len(), 3);
+        assert!(plan.publish_to.is_empty(), "no pod is ready yet");
+        assert_eq!(plan.status.phase, Some(Phase::Creating));
+        assert_eq!(condition(&plan.status, condition::READY), "False");
+        assert_eq!(condition(&plan.status, condition::PROGRESSING), "True");
+        assert_eq!(plan.decisions[0].reason, "RingPublished");
+        assert!(plan.busy);
+    }
+
+    #[test]
+    fn a_settled_cluster_is_ready_and_quiet() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let world = settled(&first, "r1");
+        let steady = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        assert_eq!(steady.status.phase, Some(Phase::Running));
+        assert_eq!(condition(&steady.status, condition::READY), "True");
+        assert_eq!(condition(&steady.status, condition::DEGRADED), "False");
+        assert_eq!(condition(&steady.status, condition::REBALANCING), "False");
+        assert_eq!(steady.status.ring_epoch, Some(1));
+        assert!(steady.decisions.is_empty());
+        assert!(steady.publish_to.is_empty());
+        assert!(steady.restart.is_none());
+        assert!(!steady.busy);
+    }
+
+    #[test]
+    fn an_invalid_spec_is_refused_with_a_condition_and_an_event() {
+        let mut s = spec(&[("a", 1), ("b", 1), ("c", 1)]);
+        s.replication.w = 5;
+        let c = cluster(s);
+        let cref = cluster_ref(&c).expect("ref");
+        match plan(&c, &cref, &World::default(), &now()).expect("plan") {
+            Outcome::Refuse { status, decisions } => {
+                assert_eq!(status.phase, Some(Phase::Invalid));
+                let ready = status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == condition::READY)
+                    .expect("ready");
+                assert_eq!(ready.status, "False");
+                assert_eq!(ready.reason, "SpecRefused");
+                assert!(ready.message.contains("w=5"), "{}", ready.message);
+                assert_eq!(decisions.len(), 1);
+                assert!(decisions[0].warning);
+                assert_eq!(decisions[0].reason, "SpecRefused");
+            }
+            Outcome::Act(_) => panic!("an invalid spec must not be acted on"),
+        }
+    }
+
+    #[test]
+    fn changing_partitions_of_an_existing_ring_is_refused() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let world = settled(&first, "r1");
+        let mut changed = c.clone();
+        changed.spec.partitions = 128;
+        assert!(matches!(
+            plan(&changed, &cref, &world, &now()).expect("plan"),
+            Outcome::Refuse { .. }
+        ));
+    }
+
+    #[test]
+    fn scale_down_keeps_the_statefulset_until_the_new_ring_is_confirmed() {
+        let c = cluster(spec(&[("a", 2), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        let mut smaller = c.clone();
+        smaller.spec.zones[0].replicas = 1;
+
+        let publish = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        let replicas_a = |p: &Plan| {
+            p.objects.statefulsets[0]
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+        };
+        assert_eq!(publish.ring.ring.epoch, 2);
+        assert_eq!(replicas_a(&publish), Some(2));
+        assert_eq!(
+            publish.publish_to.len(),
+            3,
+            "every remaining member gets the ring"
+        );
+        assert!(
+            !publish
+                .publish_to
+                .iter()
+                .any(|a| a.starts_with("demo-a-1."))
+        );
+
+        world.ring = Some(publish.ring.clone());
+        let waiting = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        assert_eq!(
+            replicas_a(&waiting),
+            Some(2),
+            "not before the members confirm"
+        );
+        assert_eq!(waiting.status.phase, Some(Phase::Rebalancing));
+        assert_eq!(condition(&waiting.status, condition::REBALANCING), "True");
+        let progress = waiting.status.rebalancing.as_ref().expect("progress");
+        assert_eq!(progress.incomplete_nodes.len(), 3);
+
+        for report in world.reports.values_mut() {
+            report.epoch = 2;
+        }
+        let shrink = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        assert_eq!(replicas_a(&shrink), Some(1));
+        assert_eq!(shrink.decisions[0].reason, "ScaledDown");
+    }
+
+    #[test]
+    fn a_template_change_restarts_one_pod() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        for sts in world.statefulsets.values_mut() {
+            sts.update_revision = Some("r2".into());
+        }
+        let upgrade = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        assert_eq!(upgrade.restart.as_deref(), Some("demo-a-0"));
+        assert_eq!(upgrade.status.phase, Some(Phase::Upgrading));
+        assert_eq!(upgrade.decisions[0].reason, "PodRestarted");
+    }
+
+    #[test]
+    fn a_config_change_changes_the_pod_template() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let before = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut changed = c.clone();
+        changed
+            .spec
+            .node_config
+            .insert("fsync".into(), serde_json::json!(true));
+        let after = act(plan(&changed, &cref, &World::default(), &now()).expect("plan"));
+        let template = |p: &Plan| {
+            p.objects.statefulsets[0]
+                .spec
+                .as_ref()
+                .map(|s| s.template.clone())
+        };
+        assert_ne!(template(&before), template(&after));
+    }
+
+    #[test]
+    fn an_unready_member_degrades_the_cluster() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        world.pods[1].ready = false;
+        let degraded = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        assert_eq!(condition(&degraded.status, condition::DEGRADED), "True");
+        assert_eq!(condition(&degraded.status, condition::READY), "False");
+        assert_eq!(degraded.status.zones[1].ready, 0);
+        assert!(degraded.busy);
+    }
+}
