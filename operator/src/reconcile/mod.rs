@@ -186,6 +186,8 @@ pub fn error_policy<N: NodeAdmin>(
 }
 
 #[cfg(test)]
+mod api_tests;
+#[cfg(test)]
 pub(crate) mod fixtures;
 
 #[cfg(test)]
