@@ -37,6 +37,15 @@ where
     Ok(())
 }
 
+/// Treats "already gone" as done.
+fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Applies the objects, then acts on the ring and the pods.
 ///
 /// The ConfigMap goes first so a pod never starts without its ring; the
@@ -69,8 +78,8 @@ pub async fn apply<N: NodeAdmin>(
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     for zone in &plan.delete_zones {
         let name = cluster.zone_object_name(zone);
-        statefulsets.delete(&name, &DeleteParams::default()).await?;
-        services.delete(&name, &DeleteParams::default()).await?;
+        ignore_not_found(statefulsets.delete(&name, &DeleteParams::default()).await)?;
+        ignore_not_found(services.delete(&name, &DeleteParams::default()).await)?;
     }
 
     for address in &plan.publish_to {
@@ -86,9 +95,11 @@ pub async fn apply<N: NodeAdmin>(
     }
 
     if let Some(pod) = &plan.restart {
-        Api::<Pod>::namespaced(client.clone(), ns)
-            .delete(pod, &DeleteParams::default())
-            .await?;
+        ignore_not_found(
+            Api::<Pod>::namespaced(client.clone(), ns)
+                .delete(pod, &DeleteParams::default())
+                .await,
+        )?;
     }
     Ok(())
 }

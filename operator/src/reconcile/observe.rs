@@ -24,8 +24,8 @@ pub struct StatefulSetState {
     pub zone: String,
     /// `spec.replicas`.
     pub replicas: i32,
-    /// `status.readyReplicas`.
-    pub ready_replicas: i32,
+    /// Size requested by the `data` volume claim template.
+    pub storage_size: Option<String>,
     /// `status.updateRevision`: the revision of the current template.
     pub update_revision: Option<String>,
 }
@@ -152,7 +152,20 @@ fn statefulset_state(sts: &StatefulSet) -> Option<StatefulSetState> {
     Some(StatefulSetState {
         zone,
         replicas: sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        ready_replicas: status.and_then(|s| s.ready_replicas).unwrap_or(0),
+        storage_size: sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.as_ref())
+            .and_then(|claims| {
+                claims
+                    .iter()
+                    .find(|c| c.metadata.name.as_deref() == Some("data"))
+            })
+            .and_then(|c| c.spec.as_ref())
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.clone()),
         update_revision: status.and_then(|s| s.update_revision.clone()),
     })
 }

@@ -107,7 +107,12 @@ pub fn plan(
     let spec = &cluster.spec;
     let generation = cluster.metadata.generation;
     let previous = cluster.status.clone().unwrap_or_default();
-    if let Err(problems) = validate(spec, world.ring.as_ref().map(|d| &d.ring)) {
+    let claim_sizes: BTreeMap<String, String> = world
+        .statefulsets
+        .iter()
+        .filter_map(|(zone, s)| s.storage_size.clone().map(|size| (zone.clone(), size)))
+        .collect();
+    if let Err(problems) = validate(spec, world.ring.as_ref().map(|d| &d.ring), &claim_sizes) {
         let message = problems
             .iter()
             .map(ToString::to_string)
@@ -500,7 +505,7 @@ mod tests {
                 StatefulSetState {
                     zone,
                     replicas,
-                    ready_replicas: replicas,
+                    storage_size: Some("1Gi".into()),
                     update_revision: Some(revision.into()),
                 },
             );
