@@ -64,6 +64,17 @@ pub enum Error {
         /// Parse error.
         source: serde_json::Error,
     },
+    /// The status says a ring was published but the ConfigMap has none;
+    /// building a fresh epoch-1 ring would contradict the nodes.
+    #[error(
+        "ConfigMap {config_map} lost ring.json (status says epoch {epoch}); restore it from a node's /v1/admin/ring or the ConfigMap history"
+    )]
+    RingLost {
+        /// ConfigMap name.
+        config_map: String,
+        /// Epoch in the status.
+        epoch: u64,
+    },
     /// The ring step could not be computed.
     #[error(transparent)]
     Step(#[from] StepError),
@@ -81,6 +92,7 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::RingDocument { .. } => "ring_document",
+            Error::RingLost { .. } => "ring_lost",
             Error::Step(_) => "ring_step",
             Error::Render(_) => "render",
             Error::Incomplete(_) => "incomplete",

@@ -132,6 +132,12 @@ pub fn plan(
         return Ok(Outcome::Refuse { status, decisions });
     }
 
+    if let (None, Some(epoch)) = (&world.ring, previous.ring_epoch) {
+        return Err(Error::RingLost {
+            config_map: cref.config_map_name(),
+            epoch,
+        });
+    }
     let zones = zone_states(cluster, world);
     let ready = world.ready_pods();
     let step = plan_step(&StepInput {
@@ -676,6 +682,51 @@ mod tests {
         let shrink = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
         assert_eq!(replicas_a(&shrink), Some(1));
         assert_eq!(shrink.decisions[0].reason, "ScaledDown");
+    }
+
+    #[test]
+    fn a_lost_ring_is_not_silently_rebuilt() {
+        let mut c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        c.status = Some(DynamoClusterStatus {
+            ring_epoch: Some(4),
+            ..DynamoClusterStatus::default()
+        });
+        let cref = cluster_ref(&c).expect("ref");
+        assert!(matches!(
+            plan(&c, &cref, &World::default(), &now()),
+            Err(Error::RingLost { epoch: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn a_removed_zone_is_emptied_after_the_ring_then_deleted() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        let mut without_d = c.clone();
+        without_d.spec.zones.pop();
+
+        let publish = act(plan(&without_d, &cref, &world, &now()).expect("plan"));
+        assert!(publish.ring.ring.members.iter().all(|m| m.zone != "d"));
+        assert!(
+            publish.scale_removed.is_empty(),
+            "d keeps its pod until confirmed"
+        );
+        assert_eq!(publish.objects.statefulsets.len(), 3);
+
+        world.ring = Some(publish.ring.clone());
+        for report in world.reports.values_mut() {
+            report.epoch = 2;
+        }
+        let shrink = act(plan(&without_d, &cref, &world, &now()).expect("plan"));
+        assert_eq!(shrink.scale_removed, vec![("demo-d".to_string(), 0)]);
+
+        world.statefulsets.get_mut("d").expect("d").replicas = 0;
+        world.pods.retain(|p| p.zone != "d");
+        let delete = act(plan(&without_d, &cref, &world, &now()).expect("plan"));
+        assert_eq!(delete.delete_zones, vec!["d".to_string()]);
+        assert_eq!(delete.status.phase, Some(Phase::Running));
     }
 
     #[test]
