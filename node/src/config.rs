@@ -297,8 +297,8 @@ impl NodeConfig {
         };
         // Others reach this node at the address the peer list gives it, if
         // it lists this node, else at its internal (or client) listener.
-        let self_address = listed_address
-            .unwrap_or_else(|| args.internal_listen.unwrap_or(listen).to_string());
+        let self_address =
+            listed_address.unwrap_or_else(|| args.internal_listen.unwrap_or(listen).to_string());
         let join = args.join.unwrap_or(false);
         if !join {
             peers.push(Peer {

@@ -104,16 +104,13 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         tasks.gossip.clone(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(probe_peers(
-        membership.clone(),
-        dialing,
-        stop_rx.clone(),
-    ));
-    tokio::spawn(tasks.gossip.clone().run(
-        background.gossip_interval,
-        dialing,
-        stop_rx.clone(),
-    ));
+    tokio::spawn(probe_peers(membership.clone(), dialing, stop_rx.clone()));
+    tokio::spawn(
+        tasks
+            .gossip
+            .clone()
+            .run(background.gossip_interval, dialing, stop_rx.clone()),
+    );
     tokio::spawn(
         tasks
             .handoff

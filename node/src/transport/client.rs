@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL, frame};
@@ -164,9 +164,7 @@ fn lost(peer: &Peer) -> RpcError {
 /// Connects, upgrades to the stream protocol, and starts the reader and
 /// writer tasks.
 async fn dial(address: &str, source: Option<IpAddr>) -> Result<Arc<Connection>, String> {
-    let mut stream = connect(address, source)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut stream = connect(address, source).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let head = format!(
         "GET {STREAM_PATH} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: {UPGRADE_PROTOCOL}\r\n\r\n"

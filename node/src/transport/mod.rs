@@ -14,8 +14,8 @@ mod frame;
 mod message;
 mod server;
 
-pub use client::Transport;
 pub use client::Dialing;
+pub use client::Transport;
 pub use message::{
     CoordinateWrite, CoordinateWriteReply, GossipDigest, QuorumShortfall, Request, Response,
 };

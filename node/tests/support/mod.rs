@@ -7,14 +7,14 @@ pub mod proxy;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dynamo_node::config::Peer;
-use dynamo_node::transport::{Request, Response, Transport};
+use dynamo_node::transport::{Request, Response, RpcError, Transport};
 use dynamo_node::version::Object;
 use dynamo_ring::Member;
 use nix::sys::signal::{Signal, kill};
@@ -67,7 +67,11 @@ pub fn free_port() -> u16 {
 
 /// A port free on `ip` right now.
 pub fn free_port_on(ip: IpAddr) -> u16 {
-    TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A base port such that `count` consecutive ports are free right now.
@@ -347,7 +351,8 @@ impl TestCluster {
 
 impl TestCluster {
     /// Node `i`'s own stored state of `key`, read over the node-to-node
-    /// transport (no quorum, no repair).
+    /// transport (no quorum, no repair); `None` also when its record is
+    /// unreadable.
     pub async fn replica(&self, i: usize, key: &str) -> Option<Object> {
         let transport = Transport::new(Duration::from_secs(5));
         let peer = Peer {
@@ -360,8 +365,10 @@ impl TestCluster {
         let request = Request::ReplicaRead {
             key: Bytes::from(key.to_string()),
         };
-        match transport.call(&peer, &request).await.unwrap() {
-            Response::Object(object) => object,
+        match transport.call(&peer, &request).await {
+            Ok(Response::Object(object)) => object,
+            // The node answered that its record is unreadable (corrupt).
+            Err(RpcError::Remote { .. }) => None,
             other => panic!("unexpected reply {other:?}"),
         }
     }
@@ -408,8 +415,12 @@ impl Writer {
         let targets = Arc::new(Mutex::new(targets));
         let attempts = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn({
-            let (stop, acked, targets, attempts) =
-                (stop.clone(), acked.clone(), targets.clone(), attempts.clone());
+            let (stop, acked, targets, attempts) = (
+                stop.clone(),
+                acked.clone(),
+                targets.clone(),
+                attempts.clone(),
+            );
             let prefix = prefix.to_string();
             async move {
                 let mut n = 0usize;
@@ -538,7 +549,10 @@ impl TestCluster {
             if done {
                 return;
             }
-            assert!(Instant::now() < deadline, "transfers to epoch {epoch} never finished");
+            assert!(
+                Instant::now() < deadline,
+                "transfers to epoch {epoch} never finished"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
