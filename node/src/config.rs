@@ -171,8 +171,8 @@ pub struct NodeConfig {
     /// members (with this node, unless joining), or seeds when a ring file
     /// or --join is used.
     pub peers: Vec<Peer>,
-    /// Ring document file, if any.
-    pub ring_file: Option<PathBuf>,
+    /// The ring document read from --ring-file, if the file exists.
+    pub ring_document: Option<RingDocument>,
     /// Whether the node starts outside the ring.
     pub join: bool,
     /// This node's own internal address.
@@ -314,7 +314,31 @@ impl NodeConfig {
             bail!("--join needs at least one --peer to learn the ring from");
         }
 
-        let n = args.n.unwrap_or(DEFAULT_N.min(peers.len().max(1)));
+        let ring_document = match &args.ring_file {
+            Some(path) if path.exists() => Some(read_ring_file(path)?),
+            _ => None,
+        };
+        if let Some(doc) = &ring_document {
+            let ring = &doc.ring;
+            if args.n.is_some_and(|n| n != ring.replication) {
+                bail!(
+                    "--n is {} but the ring file replicates {} times",
+                    args.n.unwrap_or_default(),
+                    ring.replication
+                );
+            }
+            if args.partitions.is_some_and(|q| q != ring.partitions) {
+                bail!(
+                    "--partitions is {} but the ring file has {} partitions",
+                    args.partitions.unwrap_or_default(),
+                    ring.partitions
+                );
+            }
+        }
+        let n = args
+            .n
+            .or(ring_document.as_ref().map(|d| d.ring.replication))
+            .unwrap_or(DEFAULT_N.min(peers.len().max(1)));
         let r = args.r.unwrap_or(DEFAULT_R.min(n));
         let w = args.w.unwrap_or(DEFAULT_W.min(n));
         if n == 0 || (args.ring_file.is_none() && n > peers.len()) {
@@ -329,7 +353,10 @@ impl NodeConfig {
         if w == 0 || w > n {
             bail!("w={w} must be between 1 and n={n}");
         }
-        let partitions = args.partitions.unwrap_or(DEFAULT_PARTITIONS);
+        let partitions = args
+            .partitions
+            .or(ring_document.as_ref().map(|d| d.ring.partitions))
+            .unwrap_or(DEFAULT_PARTITIONS);
         let max_value_bytes = args.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES);
         if max_value_bytes == 0 {
             bail!("max-value-bytes must be positive");
@@ -354,7 +381,7 @@ impl NodeConfig {
                 Some(threads) => threads,
                 None => available_cpus(),
             },
-            ring_file: args.ring_file,
+            ring_document,
             join,
             address: self_address,
             background: Background {
@@ -387,16 +414,8 @@ impl NodeConfig {
     /// The ring this node starts from: the ring file when given and
     /// present, else a fresh ring (epoch 1) of the --peer members.
     pub fn initial_ring(&self) -> anyhow::Result<RingDocument> {
-        if let Some(path) = &self.ring_file
-            && path.exists()
-        {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading ring file {}", path.display()))?;
-            let doc: RingDocument = serde_json::from_str(&text)
-                .with_context(|| format!("parsing ring file {}", path.display()))?;
-            doc.validate()
-                .with_context(|| format!("ring file {}", path.display()))?;
-            return Ok(doc);
+        if let Some(doc) = &self.ring_document {
+            return Ok(doc.clone());
         }
         let members = self.peers.iter().map(|p| p.member.clone()).collect();
         let ring = Ring::build(members, self.n, self.partitions).context("building the ring")?;
@@ -407,6 +426,17 @@ impl NodeConfig {
             .collect();
         Ok(RingDocument { ring, addresses })
     }
+}
+
+/// Reads and validates a ring document file.
+fn read_ring_file(path: &Path) -> anyhow::Result<RingDocument> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading ring file {}", path.display()))?;
+    let doc: RingDocument = serde_json::from_str(&text)
+        .with_context(|| format!("parsing ring file {}", path.display()))?;
+    doc.validate()
+        .with_context(|| format!("ring file {}", path.display()))?;
+    Ok(doc)
 }
 
 /// A duration in milliseconds, with a default; at least 1 ms.
@@ -490,6 +520,48 @@ mod tests {
         );
         let single = args(&[]).resolve().unwrap();
         assert_eq!((single.n, single.r, single.w), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_ring_file_sets_n_and_q_and_peers_become_seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.json");
+        let members = vec![Member::new("a", "z1"), Member::new("b", "z2")];
+        let ring = Ring::build(members, 2, 16).unwrap();
+        let addresses = [("a", "h:1"), ("b", "h:2")]
+            .iter()
+            .map(|(id, a)| (id.to_string(), a.to_string()))
+            .collect();
+        let doc = RingDocument { ring, addresses };
+        std::fs::write(&path, serde_json::to_string(&doc).unwrap()).unwrap();
+        let mut from_file = args(&[]);
+        from_file.ring_file = Some(path.clone());
+        let cfg = from_file.clone().resolve().unwrap();
+        assert_eq!((cfg.n, cfg.r, cfg.w, cfg.partitions), (2, 2, 2, 16));
+        assert_eq!(cfg.initial_ring().unwrap(), doc);
+        let mut wrong_n = from_file.clone();
+        wrong_n.n = Some(3);
+        assert!(wrong_n.resolve().is_err());
+        let mut wrong_q = from_file;
+        wrong_q.partitions = Some(32);
+        assert!(wrong_q.resolve().is_err());
+        std::fs::write(&path, "{").unwrap();
+        let mut broken = args(&[]);
+        broken.ring_file = Some(path);
+        assert!(broken.resolve().is_err());
+    }
+
+    #[test]
+    fn joining_leaves_this_node_out_of_the_initial_ring() {
+        let mut joining = args(&["b=h:1,z2", "c=h:2,z3", "a=h:9,z1"]);
+        joining.join = Some(true);
+        let cfg = joining.resolve().unwrap();
+        let ring = cfg.initial_ring().unwrap();
+        assert!(ring.ring.member("a").is_none());
+        assert_eq!(cfg.address, "h:9", "advertised from the peer list");
+        let mut alone = args(&[]);
+        alone.join = Some(true);
+        assert!(alone.resolve().is_err(), "joining needs seeds");
     }
 
     #[test]
