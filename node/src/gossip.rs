@@ -15,6 +15,7 @@ use rand::seq::IndexedRandom;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::background::every;
 use crate::config::Peer;
 use crate::membership::Membership;
 use crate::transfer::Transfers;
@@ -113,27 +114,24 @@ impl Gossip {
         self: Arc<Self>,
         interval: Duration,
         dialing: Dialing,
-        mut stop: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) {
         let transport = Transport::dialing(dialing);
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-            let round = self.round.fetch_add(1, Ordering::Relaxed) + 1;
-            for peer in self.partners(round) {
-                let request = Request::Gossip(Box::new(self.digest()));
-                match transport.call(&peer, &request).await {
-                    Ok(Response::Gossip(reply)) => {
-                        self.membership.liveness().record_success(&peer.member.id);
-                        self.absorb(*reply);
-                    }
-                    Ok(_) => tracing::debug!(peer = %peer.member.id, "unexpected gossip reply"),
-                    Err(error) => tracing::debug!(peer = %peer.member.id, %error, "gossip failed"),
+        every(interval, stop, || self.round(&transport)).await;
+    }
+
+    /// One round: exchange digests with this round's partners.
+    async fn round(&self, transport: &Transport) {
+        let round = self.round.fetch_add(1, Ordering::Relaxed) + 1;
+        for peer in self.partners(round) {
+            let request = Request::Gossip(Box::new(self.digest()));
+            match transport.call(&peer, &request).await {
+                Ok(Response::Gossip(reply)) => {
+                    self.membership.liveness().record_success(&peer.member.id);
+                    self.absorb(*reply);
                 }
+                Ok(_) => tracing::debug!(peer = %peer.member.id, "unexpected gossip reply"),
+                Err(error) => tracing::debug!(peer = %peer.member.id, %error, "gossip failed"),
             }
         }
     }

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::background::{every, pace};
 use crate::config::Peer;
 use crate::membership::{Membership, by_peer};
 use crate::storage::{Hint, Storage};
@@ -80,22 +81,13 @@ impl Handoff {
     }
 
     /// Delivers hints every `interval` until `stop` turns true.
-    pub async fn run(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
+    pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
+        every(interval, stop, || async {
+            if self.storage.hints_pending() > 0 {
+                self.deliver_all().await;
             }
-            if self.storage.hints_pending() == 0 {
-                continue;
-            }
-            tokio::select! {
-                _ = self.deliver_all() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
+        })
+        .await;
     }
 
     /// One pass over every owner this node holds hints for.
@@ -121,15 +113,12 @@ impl Handoff {
                         return;
                     }
                 };
-                let count = hints.len() as u64;
+                let count = hints.len();
                 if !self.deliver(&owner, hints).await {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
-                let budget = Duration::from_secs_f64(count as f64 / self.keys_per_sec as f64);
-                if let Some(rest) = budget.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(rest).await;
-                }
+                pace(count, self.keys_per_sec, started).await;
             }
         }
     }

@@ -14,6 +14,7 @@
 
 pub mod antientropy;
 pub mod api;
+pub mod background;
 pub mod config;
 pub mod coordinator;
 pub mod gossip;

@@ -126,27 +126,13 @@ impl RequestHandler for ReplicaService {
                 let merges = items
                     .into_iter()
                     .map(|(key, object)| storage.merge(key, object));
-                match futures::future::join_all(merges)
-                    .await
-                    .into_iter()
-                    .find_map(Result::err)
-                {
-                    None => Response::Written,
-                    Some(error) => Response::Failed(error.to_string()),
-                }
+                written(futures::future::join_all(merges).await)
             }
             Request::PurgeTombstones { items } => {
                 let purges = items
                     .into_iter()
                     .map(|(key, digest)| storage.delete_if(key, digest));
-                match futures::future::join_all(purges)
-                    .await
-                    .into_iter()
-                    .find_map(Result::err)
-                {
-                    None => Response::Written,
-                    Some(error) => Response::Failed(error.to_string()),
-                }
+                written(futures::future::join_all(purges).await)
             }
             Request::Gossip(digest) => {
                 let reply = self.gossip.digest();
@@ -156,5 +142,13 @@ impl RequestHandler for ReplicaService {
             Request::CoordinateWrite(write) => self.coordinator.coordinate_forwarded(write).await,
             other => Response::Failed(format!("{} cannot be handled asynchronously", other.kind())),
         }
+    }
+}
+
+/// `Written` when every store operation succeeded, else the first error.
+fn written<T>(results: Vec<Result<T, crate::storage::StorageError>>) -> Response {
+    match results.into_iter().find_map(Result::err) {
+        None => Response::Written,
+        Some(error) => Response::Failed(error.to_string()),
     }
 }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::antientropy::AntiEntropy;
 use crate::api::{self, AppState, BackgroundTasks};
+use crate::background::every;
 use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
@@ -195,22 +196,12 @@ async fn run(
 
 /// Pings every peer each [`PROBE_INTERVAL`] over a transport of its own
 /// (short timeout, so a paused peer is noticed quickly).
-async fn probe_peers(
-    membership: Arc<Membership>,
-    dialing: Dialing,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn probe_peers(membership: Arc<Membership>, dialing: Dialing, stop: watch::Receiver<bool>) {
     let transport = Transport::dialing(Dialing {
         timeout: dialing.timeout.min(PROBE_INTERVAL / 2),
         ..dialing
     });
-    let mut interval = tokio::time::interval(PROBE_INTERVAL);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
+    every(PROBE_INTERVAL, stop, || async {
         let view = membership.view();
         let others = view.all().filter(|p| p.member.id != membership.me());
         let probes = others.map(|peer| {
@@ -224,7 +215,8 @@ async fn probe_peers(
             }
         });
         futures::future::join_all(probes).await;
-    }
+    })
+    .await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -21,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::antientropy::record_digest;
+use crate::background::every;
 use crate::membership::{Membership, by_peer};
 use crate::storage::{Storage, now_ms};
 use crate::transport::{Dialing, Request, Response, Transport};
@@ -83,19 +84,8 @@ impl TombstoneGc {
     }
 
     /// Scans the tombstone index every `interval` until `stop` turns true.
-    pub async fn run(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-            tokio::select! {
-                _ = self.sweep() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-        }
+    pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
+        every(interval, stop, || self.sweep()).await;
     }
 
     /// One pass over the tombstone index.

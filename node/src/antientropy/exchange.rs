@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{SEGMENTS, segment_range};
+use crate::background::{every, pace};
 use crate::config::Peer;
 use crate::membership::Membership;
 use crate::storage::Storage;
@@ -101,30 +102,21 @@ impl AntiEntropy {
     }
 
     /// Exchanges with one peer every `interval` until `stop` turns true.
-    pub async fn run(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
+    pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
+        every(interval, stop, || async {
             let Some(peer) = self.pick_peer() else {
-                continue;
+                return;
             };
-            tokio::select! {
-                result = self.exchange(&peer) => match result {
-                    Ok(()) => {
-                        self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(error) => {
-                        tracing::debug!(peer = %peer.member.id, %error, "anti-entropy exchange failed")
-                    }
-                },
-                _ = stop.wait_for(|s| *s) => return,
+            match self.exchange(&peer).await {
+                Ok(()) => {
+                    self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    tracing::debug!(peer = %peer.member.id, %error, "anti-entropy exchange failed")
+                }
             }
-        }
+        })
+        .await;
     }
 
     /// The next reachable peer in id order.
@@ -285,10 +277,7 @@ impl AntiEntropy {
         self.counters
             .keys_repaired
             .fetch_add(count as u64, Ordering::Relaxed);
-        let budget = Duration::from_secs_f64(count as f64 / self.keys_per_sec as f64);
-        if let Some(rest) = budget.checked_sub(started.elapsed()) {
-            tokio::time::sleep(rest).await;
-        }
+        pace(count, self.keys_per_sec, started).await;
     }
 
     /// Calls `peer`, counting the bytes both ways.

@@ -20,6 +20,7 @@ use dynamo_ring::document::{DocumentError, TransferState};
 use dynamo_ring::{Member, RingDocument, TransferReport};
 use tokio::sync::{Notify, watch};
 
+use crate::background::pace;
 use crate::config::Peer;
 use crate::membership::Membership;
 use crate::storage::{Storage, StorageError};
@@ -260,7 +261,8 @@ impl Transfers {
                 Ok(_) => return Err("unexpected reply to a partition scan".into()),
                 Err(error) => return Err(error.to_string()),
             };
-            let count = items.len() as u64;
+            let items_len = items.len();
+            let count = items_len as u64;
             let bytes: u64 = items
                 .iter()
                 .map(|(k, o)| (k.len() + o.siblings().iter().map(value_len).sum::<usize>()) as u64)
@@ -276,10 +278,7 @@ impl Transfers {
                 i.bytes += bytes;
             });
             // Background work yields: pace to the configured key rate.
-            let budget = Duration::from_secs_f64(count as f64 / self.keys_per_sec as f64);
-            if let Some(rest) = budget.checked_sub(started.elapsed()) {
-                tokio::time::sleep(rest).await;
-            }
+            pace(items_len, self.keys_per_sec, started).await;
             match next {
                 Some(next) => after = Some(next),
                 None => return Ok(()),
