@@ -159,7 +159,9 @@ fn run(
     };
     let (data, hints, tombs) = (cf(DATA_CF), cf(HINTS_CF), cf(TOMBS_CF));
     let mut ops = Vec::with_capacity(MAX_BATCH);
-    let mut next_seq: u64 = 1;
+    // Marker sequence numbers grow across restarts too (clock-based start),
+    // so a marker re-made after a restart never repeats an old number.
+    let mut next_seq: u64 = now_ms().saturating_mul(1 << 10).max(1);
     while let Some(first) = rx.blocking_recv() {
         ops.push(first);
         while ops.len() < MAX_BATCH {
