@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// operator adds it.
     #[arg(long, env = "DYNAMO_JOIN", num_args = 0..=1, default_missing_value = "true")]
     pub join: Option<bool>,
+    /// Share of reads (0 to 1) that ask all N replicas and repair stale
+    /// ones; the others ask R.
+    #[arg(long, env = "DYNAMO_READ_REPAIR_CHANCE")]
+    pub read_repair_chance: Option<f64>,
     /// Milliseconds between gossip rounds.
     #[arg(long, env = "DYNAMO_GOSSIP_INTERVAL_MS")]
     pub gossip_interval_ms: Option<u64>,
@@ -175,6 +179,8 @@ pub struct NodeConfig {
     pub ring_document: Option<RingDocument>,
     /// Whether the node starts outside the ring.
     pub join: bool,
+    /// Share of reads that ask all N replicas.
+    pub read_repair_chance: f64,
     /// This node's own internal address.
     pub address: String,
     /// Replication factor.
@@ -225,6 +231,7 @@ impl ServeArgs {
             worker_threads: self.worker_threads.or(file.worker_threads),
             ring_file: self.ring_file.or(file.ring_file),
             join: self.join.or(file.join),
+            read_repair_chance: self.read_repair_chance.or(file.read_repair_chance),
             gossip_interval_ms: self.gossip_interval_ms.or(file.gossip_interval_ms),
             anti_entropy_interval_ms: self
                 .anti_entropy_interval_ms
@@ -383,6 +390,10 @@ impl NodeConfig {
             },
             ring_document,
             join,
+            read_repair_chance: match args.read_repair_chance.unwrap_or(0.1) {
+                chance if (0.0..=1.0).contains(&chance) => chance,
+                chance => bail!("read-repair-chance={chance} must be between 0 and 1"),
+            },
             address: self_address,
             background: Background {
                 gossip_interval: millis(args.gossip_interval_ms, 1000),

@@ -70,7 +70,8 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         .context("adopting the configured ring")?;
     transfers.persist_current().context("persisting the ring")?;
     let transport = Arc::new(Transport::dialing(dialing));
-    let coordinator = Coordinator::new(storage.clone(), membership.clone(), transport.clone());
+    let coordinator = Coordinator::new(storage.clone(), membership.clone(), transport.clone())
+        .with_read_repair_chance(config.read_repair_chance);
     let seeds = config
         .peers
         .iter()

@@ -140,7 +140,8 @@ async fn restarting_every_node_keeps_all_data() {
 /// stale answer.
 #[tokio::test]
 async fn read_repair_brings_a_stale_replica_up_to_date() {
-    let mut c = TestCluster::start(3, &[]).await;
+    // Anti-entropy is slowed down so that only read repair can fix n3.
+    let mut c = TestCluster::start(3, &["--anti-entropy-interval-ms", "600000"]).await;
     c.kill(2);
     for k in 0..10 {
         assert_eq!(

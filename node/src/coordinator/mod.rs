@@ -46,6 +46,7 @@ pub struct Coordinator {
     storage: Arc<Storage>,
     membership: Arc<Membership>,
     transport: Arc<Transport>,
+    read_repair_chance: f64,
 }
 
 impl Coordinator {
@@ -59,7 +60,16 @@ impl Coordinator {
             storage,
             membership,
             transport,
+            read_repair_chance: 1.0,
         }
+    }
+
+    /// Share of reads that ask all N replicas and repair the stale ones;
+    /// the others ask only R (more when some fail). Anti-entropy repairs
+    /// what reads do not.
+    pub fn with_read_repair_chance(mut self, chance: f64) -> Self {
+        self.read_repair_chance = chance.clamp(0.0, 1.0);
+        self
     }
 
     /// The cluster view this coordinator routes by.

@@ -1,5 +1,6 @@
-//! The read path: ask N replicas (fallbacks for owners believed down),
-//! answer after R, repair stale owners.
+//! The read path: ask R replicas (all N on a share of reads), fallbacks
+//! for owners believed down and for replicas that fail; answer after R;
+//! repair the stale owners among those that answered.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,13 +19,24 @@ type ReadResult = (Arc<Peer>, Result<Option<Object>, String>);
 
 impl Coordinator {
     /// Reads `key` from `r` replicas and returns the merge of their states
-    /// (empty when nobody has it). Owners that turn out stale once all have
-    /// answered are repaired in the background.
+    /// (empty when nobody has it). Owners that turn out stale once all asked
+    /// have answered are repaired in the background.
     pub async fn read(&self, key: Bytes, r: usize) -> Result<Object, CoordinatorError> {
         let view = self.membership.view();
         let replicas = view.replicas(&key);
-        let (targets, reserve) = self.sloppy_targets(&replicas);
+        let (mut targets, reserve) = self.sloppy_targets(&replicas);
         let mut reserve: VecDeque<Arc<Peer>> = reserve.into();
+        if rand::random::<f64>() >= self.read_repair_chance {
+            // Ask R: this node first when it holds the key (a local read is
+            // cheap), the others in walk order; the rest stand by.
+            if let Some(mine) = targets.iter().position(|t| self.is_me(&t.peer)) {
+                let me = targets.remove(mine);
+                targets.insert(0, me);
+            }
+            for spare in targets.drain(r.min(targets.len())..).rev() {
+                reserve.push_front(spare.peer);
+            }
+        }
         let mut pending: FuturesUnordered<BoxFuture<'static, ReadResult>> = FuturesUnordered::new();
         for target in targets {
             pending.push(self.read_from(target.peer, key.clone()));
