@@ -1,0 +1,673 @@
+//! The operator's ring decisions against real node processes, without
+//! Kubernetes.
+//!
+//! [`Cluster::reconcile`] stands in for the operator's reconcile loop: it
+//! observes real `dynamo-node` processes on loopback, lets [`plan_step`]
+//! decide, and applies the decision the way the operator does. A zone's
+//! "StatefulSet" is a replica count whose ordinals `0..replicas` run as
+//! processes named by [`ClusterRef::pod_name`], started with the ring of
+//! the "ConfigMap" as `--ring-file`; a pod is Ready when `/readyz` answers
+//! 200; transfer reports come from the operator's [`HttpNodeAdmin`], which
+//! also sends every published ring.
+//!
+//! The operator only removes the highest ordinals of a zone, so a ring of
+//! "three other nodes" is reached through zone changes: zones a/b/c (one
+//! node each, epoch 1), zone d added (four nodes, epoch 2), zones e and f
+//! added (six nodes, epoch 3), then zones a/b/c removed from the spec
+//! (epoch 4: `demo-d-0`, `demo-e-0`, `demo-f-0`), all under a background
+//! writer. Every acknowledged write must then be readable and the
+//! remaining replicas must converge.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use dynamo_operator::node_client::{HttpNodeAdmin, NodeAdmin, PublishOutcome};
+use dynamo_operator::resources::ClusterRef;
+use dynamo_operator::ring_steps::{StepAction, StepInput, StepPlan, ZoneState, plan_step};
+use dynamo_ring::{RingDocument, TransferReport};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+/// Replication factor `N` (with `R = W = 2`).
+const N: usize = 3;
+/// Partition count `Q`: small, so transfers and convergence take seconds.
+const PARTITIONS: u32 = 64;
+/// Every zone the scenario uses, one pod (ordinal 0) each at most.
+const ZONES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+/// The `dynamo-node` binary of the same target directory: this test runs
+/// as `<target>/debug/deps/<test>-<hash>`, the node is
+/// `<target>/debug/dynamo-node`.
+fn node_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from <target>/debug/deps");
+    let binary = profile_dir.join("dynamo-node");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p dynamo-node` first \
+         (`cargo test --workspace`, as scripts/test.sh runs it, builds it)",
+        binary.display()
+    );
+    binary
+}
+
+/// `count` distinct loopback ports that are free right now (all bound at
+/// once, so none repeats).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local address").port())
+        .collect()
+}
+
+/// One running node process, the stand-in for a pod. Killed (SIGKILL) when
+/// dropped, including when the test panics.
+struct Pod {
+    child: Child,
+    data_dir: PathBuf,
+}
+
+impl Pod {
+    /// Removes the pod as a StatefulSet scale-down does: SIGTERM, a clean
+    /// exit, then its volume (data directory) is deleted.
+    fn remove(mut self, name: &str) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) with a pid of a child this test spawned and has
+        // not reaped yet; no memory is involved.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM to {name}");
+        let status = self.child.wait().expect("waiting for the node to exit");
+        assert!(status.success(), "{name} exited with {status}");
+        std::fs::remove_dir_all(&self.data_dir).expect("deleting the data directory");
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        // Already reaped after `remove`; then both calls are harmless no-ops.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A background client writing fresh keys, round robin through the
+/// current ring members, recording every acknowledged (2xx) write.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    attempts: Arc<AtomicUsize>,
+    acked: Arc<Mutex<Vec<(String, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Starts writing through the `HOST:PORT`s in `targets`, which may
+    /// change while it runs.
+    fn start(http: reqwest::Client, targets: Arc<Mutex<Vec<String>>>) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let (stop, attempts, acked) = (stop.clone(), attempts.clone(), acked.clone());
+            async move {
+                let mut n = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let address = {
+                        let targets = targets.lock().expect("targets");
+                        targets[n % targets.len()].clone()
+                    };
+                    let key = format!("w-{n}");
+                    let value = format!("value-of-{key}");
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    let sent = http
+                        .put(format!("http://{address}/v1/kv/{key}"))
+                        .body(value.clone())
+                        .send()
+                        .await;
+                    if sent.is_ok_and(|r| r.status().is_success()) {
+                        acked.lock().expect("acked").push((key, value));
+                    }
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        });
+        Writer {
+            stop,
+            attempts,
+            acked,
+            task,
+        }
+    }
+
+    /// Stops writing; returns every acknowledged (key, value) and the
+    /// number of writes attempted.
+    async fn stop(self) -> (Vec<(String, String)>, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("writer task");
+        let acked = self.acked.lock().expect("acked").clone();
+        (acked, self.attempts.load(Ordering::SeqCst))
+    }
+}
+
+/// A cluster as the operator sees it through Kubernetes, played by local
+/// processes.
+struct Cluster {
+    /// Running pods by name. Declared first so that they are killed before
+    /// `dir` is deleted.
+    pods: BTreeMap<String, Pod>,
+    cluster: ClusterRef,
+    /// Zones of the spec and their node counts, in spec order.
+    spec: Vec<(String, i32)>,
+    /// Replicas of each zone's StatefulSet.
+    statefulsets: BTreeMap<String, i32>,
+    /// The ring in the ConfigMap, as the operator computed it.
+    ring: Option<RingDocument>,
+    /// Loopback `HOST:PORT` standing in for each pod's DNS name.
+    addresses: BTreeMap<String, String>,
+    /// `HOST:PORT` of the current ring's members, for the writer.
+    members: Arc<Mutex<Vec<String>>>,
+    /// Every epoch published, in order.
+    epochs: Vec<u64>,
+    admin: HttpNodeAdmin,
+    http: reqwest::Client,
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// The cluster `demo` with zones a/b/c of one node each; nothing runs
+    /// and no ring exists yet.
+    fn new() -> Cluster {
+        let cluster = ClusterRef {
+            name: "demo".into(),
+            namespace: "default".into(),
+            owner: OwnerReference {
+                api_version: "kv.dynamo.dev/v1alpha1".into(),
+                kind: "DynamoCluster".into(),
+                name: "demo".into(),
+                uid: "uid-demo".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        };
+        let addresses = ZONES
+            .iter()
+            .zip(free_ports(ZONES.len()))
+            .map(|(zone, port)| (cluster.pod_name(zone, 0), format!("127.0.0.1:{port}")))
+            .collect();
+        Cluster {
+            pods: BTreeMap::new(),
+            cluster,
+            spec: ["a", "b", "c"].iter().map(|z| (z.to_string(), 1)).collect(),
+            statefulsets: BTreeMap::new(),
+            ring: None,
+            addresses,
+            members: Arc::new(Mutex::new(Vec::new())),
+            epochs: Vec::new(),
+            admin: HttpNodeAdmin::new(Duration::from_secs(5)).expect("admin client"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("http client"),
+            binary: node_binary(),
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+
+    /// The ConfigMap's ring file, read by pods when they start.
+    fn ring_file(&self) -> PathBuf {
+        self.dir.path().join("ring.json")
+    }
+
+    /// `doc` with every member's pod DNS address replaced by its loopback
+    /// stand-in: the one rewrite between the operator and the processes.
+    fn local(&self, doc: &RingDocument) -> RingDocument {
+        let mut local = doc.clone();
+        for (id, address) in &mut local.addresses {
+            *address = self.addresses[id].clone();
+        }
+        local
+    }
+
+    /// Zones as the operator passes them to `plan_step`: those of the spec
+    /// in order, then zones only a StatefulSet or the ring still has
+    /// (target 0).
+    fn zone_states(&self) -> Vec<ZoneState> {
+        let mut zones: Vec<ZoneState> = self
+            .spec
+            .iter()
+            .map(|(name, target)| ZoneState {
+                name: name.clone(),
+                target: *target,
+                current: self.statefulsets.get(name).copied(),
+            })
+            .collect();
+        let ring_zones = self
+            .ring
+            .iter()
+            .flat_map(|d| d.ring.members.iter().map(|m| m.zone.clone()));
+        let leftover: BTreeSet<String> = self
+            .statefulsets
+            .keys()
+            .cloned()
+            .chain(ring_zones)
+            .filter(|zone| !self.spec.iter().any(|(name, _)| name == zone))
+            .collect();
+        zones.extend(leftover.into_iter().map(|name| ZoneState {
+            current: self.statefulsets.get(&name).copied(),
+            name,
+            target: 0,
+        }));
+        zones
+    }
+
+    /// Ready pods (answering `/readyz`) and the transfer reports the
+    /// operator's client gets from them (absent when the call fails).
+    async fn observe(&self) -> (BTreeSet<String>, BTreeMap<String, TransferReport>) {
+        let mut ready = BTreeSet::new();
+        let mut reports = BTreeMap::new();
+        for name in self.pods.keys() {
+            let address = &self.addresses[name];
+            let answered = self
+                .http
+                .get(format!("http://{address}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
+            if answered {
+                ready.insert(name.clone());
+                if let Ok(report) = self.admin.transfers(address).await {
+                    reports.insert(name.clone(), report);
+                }
+            }
+        }
+        (ready, reports)
+    }
+
+    /// One reconcile pass: observe, let `plan_step` decide, check that no
+    /// StatefulSet shrinks early, then apply like the operator: ring into
+    /// the ConfigMap, StatefulSet replicas (pods started or removed), and
+    /// the ring sent to every ready member reporting an older epoch (the
+    /// operator's `publish_to` rule; leaving nodes learn it by gossip).
+    async fn reconcile(&mut self) -> StepPlan {
+        let (ready, reports) = self.observe().await;
+        let zones = self.zone_states();
+        let plan = plan_step(&StepInput {
+            cluster: &self.cluster,
+            zones: &zones,
+            replication: N,
+            partitions: PARTITIONS,
+            ring: self.ring.as_ref(),
+            ready_pods: &ready,
+            reports: &reports,
+        })
+        .expect("plan_step");
+        self.check_no_early_shrink(&plan, &reports);
+
+        let local = self.local(&plan.ring);
+        if plan.publish {
+            self.epochs.push(plan.ring.ring.epoch);
+            let json = serde_json::to_vec(&local).expect("ring JSON");
+            std::fs::write(self.ring_file(), json).expect("writing the ring file");
+        }
+        self.ring = Some(plan.ring.clone());
+
+        for (zone, &replicas) in &plan.replicas {
+            let current = self.statefulsets.get(zone).copied().unwrap_or(0);
+            for ordinal in current..replicas {
+                self.start_pod(zone, ordinal);
+            }
+            for ordinal in replicas..current {
+                let name = self.cluster.pod_name(zone, ordinal);
+                let pod = self.pods.remove(&name).expect("a running pod");
+                pod.remove(&name);
+            }
+            self.statefulsets.insert(zone.clone(), replicas);
+        }
+
+        let epoch = plan.ring.ring.epoch;
+        for member in &plan.ring.ring.members {
+            let stale = reports.get(&member.id).is_none_or(|r| r.epoch < epoch);
+            if ready.contains(&member.id) && stale {
+                let outcome = self
+                    .admin
+                    .publish_ring(&self.addresses[&member.id], &local)
+                    .await
+                    .unwrap_or_else(|e| panic!("publishing epoch {epoch}: {e}"));
+                assert_eq!(
+                    outcome,
+                    PublishOutcome::Accepted,
+                    "{} took {epoch}",
+                    member.id
+                );
+            }
+        }
+        *self.members.lock().expect("members") = plan
+            .ring
+            .ring
+            .members
+            .iter()
+            .map(|m| self.addresses[&m.id].clone())
+            .collect();
+        plan
+    }
+
+    /// Panics if `plan` lowers a StatefulSet while a pod it removes is
+    /// still in the ring, or before every member of the ring reported
+    /// `complete_for(epoch)` in this pass.
+    fn check_no_early_shrink(&self, plan: &StepPlan, reports: &BTreeMap<String, TransferReport>) {
+        let ring = &plan.ring.ring;
+        for (zone, &replicas) in &plan.replicas {
+            let current = self.statefulsets.get(zone).copied().unwrap_or(0);
+            if replicas >= current {
+                continue;
+            }
+            for ordinal in replicas..current {
+                let name = self.cluster.pod_name(zone, ordinal);
+                assert!(
+                    ring.member(&name).is_none(),
+                    "{name} removed while a member"
+                );
+            }
+            let unconfirmed: Vec<&str> = ring
+                .members
+                .iter()
+                .filter(|m| {
+                    !reports
+                        .get(&m.id)
+                        .is_some_and(|r| r.complete_for(ring.epoch))
+                })
+                .map(|m| m.id.as_str())
+                .collect();
+            assert!(
+                unconfirmed.is_empty(),
+                "zone {zone} shrinks from {current} to {replicas} before {unconfirmed:?} \
+                 confirmed epoch {}",
+                ring.epoch
+            );
+        }
+    }
+
+    /// Starts ordinal `ordinal` of `zone` with the ConfigMap's ring file.
+    fn start_pod(&mut self, zone: &str, ordinal: i32) {
+        let name = self.cluster.pod_name(zone, ordinal);
+        let data_dir = self.dir.path().join(&name);
+        let child = Command::new(&self.binary)
+            .arg("serve")
+            .args(["--node-id", &name])
+            .args(["--listen", &self.addresses[&name]])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--ring-file")
+            .arg(self.ring_file())
+            .args(["--zone", zone])
+            .args(["--n", "3", "--r", "2", "--w", "2"])
+            .args(["--partitions", &PARTITIONS.to_string()])
+            .args(["--request-timeout-ms", "1000"])
+            .args(["--anti-entropy-interval-ms", "300"])
+            .args(["--gossip-interval-ms", "300"])
+            .args(["--handoff-interval-ms", "300"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning dynamo-node");
+        self.pods.insert(name, Pod { child, data_dir });
+    }
+
+    /// Reconciles until `plan_step` says `Steady`; returns every plan.
+    async fn until_steady(&mut self) -> Vec<StepPlan> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut plans = Vec::new();
+        loop {
+            let plan = self.reconcile().await;
+            let steady = plan.action == StepAction::Steady;
+            plans.push(plan);
+            if steady {
+                return plans;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no steady state; last step {:?}",
+                plans.last().map(|p| (&p.action, &p.progress))
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sets zone `zone` of the spec to `replicas` nodes (adding it last if
+    /// new).
+    fn set_zone(&mut self, zone: &str, replicas: i32) {
+        match self.spec.iter_mut().find(|(name, _)| name == zone) {
+            Some(entry) => entry.1 = replicas,
+            None => self.spec.push((zone.to_string(), replicas)),
+        }
+    }
+
+    /// Reads every acknowledged write through the running pods (round
+    /// robin) and panics listing those not readable with their value.
+    async fn assert_all_readable(&self, acked: &[(String, String)]) {
+        let via: Vec<&String> = self.pods.keys().map(|name| &self.addresses[name]).collect();
+        let mut missing = Vec::new();
+        for (n, (key, value)) in acked.iter().enumerate() {
+            let response = self
+                .http
+                .get(format!("http://{}/v1/kv/{key}", via[n % via.len()]))
+                .header("accept", "application/json")
+                .send()
+                .await
+                .expect("GET");
+            let status = response.status();
+            let values: Vec<String> = if status.is_success() {
+                let body: serde_json::Value = response.json().await.expect("JSON body");
+                body["values"]
+                    .as_array()
+                    .expect("values")
+                    .iter()
+                    .map(|v| {
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(v.as_str().expect("base64 string"))
+                            .expect("base64");
+                        String::from_utf8_lossy(&bytes).into_owned()
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if !values.contains(value) {
+                missing.push(format!("{key} ({status}, {values:?})"));
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{} of {} acknowledged writes are not readable: {:?}",
+            missing.len(),
+            acked.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
+
+    /// Waits (up to 60 s) until every running pod uses ring `epoch` and,
+    /// for every partition, all `N` owners report equal Merkle roots.
+    async fn wait_converged(&self, epoch: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut epochs = Vec::new();
+            let mut roots: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for name in self.pods.keys() {
+                let body: serde_json::Value = self
+                    .http
+                    .get(format!("http://{}/v1/admin/merkle", self.addresses[name]))
+                    .send()
+                    .await
+                    .expect("GET /v1/admin/merkle")
+                    .json()
+                    .await
+                    .expect("Merkle JSON");
+                epochs.push(body["epoch"].as_u64().expect("epoch"));
+                for (partition, root) in body["roots"].as_object().expect("roots") {
+                    let root = root.as_str().expect("hex root").to_string();
+                    roots.entry(partition.clone()).or_default().push(root);
+                }
+            }
+            let differing: Vec<&String> = roots
+                .iter()
+                .filter(|(_, r)| r.len() != N || r.iter().any(|x| x != &r[0]))
+                .map(|(p, _)| p)
+                .collect();
+            let same_epoch = epochs.iter().all(|e| *e == epoch);
+            if same_epoch && differing.is_empty() && roots.len() == PARTITIONS as usize {
+                println!(
+                    "converged: {} partitions with equal roots on {:?} at epoch {epoch}",
+                    roots.len(),
+                    self.pods.keys().collect::<Vec<_>>()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no convergence: epochs {epochs:?}, partitions differing {differing:?}, \
+                 {} partitions reported",
+                roots.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The actions of `plans` in order, repeats folded (`Transferring x3`),
+/// for the log.
+fn actions(plans: &[StepPlan]) -> String {
+    let mut folded: Vec<(String, usize)> = Vec::new();
+    for plan in plans {
+        let action = format!("{:?}", plan.action);
+        match folded.last_mut() {
+            Some((last, count)) if *last == action => *count += 1,
+            _ => folded.push((action, 1)),
+        }
+    }
+    folded
+        .iter()
+        .map(|(action, count)| match count {
+            1 => action.clone(),
+            _ => format!("{action} x{count}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Names of the pods of `zones`, ordinal 0.
+fn pods(cluster: &ClusterRef, zones: &[&str]) -> Vec<String> {
+    zones.iter().map(|z| cluster.pod_name(z, 0)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_ring_steps_move_a_cluster_to_three_other_nodes_under_a_writer() {
+    let started = Instant::now();
+    let mut c = Cluster::new();
+    let members = |c: &Cluster| -> Vec<String> {
+        let ring = &c.ring.as_ref().expect("ring").ring;
+        ring.members.iter().map(|m| m.id.clone()).collect()
+    };
+
+    // Create: the first ring (epoch 1) from the future pod names, then the
+    // pods start with it.
+    let created = c.until_steady().await;
+    println!("create: {}", actions(&created));
+    assert_eq!(created[0].action, StepAction::Create);
+    assert_eq!(created[0].ring.ring.epoch, 1);
+    assert_eq!(members(&c), pods(&c.cluster, &["a", "b", "c"]));
+
+    let writer = Writer::start(c.http.clone(), c.members.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Scale up to four nodes: the StatefulSet of zone d grows, its pod
+    // starts with the epoch-1 ring (not a member), then the ring with it
+    // is published and transferred.
+    c.set_zone("d", 1);
+    let grown = c.until_steady().await;
+    println!("zone d added: {}", actions(&grown));
+    let demo_d_0 = c.cluster.pod_name("d", 0);
+    assert_eq!(
+        grown[0].action,
+        StepAction::WaitForPods {
+            waiting: vec![demo_d_0.clone()]
+        },
+        "the pod comes before the ring"
+    );
+    assert!(grown.iter().any(|p| p.action
+        == StepAction::Publish {
+            joining: vec![demo_d_0.clone()],
+            leaving: vec![]
+        }));
+    assert_eq!(members(&c), pods(&c.cluster, &["a", "b", "c", "d"]));
+
+    // Up to six nodes: zones e and f.
+    c.set_zone("e", 1);
+    c.set_zone("f", 1);
+    let six = c.until_steady().await;
+    println!("zones e, f added: {}", actions(&six));
+    assert_eq!(members(&c), pods(&c.cluster, &ZONES));
+
+    // Down to three other nodes: zones a/b/c leave the spec. The ring
+    // without them comes first; their StatefulSets keep their pod until
+    // every member confirmed the epoch (also checked on every pass by
+    // `check_no_early_shrink`).
+    c.spec
+        .retain(|(zone, _)| !["a", "b", "c"].contains(&zone.as_str()));
+    let moved = c.until_steady().await;
+    println!("zones a, b, c removed: {}", actions(&moved));
+    let leaving = pods(&c.cluster, &["a", "b", "c"]);
+    assert_eq!(
+        moved[0].action,
+        StepAction::Publish {
+            joining: vec![],
+            leaving: leaving.clone()
+        }
+    );
+    let shrink_at = moved
+        .iter()
+        .position(|p| matches!(p.action, StepAction::Shrink { .. }))
+        .expect("a shrink step");
+    assert_eq!(
+        moved[shrink_at].action,
+        StepAction::Shrink { removed: leaving }
+    );
+    for plan in &moved[..shrink_at] {
+        for zone in ["a", "b", "c"] {
+            assert_eq!(plan.replicas[zone], 1, "zone {zone} kept its pod");
+        }
+    }
+    let final_epoch = moved[0].ring.ring.epoch;
+    assert!(moved[shrink_at].progress.complete());
+    assert_eq!(moved[shrink_at].progress.epoch, final_epoch);
+    assert_eq!(members(&c), pods(&c.cluster, &["d", "e", "f"]));
+    assert_eq!(
+        c.pods.keys().cloned().collect::<Vec<_>>(),
+        members(&c),
+        "only the three other nodes still run"
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (acked, attempts) = writer.stop().await;
+    println!(
+        "writer: {} of {attempts} writes acknowledged; epochs traversed {:?}",
+        acked.len(),
+        c.epochs
+    );
+    assert_eq!(c.epochs, [1, 2, 3, 4]);
+    assert!(acked.len() > 100, "the writer made progress");
+    c.assert_all_readable(&acked).await;
+    c.wait_converged(final_epoch).await;
+    println!("finished in {:.1} s", started.elapsed().as_secs_f64());
+}
