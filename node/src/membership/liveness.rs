@@ -1,7 +1,8 @@
 //! Local failure detection from request outcomes and periodic probes.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dynamo_ring::NodeId;
@@ -33,15 +34,20 @@ pub struct PeerStatus {
     pub last_heard_ms: Option<u64>,
 }
 
+/// One peer's record, updated without exclusive locks (every replica call
+/// records its outcome, and every request checks usability).
 #[derive(Default)]
 struct Record {
-    last_ok: Option<Instant>,
-    failures: u32,
+    /// Milliseconds after [`Liveness::epoch`] of the last answer, plus one
+    /// (0: never answered).
+    last_ok: AtomicU64,
+    failures: AtomicU32,
 }
 
 /// Per-peer record of successes and failures.
 pub struct Liveness {
-    records: Mutex<HashMap<NodeId, Record>>,
+    epoch: Instant,
+    records: RwLock<HashMap<NodeId, Record>>,
 }
 
 impl Liveness {
@@ -49,53 +55,73 @@ impl Liveness {
     pub fn new(ids: impl IntoIterator<Item = NodeId>) -> Self {
         let records = ids.into_iter().map(|id| (id, Record::default())).collect();
         Self {
-            records: Mutex::new(records),
+            epoch: Instant::now(),
+            records: RwLock::new(records),
         }
     }
 
     /// A request to `id` succeeded.
     pub fn record_success(&self, id: &str) {
-        let mut records = self.lock();
-        let record = records.entry(id.to_string()).or_default();
-        record.last_ok = Some(Instant::now());
-        record.failures = 0;
+        let stamp = duration_ms(self.epoch.elapsed()).saturating_add(1);
+        self.with_record(id, |record| {
+            record.last_ok.store(stamp, Ordering::Relaxed);
+            record.failures.store(0, Ordering::Relaxed);
+        });
     }
 
     /// A request to `id` failed to get an answer.
     pub fn record_failure(&self, id: &str) {
-        let mut records = self.lock();
-        let record = records.entry(id.to_string()).or_default();
-        record.failures = record.failures.saturating_add(1);
+        self.with_record(id, |record| {
+            let _ = record
+                .failures
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                    Some(f.saturating_add(1))
+                });
+        });
     }
 
     /// Current view of `id`.
     pub fn status(&self, id: &str) -> PeerStatus {
-        let records = self.lock();
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
         let Some(record) = records.get(id) else {
             return PeerStatus {
                 state: PeerState::Unknown,
                 last_heard_ms: None,
             };
         };
-        let state = match (record.failures, record.last_ok) {
-            (0, Some(_)) => PeerState::Alive,
-            (0, None) => PeerState::Unknown,
+        let failures = record.failures.load(Ordering::Relaxed);
+        let last_ok = record.last_ok.load(Ordering::Relaxed);
+        let state = match (failures, last_ok) {
+            (0, 0) => PeerState::Unknown,
+            (0, _) => PeerState::Alive,
             (f, _) if f >= DOWN_AFTER_FAILURES => PeerState::Down,
             _ => PeerState::Suspect,
         };
+        let now = duration_ms(self.epoch.elapsed());
         PeerStatus {
             state,
-            last_heard_ms: record.last_ok.map(|t| duration_ms(t.elapsed())),
+            last_heard_ms: (last_ok > 0).then(|| now.saturating_sub(last_ok - 1)),
         }
     }
 
     /// Whether `id` is believed reachable (alive or not yet known).
     pub fn is_usable(&self, id: &str) -> bool {
-        !matches!(self.status(id).state, PeerState::Down)
+        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        records
+            .get(id)
+            .is_none_or(|r| r.failures.load(Ordering::Relaxed) < DOWN_AFTER_FAILURES)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Record>> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    fn with_record(&self, id: &str, update: impl Fn(&Record)) {
+        {
+            let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(record) = records.get(id) {
+                update(record);
+                return;
+            }
+        }
+        let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
+        update(records.entry(id.to_string()).or_default());
     }
 }
 
