@@ -134,17 +134,23 @@ pub struct ZoneSpec {
 /// Replication factor `N`, read quorum `R` and write quorum `W`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.r <= self.n", "message": "r must be at most n"},
-    {"rule": "self.w <= self.n", "message": "w must be at most n"}
+    {"rule": "self.readQuorum <= self.factor", "message": "readQuorum must be at most factor"},
+    {"rule": "self.writeQuorum <= self.factor", "message": "writeQuorum must be at most factor"}
 ]))]
+/// Dynamo's N, R and W. The YAML keys are spelt out because a bare `n`
+/// is the boolean `false` to YAML 1.1 parsers such as kubectl's and
+/// Helm's.
 pub struct ReplicationSpec {
-    /// Replicas per key; fixed once the ring exists.
+    /// N: replicas per key; fixed once the ring exists.
+    #[serde(rename = "factor")]
     #[schemars(range(min = 1))]
     pub n: u32,
-    /// Read quorum, `1..=n`.
+    /// R: read quorum, `1..=factor`.
+    #[serde(rename = "readQuorum")]
     #[schemars(range(min = 1))]
     pub r: u32,
-    /// Write quorum, `1..=n`.
+    /// W: write quorum, `1..=factor`.
+    #[serde(rename = "writeQuorum")]
     #[schemars(range(min = 1))]
     pub w: u32,
 }

@@ -100,7 +100,7 @@ mod tests {
             ["replication"];
         assert_eq!(
             replication["x-kubernetes-validations"][0]["rule"],
-            "self.r <= self.n"
+            "self.readQuorum <= self.factor"
         );
     }
 }

@@ -317,7 +317,10 @@ async fn an_invalid_spec_gets_a_status_and_an_event_and_no_statefulset() {
         assert_eq!(event["type"], "Warning");
         assert_eq!(event["reason"], "SpecRefused");
         assert!(
-            event["note"].as_str().expect("note").contains("r=4"),
+            event["note"]
+                .as_str()
+                .expect("note")
+                .contains("readQuorum=4"),
             "{event}"
         );
         api

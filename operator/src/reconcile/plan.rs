@@ -611,7 +611,7 @@ mod tests {
                     .expect("ready");
                 assert_eq!(ready.status, "False");
                 assert_eq!(ready.reason, "SpecRefused");
-                assert!(ready.message.contains("w=5"), "{}", ready.message);
+                assert!(ready.message.contains("writeQuorum=5"), "{}", ready.message);
                 assert_eq!(decisions.len(), 1);
                 assert!(decisions[0].warning);
                 assert_eq!(decisions[0].reason, "SpecRefused");

@@ -42,7 +42,7 @@ pub enum SpecProblem {
     #[error("zone {0:?} has negative replicas")]
     NegativeReplicas(String),
     /// A quorum is outside `1..=N`.
-    #[error("replication: r={r} and w={w} must be in 1..=n (n={n})")]
+    #[error("replication: readQuorum={r} and writeQuorum={w} must be in 1..=factor (factor={n})")]
     Quorum {
         /// Replication factor.
         n: u32,
@@ -55,7 +55,7 @@ pub enum SpecProblem {
     #[error("partitions={0} must be a power of two in 1..=65536")]
     Partitions(u32),
     /// Fewer nodes than replicas.
-    #[error("replication.n={n} exceeds the {nodes} nodes the zones ask for")]
+    #[error("replication.factor={n} exceeds the {nodes} nodes the zones ask for")]
     ReplicationExceedsNodes {
         /// Replication factor.
         n: u32,
@@ -63,7 +63,7 @@ pub enum SpecProblem {
         nodes: i64,
     },
     /// N differs from the published ring.
-    #[error("replication.n cannot change from {ring} to {spec} on an existing ring")]
+    #[error("replication.factor cannot change from {ring} to {spec} on an existing ring")]
     ReplicationChanged {
         /// N of the ring.
         ring: usize,
