@@ -6,7 +6,8 @@
 #   scripts/build-images.sh [--release] [--tag TAG] [--skip-cargo] [node] [operator]
 #
 # With no component, builds both. Images are named dynamo-node:TAG and
-# dynamo-operator:TAG (TAG defaults to dev); IMAGE_PREFIX (e.g.
+# dynamo-operator:TAG; TAG defaults to the crate version, which is also the
+# chart's appVersion and so the tag the chart and manifests/ use. IMAGE_PREFIX (e.g.
 # registry.example.com/team/) is put in front of both names. Binaries come
 # from Cargo's target directory (CARGO_TARGET_DIR is honoured), debug profile
 # unless --release. --skip-cargo uses binaries already built.
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=debug
-tag=dev
+tag=""
 skip_cargo=0
 components=()
 while [ $# -gt 0 ]; do
@@ -31,8 +32,12 @@ done
 
 scripts/docker-base.sh
 
-target_dir=$(cargo metadata --format-version 1 --no-deps \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+metadata=$(cargo metadata --format-version 1 --no-deps)
+target_dir=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' <<<"$metadata")
+if [ -z "$tag" ]; then
+    tag=$(python3 -c 'import json, sys
+print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "dynamo-node"))' <<<"$metadata")
+fi
 cargo_flags=(--locked)
 [ "$profile" = debug ] || cargo_flags+=(--release)
 
