@@ -35,7 +35,7 @@ VALUE_SETS = {
     "namespaced-ha": {
         "watchNamespaces": ["team-a", "team-b"],
         "replicaCount": 2,
-        "exampleCluster": {"enabled": True},
+        "exampleCluster": {"enabled": True, "namespace": "team-b"},
         "metrics": {"port": 9090, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     },
     "existing-service-account": {

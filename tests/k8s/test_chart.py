@@ -208,10 +208,20 @@ def test_example_cluster(rendered):
     cluster = one(rendered["namespaced-ha"], "DynamoCluster")
     validate_dynamocluster(cluster)
     spec = cluster["spec"]
-    assert cluster["metadata"]["namespace"] == NAMESPACE
+    assert cluster["metadata"]["namespace"] == "team-b"
     assert [z["name"] for z in spec["zones"]] == ["zone-a", "zone-b", "zone-c"]
     assert spec["replication"] == {"n": 3, "r": 2, "w": 2}
     assert spec["image"] == "dynamo-node:0.1.0"
+
+
+def test_example_cluster_must_be_in_a_watched_namespace():
+    values = {"watchNamespaces": ["team-a"], "exampleCluster": {"enabled": True}}
+    with pytest.raises(helm.HelmError, match="not in watchNamespaces"):
+        render_manifests.render_chart(values, name=RELEASE, namespace=NAMESPACE)
+    values["exampleCluster"]["namespace"] = "team-a"
+    (cluster,) = [d for d in render_manifests.render_chart(values, name=RELEASE, namespace=NAMESPACE)
+                  if d["kind"] == "DynamoCluster"]
+    assert cluster["metadata"]["namespace"] == "team-a"
 
 
 def test_example_cluster_schema_rejects_mistakes(rendered):
