@@ -237,6 +237,20 @@ def test_example_cluster_schema_rejects_mistakes(rendered):
         validate_dynamocluster(wrong_type)
 
 
+@pytest.mark.parametrize("values,mistake", [
+    ({"watchNamespace": ["a"]}, "watchNamespace"),
+    ({"watchNamespaces": "team-a"}, "watchNamespaces"),
+    ({"replicaCount": "2"}, "replicaCount"),
+    ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "pullPolicy"),
+    ({"metrics": {"port": 70000}}, "port"),
+])
+def test_values_schema_rejects_mistakes(values, mistake):
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(VALUE_SETS["defaults"])
+        with pytest.raises(helm.HelmError, match=mistake):
+            chart.validate_schema(values)
+
+
 def test_watch_namespaces_are_deduplicated():
     docs = render_manifests.render_chart({"watchNamespaces": ["a", "a", "b"]}, name=RELEASE, namespace=NAMESPACE)
     roles = [d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")]
