@@ -22,6 +22,8 @@
 #   E2E_TIMEOUT         seconds to wait for each step (default 600)
 #   E2E_SKIP_BUILD=1    use images already built/loaded (tags e2e-1, e2e-2)
 #   E2E_KEEP=1          keep the DynamoCluster, namespaces and release afterwards
+#
+# e2e/run.sh --print-cluster-spec prints the DynamoCluster it would create.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -36,11 +38,38 @@ tag1=e2e-1
 tag2=e2e-2
 local_port="${E2E_LOCAL_PORT:-17000}"
 work="$repo/e2e/.work"
-rm -rf "$work"
-mkdir -p "$work"
+
+zones=(zone-a zone-b zone-c)
+zone_selectors=1
+# The DynamoCluster under test: every zone with $1 replicas of image $2.
+cluster_spec() {
+    local replicas=$1 image=$2 zone
+    printf 'apiVersion: kv.dynamo.dev/v1alpha1\nkind: DynamoCluster\n'
+    printf 'metadata:\n  name: %s\n  namespace: %s\n' "$cluster" "$namespace"
+    printf 'spec:\n  image: %s\n  pullPolicy: IfNotPresent\n  zones:\n' "$image"
+    for zone in "${zones[@]}"; do
+        printf '  - name: %s\n    replicas: %s\n' "$zone" "$replicas"
+        if [ "$zone_selectors" = 1 ]; then
+            printf '    nodeSelector:\n      topology.kubernetes.io/zone: %s\n' "$zone"
+        fi
+    done
+    # Quoted keys: YAML 1.1 readers take a bare n for false.
+    printf '  replication:\n    "n": 3\n    "r": 2\n    "w": 2\n'
+    printf '  partitions: 64\n  storage:\n    size: 1Gi\n'
+}
 
 log() { printf '[e2e %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
+
+# Prints the DynamoCluster as created, touching nothing: the packaging tests
+# validate it against the CRD.
+if [ "${1:-}" = --print-cluster-spec ]; then
+    cluster_spec 1 "dynamo-node:$tag1"
+    exit 0
+fi
+
+rm -rf "$work"
+mkdir -p "$work"
 
 for tool in kubectl docker python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required"
@@ -114,8 +143,6 @@ if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 # --- zones -------------------------------------------------------------------
-zones=(zone-a zone-b zone-c)
-zone_selectors=1
 if [ -n "$kind_cluster" ]; then
     # Workers if there are any, else the control plane; zones round-robin.
     mapfile -t nodes < <(kubectl get nodes -l '!node-role.kubernetes.io/control-plane' -o name)
@@ -162,22 +189,6 @@ install_operator "$tag1"
 kubectl wait --for condition=Established crd/dynamoclusters.kv.dynamo.dev --timeout 60s >/dev/null
 
 # --- the cluster -------------------------------------------------------------
-cluster_spec() {
-    local replicas=$1 image=$2 zone
-    printf 'apiVersion: kv.dynamo.dev/v1alpha1\nkind: DynamoCluster\n'
-    printf 'metadata:\n  name: %s\n  namespace: %s\n' "$cluster" "$namespace"
-    printf 'spec:\n  image: %s\n  imagePullPolicy: IfNotPresent\n  zones:\n' "$image"
-    for zone in "${zones[@]}"; do
-        printf '  - name: %s\n    replicas: %s\n' "$zone" "$replicas"
-        if [ "$zone_selectors" = 1 ]; then
-            printf '    nodeSelector:\n      topology.kubernetes.io/zone: %s\n' "$zone"
-        fi
-    done
-    # Quoted keys: YAML 1.1 readers take a bare n for false.
-    printf '  replication:\n    "n": 3\n    "r": 2\n    "w": 2\n'
-    printf '  partitions: 64\n  storage:\n    size: 1Gi\n'
-}
-
 apply_cluster() {
     cluster_spec "$1" "$2" >"$work/cluster.yaml"
     kubectl apply --server-side --field-manager e2e -f "$work/cluster.yaml" >/dev/null

@@ -93,6 +93,30 @@ class GoSafeDumper(yaml.SafeDumper):
 GoSafeDumper.add_implicit_resolver("tag:yaml.org,2002:bool", GO_BOOL, list("yYnNtTfFoO"))
 
 
+def yaml11_ambiguities(text: str) -> list[str]:
+    """Plain scalars that YAML 1.1 readers (Go's yaml.v2: kubectl, Helm) take
+    for booleans but YAML 1.2 readers for strings (`n`, `yes`, `off`, ...):
+    a key `n:` becomes "false" for kubectl, a `- n` list item the value false."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == "tag:yaml.org,2002:bool" and node.style is None \
+                    and node.value.lower() not in ("true", "false"):
+                found.append(f"line {node.start_mark.line + 1}: {node.value}")
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                walk(item)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(key)
+                walk(value)
+
+    for document in yaml.compose_all(text, Loader=GoYamlLoader):
+        walk(document)
+    return found
+
+
 def load_all(text: str) -> list[dict]:
     """Non-empty documents of a multi-document YAML text, read as Go would."""
     return [doc for doc in yaml.load_all(text, Loader=GoYamlLoader) if doc]

@@ -89,6 +89,15 @@ def test_every_rendered_object_is_valid(rendered, values_name):
         assert ("namespace" in doc["metadata"]) == namespaced, f"{doc['kind']} namespace"
 
 
+@pytest.mark.parametrize("values_name", sorted(VALUE_SETS))
+def test_rendered_templates_read_the_same_in_yaml_1_1(values_name):
+    with helm.Chart.load(str(CHART)) as chart:
+        rendered = chart.render(VALUE_SETS[values_name], name=RELEASE, namespace=NAMESPACE)
+    for path, text in rendered.items():
+        if path.endswith(".yaml"):
+            assert not render_manifests.yaml11_ambiguities(text), path
+
+
 def test_strict_kubernetes_validation_rejects_unknown_fields(rendered):
     deployment = copy.deepcopy(one(rendered["defaults"], "Deployment"))
     deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}

@@ -100,7 +100,17 @@ def test_chart_holds_an_identical_copy():
     assert copies == sources, "helm/dynamo-operator/crds/ differs from crds/: run scripts/render-manifests.py"
 
 
-def test_yaml11_key_check_catches_unquoted_n():
-    from conftest import load_yaml_all
-    (doc,) = load_yaml_all("replication:\n  n: 3\n  'r': 2\n")
+def test_yaml11_checks_catch_unquoted_n():
+    from conftest import load_yaml_all, render_manifests
+    text = "replication:\n  n: 3\n  'r': 2\nrequired:\n- n\n- 'w'\nflag: true\n"
+    (doc,) = load_yaml_all(text)
     assert non_string_keys(doc) == ["/replication/False"]
+    assert render_manifests.yaml11_ambiguities(text) == ["line 2: n", "line 5: n"]
+
+
+@pytest.mark.parametrize("path", sorted(CRDS.glob("*.yaml")), ids=lambda p: p.name)
+def test_crd_reads_the_same_in_yaml_1_1(path):
+    from conftest import render_manifests
+    ambiguous = render_manifests.yaml11_ambiguities(path.read_text())
+    assert not ambiguous, (f"{path.name}: kubectl and Helm read these plain scalars as booleans, "
+                           f"quote them: {ambiguous}")

@@ -27,6 +27,11 @@ def test_staleness_is_detected():
                for s in render_manifests.stale_files(files))
 
 
+@pytest.mark.parametrize("path", sorted(MANIFESTS.rglob("*.yaml")), ids=lambda p: p.name)
+def test_manifests_read_the_same_in_yaml_1_1(path):
+    assert not render_manifests.yaml11_ambiguities(path.read_text())
+
+
 def validate(doc):
     assert not non_string_keys(doc), f"{doc['kind']}: keys a YAML 1.1 reader takes for non-strings"
     if doc["kind"] == "DynamoCluster":

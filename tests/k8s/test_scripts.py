@@ -38,3 +38,13 @@ def test_shell_script(path):
 @pytest.mark.parametrize("path", PYTHON_SCRIPTS, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_python_script_compiles(path, tmp_path):
     py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
+
+
+def test_e2e_cluster_matches_the_crd():
+    from conftest import load_yaml_all, render_manifests, validate_dynamocluster
+    out = subprocess.run([str(REPO / "e2e" / "run.sh"), "--print-cluster-spec"],
+                         check=True, capture_output=True, text=True).stdout
+    assert not render_manifests.yaml11_ambiguities(out)
+    (cluster,) = load_yaml_all(out)
+    validate_dynamocluster(cluster)
+    assert len(cluster["spec"]["zones"]) == 3
