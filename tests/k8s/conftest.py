@@ -33,7 +33,7 @@ _spec.loader.exec_module(render_manifests)
 VALUE_SETS = {
     "defaults": {},
     "namespaced-ha": {
-        "watchNamespaces": ["team-a", "team-b"],
+        "watchNamespaces": ["team-b"],
         "replicaCount": 2,
         "exampleCluster": {"enabled": True, "namespace": "team-b"},
         "metrics": {"port": 9090, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},

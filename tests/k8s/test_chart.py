@@ -109,9 +109,9 @@ def test_kinds_per_value_set(rendered):
     kinds = {name: sorted(d["kind"] for d in docs) for name, docs in rendered.items()}
     assert kinds["defaults"] == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
                                         "RoleBinding", "Service", "Deployment"])
-    # Two watched namespaces: a Role and RoleBinding in each, plus leader election.
-    assert kinds["namespaced-ha"] == sorted(["ServiceAccount", "Role", "Role", "Role", "RoleBinding",
-                                             "RoleBinding", "RoleBinding", "Service", "Deployment",
+    # A watched namespace: a Role and RoleBinding there, plus leader election.
+    assert kinds["namespaced-ha"] == sorted(["ServiceAccount", "Role", "Role", "RoleBinding",
+                                             "RoleBinding", "Service", "Deployment",
                                              "ServiceMonitor", "DynamoCluster"])
     assert "ServiceAccount" not in kinds["existing-service-account"]
 
@@ -261,9 +261,15 @@ def test_values_schema_rejects_mistakes(values, mistake):
 
 
 def test_watch_namespaces_are_deduplicated():
-    docs = render_manifests.render_chart({"watchNamespaces": ["a", "a", "b"]}, name=RELEASE, namespace=NAMESPACE)
+    docs = render_manifests.render_chart({"watchNamespaces": ["a", "a"]}, name=RELEASE, namespace=NAMESPACE)
     roles = [d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")]
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
+    assert [r["metadata"]["namespace"] for r in roles] == ["a"]
+
+
+def test_more_than_one_watched_namespace_is_refused():
+    """The operator's --watch-namespace takes one namespace (or none = all)."""
+    with pytest.raises(helm.HelmError, match="takes one namespace"):
+        render_manifests.render_chart({"watchNamespaces": ["a", "b"]}, name=RELEASE, namespace=NAMESPACE)
 
 
 def test_app_version_is_the_crate_version():
