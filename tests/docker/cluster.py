@@ -226,6 +226,8 @@ def main() -> int:
         cluster.start()
         for node, _ in NODES:
             wait_until(f"{node} /readyz", lambda n=node: request(cluster.port(n), "GET", "/readyz")[0] == 200, 60)
+        uid = docker("exec", container(WRITER), "id", "-u").stdout.strip()
+        assert uid == "10001", f"the node runs as uid {uid}, not the unprivileged 10001"
         acked: dict[str, bytes] = {}
 
         # The first writes also establish the peer connections.
