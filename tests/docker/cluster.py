@@ -40,7 +40,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RUN_ID = f"{os.getpid()}"
 PREFIX = f"dynamo-cluster-test-{RUN_ID}"
 NETWORK = PREFIX
-IMAGE_TAG = "cluster-test"
+IMAGE_TAG = f"cluster-test-{RUN_ID}"  # per run: concurrent runs do not retag each other's image
 IMAGE = f"{os.environ.get('IMAGE_PREFIX', '')}dynamo-node:{IMAGE_TAG}"
 NODES = [("n1", "z1"), ("n2", "z2"), ("n3", "z3")]
 WRITER = "n1"   # never stopped nor disconnected: every write goes through it
@@ -288,6 +288,7 @@ def main() -> int:
         return 1
     finally:
         cluster.cleanup()
+        docker("rmi", IMAGE, check=False)
 
 
 if __name__ == "__main__":
