@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use dynamo_ring::Member;
+use dynamo_ring::{Member, Ring, RingDocument};
 use serde::Deserialize;
 
 /// Default replication factor N.
@@ -50,7 +50,8 @@ pub struct ServeArgs {
     pub zone: Option<String>,
     /// A cluster member, `ID=HOST:PORT[,ZONE]` (repeatable; in the
     /// environment, space-separated). HOST:PORT is where that node serves
-    /// internal routes. The list may include this node itself.
+    /// internal routes. The list may include this node itself, giving the
+    /// address others reach it at (when that differs from its listener).
     #[arg(long = "peer", env = "DYNAMO_PEERS", value_delimiter = ' ')]
     #[serde(default)]
     pub peers: Vec<String>,
@@ -81,6 +82,67 @@ pub struct ServeArgs {
     /// Threads serving requests (default: the CPUs this process may use).
     #[arg(long, env = "DYNAMO_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// JSON ring document (as published by the operator) to start from;
+    /// used when newer than the ring this node last persisted. The --peer
+    /// list then only names seeds for gossip.
+    #[arg(long, env = "DYNAMO_RING_FILE")]
+    pub ring_file: Option<PathBuf>,
+    /// Start outside the ring: the --peer list names seeds to learn the ring
+    /// from, and the node serves as a member once an admin call or the
+    /// operator adds it.
+    #[arg(long, env = "DYNAMO_JOIN", num_args = 0..=1, default_missing_value = "true")]
+    pub join: Option<bool>,
+    /// Milliseconds between gossip rounds.
+    #[arg(long, env = "DYNAMO_GOSSIP_INTERVAL_MS")]
+    pub gossip_interval_ms: Option<u64>,
+    /// Milliseconds between anti-entropy exchanges (each with one peer).
+    #[arg(long, env = "DYNAMO_ANTI_ENTROPY_INTERVAL_MS")]
+    pub anti_entropy_interval_ms: Option<u64>,
+    /// Most keys anti-entropy repairs per second.
+    #[arg(long, env = "DYNAMO_ANTI_ENTROPY_KEYS_PER_SEC")]
+    pub anti_entropy_keys_per_sec: Option<u64>,
+    /// Milliseconds between hinted-handoff passes.
+    #[arg(long, env = "DYNAMO_HANDOFF_INTERVAL_MS")]
+    pub handoff_interval_ms: Option<u64>,
+    /// Most hinted keys delivered per second.
+    #[arg(long, env = "DYNAMO_HANDOFF_KEYS_PER_SEC")]
+    pub handoff_keys_per_sec: Option<u64>,
+    /// Most keys per second received when streaming gained partitions.
+    #[arg(long, env = "DYNAMO_TRANSFER_KEYS_PER_SEC")]
+    pub transfer_keys_per_sec: Option<u64>,
+    /// Seconds after which a tombstone every replica holds is purged.
+    #[arg(long, env = "DYNAMO_TOMBSTONE_MIN_AGE_SECS")]
+    pub tombstone_min_age_secs: Option<u64>,
+    /// Seconds after which a tombstone is purged whatever other replicas
+    /// hold (default 10 days).
+    #[arg(long, env = "DYNAMO_TOMBSTONE_GRACE_SECS")]
+    pub tombstone_grace_secs: Option<u64>,
+    /// Milliseconds between scans of the tombstone index.
+    #[arg(long, env = "DYNAMO_TOMBSTONE_SCAN_INTERVAL_MS")]
+    pub tombstone_scan_interval_ms: Option<u64>,
+}
+
+/// Pacing of the background work (gossip, handoff, anti-entropy, transfer,
+/// tombstone purging); all of it yields to client requests through these
+/// rate limits.
+#[derive(Clone, Debug)]
+pub struct Background {
+    /// Between gossip rounds.
+    pub gossip_interval: Duration,
+    /// Between anti-entropy exchanges.
+    pub anti_entropy_interval: Duration,
+    /// Anti-entropy repair rate.
+    pub anti_entropy_keys_per_sec: u64,
+    /// Between handoff passes.
+    pub handoff_interval: Duration,
+    /// Handoff delivery rate.
+    pub handoff_keys_per_sec: u64,
+    /// Partition streaming rate.
+    pub transfer_keys_per_sec: u64,
+    /// Tombstone purge policy.
+    pub tombstones: crate::tombstones::TombstonePolicy,
+    /// Between tombstone index scans.
+    pub tombstone_scan_interval: Duration,
 }
 
 /// One known cluster member and where to reach it.
@@ -105,8 +167,16 @@ pub struct NodeConfig {
     pub internal_listen: Option<SocketAddr>,
     /// RocksDB directory.
     pub data_dir: PathBuf,
-    /// All members including this node, sorted by id.
+    /// The members given with --peer, sorted by id: the initial ring's
+    /// members (with this node, unless joining), or seeds when a ring file
+    /// or --join is used.
     pub peers: Vec<Peer>,
+    /// The ring document read from --ring-file, if the file exists.
+    pub ring_document: Option<RingDocument>,
+    /// Whether the node starts outside the ring.
+    pub join: bool,
+    /// This node's own internal address.
+    pub address: String,
     /// Replication factor.
     pub n: usize,
     /// Default read quorum.
@@ -125,6 +195,8 @@ pub struct NodeConfig {
     pub block_cache_bytes: usize,
     /// Request-serving threads.
     pub worker_threads: usize,
+    /// Background work pacing.
+    pub background: Background,
 }
 
 impl ServeArgs {
@@ -151,6 +223,23 @@ impl ServeArgs {
             fsync: self.fsync.or(file.fsync),
             block_cache_mb: self.block_cache_mb.or(file.block_cache_mb),
             worker_threads: self.worker_threads.or(file.worker_threads),
+            ring_file: self.ring_file.or(file.ring_file),
+            join: self.join.or(file.join),
+            gossip_interval_ms: self.gossip_interval_ms.or(file.gossip_interval_ms),
+            anti_entropy_interval_ms: self
+                .anti_entropy_interval_ms
+                .or(file.anti_entropy_interval_ms),
+            anti_entropy_keys_per_sec: self
+                .anti_entropy_keys_per_sec
+                .or(file.anti_entropy_keys_per_sec),
+            handoff_interval_ms: self.handoff_interval_ms.or(file.handoff_interval_ms),
+            handoff_keys_per_sec: self.handoff_keys_per_sec.or(file.handoff_keys_per_sec),
+            transfer_keys_per_sec: self.transfer_keys_per_sec.or(file.transfer_keys_per_sec),
+            tombstone_min_age_secs: self.tombstone_min_age_secs.or(file.tombstone_min_age_secs),
+            tombstone_grace_secs: self.tombstone_grace_secs.or(file.tombstone_grace_secs),
+            tombstone_scan_interval_ms: self
+                .tombstone_scan_interval_ms
+                .or(file.tombstone_scan_interval_ms),
         }
     }
 
@@ -181,10 +270,10 @@ impl NodeConfig {
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7000)));
         let data_dir = args.data_dir.context("--data-dir is required")?;
-        let self_address = args.internal_listen.unwrap_or(listen).to_string();
 
         let mut peers: Vec<Peer> = Vec::new();
         let mut listed_zone = None;
+        let mut listed_address = None;
         for spec in &args.peers {
             let (peer, explicit_zone) = parse_peer_spec(spec)?;
             if peers.iter().any(|p| p.member.id == peer.member.id)
@@ -194,6 +283,7 @@ impl NodeConfig {
             }
             if peer.member.id == node_id {
                 listed_zone = Some(explicit_zone);
+                listed_address = Some(peer.address);
             } else {
                 peers.push(peer);
             }
@@ -205,19 +295,53 @@ impl NodeConfig {
             (Some(zone), _) | (None, Some(zone)) => zone,
             (None, None) => DEFAULT_ZONE.to_string(),
         };
-        peers.push(Peer {
-            member: Member {
-                id: node_id.clone(),
-                zone: zone.clone(),
-            },
-            address: self_address,
-        });
+        // Others reach this node at the address the peer list gives it, if
+        // it lists this node, else at its internal (or client) listener.
+        let self_address =
+            listed_address.unwrap_or_else(|| args.internal_listen.unwrap_or(listen).to_string());
+        let join = args.join.unwrap_or(false);
+        if !join {
+            peers.push(Peer {
+                member: Member {
+                    id: node_id.clone(),
+                    zone: zone.clone(),
+                },
+                address: self_address.clone(),
+            });
+        }
         peers.sort_by(|a, b| a.member.id.cmp(&b.member.id));
+        if join && peers.is_empty() {
+            bail!("--join needs at least one --peer to learn the ring from");
+        }
 
-        let n = args.n.unwrap_or(DEFAULT_N.min(peers.len()));
+        let ring_document = match &args.ring_file {
+            Some(path) if path.exists() => Some(read_ring_file(path)?),
+            _ => None,
+        };
+        if let Some(doc) = &ring_document {
+            let ring = &doc.ring;
+            if args.n.is_some_and(|n| n != ring.replication) {
+                bail!(
+                    "--n is {} but the ring file replicates {} times",
+                    args.n.unwrap_or_default(),
+                    ring.replication
+                );
+            }
+            if args.partitions.is_some_and(|q| q != ring.partitions) {
+                bail!(
+                    "--partitions is {} but the ring file has {} partitions",
+                    args.partitions.unwrap_or_default(),
+                    ring.partitions
+                );
+            }
+        }
+        let n = args
+            .n
+            .or(ring_document.as_ref().map(|d| d.ring.replication))
+            .unwrap_or(DEFAULT_N.min(peers.len().max(1)));
         let r = args.r.unwrap_or(DEFAULT_R.min(n));
         let w = args.w.unwrap_or(DEFAULT_W.min(n));
-        if n == 0 || n > peers.len() {
+        if n == 0 || (args.ring_file.is_none() && n > peers.len()) {
             bail!(
                 "n={n} must be between 1 and the number of members ({})",
                 peers.len()
@@ -229,7 +353,10 @@ impl NodeConfig {
         if w == 0 || w > n {
             bail!("w={w} must be between 1 and n={n}");
         }
-        let partitions = args.partitions.unwrap_or(DEFAULT_PARTITIONS);
+        let partitions = args
+            .partitions
+            .or(ring_document.as_ref().map(|d| d.ring.partitions))
+            .unwrap_or(DEFAULT_PARTITIONS);
         let max_value_bytes = args.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES);
         if max_value_bytes == 0 {
             bail!("max-value-bytes must be positive");
@@ -254,13 +381,67 @@ impl NodeConfig {
                 Some(threads) => threads,
                 None => available_cpus(),
             },
+            ring_document,
+            join,
+            address: self_address,
+            background: Background {
+                gossip_interval: millis(args.gossip_interval_ms, 1000),
+                anti_entropy_interval: millis(args.anti_entropy_interval_ms, 10_000),
+                anti_entropy_keys_per_sec: args.anti_entropy_keys_per_sec.unwrap_or(2000),
+                handoff_interval: millis(args.handoff_interval_ms, 1000),
+                handoff_keys_per_sec: args.handoff_keys_per_sec.unwrap_or(2000),
+                transfer_keys_per_sec: args.transfer_keys_per_sec.unwrap_or(5000),
+                tombstones: crate::tombstones::TombstonePolicy {
+                    min_age: Duration::from_secs(args.tombstone_min_age_secs.unwrap_or(3600)),
+                    grace: Duration::from_secs(args.tombstone_grace_secs.unwrap_or(10 * 86_400)),
+                },
+                tombstone_scan_interval: millis(args.tombstone_scan_interval_ms, 60_000),
+            },
         })
     }
 
-    /// The ring members (id and zone) of every peer.
-    pub fn members(&self) -> Vec<Member> {
-        self.peers.iter().map(|p| p.member.clone()).collect()
+    /// How this node dials peers: its request timeout, and its own
+    /// internal IP as the source address unless it listens on all
+    /// interfaces.
+    pub fn dialing(&self) -> crate::transport::Dialing {
+        let ip = self.internal_listen.unwrap_or(self.listen).ip();
+        crate::transport::Dialing {
+            timeout: self.request_timeout,
+            source: (!ip.is_unspecified()).then_some(ip),
+        }
     }
+
+    /// The ring this node starts from: the ring file when given and
+    /// present, else a fresh ring (epoch 1) of the --peer members.
+    pub fn initial_ring(&self) -> anyhow::Result<RingDocument> {
+        if let Some(doc) = &self.ring_document {
+            return Ok(doc.clone());
+        }
+        let members = self.peers.iter().map(|p| p.member.clone()).collect();
+        let ring = Ring::build(members, self.n, self.partitions).context("building the ring")?;
+        let addresses = self
+            .peers
+            .iter()
+            .map(|p| (p.member.id.clone(), p.address.clone()))
+            .collect();
+        Ok(RingDocument { ring, addresses })
+    }
+}
+
+/// Reads and validates a ring document file.
+fn read_ring_file(path: &Path) -> anyhow::Result<RingDocument> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading ring file {}", path.display()))?;
+    let doc: RingDocument = serde_json::from_str(&text)
+        .with_context(|| format!("parsing ring file {}", path.display()))?;
+    doc.validate()
+        .with_context(|| format!("ring file {}", path.display()))?;
+    Ok(doc)
+}
+
+/// A duration in milliseconds, with a default; at least 1 ms.
+fn millis(value: Option<u64>, default: u64) -> Duration {
+    Duration::from_millis(value.unwrap_or(default).max(1))
 }
 
 /// CPUs this process may use (respects affinity and cgroup quotas).
@@ -339,6 +520,48 @@ mod tests {
         );
         let single = args(&[]).resolve().unwrap();
         assert_eq!((single.n, single.r, single.w), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_ring_file_sets_n_and_q_and_peers_become_seeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ring.json");
+        let members = vec![Member::new("a", "z1"), Member::new("b", "z2")];
+        let ring = Ring::build(members, 2, 16).unwrap();
+        let addresses = [("a", "h:1"), ("b", "h:2")]
+            .iter()
+            .map(|(id, a)| (id.to_string(), a.to_string()))
+            .collect();
+        let doc = RingDocument { ring, addresses };
+        std::fs::write(&path, serde_json::to_string(&doc).unwrap()).unwrap();
+        let mut from_file = args(&[]);
+        from_file.ring_file = Some(path.clone());
+        let cfg = from_file.clone().resolve().unwrap();
+        assert_eq!((cfg.n, cfg.r, cfg.w, cfg.partitions), (2, 2, 2, 16));
+        assert_eq!(cfg.initial_ring().unwrap(), doc);
+        let mut wrong_n = from_file.clone();
+        wrong_n.n = Some(3);
+        assert!(wrong_n.resolve().is_err());
+        let mut wrong_q = from_file;
+        wrong_q.partitions = Some(32);
+        assert!(wrong_q.resolve().is_err());
+        std::fs::write(&path, "{").unwrap();
+        let mut broken = args(&[]);
+        broken.ring_file = Some(path);
+        assert!(broken.resolve().is_err());
+    }
+
+    #[test]
+    fn joining_leaves_this_node_out_of_the_initial_ring() {
+        let mut joining = args(&["b=h:1,z2", "c=h:2,z3", "a=h:9,z1"]);
+        joining.join = Some(true);
+        let cfg = joining.resolve().unwrap();
+        let ring = cfg.initial_ring().unwrap();
+        assert!(ring.ring.member("a").is_none());
+        assert_eq!(cfg.address, "h:9", "advertised from the peer list");
+        let mut alone = args(&[]);
+        alone.join = Some(true);
+        assert!(alone.resolve().is_err(), "joining needs seeds");
     }
 
     #[test]

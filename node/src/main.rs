@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a multi-node cluster on this machine, one process per node.
     Local(LocalArgs),
 }
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     init_logging();
     match cli.command {
         Command::Serve(args) => {
-            let config = args.resolve()?;
+            let config = (*args).resolve()?;
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(config.worker_threads)
                 .enable_all()

@@ -1,42 +1,157 @@
-//! What a node does when a peer asks it to read or store a replica, or to
-//! coordinate a write it was handed.
+//! What a node does when a peer asks it something: read or store replicas,
+//! coordinate a write it was handed, serve anti-entropy and transfer
+//! requests, and gossip.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::antientropy::segment_range;
 use crate::coordinator::Coordinator;
+use crate::gossip::Gossip;
+use crate::transfer::Transfers;
 use crate::transport::{Request, RequestHandler, Response};
 
 /// Answers peers' requests from the local store and coordinator.
 pub struct ReplicaService {
     coordinator: Coordinator,
+    transfers: Arc<Transfers>,
+    gossip: Arc<Gossip>,
 }
 
 impl ReplicaService {
     /// A service over this node's coordinator (and through it, its store).
-    pub fn new(coordinator: Coordinator) -> Self {
-        Self { coordinator }
+    pub fn new(coordinator: Coordinator, transfers: Arc<Transfers>, gossip: Arc<Gossip>) -> Self {
+        Self {
+            coordinator,
+            transfers,
+            gossip,
+        }
+    }
+
+    fn read(&self, key: &[u8]) -> Response {
+        let partition = self
+            .coordinator
+            .membership()
+            .view()
+            .ring()
+            .partition_for_key(key);
+        if self.transfers.is_receiving(partition) {
+            return Response::NotReady;
+        }
+        match self.coordinator.storage().get(key) {
+            Ok(object) => Response::Object(object),
+            Err(error) => Response::Failed(error.to_string()),
+        }
+    }
+
+    fn answer_now(&self, request: Request) -> Result<Response, Request> {
+        let storage = self.coordinator.storage();
+        let failed = |e: crate::storage::StorageError| Response::Failed(e.to_string());
+        let response = match request {
+            Request::ReplicaRead { key } => self.read(&key),
+            Request::Ping => Response::Pong,
+            Request::ReadBatch { keys } => keys
+                .iter()
+                .map(|key| storage.get(key))
+                .collect::<Result<Vec<_>, _>>()
+                .map_or_else(failed, Response::Objects),
+            Request::MerkleRoots { partitions } => {
+                let forest = storage.forest();
+                let valid = partitions.iter().all(|&p| p < forest.partitions());
+                match valid {
+                    true => Response::Roots(partitions.iter().map(|&p| forest.root(p)).collect()),
+                    false => Response::Failed("partition out of range".into()),
+                }
+            }
+            Request::MerkleLeaves { partition } if partition < storage.forest().partitions() => {
+                Response::Leaves(storage.forest().leaves(partition))
+            }
+            Request::SegmentDigests {
+                partition,
+                segments,
+            } if partition < storage.forest().partitions() => {
+                let q = storage.forest().partitions();
+                let mut out = Vec::new();
+                for segment in segments {
+                    let range = segment_range(partition, usize::from(segment), q);
+                    match storage.digests(&range) {
+                        Ok(digests) => out.extend(digests),
+                        Err(error) => return Ok(failed(error)),
+                    }
+                }
+                Response::Digests(out)
+            }
+            Request::ScanPartition {
+                partition,
+                after,
+                limit,
+            } if partition < storage.forest().partitions() => {
+                let range = dynamo_ring::partition_range(partition, storage.forest().partitions());
+                let limit = (limit as usize).clamp(1, 4096);
+                match storage.scan_page(&range, after.as_deref(), limit) {
+                    Ok((items, next)) => Response::Page {
+                        items,
+                        next: next.map(Bytes::from),
+                    },
+                    Err(error) => failed(error),
+                }
+            }
+            Request::MerkleLeaves { .. }
+            | Request::SegmentDigests { .. }
+            | Request::ScanPartition { .. } => Response::Failed("partition out of range".into()),
+            other => return Err(other),
+        };
+        Ok(response)
     }
 }
 
 impl RequestHandler for ReplicaService {
     fn handle_now(&self, request: Request) -> Result<Response, Request> {
-        let storage = self.coordinator.storage();
-        let response = match request {
-            Request::ReplicaRead { key } => match storage.get(&key) {
-                Ok(object) => Response::Object(object),
-                Err(error) => Response::Failed(error.to_string()),
-            },
-            Request::Ping => Response::Pong,
-            Request::ReplicaWrite { .. } | Request::CoordinateWrite(_) => return Err(request),
-        };
-        Ok(response)
+        self.answer_now(request)
     }
 
-    async fn handle_async(self: std::sync::Arc<Self>, request: Request) -> Response {
+    async fn handle_async(self: Arc<Self>, request: Request) -> Response {
+        let storage = self.coordinator.storage();
         match request {
-            Request::ReplicaWrite { key, object } => {
-                match self.coordinator.storage().merge(key, object).await {
-                    Ok(()) => Response::Written,
-                    Err(error) => Response::Failed(error.to_string()),
+            Request::ReplicaWrite {
+                key,
+                object,
+                hint_for,
+            } => match storage.merge_for(key, object, hint_for).await {
+                Ok(()) => Response::Written,
+                Err(error) => Response::Failed(error.to_string()),
+            },
+            Request::MergeBatch { items } => {
+                let merges = items
+                    .into_iter()
+                    .map(|(key, object)| storage.merge(key, object));
+                match futures::future::join_all(merges)
+                    .await
+                    .into_iter()
+                    .find_map(Result::err)
+                {
+                    None => Response::Written,
+                    Some(error) => Response::Failed(error.to_string()),
                 }
+            }
+            Request::PurgeTombstones { items } => {
+                let purges = items
+                    .into_iter()
+                    .map(|(key, digest)| storage.delete_if(key, digest));
+                match futures::future::join_all(purges)
+                    .await
+                    .into_iter()
+                    .find_map(Result::err)
+                {
+                    None => Response::Written,
+                    Some(error) => Response::Failed(error.to_string()),
+                }
+            }
+            Request::Gossip(digest) => {
+                let reply = self.gossip.digest();
+                self.gossip.absorb(*digest);
+                Response::Gossip(Box::new(reply))
             }
             Request::CoordinateWrite(write) => self.coordinator.coordinate_forwarded(write).await,
             other => Response::Failed(format!("{} cannot be handled asynchronously", other.kind())),

@@ -6,17 +6,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use dynamo_ring::Ring;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::api::{self, AppState};
+use crate::antientropy::AntiEntropy;
+use crate::api::{self, AppState, BackgroundTasks};
 use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
+use crate::gossip::Gossip;
+use crate::handoff::Handoff;
 use crate::membership::Membership;
 use crate::replica::ReplicaService;
 use crate::storage::{Storage, StorageOptions};
-use crate::transport::{Request, Transport};
+use crate::tombstones::TombstoneGc;
+use crate::transfer::Transfers;
+use crate::transport::{Dialing, Request, Transport};
 
 /// How often each peer is probed.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -25,32 +29,114 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let initial = config.initial_ring()?;
     let storage_options = StorageOptions {
         fsync: config.fsync,
         block_cache_bytes: config.block_cache_bytes,
+        partitions: initial.ring.partitions,
     };
     let storage = Arc::new(
         Storage::open(&config.data_dir, &storage_options)
             .with_context(|| format!("opening RocksDB in {}", config.data_dir.display()))?,
     );
-    let ring =
-        Ring::build(config.members(), config.n, config.partitions).context("building the ring")?;
+    let persisted = Transfers::persisted_ring(&storage).context("reading the persisted ring")?;
+    if let Some(persisted) = &persisted
+        && persisted.ring.partitions != initial.ring.partitions
+    {
+        anyhow::bail!(
+            "the data directory holds a ring of {} partitions but the configuration has {}",
+            persisted.ring.partitions,
+            initial.ring.partitions
+        );
+    }
+    let dialing = config.dialing();
     let membership = Arc::new(Membership::new(
         config.node_id.clone(),
-        ring,
-        config.peers.clone(),
+        persisted.clone().unwrap_or_else(|| initial.clone()),
     ));
-    let transport = Arc::new(Transport::new(config.request_timeout));
+    let background = &config.background;
+    let transfers = Arc::new(
+        Transfers::new(
+            storage.clone(),
+            membership.clone(),
+            dialing,
+            background.transfer_keys_per_sec,
+        )
+        .context("loading the transfer plan")?,
+    );
+    transfers
+        .adopt(initial)
+        .context("adopting the configured ring")?;
+    transfers.persist_current().context("persisting the ring")?;
+    let transport = Arc::new(Transport::dialing(dialing));
     let coordinator = Coordinator::new(storage.clone(), membership.clone(), transport.clone());
-    let service = Arc::new(ReplicaService::new(coordinator.clone()));
-    let state = Arc::new(AppState::new(coordinator, &config));
+    let seeds = config
+        .peers
+        .iter()
+        .filter(|p| p.member.id != config.node_id)
+        .cloned()
+        .collect();
+    let tasks = BackgroundTasks {
+        gossip: Arc::new(Gossip::new(membership.clone(), transfers.clone(), seeds)),
+        handoff: Arc::new(Handoff::new(
+            storage.clone(),
+            membership.clone(),
+            dialing,
+            background.handoff_keys_per_sec,
+        )),
+        anti_entropy: Arc::new(AntiEntropy::new(
+            storage.clone(),
+            membership.clone(),
+            transfers.clone(),
+            dialing,
+            background.anti_entropy_keys_per_sec,
+        )),
+        tombstones: Arc::new(TombstoneGc::new(
+            storage.clone(),
+            membership.clone(),
+            dialing,
+            background.tombstones,
+        )),
+    };
+    let service = Arc::new(ReplicaService::new(
+        coordinator.clone(),
+        transfers.clone(),
+        tasks.gossip.clone(),
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(probe_peers(membership.clone(), dialing, stop_rx.clone()));
+    tokio::spawn(
+        tasks
+            .gossip
+            .clone()
+            .run(background.gossip_interval, dialing, stop_rx.clone()),
+    );
+    tokio::spawn(
+        tasks
+            .handoff
+            .clone()
+            .run(background.handoff_interval, stop_rx.clone()),
+    );
+    tokio::spawn(
+        tasks
+            .anti_entropy
+            .clone()
+            .run(background.anti_entropy_interval, stop_rx.clone()),
+    );
+    tokio::spawn(
+        tasks
+            .tombstones
+            .clone()
+            .run(background.tombstone_scan_interval, stop_rx.clone()),
+    );
+    tokio::spawn(transfers.clone().run(stop_rx.clone()));
+    let state = Arc::new(AppState::new(coordinator, &config, transfers, tasks));
 
     let client = api::client_router(state.clone());
     let internal = api::internal_router(service);
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     match config.internal_listen {
         Some(address) => {
@@ -64,17 +150,13 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             servers.spawn(run(listener, client.merge(internal), stop_rx.clone()));
         }
     }
-    tokio::spawn(probe_peers(
-        membership.clone(),
-        config.request_timeout,
-        stop_rx.clone(),
-    ));
     tracing::info!(
         node = %config.node_id,
         listen = %config.listen,
         data_dir = %config.data_dir.display(),
         actor = storage.actor(),
-        partitions = membership.ring().partitions_of(&config.node_id).len(),
+        epoch = membership.view().epoch(),
+        partitions = membership.view().ring().partitions_of(&config.node_id).len(),
         "node serving"
     );
 
@@ -115,10 +197,13 @@ async fn run(
 /// (short timeout, so a paused peer is noticed quickly).
 async fn probe_peers(
     membership: Arc<Membership>,
-    timeout: Duration,
+    dialing: Dialing,
     mut stop: watch::Receiver<bool>,
 ) {
-    let transport = Transport::new(timeout.min(PROBE_INTERVAL / 2));
+    let transport = Transport::dialing(Dialing {
+        timeout: dialing.timeout.min(PROBE_INTERVAL / 2),
+        ..dialing
+    });
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -126,7 +211,9 @@ async fn probe_peers(
             _ = interval.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let probes = membership.others().map(|peer| {
+        let view = membership.view();
+        let others = view.all().filter(|p| p.member.id != membership.me());
+        let probes = others.map(|peer| {
             let transport = &transport;
             let membership = &membership;
             async move {

@@ -30,6 +30,14 @@ pub enum DocumentError {
     /// A member has no address.
     #[error("member {0:?} has no address")]
     MissingAddress(NodeId),
+    /// The partition count differs from the cluster's, which is fixed.
+    #[error("the ring has {document} partitions but the cluster has {cluster}; Q cannot change")]
+    PartitionsChanged {
+        /// The cluster's partition count.
+        cluster: u32,
+        /// The document's.
+        document: u32,
+    },
     /// An address is not `HOST:PORT`.
     #[error("address {address:?} of member {id:?} must be HOST:PORT")]
     BadAddress {

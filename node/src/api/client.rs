@@ -9,12 +9,12 @@ use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::{ApiError, AppState, status};
+use super::{ApiError, AppState, admin, status};
 use crate::version::{VersionVector, decode_context, encode_context};
 
 /// Header carrying the opaque causal context.
@@ -29,6 +29,10 @@ pub(super) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/kv", any(empty_key))
         .route("/v1/kv/", any(empty_key))
         .route("/v1/status", get(status::status))
+        .route("/v1/admin/ring", get(admin::get_ring).put(admin::put_ring))
+        .route("/v1/admin/members", post(admin::change_members))
+        .route("/v1/admin/transfers", get(admin::transfers))
+        .route("/v1/admin/merkle", get(admin::merkle))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })

@@ -2,6 +2,7 @@
 //! node-to-node API (`/internal/v1`), kept apart so each can get its own
 //! listener and, later, its own authentication.
 
+mod admin;
 mod client;
 mod error;
 mod internal;
@@ -12,9 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 
+use crate::antientropy::AntiEntropy;
 use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
+use crate::gossip::Gossip;
+use crate::handoff::Handoff;
 use crate::replica::ReplicaService;
+use crate::tombstones::TombstoneGc;
+use crate::transfer::Transfers;
 pub use error::ApiError;
 
 /// Everything the handlers need.
@@ -31,14 +37,37 @@ pub struct AppState {
     pub w: usize,
     /// Largest accepted value in bytes.
     pub max_value_bytes: usize,
+    /// Ring changes and partition transfer.
+    pub transfers: Arc<Transfers>,
+    /// The background tasks whose counters `/v1/status` shows.
+    pub background: BackgroundTasks,
     ready: AtomicBool,
+}
+
+/// The node's background tasks, for their counters.
+pub struct BackgroundTasks {
+    /// Membership gossip.
+    pub gossip: Arc<Gossip>,
+    /// Hinted handoff.
+    pub handoff: Arc<Handoff>,
+    /// Merkle anti-entropy.
+    pub anti_entropy: Arc<AntiEntropy>,
+    /// Tombstone purging.
+    pub tombstones: Arc<TombstoneGc>,
 }
 
 impl AppState {
     /// State for a node that is ready to serve.
-    pub fn new(coordinator: Coordinator, config: &NodeConfig) -> Self {
+    pub fn new(
+        coordinator: Coordinator,
+        config: &NodeConfig,
+        transfers: Arc<Transfers>,
+        background: BackgroundTasks,
+    ) -> Self {
         Self {
             coordinator,
+            transfers,
+            background,
             zone: config.zone.clone(),
             n: config.n,
             r: config.r,

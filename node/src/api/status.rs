@@ -10,9 +10,11 @@ use super::AppState;
 
 pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
     let membership = state.coordinator.membership();
-    let ring = membership.ring();
+    let view = membership.view();
+    let ring = view.ring();
     let me = membership.me();
-    let members: Vec<Value> = membership
+    let heartbeats = state.background.gossip.heartbeats();
+    let members: Vec<Value> = view
         .all()
         .map(|peer| {
             let id = &peer.member.id;
@@ -28,15 +30,18 @@ pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
                 "address": peer.address,
                 "state": state,
                 "last_heard_ms": last_heard_ms,
+                "heartbeat": heartbeats.get(id),
                 "partitions": ring.partitions_of(id).len(),
             })
         })
         .collect();
     let owned = ring.partitions_of(me);
     let primary = ring.primary_partitions_of(me);
+    let transfers = state.transfers.report();
     Json(json!({
         "node_id": me,
         "zone": state.zone,
+        "member": view.peer(me).is_some(),
         "ring": {
             "epoch": ring.epoch,
             "partitions": ring.partitions,
@@ -49,5 +54,12 @@ pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
             "primary": primary.len(),
             "list": owned,
         },
+        "transfers": {
+            "pending": transfers.pending,
+            "done": transfers.done,
+        },
+        "hints": state.background.handoff.report(),
+        "anti_entropy": state.background.anti_entropy.report(),
+        "tombstones": state.background.tombstones.report(),
     }))
 }

@@ -6,7 +6,13 @@
 //! key (the receiving node if it is one, otherwise it forwards): the
 //! coordinator creates the new version locally, sends it to the other
 //! replicas and answers after W acknowledgements.
+//!
+//! Quorums are sloppy: owners believed down are replaced by the next
+//! healthy nodes of the key's extended preference list, which keep the
+//! state with a hint for the owner they stand in for (see
+//! [`crate::handoff`]).
 
+mod fanout;
 mod read;
 mod write;
 
@@ -15,7 +21,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::config::Peer;
-use crate::membership::Membership;
+use crate::membership::{Membership, Replicas};
 use crate::storage::{Storage, StorageError};
 use crate::transport::{QuorumShortfall, Request, Response, RpcError, Transport};
 use crate::version::Object;
@@ -67,7 +73,38 @@ impl Coordinator {
     }
 
     fn is_me(&self, peer: &Peer) -> bool {
-        peer.member.id == self.membership.me()
+        self.membership.is_me(peer)
+    }
+
+    /// The first N usable nodes of the walk, each with the owner it stands
+    /// in for (`None` for an owner), plus the usable nodes after them.
+    fn sloppy_targets(&self, replicas: &Replicas) -> (Vec<Target>, Vec<Arc<Peer>>) {
+        let mut missing: std::collections::VecDeque<&str> = replicas
+            .owners()
+            .iter()
+            .filter(|p| !self.membership.is_usable(&p.member.id))
+            .map(|p| p.member.id.as_str())
+            .collect();
+        let mut targets = Vec::with_capacity(replicas.n());
+        let mut reserve = Vec::new();
+        for (i, peer) in replicas.walk().iter().enumerate() {
+            if !self.membership.is_usable(&peer.member.id) {
+                continue;
+            }
+            if targets.len() == replicas.n() {
+                reserve.push(peer.clone());
+                continue;
+            }
+            let stand_in_for = match i < replicas.n() {
+                true => None,
+                false => missing.pop_front().map(str::to_string),
+            };
+            targets.push(Target {
+                peer: peer.clone(),
+                stand_in_for,
+            });
+        }
+        (targets, reserve)
     }
 
     /// Calls a peer and tells the failure detector how it went.
@@ -88,29 +125,50 @@ impl Coordinator {
         }
         match self.call(peer, &Request::ReplicaRead { key }).await {
             Ok(Response::Object(object)) => Ok(object),
+            Ok(Response::NotReady) => Err(format!(
+                "{} is still receiving this partition",
+                peer.member.id
+            )),
             Ok(_) => Err(unexpected(peer, "replica read").to_string()),
             Err(error) => Err(error.to_string()),
         }
     }
 
-    /// Merges `object` into a replica, local or remote.
-    async fn write_replica(&self, peer: &Peer, key: Bytes, object: Object) -> Result<(), String> {
+    /// Merges `object` into a replica, local or remote; `stand_in_for`
+    /// names the owner a fallback node keeps a hint for.
+    async fn write_replica(
+        &self,
+        peer: &Peer,
+        key: Bytes,
+        object: Object,
+        stand_in_for: Option<String>,
+    ) -> Result<(), String> {
         if self.is_me(peer) {
             return self
                 .storage
-                .merge(key, object)
+                .merge_for(key, object, stand_in_for)
                 .await
                 .map_err(|e| e.to_string());
         }
-        match self
-            .call(peer, &Request::ReplicaWrite { key, object })
-            .await
-        {
+        let request = Request::ReplicaWrite {
+            key,
+            object,
+            hint_for: stand_in_for,
+        };
+        match self.call(peer, &request).await {
             Ok(Response::Written) => Ok(()),
             Ok(_) => Err(unexpected(peer, "replica write").to_string()),
             Err(error) => Err(error.to_string()),
         }
     }
+}
+
+/// A node a write or read goes to.
+#[derive(Clone)]
+struct Target {
+    peer: Arc<Peer>,
+    /// The unreachable owner this fallback node stands in for.
+    stand_in_for: Option<String>,
 }
 
 fn unexpected(peer: &Peer, request: &'static str) -> RpcError {

@@ -1,9 +1,12 @@
-//! The read path: ask N replicas, answer after R, repair stale replicas.
+//! The read path: ask N replicas (fallbacks for owners believed down),
+//! answer after R, repair stale owners.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 
 use super::{Coordinator, CoordinatorError};
@@ -11,26 +14,23 @@ use crate::config::Peer;
 use crate::transport::QuorumShortfall;
 use crate::version::Object;
 
+type ReadResult = (Arc<Peer>, Result<Option<Object>, String>);
+
 impl Coordinator {
     /// Reads `key` from `r` replicas and returns the merge of their states
-    /// (empty when nobody has it). Replicas that turn out stale once all
-    /// have answered are repaired in the background.
+    /// (empty when nobody has it). Owners that turn out stale once all have
+    /// answered are repaired in the background.
     pub async fn read(&self, key: Bytes, r: usize) -> Result<Object, CoordinatorError> {
-        let replicas = self.membership.preference_list(&key);
-        let mut pending: FuturesUnordered<_> = replicas
-            .iter()
-            .map(|peer| {
-                let this = self.clone();
-                let peer = peer.clone();
-                let key = key.clone();
-                async move {
-                    let result = this.read_replica(&peer, key).await;
-                    (peer, result)
-                }
-            })
-            .collect();
+        let view = self.membership.view();
+        let replicas = view.replicas(&key);
+        let (targets, reserve) = self.sloppy_targets(&replicas);
+        let mut reserve: VecDeque<Arc<Peer>> = reserve.into();
+        let mut pending: FuturesUnordered<BoxFuture<'static, ReadResult>> = FuturesUnordered::new();
+        for target in targets {
+            pending.push(self.read_from(target.peer, key.clone()));
+        }
 
-        let mut replies: Vec<(Arc<Peer>, Object)> = Vec::with_capacity(replicas.len());
+        let mut replies: Vec<(Arc<Peer>, Object)> = Vec::with_capacity(replicas.n());
         let mut merged = Object::new();
         while replies.len() < r {
             let Some((peer, result)) = pending.next().await else {
@@ -43,7 +43,10 @@ impl Coordinator {
                     replies.push((peer, object));
                 }
                 Err(error) => {
-                    tracing::debug!(peer = %peer.member.id, %error, "replica read failed")
+                    tracing::debug!(peer = %peer.member.id, %error, "replica read failed");
+                    if let Some(next) = reserve.pop_front() {
+                        pending.push(self.read_from(next, key.clone()));
+                    }
                 }
             }
         }
@@ -52,12 +55,17 @@ impl Coordinator {
                 op: "read".into(),
                 needed: r,
                 answered: replies.len(),
-                replicas: replicas.len(),
+                replicas: replicas.n(),
             }
             .into());
         }
         let answer = merged.clone();
         let this = self.clone();
+        let owners: Vec<String> = replicas
+            .owners()
+            .iter()
+            .map(|p| p.member.id.clone())
+            .collect();
         tokio::spawn(async move {
             while let Some((peer, result)) = pending.next().await {
                 if let Ok(object) = result {
@@ -66,12 +74,21 @@ impl Coordinator {
                     replies.push((peer, object));
                 }
             }
+            replies.retain(|(peer, _)| owners.contains(&peer.member.id));
             this.read_repair(key, merged, replies).await;
         });
         Ok(answer)
     }
 
-    /// Sends the merged state to every replica whose state differs from it.
+    fn read_from(&self, peer: Arc<Peer>, key: Bytes) -> BoxFuture<'static, ReadResult> {
+        let this = self.clone();
+        Box::pin(async move {
+            let result = this.read_replica(&peer, key).await;
+            (peer, result)
+        })
+    }
+
+    /// Sends the merged state to every owner whose state differs from it.
     async fn read_repair(&self, key: Bytes, merged: Object, replies: Vec<(Arc<Peer>, Object)>) {
         if merged.is_empty() {
             return;
@@ -80,7 +97,10 @@ impl Coordinator {
             if object == merged {
                 continue;
             }
-            match self.write_replica(&peer, key.clone(), merged.clone()).await {
+            match self
+                .write_replica(&peer, key.clone(), merged.clone(), None)
+                .await
+            {
                 Ok(()) => tracing::debug!(peer = %peer.member.id, "read repair"),
                 Err(error) => tracing::debug!(peer = %peer.member.id, %error, "read repair failed"),
             }

@@ -1,13 +1,14 @@
-//! The write path: local version creation, replication to W, forwarding.
+//! The write path: local version creation, replication to W over a sloppy
+//! quorum, forwarding.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 
-use super::{Coordinator, CoordinatorError, unexpected};
+use super::fanout::WriteFanout;
+use super::{Coordinator, CoordinatorError, Target, unexpected};
 use crate::config::Peer;
+use crate::membership::Replicas;
 use crate::transport::{CoordinateWrite, QuorumShortfall, Request, Response};
 use crate::version::{Object, VersionVector};
 
@@ -22,19 +23,21 @@ impl Coordinator {
         value: Option<Bytes>,
         w: usize,
     ) -> Result<VersionVector, CoordinatorError> {
-        let replicas = self.membership.preference_list(&key);
-        if !replicas.iter().any(|p| self.is_me(p)) {
-            return self
-                .forward_write(
-                    &replicas,
-                    CoordinateWrite {
-                        key,
-                        context,
-                        value,
-                        w,
-                    },
-                )
-                .await;
+        let view = self.membership.view();
+        let replicas = view.replicas(&key);
+        if !replicas.owners().iter().any(|p| self.is_me(p)) {
+            let write = CoordinateWrite {
+                key,
+                context,
+                value,
+                w,
+            };
+            return match self.forward_write(replicas.owners(), &write).await {
+                Err(CoordinatorError::NoCoordinator(why)) => {
+                    self.coordinate_as_stand_in(write, &replicas, why).await
+                }
+                outcome => outcome,
+            };
         }
         let object = self
             .storage
@@ -47,12 +50,17 @@ impl Coordinator {
 
     /// Coordinates a write a non-replica node handed over.
     pub async fn coordinate_forwarded(&self, write: CoordinateWrite) -> Response {
-        let n = self.membership.ring().replication;
+        let view = self.membership.view();
+        let n = view.ring().replication;
         if !(1..=n).contains(&write.w) {
             return Response::Failed(format!("w={} outside 1..={n}", write.w));
         }
-        let replicas = self.membership.preference_list(&write.key);
-        if !replicas.iter().any(|p| self.is_me(p)) {
+        if !view
+            .replicas(&write.key)
+            .owners()
+            .iter()
+            .any(|p| self.is_me(p))
+        {
             return Response::Failed(format!(
                 "{} is not a replica of this key",
                 self.membership.me()
@@ -68,68 +76,76 @@ impl Coordinator {
         }
     }
 
-    /// Sends the coordinator's new state to the other replicas; returns once
-    /// `w` replicas (counting this one) hold it. Stragglers finish in the
+    /// No owner of the key answered: if this node is among the first N
+    /// healthy nodes of the key's walk, it creates the version itself, with
+    /// hints for every owner, and replicates it over the sloppy quorum.
+    async fn coordinate_as_stand_in(
+        &self,
+        write: CoordinateWrite,
+        replicas: &Replicas,
+        why: String,
+    ) -> Result<VersionVector, CoordinatorError> {
+        let (targets, _) = self.sloppy_targets(replicas);
+        if !targets.iter().any(|t| self.is_me(&t.peer)) {
+            return Err(CoordinatorError::NoCoordinator(why));
+        }
+        let owners = replicas
+            .owners()
+            .iter()
+            .map(|p| p.member.id.clone())
+            .collect();
+        let object = self
+            .storage
+            .coordinate_write_for(write.key.clone(), write.context, write.value, owners)
+            .await?;
+        let context = object.context().clone();
+        self.replicate(write.key, object, replicas, write.w).await?;
+        Ok(context)
+    }
+
+    /// Sends the coordinator's new state to the other targets of the sloppy
+    /// quorum; returns once `w` nodes (counting this one) hold it. Failed
+    /// targets are replaced by fallbacks; stragglers finish in the
     /// background.
     async fn replicate(
         &self,
         key: Bytes,
         object: Object,
-        replicas: &[Arc<Peer>],
+        replicas: &Replicas,
         w: usize,
     ) -> Result<(), QuorumShortfall> {
-        let mut pending: FuturesUnordered<_> = replicas
-            .iter()
-            .filter(|p| !self.is_me(p))
-            .map(|peer| {
-                let this = self.clone();
-                let peer = peer.clone();
-                let key = key.clone();
-                let object = object.clone();
-                async move {
-                    let result = this.write_replica(&peer, key, object).await;
-                    if let Err(error) = &result {
-                        tracing::debug!(peer = %peer.member.id, %error, "replica write failed");
-                    }
-                    result.is_ok()
-                }
-            })
+        let (targets, reserve) = self.sloppy_targets(replicas);
+        let others: Vec<Target> = targets
+            .into_iter()
+            .filter(|t| !self.is_me(&t.peer))
             .collect();
-        // On failure, every reply is awaited (each is bounded by the request
-        // timeout) so the error says exactly how many replicas took the write.
-        let mut acks = 1;
-        while acks < w {
-            let Some(ok) = pending.next().await else {
-                break;
-            };
-            acks += usize::from(ok);
-        }
-        if !pending.is_empty() {
-            tokio::spawn(async move { while pending.next().await.is_some() {} });
-        }
-        if acks >= w {
+        let mut fanout = WriteFanout::start(self.clone(), key, object, others, reserve, 1);
+        let reached = fanout.until(w).await;
+        let acks = fanout.acks;
+        fanout.finish_in_background();
+        if reached {
             Ok(())
         } else {
             Err(QuorumShortfall {
                 op: "write".into(),
                 needed: w,
                 answered: acks,
-                replicas: replicas.len(),
+                replicas: replicas.n(),
             })
         }
     }
 
-    /// Hands a write to a replica of the key, trying them in preference
+    /// Hands a write to an owner of the key, trying them in preference
     /// order (reachable ones first).
     async fn forward_write(
         &self,
-        replicas: &[Arc<Peer>],
-        write: CoordinateWrite,
+        owners: &[Arc<Peer>],
+        write: &CoordinateWrite,
     ) -> Result<VersionVector, CoordinatorError> {
         let liveness = self.membership.liveness();
-        let mut ordered: Vec<&Arc<Peer>> = replicas.iter().collect();
+        let mut ordered: Vec<&Arc<Peer>> = owners.iter().collect();
         ordered.sort_by_key(|p| !liveness.is_usable(&p.member.id));
-        let request = Request::CoordinateWrite(write);
+        let request = Request::CoordinateWrite(write.clone());
         let mut errors = Vec::new();
         for peer in ordered {
             match self.call(peer, &request).await {

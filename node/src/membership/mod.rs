@@ -1,51 +1,170 @@
 //! Who is in the cluster, where they live on the ring, and whether they are
 //! reachable as this node sees it.
+//!
+//! The ring is a [`RingDocument`] (ring plus member addresses) ordered by
+//! epoch. Every node holds one current [`View`] of it; a newer document
+//! arriving from the operator, an admin call or gossip replaces it
+//! atomically, and request paths pick the view up on their next request.
 
 mod liveness;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dynamo_ring::{NodeId, Ring};
+use dynamo_ring::document::DocumentError;
+use dynamo_ring::{NodeId, Ring, RingDocument};
+use tokio::sync::watch;
 
 use crate::config::Peer;
 pub use liveness::{Liveness, PeerState, PeerStatus};
 
-/// This node's view of the cluster: the ring, member addresses, liveness.
-pub struct Membership {
-    me: NodeId,
-    ring: Arc<Ring>,
+/// One version of the cluster layout, with lookups precomputed.
+pub struct View {
+    doc: RingDocument,
     peers: BTreeMap<NodeId, Arc<Peer>>,
-    /// Per partition, the owners in preference order (precomputed: the hot
-    /// path only clones an `Arc`).
-    preference: Vec<Arc<[Arc<Peer>]>>,
-    liveness: Liveness,
+    /// Per partition, every member in walk order: the N owners first, then
+    /// the fallbacks of the extended preference list.
+    walks: Vec<Arc<[Arc<Peer>]>>,
 }
 
-impl Membership {
-    /// A static membership: every node started with the same member list
-    /// computes the same ring.
-    pub fn new(me: NodeId, ring: Ring, peers: Vec<Peer>) -> Self {
-        let liveness = Liveness::new(peers.iter().map(|p| p.member.id.clone()));
-        let peers: BTreeMap<NodeId, Arc<Peer>> = peers
-            .into_iter()
-            .map(|p| (p.member.id.clone(), Arc::new(p)))
+impl View {
+    /// Precomputes lookups for a validated document.
+    pub fn new(doc: RingDocument) -> Self {
+        let peers: BTreeMap<NodeId, Arc<Peer>> = doc
+            .ring
+            .members
+            .iter()
+            .map(|m| {
+                let address = doc.addresses.get(&m.id).cloned().unwrap_or_default();
+                let peer = Peer {
+                    member: m.clone(),
+                    address,
+                };
+                (m.id.clone(), Arc::new(peer))
+            })
             .collect();
-        let preference = (0..ring.partitions)
+        let walks = (0..doc.ring.partitions)
             .map(|partition| {
-                ring.preference_list(partition)
+                doc.ring
+                    .extended_preference_list(partition)
                     .into_iter()
                     .filter_map(|m| peers.get(&m.id).cloned())
                     .collect()
             })
             .collect();
-        Self {
-            me,
-            ring: Arc::new(ring),
-            peers,
-            preference,
-            liveness,
+        Self { doc, peers, walks }
+    }
+
+    /// The ring.
+    pub fn ring(&self) -> &Ring {
+        &self.doc.ring
+    }
+
+    /// The document this view was built from.
+    pub fn doc(&self) -> &RingDocument {
+        &self.doc
+    }
+
+    /// The ring's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.doc.ring.epoch
+    }
+
+    /// A member by id.
+    pub fn peer(&self, id: &str) -> Option<&Arc<Peer>> {
+        self.peers.get(id)
+    }
+
+    /// Every member, sorted by id.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Peer>> {
+        self.peers.values()
+    }
+
+    /// The replicas of `key`: its partition's owners and fallbacks.
+    pub fn replicas(&self, key: &[u8]) -> Replicas {
+        self.partition_replicas(self.doc.ring.partition_for_key(key))
+    }
+
+    /// The replicas of one partition.
+    pub fn partition_replicas(&self, partition: u32) -> Replicas {
+        Replicas {
+            walk: self.walks[partition as usize].clone(),
+            n: self
+                .doc
+                .ring
+                .replication
+                .min(self.walks[partition as usize].len()),
         }
+    }
+}
+
+/// A partition's members in walk order, the first `n` being its owners.
+#[derive(Clone)]
+pub struct Replicas {
+    walk: Arc<[Arc<Peer>]>,
+    n: usize,
+}
+
+impl Replicas {
+    /// The N owners in preference order.
+    pub fn owners(&self) -> &[Arc<Peer>] {
+        &self.walk[..self.n]
+    }
+
+    /// Every member in walk order (owners, then fallbacks).
+    pub fn walk(&self) -> &[Arc<Peer>] {
+        &self.walk
+    }
+
+    /// Replication factor N.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+}
+
+/// Groups items by the peer they go to, one batch per peer.
+pub fn by_peer<T>(items: impl IntoIterator<Item = (Arc<Peer>, T)>) -> Vec<(Arc<Peer>, Vec<T>)> {
+    let mut groups: BTreeMap<NodeId, (Arc<Peer>, Vec<T>)> = BTreeMap::new();
+    for (peer, item) in items {
+        groups
+            .entry(peer.member.id.clone())
+            .or_insert_with(|| (peer, Vec::new()))
+            .1
+            .push(item);
+    }
+    groups.into_values().collect()
+}
+
+/// Whether `candidate` should replace `current`: a higher epoch wins; two
+/// different documents of one epoch (concurrent admin calls) are ordered by
+/// a hash of their content so every node picks the same one.
+pub fn supersedes(candidate: &RingDocument, current: &RingDocument) -> bool {
+    use std::cmp::Ordering;
+    match candidate.ring.epoch.cmp(&current.ring.epoch) {
+        Ordering::Greater => true,
+        Ordering::Less => false,
+        Ordering::Equal => candidate != current && fingerprint(candidate) > fingerprint(current),
+    }
+}
+
+fn fingerprint(doc: &RingDocument) -> u64 {
+    let bytes = postcard::to_stdvec(doc).unwrap_or_default();
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+/// This node's view of the cluster: the current ring and liveness.
+pub struct Membership {
+    me: NodeId,
+    view: watch::Sender<Arc<View>>,
+    liveness: Liveness,
+}
+
+impl Membership {
+    /// A membership starting from `doc`.
+    pub fn new(me: NodeId, doc: RingDocument) -> Self {
+        let liveness = Liveness::new(doc.ring.members.iter().map(|m| m.id.clone()));
+        let (view, _) = watch::channel(Arc::new(View::new(doc)));
+        Self { me, view, liveness }
     }
 
     /// This node's id.
@@ -53,19 +172,36 @@ impl Membership {
         &self.me
     }
 
-    /// The current ring.
-    pub fn ring(&self) -> &Arc<Ring> {
-        &self.ring
+    /// The current view.
+    pub fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
     }
 
-    /// Every member other than this node.
-    pub fn others(&self) -> impl Iterator<Item = &Arc<Peer>> {
-        self.peers.values().filter(|p| p.member.id != self.me)
+    /// Notifies on every view change.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
+        self.view.subscribe()
     }
 
-    /// Every member including this node, sorted by id.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Peer>> {
-        self.peers.values()
+    /// Installs `doc` if it supersedes the current one; returns the view it
+    /// replaced, or `None` when `doc` was not newer.
+    pub fn adopt(&self, doc: RingDocument) -> Result<Option<Arc<View>>, DocumentError> {
+        doc.validate()?;
+        let current = self.view();
+        if doc.ring.partitions != current.ring().partitions {
+            return Err(DocumentError::PartitionsChanged {
+                cluster: current.ring().partitions,
+                document: doc.ring.partitions,
+            });
+        }
+        let mut replaced = None;
+        self.view.send_if_modified(|view| {
+            if !supersedes(&doc, view.doc()) {
+                return false;
+            }
+            replaced = Some(std::mem::replace(view, Arc::new(View::new(doc))));
+            true
+        });
+        Ok(replaced)
     }
 
     /// The failure detector.
@@ -73,9 +209,75 @@ impl Membership {
         &self.liveness
     }
 
-    /// The N nodes that hold `key`, in preference order.
-    pub fn preference_list(&self, key: &[u8]) -> Arc<[Arc<Peer>]> {
-        let partition = self.ring.partition_for_key(key) as usize;
-        self.preference[partition].clone()
+    /// Whether `peer` is this node.
+    pub fn is_me(&self, peer: &Peer) -> bool {
+        peer.member.id == self.me
+    }
+
+    /// Whether `id` is believed reachable (this node always is).
+    pub fn is_usable(&self, id: &str) -> bool {
+        id == self.me || self.liveness.is_usable(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dynamo_ring::Member;
+
+    fn doc(ids: &[&str], epoch: u64) -> RingDocument {
+        let members = ids.iter().map(|id| Member::new(*id, "z")).collect();
+        let mut ring = Ring::build(members, 2, 8).unwrap();
+        ring.epoch = epoch;
+        let addresses = ids
+            .iter()
+            .map(|id| (id.to_string(), format!("{id}:1")))
+            .collect();
+        RingDocument { ring, addresses }
+    }
+
+    #[test]
+    fn newer_epochs_replace_and_ties_resolve_the_same_everywhere() {
+        let m = Membership::new("a".into(), doc(&["a", "b"], 1));
+        assert!(m.adopt(doc(&["a", "b"], 1)).unwrap().is_none());
+        let replaced = m.adopt(doc(&["a", "b", "c"], 2)).unwrap();
+        assert_eq!(replaced.unwrap().epoch(), 1);
+        assert_eq!(m.view().epoch(), 2);
+        assert!(m.adopt(doc(&["a", "c"], 1)).unwrap().is_none());
+        let (x, y) = (doc(&["a", "b", "d"], 3), doc(&["a", "c", "d"], 3));
+        assert_ne!(supersedes(&x, &y), supersedes(&y, &x));
+    }
+
+    #[test]
+    fn owners_come_first_in_the_walk() {
+        let view = View::new(doc(&["a", "b", "c"], 1));
+        let replicas = view.replicas(b"key");
+        assert_eq!(replicas.owners().len(), 2);
+        assert_eq!(replicas.walk().len(), 3);
+        let owner_ids: Vec<&str> = view
+            .ring()
+            .preference_list_for_key(b"key")
+            .into_iter()
+            .map(|m| m.id.as_str())
+            .collect();
+        let got: Vec<&str> = replicas
+            .owners()
+            .iter()
+            .map(|p| p.member.id.as_str())
+            .collect();
+        assert_eq!(got, owner_ids);
+    }
+
+    #[test]
+    fn a_ring_with_another_partition_count_is_refused() {
+        let m = Membership::new("a".into(), doc(&["a", "b"], 1));
+        let members = vec![Member::new("a", "z"), Member::new("b", "z")];
+        let mut ring = Ring::build(members, 2, 16).unwrap();
+        ring.epoch = 5;
+        let other = RingDocument {
+            ring,
+            addresses: doc(&["a", "b"], 1).addresses,
+        };
+        assert!(m.adopt(other).is_err());
     }
 }

@@ -9,8 +9,14 @@ use std::ops::RangeInclusive;
 
 /// Column family holding key -> versioned object.
 pub const DATA_CF: &str = "data";
-/// Column family holding node metadata (identity, ring).
+/// Column family holding node metadata (identity, ring, transfers).
 pub const META_CF: &str = "meta";
+/// Column family of hint markers: "the owner `o` misses our copy of key
+/// `k`", keyed by [`hint_key`], valued by a sequence number.
+pub const HINTS_CF: &str = "hints";
+/// Column family indexing tombstones: data key -> when this replica first
+/// held the key as a tombstone (ms since the Unix epoch, big-endian).
+pub const TOMBS_CF: &str = "tombstones";
 
 /// Meta key under which the node's write actor id is stored.
 pub const META_ACTOR: &[u8] = b"actor";
@@ -21,6 +27,30 @@ pub fn data_key(key: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&dynamo_ring::key_hash(key).to_be_bytes());
     out.extend_from_slice(key);
     out
+}
+
+/// The RocksDB key of a hint marker: owner id length, owner id, data key.
+/// Markers of one owner are one contiguous range.
+pub fn hint_key(owner: &str, data_key: &[u8]) -> Vec<u8> {
+    let mut out = hint_prefix(owner);
+    out.extend_from_slice(data_key);
+    out
+}
+
+/// The key prefix shared by every hint marker of `owner`.
+pub fn hint_prefix(owner: &str) -> Vec<u8> {
+    let owner = &owner.as_bytes()[..owner.len().min(255)];
+    let mut out = Vec::with_capacity(1 + owner.len() + 8);
+    out.push(owner.len() as u8);
+    out.extend_from_slice(owner);
+    out
+}
+
+/// Splits a hint marker key into (owner, data key).
+pub fn split_hint_key(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&len, rest) = key.split_first()?;
+    let len = usize::from(len);
+    (rest.len() >= len + 8).then(|| rest.split_at(len))
 }
 
 /// The user key stored in a RocksDB data key, if it has the expected layout.
@@ -39,6 +69,16 @@ pub fn hash_range_bounds(range: &RangeInclusive<u64>) -> (Vec<u8>, Option<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hint_keys_round_trip_and_group_by_owner() {
+        let dk = data_key(b"k");
+        let hk = hint_key("node-2", &dk);
+        assert!(hk.starts_with(&hint_prefix("node-2")));
+        assert!(!hk.starts_with(&hint_prefix("node-")));
+        assert_eq!(split_hint_key(&hk), Some((&b"node-2"[..], dk.as_slice())));
+        assert_eq!(split_hint_key(b"\x05ab"), None);
+    }
 
     #[test]
     fn partition_is_a_contiguous_key_range() {

@@ -1,7 +1,9 @@
 //! RocksDB storage of versioned objects.
 //!
 //! Reads go straight to RocksDB from the calling task. Writes are queued to
-//! one writer thread that commits them in groups (see [`writer`]).
+//! one writer thread that commits them in groups (see [`writer`]), keeping
+//! the per-partition Merkle leaves, the tombstone index and the hint markers
+//! in step with the data.
 
 mod layout;
 mod writer;
@@ -9,15 +11,21 @@ mod writer;
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use dynamo_ring::{NodeId, key_hash};
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, WriteOptions};
-
-use crate::version::{Actor, Object, VersionVector};
-pub use layout::{DATA_CF, META_CF};
-use layout::{META_ACTOR, data_key, hash_range_bounds, user_key};
 use tokio::sync::{mpsc, oneshot};
-use writer::WriteOp;
+
+use crate::antientropy::{MerkleForest, record_digest};
+use crate::version::{Actor, Object, VersionVector};
+pub use layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF};
+use layout::{
+    META_ACTOR, data_key, hash_range_bounds, hint_key, hint_prefix, split_hint_key, user_key,
+};
+pub use writer::now_ms;
+use writer::{WriteOp, decode_seq};
 
 /// Memory all memtables may use together. With the block cache (which also
 /// holds index and filter blocks) this bounds RocksDB's memory.
@@ -32,6 +40,8 @@ pub struct StorageOptions {
     pub fsync: bool,
     /// Block cache size in bytes.
     pub block_cache_bytes: usize,
+    /// Ring partition count, for the Merkle trees.
+    pub partitions: u32,
 }
 
 impl Default for StorageOptions {
@@ -39,8 +49,24 @@ impl Default for StorageOptions {
         Self {
             fsync: false,
             block_cache_bytes: 64 << 20,
+            partitions: 1024,
         }
     }
+}
+
+/// (user key, state) pairs.
+pub type Records = Vec<(Bytes, Object)>;
+
+/// One stored record's identity for anti-entropy: user key and digest.
+pub type KeyDigest = (Bytes, u64);
+
+/// A hint marker: our copy of `key` must reach the owner it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hint {
+    /// The user key.
+    pub key: Bytes,
+    /// Marker version: clearing succeeds only if nothing re-marked it since.
+    pub seq: u64,
 }
 
 /// Errors from the storage layer, naming what failed.
@@ -71,6 +97,8 @@ pub struct Storage {
     writer: Option<mpsc::UnboundedSender<WriteOp>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     actor: Actor,
+    forest: Arc<MerkleForest>,
+    hints_pending: Arc<AtomicU64>,
 }
 
 impl Drop for Storage {
@@ -117,19 +145,40 @@ impl Storage {
         let cfs = vec![
             ColumnFamilyDescriptor::new(DATA_CF, data_opts),
             ColumnFamilyDescriptor::new(META_CF, Options::default()),
+            ColumnFamilyDescriptor::new(HINTS_CF, Options::default()),
+            ColumnFamilyDescriptor::new(TOMBS_CF, Options::default()),
         ];
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
         let actor = load_or_create_actor(&db)?;
+        let forest = Arc::new(build_forest(&db, options.partitions)?);
+        let hints_pending = Arc::new(AtomicU64::new(count(&db, HINTS_CF)?));
         let mut write_options = WriteOptions::default();
         write_options.set_sync(options.fsync);
-        let (writer, writer_thread) = writer::spawn(db.clone(), actor, write_options)
+        let shared = writer::Shared {
+            db: db.clone(),
+            forest: forest.clone(),
+            hints_pending: hints_pending.clone(),
+        };
+        let (writer, writer_thread) = writer::spawn(shared, actor, write_options)
             .map_err(|e| StorageError::Thread(e.to_string()))?;
         Ok(Self {
             db,
             writer: Some(writer),
             writer_thread: Some(writer_thread),
             actor,
+            forest,
+            hints_pending,
         })
+    }
+
+    /// The per-partition Merkle trees over this node's records.
+    pub fn forest(&self) -> &MerkleForest {
+        &self.forest
+    }
+
+    /// Hint markers not yet delivered.
+    pub fn hints_pending(&self) -> u64 {
+        self.hints_pending.load(Ordering::Relaxed)
     }
 
     /// This data directory's write actor id (random, created with the data).
@@ -155,21 +204,81 @@ impl Storage {
         context: VersionVector,
         value: Option<Bytes>,
     ) -> Result<Object, StorageError> {
-        let (reply, done) = oneshot::channel();
-        self.submit(WriteOp::Coordinate {
+        self.coordinate_write_for(key, context, value, Vec::new())
+            .await
+    }
+
+    /// Like [`Storage::coordinate_write`], for a node standing in for the
+    /// key's `owners`: each gets a hint marker in the same commit.
+    pub async fn coordinate_write_for(
+        &self,
+        key: Bytes,
+        context: VersionVector,
+        value: Option<Bytes>,
+        owners: Vec<NodeId>,
+    ) -> Result<Object, StorageError> {
+        self.request(|reply| WriteOp::Coordinate {
             key,
             context,
             value,
+            hints: owners,
             reply,
-        })?;
-        done.await.map_err(|_| StorageError::WriterStopped)?
+        })
+        .await
     }
 
     /// Merges a replica's state into the local one; returns once the result
     /// is in the write-ahead log (at once when nothing changed).
     pub async fn merge(&self, key: Bytes, object: Object) -> Result<(), StorageError> {
+        self.merge_for(key, object, None).await
+    }
+
+    /// Merges a replica's state and, when standing in for an unreachable
+    /// `owner`, records a hint marker for it in the same commit.
+    pub async fn merge_for(
+        &self,
+        key: Bytes,
+        object: Object,
+        owner: Option<NodeId>,
+    ) -> Result<(), StorageError> {
+        self.request(|reply| WriteOp::Merge {
+            key,
+            object,
+            hint: owner,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes `key` if its record's digest is still `digest`; says whether
+    /// it did.
+    pub async fn delete_if(&self, key: Bytes, digest: u64) -> Result<bool, StorageError> {
+        self.request(|reply| WriteOp::DeleteIf { key, digest, reply })
+            .await
+    }
+
+    /// Drops a hint marker once delivered, unless it was re-marked since.
+    pub async fn clear_hint(
+        &self,
+        owner: NodeId,
+        key: Bytes,
+        seq: u64,
+    ) -> Result<bool, StorageError> {
+        self.request(|reply| WriteOp::ClearHint {
+            owner,
+            key,
+            seq,
+            reply,
+        })
+        .await
+    }
+
+    async fn request<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, StorageError>>) -> WriteOp,
+    ) -> Result<T, StorageError> {
         let (reply, done) = oneshot::channel();
-        self.submit(WriteOp::Merge { key, object, reply })?;
+        self.submit(op(reply))?;
         done.await.map_err(|_| StorageError::WriterStopped)?
     }
 
@@ -178,29 +287,193 @@ impl Storage {
         writer.send(op).map_err(|_| StorageError::WriterStopped)
     }
 
-    /// Every (user key, object) whose ring hash lies in `range`, in hash order.
-    pub fn scan_hash_range(
+    /// Up to `limit` records whose hash lies in `range`, starting after
+    /// data key position `after` (exclusive), in hash order; plus the
+    /// position to continue from when more remain.
+    pub fn scan_page(
         &self,
         range: &RangeInclusive<u64>,
-    ) -> Result<Vec<(Vec<u8>, Object)>, StorageError> {
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Records, Option<Vec<u8>>), StorageError> {
+        let mut out = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        self.walk(range, after, |dk, key, bytes| {
+            if out.len() >= limit {
+                more = true;
+                return Ok(false);
+            }
+            out.push((Bytes::copy_from_slice(key), decode(key, bytes)?));
+            last = Some(dk.to_vec());
+            Ok(true)
+        })?;
+        Ok((out, if more { last } else { None }))
+    }
+
+    /// (key, record digest) of every record whose hash lies in `range`.
+    pub fn digests(&self, range: &RangeInclusive<u64>) -> Result<Vec<KeyDigest>, StorageError> {
+        let mut out = Vec::new();
+        self.walk(range, None, |dk, key, bytes| {
+            let hash = u64::from_be_bytes(dk[..8].try_into().unwrap_or_default());
+            out.push((Bytes::copy_from_slice(key), record_digest(hash, bytes)));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Digest of the stored record of `key` (0 when absent).
+    pub fn digest(&self, key: &[u8]) -> Result<u64, StorageError> {
+        let cf = self.cf(DATA_CF);
+        Ok(self
+            .db
+            .get_pinned_cf(cf, data_key(key))?
+            .map_or(0, |bytes| record_digest(key_hash(key), &bytes)))
+    }
+
+    /// Calls `visit(data key, user key, record)` for records in `range`
+    /// after `after`, until it returns false.
+    fn walk(
+        &self,
+        range: &RangeInclusive<u64>,
+        after: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &[u8], &[u8]) -> Result<bool, StorageError>,
+    ) -> Result<(), StorageError> {
         let (start, end) = hash_range_bounds(range);
         let mut read_opts = rocksdb::ReadOptions::default();
         if let Some(end) = end {
             read_opts.set_iterate_upper_bound(end);
         }
+        let from = match after {
+            Some(after) if after >= start.as_slice() => {
+                let mut next = after.to_vec();
+                next.push(0);
+                next
+            }
+            _ => start,
+        };
         let iter = self.db.iterator_cf_opt(
             self.cf(DATA_CF),
             read_opts,
-            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+            rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (dk, bytes) = item?;
+            let key = user_key(&dk).unwrap_or_default();
+            if !visit(&dk, key, &bytes)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Owners this node holds hint markers for.
+    pub fn hinted_owners(&self) -> Result<Vec<NodeId>, StorageError> {
+        let mut owners: Vec<NodeId> = Vec::new();
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let mut iter = self.db.iterator_cf(
+                self.cf(HINTS_CF),
+                rocksdb::IteratorMode::From(&from, rocksdb::Direction::Forward),
+            );
+            let Some(item) = iter.next() else {
+                return Ok(owners);
+            };
+            let (key, _) = item?;
+            let Some((owner, _)) = split_hint_key(&key) else {
+                return Ok(owners);
+            };
+            owners.push(String::from_utf8_lossy(owner).into_owned());
+            // Skip to the first key after this owner's range.
+            from = hint_prefix(owners.last().map_or("", |o| o.as_str()));
+            while from.last() == Some(&0xff) {
+                from.pop();
+            }
+            match from.last_mut() {
+                Some(last) => *last += 1,
+                None => return Ok(owners),
+            }
+        }
+    }
+
+    /// Up to `limit` hint markers for `owner`.
+    pub fn hints_for(&self, owner: &str, limit: usize) -> Result<Vec<Hint>, StorageError> {
+        let prefix = hint_prefix(owner);
+        let iter = self.db.iterator_cf(
+            self.cf(HINTS_CF),
+            rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
         );
         let mut out = Vec::new();
         for item in iter {
-            let (k, v) = item?;
-            let key = user_key(&k).unwrap_or_default().to_vec();
-            let object = decode(&key, &v)?;
-            out.push((key, object));
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= limit {
+                break;
+            }
+            let Some((_, dk)) = split_hint_key(&key) else {
+                continue;
+            };
+            out.push(Hint {
+                key: Bytes::copy_from_slice(user_key(dk).unwrap_or_default()),
+                seq: decode_seq(&value).unwrap_or(0),
+            });
         }
         Ok(out)
+    }
+
+    /// Whether any hint marker for `key` names one of `owners`.
+    pub fn has_hint(&self, key: &[u8], owners: &[&str]) -> Result<bool, StorageError> {
+        let dk = data_key(key);
+        for owner in owners {
+            if self
+                .db
+                .get_pinned_cf(self.cf(HINTS_CF), hint_key(owner, &dk))?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Up to `limit` tombstones with the time (ms since the Unix epoch) this
+    /// replica first held each, starting after user key position `after`.
+    pub fn tombstones(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, u64)>, StorageError> {
+        let from = after.map(|k| {
+            let mut dk = data_key(k);
+            dk.push(0);
+            dk
+        });
+        let mode = match &from {
+            Some(from) => rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward),
+            None => rocksdb::IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(TOMBS_CF), mode).take(limit) {
+            let (dk, since) = item?;
+            out.push((
+                Bytes::copy_from_slice(user_key(&dk).unwrap_or_default()),
+                decode_seq(&since).unwrap_or(0),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A metadata record.
+    pub fn meta_get(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(META_CF), name.as_bytes())?)
+    }
+
+    /// Stores a metadata record durably (fsync), outside the write path.
+    pub fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        Ok(self
+            .db
+            .put_cf_opt(self.cf(META_CF), name.as_bytes(), value, &sync)?)
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -227,6 +500,34 @@ fn load_or_create_actor(db: &DB) -> Result<Actor, StorageError> {
     sync.set_sync(true);
     db.put_cf_opt(meta, META_ACTOR, actor.to_be_bytes(), &sync)?;
     Ok(actor)
+}
+
+/// Builds the Merkle trees from every stored record (once, at open).
+fn build_forest(db: &DB, partitions: u32) -> Result<MerkleForest, StorageError> {
+    let forest = MerkleForest::new(partitions);
+    let cf = db
+        .cf_handle(DATA_CF)
+        .expect("column families are created at open");
+    for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        let (dk, bytes) = item?;
+        if let Some(hash) = dk.get(..8).and_then(|h| <[u8; 8]>::try_from(h).ok()) {
+            let hash = u64::from_be_bytes(hash);
+            forest.update(hash, 0, record_digest(hash, &bytes));
+        }
+    }
+    Ok(forest)
+}
+
+fn count(db: &DB, name: &str) -> Result<u64, StorageError> {
+    let cf = db
+        .cf_handle(name)
+        .expect("column families are created at open");
+    let mut n = 0;
+    for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+        item?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<Object, StorageError> {
@@ -282,11 +583,12 @@ mod tests {
         a.merge(key.clone(), o.clone()).await.unwrap();
         a.merge(key, o.clone()).await.unwrap();
         assert_eq!(a.get(b"k").unwrap(), Some(o.clone()));
-        let all = a.scan_hash_range(&(0..=u64::MAX)).unwrap();
-        assert_eq!(all, vec![(b"k".to_vec(), o)]);
+        let (all, more) = a.scan_page(&(0..=u64::MAX), None, 10).unwrap();
+        assert_eq!(all, vec![(Bytes::from_static(b"k"), o)]);
+        assert!(more.is_none());
         let h = dynamo_ring::key_hash(b"k");
         let empty = if h > 0 { 0..=h - 1 } else { 1..=u64::MAX };
-        assert!(a.scan_hash_range(&empty).unwrap().is_empty());
+        assert!(a.scan_page(&empty, None, 10).unwrap().0.is_empty());
     }
 
     /// Many concurrent writes of one key land in shared groups; each must

@@ -1,13 +1,14 @@
 //! Calling peers: one lazily (re)connected stream per peer address.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL, frame};
@@ -16,9 +17,20 @@ use crate::config::Peer;
 /// Longest HTTP response head accepted during the upgrade.
 const MAX_HEAD: usize = 16 << 10;
 
+/// How a transport dials peers.
+#[derive(Clone, Copy, Debug)]
+pub struct Dialing {
+    /// Timeout of a call (and of a dial).
+    pub timeout: Duration,
+    /// Local address outgoing connections come from (the node's own
+    /// internal IP), so peers and firewalls can tell nodes apart.
+    pub source: Option<IpAddr>,
+}
+
 /// Client side of the node-to-node transport, shared by all tasks.
 pub struct Transport {
     timeout: Duration,
+    source: Option<IpAddr>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
@@ -60,8 +72,17 @@ impl Connection {
 impl Transport {
     /// A transport whose calls (and dials) time out after `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        Self {
+        Self::dialing(Dialing {
             timeout,
+            source: None,
+        })
+    }
+
+    /// A transport dialing as `dialing` says.
+    pub fn dialing(dialing: Dialing) -> Self {
+        Self {
+            timeout: dialing.timeout,
+            source: dialing.source,
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -109,7 +130,7 @@ impl Transport {
         if let Some(live) = slot.open() {
             return Ok(live);
         }
-        let connection = tokio::time::timeout(self.timeout, dial(&peer.address))
+        let connection = tokio::time::timeout(self.timeout, dial(&peer.address, self.source))
             .await
             .map_err(|_| "dial timed out".to_string())
             .and_then(|r| r)
@@ -142,10 +163,8 @@ fn lost(peer: &Peer) -> RpcError {
 
 /// Connects, upgrades to the stream protocol, and starts the reader and
 /// writer tasks.
-async fn dial(address: &str) -> Result<Arc<Connection>, String> {
-    let mut stream = TcpStream::connect(address)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn dial(address: &str, source: Option<IpAddr>) -> Result<Arc<Connection>, String> {
+    let mut stream = connect(address, source).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let head = format!(
         "GET {STREAM_PATH} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: {UPGRADE_PROTOCOL}\r\n\r\n"
@@ -167,6 +186,32 @@ async fn dial(address: &str) -> Result<Arc<Connection>, String> {
     tokio::spawn(frame::write_loop(writer, rx));
     tokio::spawn(read_loop(reader, connection.clone()));
     Ok(connection)
+}
+
+/// Opens a TCP connection to `address`, from `source` when given.
+async fn connect(address: &str, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(address).await;
+    };
+    let mut last = None;
+    for target in tokio::net::lookup_host(address).await? {
+        let socket = match target {
+            SocketAddr::V4(_) if source.is_ipv4() => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) if source.is_ipv6() => TcpSocket::new_v6()?,
+            _ => continue,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        match socket.connect(target).await {
+            Ok(stream) => return Ok(stream),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{address} has no address of the family of {source}"),
+        )
+    }))
 }
 
 /// Reads the HTTP response head; the server sends nothing after it until

@@ -1,6 +1,7 @@
 //! The messages nodes exchange.
 
 use bytes::Bytes;
+use dynamo_ring::{NodeId, RingDocument};
 use serde::{Deserialize, Serialize};
 
 use crate::version::{Object, VersionVector};
@@ -19,7 +20,58 @@ pub enum Request {
         key: Bytes,
         /// The state to merge.
         object: Object,
+        /// Set when the peer stands in for this unreachable owner (sloppy
+        /// quorum): it keeps a hint and hands the state over later.
+        hint_for: Option<NodeId>,
     },
+    /// Merge many states (handoff, anti-entropy, transfer); answered with
+    /// [`Response::Written`] once all are durable.
+    MergeBatch {
+        /// (key, state) pairs.
+        items: Vec<(Bytes, Object)>,
+    },
+    /// The stored states of many keys; answered with [`Response::Objects`].
+    ReadBatch {
+        /// The user keys.
+        keys: Vec<Bytes>,
+    },
+    /// Merkle roots of partitions; answered with [`Response::Roots`].
+    MerkleRoots {
+        /// Partitions asked about.
+        partitions: Vec<u32>,
+    },
+    /// Merkle leaves of one partition; answered with [`Response::Leaves`].
+    MerkleLeaves {
+        /// The partition.
+        partition: u32,
+    },
+    /// (key, digest) of the records in segments of a partition; answered
+    /// with [`Response::Digests`].
+    SegmentDigests {
+        /// The partition.
+        partition: u32,
+        /// Segment numbers.
+        segments: Vec<u16>,
+    },
+    /// A page of a partition's records, for a node that gained it; answered
+    /// with [`Response::Page`].
+    ScanPartition {
+        /// The partition.
+        partition: u32,
+        /// Continue after this position (from the previous page).
+        after: Option<Bytes>,
+        /// Most records in the page.
+        limit: u32,
+    },
+    /// Delete tombstones every replica holds (each only if its record still
+    /// has the given digest); answered with [`Response::Written`].
+    PurgeTombstones {
+        /// (key, digest of the tombstone record).
+        items: Vec<(Bytes, u64)>,
+    },
+    /// Push-pull gossip: the sender's ring and heartbeats; answered with
+    /// [`Response::Gossip`] carrying the receiver's.
+    Gossip(Box<GossipDigest>),
     /// Coordinate a client write (the sender is not a replica of the key);
     /// answered with [`Response::Coordinated`].
     CoordinateWrite(CoordinateWrite),
@@ -33,6 +85,14 @@ impl Request {
         match self {
             Request::ReplicaRead { .. } => "replica read",
             Request::ReplicaWrite { .. } => "replica write",
+            Request::MergeBatch { .. } => "merge batch",
+            Request::ReadBatch { .. } => "read batch",
+            Request::MerkleRoots { .. } => "merkle roots",
+            Request::MerkleLeaves { .. } => "merkle leaves",
+            Request::SegmentDigests { .. } => "segment digests",
+            Request::ScanPartition { .. } => "scan partition",
+            Request::PurgeTombstones { .. } => "purge tombstones",
+            Request::Gossip(_) => "gossip",
             Request::CoordinateWrite(_) => "coordinate write",
             Request::Ping => "ping",
         }
@@ -50,12 +110,44 @@ pub enum Response {
     Coordinated(CoordinateWriteReply),
     /// Reply to [`Request::Ping`].
     Pong,
+    /// The states of [`Request::ReadBatch`], in request order.
+    Objects(Vec<Option<Object>>),
+    /// Roots of [`Request::MerkleRoots`], in request order.
+    Roots(Vec<u64>),
+    /// Leaves of [`Request::MerkleLeaves`].
+    Leaves(Vec<u64>),
+    /// (key, digest) pairs of [`Request::SegmentDigests`].
+    Digests(Vec<(Bytes, u64)>),
+    /// A page of [`Request::ScanPartition`].
+    Page {
+        /// (key, state) pairs.
+        items: Vec<(Bytes, Object)>,
+        /// Position to continue after, when more remain.
+        next: Option<Bytes>,
+    },
+    /// The receiver's side of [`Request::Gossip`].
+    Gossip(Box<GossipDigest>),
+    /// This replica is still receiving the key's partition and cannot answer
+    /// for it yet.
+    NotReady,
     /// The request failed on the peer.
     Failed(String),
 }
 
+/// What nodes gossip: their ring document and liveness heartbeats.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GossipDigest {
+    /// The sender.
+    pub from: NodeId,
+    /// The sender's current ring.
+    pub ring: RingDocument,
+    /// Highest heartbeat counter the sender knows per node (each node bumps
+    /// its own every gossip round).
+    pub heartbeats: Vec<(NodeId, u64)>,
+}
+
 /// A client write handed to a replica of the key.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CoordinateWrite {
     /// The user key.
     pub key: Bytes,

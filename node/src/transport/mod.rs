@@ -14,8 +14,11 @@ mod frame;
 mod message;
 mod server;
 
+pub use client::Dialing;
 pub use client::Transport;
-pub use message::{CoordinateWrite, CoordinateWriteReply, QuorumShortfall, Request, Response};
+pub use message::{
+    CoordinateWrite, CoordinateWriteReply, GossipDigest, QuorumShortfall, Request, Response,
+};
 pub use server::{RequestHandler, accept_stream};
 
 /// Internal route that upgrades to the binary stream.

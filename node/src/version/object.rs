@@ -93,6 +93,12 @@ impl Object {
         self.siblings.is_empty() && self.clock.entries().is_empty()
     }
 
+    /// Whether every remaining version is a delete (a tombstone that can be
+    /// purged once all replicas hold it).
+    pub fn is_tombstone(&self) -> bool {
+        !self.siblings.is_empty() && self.siblings.iter().all(|s| s.value.is_none())
+    }
+
     fn has_dot(&self, dot: Dot) -> bool {
         self.siblings.binary_search_by_key(&dot, |s| s.dot).is_ok()
     }

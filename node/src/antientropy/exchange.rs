@@ -1,0 +1,314 @@
+//! Periodic exchanges between replicas of the same partitions.
+//!
+//! Each round this node picks the next reachable peer and, for every
+//! partition both own: compares Merkle roots (one request for all shared
+//! partitions); for differing roots, the 64 leaves; for differing leaves,
+//! the (key, digest) lists of those segments; and then moves only the keys
+//! whose digests differ, in both directions (pull: read from the peer and
+//! merge here; push: send ours to merge there). Merging is idempotent and
+//! commutative, so both sides end with the join of their states.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{SEGMENTS, segment_range};
+use crate::config::Peer;
+use crate::membership::Membership;
+use crate::storage::Storage;
+use crate::transfer::Transfers;
+use crate::transport::{Dialing, Request, Response, Transport};
+use crate::version::Object;
+
+/// Keys moved per request.
+const BATCH: usize = 128;
+
+/// Anti-entropy counters, as shown by `/v1/status`.
+#[derive(Default)]
+struct Counters {
+    exchanges: AtomicU64,
+    partitions_compared: AtomicU64,
+    partitions_differing: AtomicU64,
+    keys_repaired: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+}
+
+/// A snapshot of the counters.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct AntiEntropyReport {
+    /// Completed exchanges with a peer.
+    pub exchanges: u64,
+    /// Partitions whose roots were compared.
+    pub partitions_compared: u64,
+    /// Partitions whose roots differed.
+    pub partitions_differing: u64,
+    /// Keys pulled or pushed because they differed.
+    pub keys_repaired: u64,
+    /// Bytes of requests sent (tree parts, digests, keys and states).
+    pub bytes_sent: u64,
+    /// Bytes of replies received.
+    pub bytes_received: u64,
+}
+
+/// Anti-entropy over this node's store.
+pub struct AntiEntropy {
+    storage: Arc<Storage>,
+    membership: Arc<Membership>,
+    transfers: Arc<Transfers>,
+    transport: Transport,
+    keys_per_sec: u64,
+    counters: Counters,
+    next_peer: AtomicU64,
+}
+
+impl AntiEntropy {
+    /// Anti-entropy repairing at most `keys_per_sec` keys a second.
+    pub fn new(
+        storage: Arc<Storage>,
+        membership: Arc<Membership>,
+        transfers: Arc<Transfers>,
+        dialing: Dialing,
+        keys_per_sec: u64,
+    ) -> Self {
+        Self {
+            storage,
+            membership,
+            transfers,
+            transport: Transport::dialing(dialing),
+            keys_per_sec: keys_per_sec.max(1),
+            counters: Counters::default(),
+            next_peer: AtomicU64::new(0),
+        }
+    }
+
+    /// Current counters.
+    pub fn report(&self) -> AntiEntropyReport {
+        let c = &self.counters;
+        AntiEntropyReport {
+            exchanges: c.exchanges.load(Ordering::Relaxed),
+            partitions_compared: c.partitions_compared.load(Ordering::Relaxed),
+            partitions_differing: c.partitions_differing.load(Ordering::Relaxed),
+            keys_repaired: c.keys_repaired.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Exchanges with one peer every `interval` until `stop` turns true.
+    pub async fn run(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let Some(peer) = self.pick_peer() else {
+                continue;
+            };
+            tokio::select! {
+                result = self.exchange(&peer) => match result {
+                    Ok(()) => {
+                        self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        tracing::debug!(peer = %peer.member.id, %error, "anti-entropy exchange failed")
+                    }
+                },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// The next reachable peer in id order.
+    fn pick_peer(&self) -> Option<Arc<Peer>> {
+        let view = self.membership.view();
+        let me = self.membership.me();
+        let peers: Vec<&Arc<Peer>> = view
+            .all()
+            .filter(|p| p.member.id != me && self.membership.is_usable(&p.member.id))
+            .collect();
+        if peers.is_empty() {
+            return None;
+        }
+        let i = self.next_peer.fetch_add(1, Ordering::Relaxed) as usize % peers.len();
+        Some(peers[i].clone())
+    }
+
+    /// One full exchange with `peer` over the partitions both own.
+    pub async fn exchange(&self, peer: &Peer) -> Result<(), String> {
+        let view = self.membership.view();
+        let ring = view.ring();
+        let mine = ring.partitions_of(self.membership.me());
+        let theirs = ring.partitions_of(&peer.member.id);
+        let shared: Vec<u32> = mine
+            .into_iter()
+            .filter(|p| theirs.binary_search(p).is_ok() && !self.transfers.is_receiving(*p))
+            .collect();
+        if shared.is_empty() {
+            return Ok(());
+        }
+        let roots = match self
+            .call(
+                peer,
+                Request::MerkleRoots {
+                    partitions: shared.clone(),
+                },
+            )
+            .await?
+        {
+            Response::Roots(roots) if roots.len() == shared.len() => roots,
+            _ => return Err("bad reply to a roots request".into()),
+        };
+        let forest = self.storage.forest();
+        self.counters
+            .partitions_compared
+            .fetch_add(shared.len() as u64, Ordering::Relaxed);
+        for (partition, root) in shared.into_iter().zip(roots) {
+            if forest.root(partition) == root {
+                continue;
+            }
+            self.counters
+                .partitions_differing
+                .fetch_add(1, Ordering::Relaxed);
+            self.repair_partition(peer, partition).await?;
+        }
+        Ok(())
+    }
+
+    async fn repair_partition(&self, peer: &Peer, partition: u32) -> Result<(), String> {
+        let theirs = match self.call(peer, Request::MerkleLeaves { partition }).await? {
+            Response::Leaves(leaves) if leaves.len() == SEGMENTS => leaves,
+            _ => return Err("bad reply to a leaves request".into()),
+        };
+        let ours = self.storage.forest().leaves(partition);
+        let segments: Vec<u16> = (0..SEGMENTS)
+            .filter(|&s| ours[s] != theirs[s])
+            .map(|s| s as u16)
+            .collect();
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let remote = match self
+            .call(
+                peer,
+                Request::SegmentDigests {
+                    partition,
+                    segments: segments.clone(),
+                },
+            )
+            .await?
+        {
+            Response::Digests(digests) => digests,
+            _ => return Err("bad reply to a digests request".into()),
+        };
+        let partitions = self.storage.forest().partitions();
+        let mut local: HashMap<Bytes, u64> = HashMap::new();
+        for segment in segments {
+            let range = segment_range(partition, usize::from(segment), partitions);
+            for (key, digest) in self.storage.digests(&range).map_err(|e| e.to_string())? {
+                local.insert(key, digest);
+            }
+        }
+        let mut pull = Vec::new();
+        for (key, digest) in remote {
+            match local.remove(&key) {
+                Some(ours) if ours == digest => {}
+                Some(_) => {
+                    pull.push(key.clone());
+                    local.insert(key, 0);
+                }
+                None => pull.push(key),
+            }
+        }
+        // What is left in `local` the peer lacks or holds differently.
+        let push: Vec<Bytes> = local.into_keys().collect();
+        for chunk in pull.chunks(BATCH) {
+            self.pull(peer, chunk.to_vec()).await?;
+        }
+        for chunk in push.chunks(BATCH) {
+            self.push(peer, chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn pull(&self, peer: &Peer, keys: Vec<Bytes>) -> Result<(), String> {
+        let started = Instant::now();
+        let count = keys.len();
+        let objects = match self
+            .call(peer, Request::ReadBatch { keys: keys.clone() })
+            .await?
+        {
+            Response::Objects(objects) if objects.len() == keys.len() => objects,
+            _ => return Err("bad reply to a batch read".into()),
+        };
+        let merges = keys
+            .into_iter()
+            .zip(objects)
+            .filter_map(|(key, object)| object.map(|o| self.storage.merge(key, o)));
+        for result in futures::future::join_all(merges).await {
+            result.map_err(|e| e.to_string())?;
+        }
+        self.repaired(count, started).await;
+        Ok(())
+    }
+
+    async fn push(&self, peer: &Peer, keys: &[Bytes]) -> Result<(), String> {
+        let started = Instant::now();
+        let mut items: Vec<(Bytes, Object)> = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(object) = self.storage.get(key).map_err(|e| e.to_string())? {
+                items.push((key.clone(), object));
+            }
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let count = items.len();
+        match self.call(peer, Request::MergeBatch { items }).await? {
+            Response::Written => {}
+            _ => return Err("bad reply to a merge batch".into()),
+        }
+        self.repaired(count, started).await;
+        Ok(())
+    }
+
+    /// Counts repaired keys and paces repair to the configured key rate.
+    async fn repaired(&self, count: usize, started: Instant) {
+        self.counters
+            .keys_repaired
+            .fetch_add(count as u64, Ordering::Relaxed);
+        let budget = Duration::from_secs_f64(count as f64 / self.keys_per_sec as f64);
+        if let Some(rest) = budget.checked_sub(started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+
+    /// Calls `peer`, counting the bytes both ways.
+    async fn call(&self, peer: &Peer, request: Request) -> Result<Response, String> {
+        let sent = postcard::to_stdvec(&request).map_or(0, |b| b.len());
+        self.counters
+            .bytes_sent
+            .fetch_add(sent as u64, Ordering::Relaxed);
+        let response = self
+            .transport
+            .call(peer, &request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let received = postcard::to_stdvec(&response).map_or(0, |b| b.len());
+        self.counters
+            .bytes_received
+            .fetch_add(received as u64, Ordering::Relaxed);
+        match response {
+            Response::Failed(why) => Err(why),
+            other => Ok(other),
+        }
+    }
+}

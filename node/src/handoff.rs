@@ -1,0 +1,212 @@
+//! Hinted handoff: delivering the states this node kept for owners that
+//! were unreachable when they were written.
+//!
+//! A fallback node that takes a write for an unreachable owner merges it
+//! into its own store and records a durable hint marker (owner, key) in the
+//! same RocksDB commit, so hints survive restarts. This task hands each
+//! hinted key's current state to its owner once the owner is reachable
+//! again (or, if the owner left the ring, to the key's current owners),
+//! then clears the marker; when this node does not own the key itself, it
+//! drops its copy too. Delivery is paced to a configured key rate.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::Peer;
+use crate::membership::{Membership, by_peer};
+use crate::storage::{Hint, Storage};
+use crate::transport::{Dialing, Request, Response, Transport};
+use crate::version::Object;
+
+/// Hints delivered per request.
+const BATCH: usize = 128;
+
+/// Handoff counters.
+#[derive(Default)]
+pub struct HandoffStats {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A snapshot of [`HandoffStats`] plus the backlog.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct HandoffReport {
+    /// Hint markers not yet delivered.
+    pub pending: u64,
+    /// Keys handed to their owners so far.
+    pub delivered: u64,
+    /// Delivery attempts that failed.
+    pub failed: u64,
+}
+
+/// Delivers hints in the background.
+pub struct Handoff {
+    storage: Arc<Storage>,
+    membership: Arc<Membership>,
+    transport: Transport,
+    keys_per_sec: u64,
+    stats: HandoffStats,
+}
+
+impl Handoff {
+    /// Handoff over this node's store, at most `keys_per_sec` keys a second.
+    pub fn new(
+        storage: Arc<Storage>,
+        membership: Arc<Membership>,
+        dialing: Dialing,
+        keys_per_sec: u64,
+    ) -> Self {
+        Self {
+            storage,
+            membership,
+            transport: Transport::dialing(dialing),
+            keys_per_sec: keys_per_sec.max(1),
+            stats: HandoffStats::default(),
+        }
+    }
+
+    /// Current counters.
+    pub fn report(&self) -> HandoffReport {
+        HandoffReport {
+            pending: self.storage.hints_pending(),
+            delivered: self.stats.delivered.load(Ordering::Relaxed),
+            failed: self.stats.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Delivers hints every `interval` until `stop` turns true.
+    pub async fn run(self: Arc<Self>, interval: Duration, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if self.storage.hints_pending() == 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = self.deliver_all() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// One pass over every owner this node holds hints for.
+    async fn deliver_all(&self) {
+        let owners = match self.storage.hinted_owners() {
+            Ok(owners) => owners,
+            Err(error) => {
+                tracing::warn!(%error, "listing hints");
+                return;
+            }
+        };
+        for owner in owners {
+            if !self.membership.is_usable(&owner) || owner == self.membership.me() {
+                continue;
+            }
+            loop {
+                let started = Instant::now();
+                let hints = match self.storage.hints_for(&owner, BATCH) {
+                    Ok(hints) if !hints.is_empty() => hints,
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "reading hints");
+                        return;
+                    }
+                };
+                let count = hints.len() as u64;
+                if !self.deliver(&owner, hints).await {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                let budget = Duration::from_secs_f64(count as f64 / self.keys_per_sec as f64);
+                if let Some(rest) = budget.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
+            }
+        }
+    }
+
+    /// Hands one batch of `owner`'s hints over; says whether it was taken.
+    async fn deliver(&self, owner: &str, hints: Vec<Hint>) -> bool {
+        let view = self.membership.view();
+        let mut items: Vec<(Bytes, Object, u64)> = Vec::with_capacity(hints.len());
+        for hint in &hints {
+            match (self.storage.get(&hint.key), self.storage.digest(&hint.key)) {
+                (Ok(Some(object)), Ok(digest)) => items.push((hint.key.clone(), object, digest)),
+                // Nothing (or nothing readable) to hand over: drop the marker.
+                _ => items.push((hint.key.clone(), Object::new(), 0)),
+            }
+        }
+        // The owner itself, or the keys' current owners if it left the ring.
+        let recipients: Vec<Vec<Arc<Peer>>> = match view.peer(owner) {
+            Some(peer) => vec![vec![peer.clone()]; items.len()],
+            None => items
+                .iter()
+                .map(|(key, _, _)| view.replicas(key).owners().to_vec())
+                .collect(),
+        };
+        let sends = items
+            .iter()
+            .zip(&recipients)
+            .filter(|((_, object, _), _)| !object.is_empty())
+            .flat_map(|((key, object, _), peers)| {
+                peers
+                    .iter()
+                    .filter(|peer| !self.membership.is_me(peer))
+                    .map(move |peer| (peer.clone(), (key.clone(), object.clone())))
+            });
+        for (peer, batch) in by_peer(sends) {
+            let request = Request::MergeBatch { items: batch };
+            match self.transport.call(&peer, &request).await {
+                Ok(Response::Written) => {}
+                Ok(_) | Err(_) => return false,
+            }
+        }
+        for (hint, (key, _, digest)) in hints.into_iter().zip(items) {
+            match self
+                .storage
+                .clear_hint(owner.to_string(), key.clone(), hint.seq)
+                .await
+            {
+                Ok(true) => {
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.drop_stray_copy(&view, key, digest).await;
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "clearing a hint"),
+            }
+        }
+        true
+    }
+
+    /// Deletes this node's copy of a handed-over key it does not own, unless
+    /// it changed since or other owners still have hints on it.
+    async fn drop_stray_copy(&self, view: &crate::membership::View, key: Bytes, digest: u64) {
+        let replicas = view.replicas(&key);
+        if digest == 0 || replicas.owners().iter().any(|p| self.membership.is_me(p)) {
+            return;
+        }
+        let owners: Vec<&str> = replicas
+            .owners()
+            .iter()
+            .map(|p| p.member.id.as_str())
+            .collect();
+        match self.storage.has_hint(&key, &owners) {
+            Ok(false) => {
+                if let Err(error) = self.storage.delete_if(key, digest).await {
+                    tracing::warn!(%error, "dropping a handed-over copy");
+                }
+            }
+            Ok(true) => {}
+            Err(error) => tracing::warn!(%error, "checking hints"),
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! Ring changes and partition transfer.
+//!
+//! Every new ring, whether published by the operator, made by an admin call
+//! or learned through gossip, goes through [`Transfers::adopt`]: the node
+//! switches to it, persists it, and plans which partitions it gained. A
+//! background task then streams each gained partition from every reachable
+//! previous owner (merging, so nothing any of them holds is missed).
+//! Until a partition is complete the node answers reads for it with
+//! "not ready", so it never serves as an owner before it has the data;
+//! writes to it are accepted (they merge with what arrives later).
+
+mod plan;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dynamo_ring::document::{DocumentError, TransferState};
+use dynamo_ring::{Member, RingDocument, TransferReport};
+use tokio::sync::{Notify, watch};
+
+use crate::config::Peer;
+use crate::membership::Membership;
+use crate::storage::{Storage, StorageError};
+use crate::transport::{Dialing, Request, Response, Transport};
+pub use plan::{Incoming, Plan, Source};
+
+/// Meta record holding the current ring document (JSON).
+const META_RING: &str = "ring";
+/// Meta record holding the transfer plan (JSON).
+const META_PLAN: &str = "transfers";
+/// Records per streamed page.
+const PAGE: u32 = 256;
+
+/// Why a ring could not be adopted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// The document is inconsistent.
+    #[error(transparent)]
+    Invalid(#[from] DocumentError),
+    /// It could not be persisted.
+    #[error("persisting the ring: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Ring adoption plus the background streaming of gained partitions.
+pub struct Transfers {
+    storage: Arc<Storage>,
+    membership: Arc<Membership>,
+    transport: Transport,
+    plan: Mutex<Plan>,
+    /// Per partition: still being received (read by the replica path).
+    receiving: Box<[AtomicBool]>,
+    adopting: Mutex<()>,
+    wake: Notify,
+    keys_per_sec: u64,
+}
+
+impl Transfers {
+    /// Loads the persisted plan; `start` is the ring the node starts from.
+    pub fn new(
+        storage: Arc<Storage>,
+        membership: Arc<Membership>,
+        dialing: Dialing,
+        keys_per_sec: u64,
+    ) -> Result<Self, StorageError> {
+        let view = membership.view();
+        let plan = match storage.meta_get(META_PLAN)? {
+            Some(bytes) => serde_json::from_slice::<Plan>(&bytes)
+                .ok()
+                .filter(|p| p.epoch == view.epoch())
+                .unwrap_or_default(),
+            None => Plan::default(),
+        };
+        let receiving = (0..view.ring().partitions)
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        let transfers = Self {
+            storage,
+            membership,
+            transport: Transport::dialing(dialing),
+            plan: Mutex::new(plan),
+            receiving,
+            adopting: Mutex::new(()),
+            wake: Notify::new(),
+            keys_per_sec: keys_per_sec.max(1),
+        };
+        transfers.refresh_receiving();
+        Ok(transfers)
+    }
+
+    /// The ring document persisted by an earlier run, if any.
+    pub fn persisted_ring(storage: &Storage) -> Result<Option<RingDocument>, StorageError> {
+        Ok(storage
+            .meta_get(META_RING)?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
+    /// Switches to `doc` if it supersedes the current ring: persists it,
+    /// plans the partitions to receive and wakes the transfer task. Returns
+    /// whether the ring changed.
+    pub fn adopt(&self, doc: RingDocument) -> Result<bool, AdoptError> {
+        let _one_at_a_time = lock(&self.adopting);
+        let Some(previous) = self.membership.adopt(doc)? else {
+            return Ok(false);
+        };
+        let view = self.membership.view();
+        let plan = {
+            let mut plan = lock(&self.plan);
+            plan.advance(previous.doc(), view.doc(), self.membership.me());
+            plan.clone()
+        };
+        self.persist(view.doc(), &plan)?;
+        self.refresh_receiving();
+        self.wake.notify_one();
+        tracing::info!(
+            epoch = view.epoch(),
+            receiving = plan.unfinished().count(),
+            "adopted a new ring"
+        );
+        Ok(true)
+    }
+
+    /// Persists the ring the node starts from (first start).
+    pub fn persist_current(&self) -> Result<(), StorageError> {
+        let plan = lock(&self.plan).clone();
+        self.persist(self.membership.view().doc(), &plan)
+    }
+
+    fn persist(&self, doc: &RingDocument, plan: &Plan) -> Result<(), StorageError> {
+        let plan_json = serde_json::to_vec(plan).expect("a plan serializes");
+        let ring_json = serde_json::to_vec(doc).expect("a ring serializes");
+        self.storage.meta_put(META_PLAN, &plan_json)?;
+        self.storage.meta_put(META_RING, &ring_json)
+    }
+
+    fn refresh_receiving(&self) {
+        let plan = lock(&self.plan);
+        for flag in self.receiving.iter() {
+            flag.store(false, Ordering::Relaxed);
+        }
+        for partition in plan.unfinished() {
+            if let Some(flag) = self.receiving.get(partition as usize) {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether this node is still receiving `partition`.
+    pub fn is_receiving(&self, partition: u32) -> bool {
+        self.receiving
+            .get(partition as usize)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// What `GET /v1/admin/transfers` shows.
+    pub fn report(&self) -> TransferReport {
+        let plan = lock(&self.plan);
+        let partitions = plan.report();
+        let pending = partitions
+            .iter()
+            .filter(|t| t.state != TransferState::Done)
+            .count();
+        TransferReport {
+            node: self.membership.me().to_string(),
+            epoch: self.membership.view().epoch(),
+            pending: u32::try_from(pending).unwrap_or(u32::MAX),
+            done: u32::try_from(partitions.len() - pending).unwrap_or(u32::MAX),
+            hints_pending: self.storage.hints_pending(),
+            partitions,
+        }
+    }
+
+    /// Streams unfinished partitions until `stop` turns true; retries
+    /// partitions whose sources are all unreachable every few seconds.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let next = lock(&self.plan).unfinished().next();
+            match next {
+                Some(partition) => {
+                    let complete = tokio::select! {
+                        complete = self.receive(partition) => complete,
+                        _ = stop.wait_for(|s| *s) => return,
+                    };
+                    if !complete {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                            _ = self.wake.notified() => {}
+                            _ = stop.wait_for(|s| *s) => return,
+                        }
+                    }
+                }
+                None => tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                },
+            }
+        }
+    }
+
+    /// Streams one partition from each of its sources; complete when at
+    /// least one streamed fully and every other was tried. Says whether the
+    /// partition is complete.
+    async fn receive(&self, partition: u32) -> bool {
+        let Some(incoming) = lock(&self.plan).partitions.get(&partition).cloned() else {
+            return true;
+        };
+        let epoch = lock(&self.plan).epoch;
+        self.update(epoch, partition, |i| i.state = TransferState::Streaming);
+        let mut streamed = 0;
+        for source in &incoming.sources {
+            self.update(epoch, partition, |i| i.from = Some(source.id.clone()));
+            match self.stream_from(epoch, partition, source).await {
+                Ok(()) => streamed += 1,
+                Err(error) => {
+                    tracing::info!(partition, source = %source.id, %error, "transfer source failed")
+                }
+            }
+            if lock(&self.plan).epoch != epoch {
+                return false;
+            }
+        }
+        let complete = streamed > 0;
+        self.update(epoch, partition, |i| {
+            i.state = match complete {
+                true => TransferState::Done,
+                false => TransferState::Pending,
+            }
+        });
+        if complete {
+            if let Some(flag) = self.receiving.get(partition as usize) {
+                flag.store(false, Ordering::Relaxed);
+            }
+            let plan = lock(&self.plan).clone();
+            if let Err(error) = self.persist(self.membership.view().doc(), &plan) {
+                tracing::warn!(%error, "persisting transfer progress");
+            }
+            tracing::info!(partition, "partition received");
+        }
+        complete
+    }
+
+    async fn stream_from(&self, epoch: u64, partition: u32, source: &Source) -> Result<(), String> {
+        let peer = Peer {
+            member: Member::new(source.id.clone(), ""),
+            address: source.address.clone(),
+        };
+        let mut after: Option<Bytes> = None;
+        loop {
+            let started = Instant::now();
+            let request = Request::ScanPartition {
+                partition,
+                after: after.clone(),
+                limit: PAGE,
+            };
+            let (items, next) = match self.transport.call(&peer, &request).await {
+                Ok(Response::Page { items, next }) => (items, next),
+                Ok(Response::Failed(why)) => return Err(why),
+                Ok(_) => return Err("unexpected reply to a partition scan".into()),
+                Err(error) => return Err(error.to_string()),
+            };
+            let count = items.len() as u64;
+            let bytes: u64 = items
+                .iter()
+                .map(|(k, o)| (k.len() + o.siblings().iter().map(value_len).sum::<usize>()) as u64)
+                .sum();
+            let merges = items
+                .into_iter()
+                .map(|(key, object)| self.storage.merge(key, object));
+            for result in futures::future::join_all(merges).await {
+                result.map_err(|e| e.to_string())?;
+            }
+            self.update(epoch, partition, |i| {
+                i.keys += count;
+                i.bytes += bytes;
+            });
+            // Background work yields: pace to the configured key rate.
+            let budget = Duration::from_secs_f64(count as f64 / self.keys_per_sec as f64);
+            if let Some(rest) = budget.checked_sub(started.elapsed()) {
+                tokio::time::sleep(rest).await;
+            }
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn update(&self, epoch: u64, partition: u32, change: impl FnOnce(&mut Incoming)) {
+        let mut plan = lock(&self.plan);
+        if plan.epoch == epoch
+            && let Some(incoming) = plan.partitions.get_mut(&partition)
+        {
+            change(incoming);
+        }
+    }
+}
+
+fn value_len(sibling: &crate::version::Sibling) -> usize {
+    sibling.value.as_ref().map_or(0, |v| v.len())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,285 @@
+//! The `DynamoCluster` custom resource (`kv.dynamo.dev/v1alpha1`): what a
+//! user asks for (spec) and what the operator reports back (status).
+//!
+//! The schema is generated from these types (see the `crdgen` binary) and
+//! kept structural: every field is typed, and the one free-form map
+//! (`nodeConfig`) is marked `x-kubernetes-preserve-unknown-fields`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the custom resource.
+pub const GROUP: &str = "kv.dynamo.dev";
+
+/// Default partition count `Q`.
+pub const DEFAULT_PARTITIONS: u32 = 1024;
+
+/// A Dynamo-style key-value cluster spread over one or more zones.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kv.dynamo.dev",
+    version = "v1alpha1",
+    kind = "DynamoCluster",
+    plural = "dynamoclusters",
+    shortname = "dync",
+    namespaced,
+    status = "DynamoClusterStatus",
+    doc = "A Dynamo-style key-value cluster: zone StatefulSets, a published ring, safe scaling and rolling upgrades.",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Epoch","type":"integer","jsonPath":".status.ringEpoch"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamoClusterSpec {
+    /// Node container image.
+    pub image: String,
+    /// Image pull policy of the node container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+    /// Failure zones, each with its own StatefulSet.
+    #[schemars(length(min = 1))]
+    pub zones: Vec<ZoneSpec>,
+    /// Replication factor and quorums.
+    #[serde(default)]
+    pub replication: ReplicationSpec,
+    /// Partition count `Q`: a power of two, fixed once the ring exists.
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1, max = 65536))]
+    pub partitions: u32,
+    /// Persistent volume of every node.
+    pub storage: StorageSpec,
+    /// Resource requests and limits of the node container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra node settings (keys of the node's TOML file), rendered into
+    /// `node.toml`. Settings the operator manages (node id, zone, listen
+    /// address, data dir, N/R/W, partitions, peers) are rejected.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "free_form_object")]
+    pub node_config: BTreeMap<String, serde_json::Value>,
+    /// Secret with TLS material, mounted at `/etc/dynamo-tls` (`DYNAMO_TLS_DIR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SecretReference>,
+    /// Secret with client credentials, mounted at `/etc/dynamo-auth` (`DYNAMO_AUTH_DIR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<SecretReference>,
+    /// Pod disruption budget settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_disruption: Option<PodDisruptionSpec>,
+}
+
+fn default_partitions() -> u32 {
+    DEFAULT_PARTITIONS
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// Image pull policy of the node container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PullPolicy {
+    /// Always pull.
+    Always,
+    /// Pull when the image is missing on the node.
+    IfNotPresent,
+    /// Never pull.
+    Never,
+}
+
+impl PullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// One failure zone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneSpec {
+    /// Zone name: a DNS label, also the ring zone of its nodes. Unless
+    /// `nodeSelector` or `affinity` is given, pods are pinned to Kubernetes
+    /// nodes labelled `topology.kubernetes.io/zone=<name>`.
+    #[schemars(length(min = 1, max = 40))]
+    pub name: String,
+    /// Number of storage nodes in the zone.
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    /// Node selector of the zone's pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Affinity of the zone's pods (pod anti-affinity on hostname is added).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Tolerations of the zone's pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+}
+
+/// Replication factor `N`, read quorum `R` and write quorum `W`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.r <= self.n", "message": "r must be at most n"},
+    {"rule": "self.w <= self.n", "message": "w must be at most n"}
+]))]
+pub struct ReplicationSpec {
+    /// Replicas per key; fixed once the ring exists.
+    #[schemars(range(min = 1))]
+    pub n: u32,
+    /// Read quorum, `1..=n`.
+    #[schemars(range(min = 1))]
+    pub r: u32,
+    /// Write quorum, `1..=n`.
+    #[schemars(range(min = 1))]
+    pub w: u32,
+}
+
+impl Default for ReplicationSpec {
+    fn default() -> Self {
+        ReplicationSpec { n: 3, r: 2, w: 2 }
+    }
+}
+
+/// Persistent volume of every node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Volume size, e.g. `10Gi`.
+    pub size: Quantity,
+    /// Storage class; the cluster default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// A Secret in the cluster's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretReference {
+    /// Secret name.
+    pub secret_name: String,
+}
+
+/// Pod disruption budget settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodDisruptionSpec {
+    /// Overrides the derived `maxUnavailable` (see the operator docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_unavailable: Option<i32>,
+}
+
+/// What the operator observed and did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamoClusterStatus {
+    /// `Ready`, `Progressing`, `Degraded` and `Rebalancing`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Epoch of the published ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_epoch: Option<u64>,
+    /// Coarse summary of what the cluster is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Per zone ready and desired node counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<ZoneStatus>,
+    /// Progress of moving partitions to the published ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalancing: Option<RebalancingStatus>,
+}
+
+/// Coarse summary of what the cluster is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Pods are being created; no node is serving yet.
+    Creating,
+    /// Every node is ready and owns its share of the ring.
+    Running,
+    /// New nodes are being started before they join the ring.
+    ScalingUp,
+    /// Nodes are leaving: first the ring, then the StatefulSet.
+    ScalingDown,
+    /// Partitions are moving to the published ring.
+    Rebalancing,
+    /// Pods are being replaced one at a time.
+    Upgrading,
+    /// The spec was refused; the cluster keeps its last good state.
+    Invalid,
+}
+
+/// Ready and desired node counts of a zone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatus {
+    /// Zone name.
+    pub name: String,
+    /// Nodes the spec asks for.
+    pub desired: i32,
+    /// Pods currently ready.
+    pub ready: i32,
+}
+
+/// Progress of moving partitions to the published ring.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalancingStatus {
+    /// Epoch being moved to.
+    pub epoch: u64,
+    /// Partition copies not yet received, summed over reporting nodes.
+    pub pending_partitions: u32,
+    /// Partition copies received, summed over reporting nodes.
+    pub done_partitions: u32,
+    /// Ring members that have not confirmed every partition they own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete_nodes: Vec<String>,
+}
+
+/// Condition types the operator maintains.
+pub mod condition {
+    /// Every node is ready, in the ring and done transferring.
+    pub const READY: &str = "Ready";
+    /// The operator is moving the cluster towards the spec.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Some ring member is not ready or does not answer the admin API.
+    pub const DEGRADED: &str = "Degraded";
+    /// Partitions are moving to the published ring.
+    pub const REBALANCING: &str = "Rebalancing";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_to_a_minimal_spec() {
+        let spec: DynamoClusterSpec = serde_json::from_value(serde_json::json!({
+            "image": "dynamo:1",
+            "zones": [{"name": "a", "replicas": 3}],
+            "storage": {"size": "1Gi"}
+        }))
+        .expect("minimal spec parses");
+        assert_eq!(spec.replication, ReplicationSpec { n: 3, r: 2, w: 2 });
+        assert_eq!(spec.partitions, DEFAULT_PARTITIONS);
+        assert!(spec.node_config.is_empty());
+    }
+}

@@ -1,0 +1,21 @@
+//! Kubernetes operator for the Dynamo-style key-value store.
+//!
+//! - [`crd`]: the `DynamoCluster` resource; [`crdgen`]: its CRD YAML.
+//! - [`reconcile`]: observe -> validate -> plan -> apply -> status.
+//! - [`resources`]: pure builders of every owned object.
+//! - [`ring_steps`]: safe scale up and scale down of the ring.
+//! - [`rolling_upgrade`]: which pod to replace next.
+//! - [`node_client`]: the nodes' admin API.
+//! - [`metrics`], [`server`], [`leader`]: the operator process (metrics,
+//!   health endpoints, Lease-based leader election).
+
+pub mod crd;
+pub mod crdgen;
+pub mod leader;
+pub mod metrics;
+pub mod node_client;
+pub mod reconcile;
+pub mod resources;
+pub mod ring_steps;
+pub mod rolling_upgrade;
+pub mod server;

@@ -1,0 +1,148 @@
+//! `dynamo-operator`: reconciles DynamoCluster resources while this replica
+//! holds the leader Lease, and serves metrics and health endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use dynamo_operator::crd::DynamoCluster;
+use dynamo_operator::leader::LeaderElector;
+use dynamo_operator::metrics::Metrics;
+use dynamo_operator::node_client::HttpNodeAdmin;
+use dynamo_operator::reconcile::{Context, error_policy, reconcile};
+use dynamo_operator::resources::INSTANCE_LABEL;
+use dynamo_operator::server::{ServerState, router};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, ResourceExt};
+
+/// Kubernetes operator for Dynamo-style key-value clusters.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Namespace to watch; empty watches every namespace.
+    #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
+    watch_namespace: String,
+    /// Namespace of the leader election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "dynamo-operator")]
+    lease_name: String,
+    /// Seconds a leader holds the Lease without renewing it.
+    #[arg(long, default_value_t = 15)]
+    lease_seconds: u64,
+    /// Identity of this replica (its pod name).
+    #[arg(long, env = "POD_NAME", default_value = "dynamo-operator")]
+    pod_name: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Timeout of a call to a node's admin API, in seconds.
+    #[arg(long, default_value_t = 5)]
+    node_timeout_seconds: u64,
+}
+
+fn api<K>(client: &kube::Client, namespace: &str) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    if namespace.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), namespace)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let app = router(ServerState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "metrics server stopped");
+        }
+    });
+
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    ready.store(true, Ordering::Relaxed);
+    let elector = LeaderElector::new(
+        client.clone(),
+        &args.leader_election_namespace,
+        &args.lease_name,
+        &args.pod_name,
+        Duration::from_secs(args.lease_seconds),
+    );
+    tracing::info!(identity = %args.pod_name, lease = %args.lease_name, "waiting for leadership");
+    elector.acquire().await;
+    tracing::info!(identity = %args.pod_name, "leading");
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "dynamo-operator".into(),
+                instance: Some(args.pod_name.clone()),
+            },
+        ),
+        nodes: HttpNodeAdmin::new(Duration::from_secs(args.node_timeout_seconds))
+            .context("building the node admin client")?,
+        metrics,
+        failures: Default::default(),
+    });
+    let ns = args.watch_namespace.as_str();
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=dynamo-operator");
+    let controller = Controller::new(
+        api::<DynamoCluster>(&client, ns),
+        watcher::Config::default(),
+    )
+    .owns(api::<StatefulSet>(&client, ns), owned.clone())
+    .owns(api::<Service>(&client, ns), owned.clone())
+    .owns(api::<ConfigMap>(&client, ns), owned.clone())
+    .watches(api::<Pod>(&client, ns), owned, |pod: Pod| {
+        let namespace = pod.namespace();
+        pod.labels().get(INSTANCE_LABEL).map(|name| {
+            ObjectRef::<DynamoCluster>::new(name).within(&namespace.unwrap_or_default())
+        })
+    })
+    .shutdown_on_signal()
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((object, _)) => tracing::debug!(cluster = %object.name, "reconciled"),
+            Err(error) => tracing::warn!(%error, "reconcile error"),
+        }
+    });
+    tokio::select! {
+        () = controller => {
+            tracing::info!("controller stopped");
+            Ok(())
+        }
+        () = elector.keep() => anyhow::bail!("lost the leader lease; exiting so a new leader takes over"),
+    }
+}

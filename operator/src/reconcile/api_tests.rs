@@ -1,0 +1,470 @@
+//! The API calls of whole reconciles, checked against a mock API server
+//! (`tower_test::mock`): each scenario asserts every request's method, path
+//! and body in order and answers it, under a short timeout so a missing
+//! call fails fast.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dynamo_ring::{RingDocument, TransferReport};
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+
+use super::fixtures::{cluster, spec};
+use super::{BUSY_REQUEUE, Context, reconcile};
+use crate::crd::DynamoCluster;
+use crate::metrics::Metrics;
+use crate::node_client::{NodeAdmin, NodeError, PublishOutcome};
+use crate::resources::configmap::RING_JSON_KEY;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// Nodes that answer from a table of reports and remember published rings.
+#[derive(Default)]
+struct FakeNodes {
+    reports: BTreeMap<String, TransferReport>,
+    published: Mutex<Vec<(String, u64)>>,
+}
+
+impl NodeAdmin for FakeNodes {
+    async fn publish_ring(
+        &self,
+        address: &str,
+        document: &RingDocument,
+    ) -> Result<PublishOutcome, NodeError> {
+        self.published
+            .lock()
+            .expect("lock")
+            .push((address.to_string(), document.ring.epoch));
+        Ok(PublishOutcome::Accepted)
+    }
+
+    async fn transfers(&self, address: &str) -> Result<TransferReport, NodeError> {
+        self.reports
+            .get(address)
+            .cloned()
+            .ok_or_else(|| NodeError::Status {
+                address: address.to_string(),
+                status: 503,
+                body: String::new(),
+            })
+    }
+}
+
+/// The API server side of a scenario.
+struct ApiServer(Handle);
+
+impl ApiServer {
+    /// Takes the next request, checks method and path, answers `reply`
+    /// with `status`; returns the request's query and JSON body.
+    async fn answer(
+        &mut self,
+        method: Method,
+        path: &str,
+        status: StatusCode,
+        reply: Value,
+    ) -> (String, Value) {
+        self.answer_with(method, path, status, |_| reply).await
+    }
+
+    /// Like [`ApiServer::answer`], the reply computed from the request body.
+    async fn answer_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        status: StatusCode,
+        reply: impl FnOnce(&Value) -> Value,
+    ) -> (String, Value) {
+        let (request, send) = self
+            .0
+            .next_request()
+            .await
+            .unwrap_or_else(|| panic!("expected {method} {path}, the client stopped"));
+        assert_eq!(
+            (request.method(), request.uri().path()),
+            (&method, path),
+            "unexpected request order"
+        );
+        let query = request.uri().query().unwrap_or_default().to_string();
+        let bytes = request.into_body().collect_bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        let response = Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&reply(&body)).expect("json")))
+            .expect("response");
+        send.send_response(response);
+        (query, body)
+    }
+
+    /// A server-side apply of `path`, answered with the applied object.
+    async fn apply(&mut self, path: &str) -> Value {
+        self.apply_answering(path, Value::clone).await
+    }
+
+    /// A server-side apply of `path`, answered with `reply(body)`.
+    async fn apply_answering(&mut self, path: &str, reply: impl FnOnce(&Value) -> Value) -> Value {
+        let (query, body) = self
+            .answer_with(Method::PATCH, path, StatusCode::OK, reply)
+            .await;
+        assert!(
+            query.contains("fieldManager=dynamo-operator"),
+            "{path}: {query}"
+        );
+        assert!(query.contains("force=true"), "{path}: {query}");
+        body
+    }
+
+    /// The status patch of `cluster`, answered with the cluster carrying it.
+    async fn status_patch(&mut self, cluster: &Value) -> Value {
+        self.apply_answering(
+            "/apis/kv.dynamo.dev/v1alpha1/namespaces/default/dynamoclusters/demo/status",
+            |body| {
+                let mut object = cluster.clone();
+                object["status"] = body["status"].clone();
+                object
+            },
+        )
+        .await
+    }
+
+    /// The observe stage: StatefulSets, pods, the ConfigMap.
+    async fn observe(&mut self, statefulsets: Value, pods: Value, config_map: Option<Value>) {
+        let ns = "/apis/apps/v1/namespaces/default";
+        let (query, _) = self
+            .answer(
+                Method::GET,
+                &format!("{ns}/statefulsets"),
+                StatusCode::OK,
+                statefulsets,
+            )
+            .await;
+        assert!(query.contains("labelSelector="), "{query}");
+        self.answer(
+            Method::GET,
+            "/api/v1/namespaces/default/pods",
+            StatusCode::OK,
+            pods,
+        )
+        .await;
+        let path = "/api/v1/namespaces/default/configmaps/demo-config";
+        match config_map {
+            Some(cm) => self.answer(Method::GET, path, StatusCode::OK, cm).await,
+            None => {
+                self.answer(Method::GET, path, StatusCode::NOT_FOUND, not_found())
+                    .await
+            }
+        };
+    }
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
+    json!({"kind": kind, "apiVersion": api_version, "metadata": {}, "items": items})
+}
+
+fn context(client: kube::Client, nodes: FakeNodes) -> Arc<Context<FakeNodes>> {
+    Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "dynamo-operator".into(),
+                instance: Some("test".into()),
+            },
+        ),
+        client,
+        nodes,
+        metrics: Arc::new(Metrics::default()),
+        failures: Default::default(),
+    })
+}
+
+/// Runs `reconcile` against a scenario; returns its action, the
+/// scenario's result and the context (to inspect the fake nodes).
+async fn run<F>(
+    cluster: DynamoCluster,
+    nodes: FakeNodes,
+    scenario: impl FnOnce(ApiServer) -> F,
+) -> (Action, Arc<Context<FakeNodes>>)
+where
+    F: Future<Output = ApiServer> + Send + 'static,
+{
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let ctx = context(client, nodes);
+    let server = tokio::spawn(scenario(ApiServer(handle)));
+    let action = tokio::time::timeout(
+        Duration::from_secs(5),
+        reconcile(Arc::new(cluster), ctx.clone()),
+    )
+    .await
+    .expect("reconcile timed out")
+    .expect("reconcile");
+    let ApiServer(mut handle) = tokio::time::timeout(Duration::from_secs(1), server)
+        .await
+        .expect("scenario timed out")
+        .expect("scenario");
+    let leftover = tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await;
+    assert!(leftover.is_err(), "a request beyond the scenario was made");
+    (action, ctx)
+}
+
+#[tokio::test]
+async fn first_reconcile_applies_every_object_then_the_status() {
+    let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+    let object = serde_json::to_value(&c).expect("json");
+    let (action, _) = run(c, FakeNodes::default(), |mut api| async move {
+        api.observe(
+            list("StatefulSetList", "apps/v1", vec![]),
+            list("PodList", "v1", vec![]),
+            None,
+        )
+        .await;
+        let core = "/api/v1/namespaces/default";
+        let cm = api.apply(&format!("{core}/configmaps/demo-config")).await;
+        assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "uid-demo");
+        let ring: RingDocument =
+            serde_json::from_str(cm["data"][RING_JSON_KEY].as_str().expect("ring.json"))
+                .expect("ring document");
+        assert_eq!(ring.ring.epoch, 1);
+        assert_eq!(ring.ring.members.len(), 3);
+        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
+            let svc = api.apply(&format!("{core}/services/{name}")).await;
+            assert_eq!(svc["kind"], "Service");
+            assert_eq!(
+                svc["metadata"]["ownerReferences"][0]["kind"],
+                "DynamoCluster"
+            );
+        }
+        for name in ["demo-a", "demo-b", "demo-c"] {
+            let sts = api
+                .apply(&format!(
+                    "/apis/apps/v1/namespaces/default/statefulsets/{name}"
+                ))
+                .await;
+            assert_eq!(sts["spec"]["replicas"], 1);
+            assert_eq!(sts["spec"]["updateStrategy"]["type"], "OnDelete");
+        }
+        let pdb = api
+            .apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
+            .await;
+        assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+        let status = api.status_patch(&object).await;
+        assert_eq!(status["status"]["phase"], "Creating");
+        assert_eq!(status["status"]["ringEpoch"], 1);
+        assert_eq!(status["status"]["observedGeneration"], 1);
+        let (_, event) = api
+            .answer(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                StatusCode::CREATED,
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                       "metadata": {"name": "e"}, "eventTime": null}),
+            )
+            .await;
+        assert_eq!(event["reason"], "RingPublished");
+        assert_eq!(event["type"], "Normal");
+        api
+    })
+    .await;
+    assert_eq!(action, Action::requeue(BUSY_REQUEUE));
+}
+
+#[tokio::test]
+async fn an_invalid_spec_gets_a_status_and_an_event_and_no_statefulset() {
+    let mut s = spec(&[("a", 1), ("b", 1), ("c", 1)]);
+    s.replication.r = 4;
+    let c = cluster(s);
+    let object = serde_json::to_value(&c).expect("json");
+    let (action, _) = run(c, FakeNodes::default(), |mut api| async move {
+        api.observe(
+            list("StatefulSetList", "apps/v1", vec![]),
+            list("PodList", "v1", vec![]),
+            None,
+        )
+        .await;
+        let status = api.status_patch(&object).await;
+        assert_eq!(status["status"]["phase"], "Invalid");
+        let ready = status["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+            .expect("Ready condition");
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "SpecRefused");
+        let (_, event) = api
+            .answer(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                StatusCode::CREATED,
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                       "metadata": {"name": "e"}, "eventTime": null}),
+            )
+            .await;
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "SpecRefused");
+        assert!(
+            event["note"].as_str().expect("note").contains("r=4"),
+            "{event}"
+        );
+        api
+    })
+    .await;
+    assert_eq!(action, Action::await_change());
+}
+
+fn zone_statefulset(zone: &str, replicas: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": format!("demo-{zone}"), "namespace": "default",
+                     "labels": {"kv.dynamo.dev/zone": zone}},
+        "spec": {"replicas": replicas, "selector": {}, "serviceName": format!("demo-{zone}"),
+                 "template": {}},
+        "status": {"replicas": replicas, "readyReplicas": replicas, "updateRevision": format!("demo-{zone}-r1")}
+    })
+}
+
+fn ready_pod(zone: &str, ordinal: i32) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("demo-{zone}-{ordinal}"), "namespace": "default",
+                     "labels": {"kv.dynamo.dev/zone": zone,
+                                "controller-revision-hash": format!("demo-{zone}-r1")}},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+    })
+}
+
+#[tokio::test]
+async fn scale_down_publishes_the_smaller_ring_and_keeps_the_statefulset() {
+    let zones = [("a", 2), ("b", 1), ("c", 1)];
+    let first = {
+        let c = cluster(spec(&zones));
+        let cref = super::cluster_ref(&c).expect("ref");
+        let members = crate::ring_steps::desired_members(
+            &cref,
+            &zones
+                .iter()
+                .map(|(name, target)| crate::ring_steps::ZoneState {
+                    name: name.to_string(),
+                    target: *target,
+                    current: Some(*target),
+                })
+                .collect::<Vec<_>>(),
+        );
+        let ring = dynamo_ring::Ring::build(members, 3, 64).expect("ring");
+        crate::ring_steps::document(&cref, ring)
+    };
+    let mut nodes = FakeNodes::default();
+    for (zone, count) in zones {
+        for i in 0..count {
+            let pod = format!("demo-{zone}-{i}");
+            nodes.reports.insert(
+                format!("{pod}.demo-{zone}.default.svc:7000"),
+                TransferReport {
+                    node: pod,
+                    epoch: 1,
+                    pending: 0,
+                    done: 0,
+                    hints_pending: 0,
+                    partitions: vec![],
+                },
+            );
+        }
+    }
+    let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+    let object = serde_json::to_value(&c).expect("json");
+    let ring_json = serde_json::to_string(&first).expect("json");
+    let (action, ctx) = run(c, nodes, |mut api| async move {
+        api.observe(
+            list(
+                "StatefulSetList",
+                "apps/v1",
+                vec![
+                    zone_statefulset("a", 2),
+                    zone_statefulset("b", 1),
+                    zone_statefulset("c", 1),
+                ],
+            ),
+            list(
+                "PodList",
+                "v1",
+                vec![
+                    ready_pod("a", 0),
+                    ready_pod("a", 1),
+                    ready_pod("b", 0),
+                    ready_pod("c", 0),
+                ],
+            ),
+            Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "demo-config", "namespace": "default"},
+                        "data": {"ring.json": ring_json}})),
+        )
+        .await;
+        let core = "/api/v1/namespaces/default";
+        let cm = api.apply(&format!("{core}/configmaps/demo-config")).await;
+        let ring: RingDocument =
+            serde_json::from_str(cm["data"][RING_JSON_KEY].as_str().expect("ring.json"))
+                .expect("ring document");
+        assert_eq!(ring.ring.epoch, 2);
+        assert!(
+            ring.ring.member("demo-a-1").is_none(),
+            "the leaving pod left the ring"
+        );
+        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
+            api.apply(&format!("{core}/services/{name}")).await;
+        }
+        let sts_a = api
+            .apply("/apis/apps/v1/namespaces/default/statefulsets/demo-a")
+            .await;
+        assert_eq!(
+            sts_a["spec"]["replicas"], 2,
+            "does not shrink the StatefulSet until transfer is confirmed"
+        );
+        for name in ["demo-b", "demo-c"] {
+            api.apply(&format!(
+                "/apis/apps/v1/namespaces/default/statefulsets/{name}"
+            ))
+            .await;
+        }
+        api.apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
+            .await;
+        let status = api.status_patch(&object).await;
+        assert_eq!(status["status"]["phase"], "Rebalancing");
+        assert_eq!(status["status"]["rebalancing"]["epoch"], 2);
+        let (_, event) = api
+            .answer(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                StatusCode::CREATED,
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                       "metadata": {"name": "e"}, "eventTime": null}),
+            )
+            .await;
+        assert_eq!(event["reason"], "RingPublished");
+        api
+    })
+    .await;
+    assert_eq!(action, Action::requeue(BUSY_REQUEUE));
+    let published = ctx.nodes.published.lock().expect("lock").clone();
+    assert_eq!(
+        published,
+        [
+            ("demo-a-0.demo-a.default.svc:7000".to_string(), 2),
+            ("demo-b-0.demo-b.default.svc:7000".to_string(), 2),
+            ("demo-c-0.demo-c.default.svc:7000".to_string(), 2),
+        ]
+    );
+}

@@ -1,0 +1,129 @@
+//! Apply: carry out a [`Plan`] — server-side apply of every owned object
+//! under the `dynamo-operator` field manager, scaling and deleting the
+//! objects of removed zones, sending the ring to the nodes, restarting one
+//! pod — then record the decisions as Events.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::plan::{Decision, Plan};
+use super::{Error, FIELD_MANAGER};
+use crate::crd::DynamoCluster;
+use crate::node_client::{NodeAdmin, PublishOutcome};
+use crate::resources::ClusterRef;
+
+async fn server_side_apply<K>(client: &kube::Client, ns: &str, object: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        &object.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Treats "already gone" as done.
+fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), Error> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Applies the objects, then acts on the ring and the pods.
+///
+/// The ConfigMap goes first so a pod never starts without its ring; the
+/// ring is sent to the nodes after the ConfigMap holds it. A node that
+/// does not take the ring is logged and retried on the next reconcile.
+pub async fn apply<N: NodeAdmin>(
+    client: &kube::Client,
+    nodes: &N,
+    cluster: &ClusterRef,
+    plan: &Plan,
+) -> Result<(), Error> {
+    let ns = cluster.namespace.as_str();
+    let objects = &plan.objects;
+    server_side_apply::<ConfigMap>(client, ns, &objects.config_map).await?;
+    for service in &objects.services {
+        server_side_apply::<Service>(client, ns, service).await?;
+    }
+    for sts in &objects.statefulsets {
+        server_side_apply::<StatefulSet>(client, ns, sts).await?;
+    }
+    server_side_apply::<PodDisruptionBudget>(client, ns, &objects.pdb).await?;
+
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    for (name, replicas) in &plan.scale_removed {
+        let body = serde_json::json!({"spec": {"replicas": replicas}});
+        statefulsets
+            .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+            .await?;
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    for zone in &plan.delete_zones {
+        let name = cluster.zone_object_name(zone);
+        ignore_not_found(statefulsets.delete(&name, &DeleteParams::default()).await)?;
+        ignore_not_found(services.delete(&name, &DeleteParams::default()).await)?;
+    }
+
+    for address in &plan.publish_to {
+        match nodes.publish_ring(address, &plan.ring).await {
+            Ok(PublishOutcome::Accepted) => {
+                tracing::info!(%address, epoch = plan.ring.ring.epoch, "ring sent");
+            }
+            Ok(PublishOutcome::NewerEpoch) => {
+                tracing::warn!(%address, epoch = plan.ring.ring.epoch, "node has a newer ring");
+            }
+            Err(error) => tracing::warn!(%error, "ring not sent; retrying next reconcile"),
+        }
+    }
+
+    if let Some(pod) = &plan.restart {
+        ignore_not_found(
+            Api::<Pod>::namespaced(client.clone(), ns)
+                .delete(pod, &DeleteParams::default())
+                .await,
+        )?;
+    }
+    Ok(())
+}
+
+/// Records each decision as an Event on the cluster object.
+pub async fn record(
+    recorder: &Recorder,
+    cluster: &DynamoCluster,
+    decisions: &[Decision],
+) -> Result<(), Error> {
+    let reference = cluster.object_ref(&());
+    for decision in decisions {
+        let event = Event {
+            type_: if decision.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: decision.reason.to_string(),
+            note: Some(decision.note.chars().take(1000).collect()),
+            action: decision.reason.to_string(),
+            secondary: None,
+        };
+        recorder.publish(&event, &reference).await?;
+    }
+    Ok(())
+}

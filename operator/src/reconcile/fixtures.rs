@@ -1,0 +1,43 @@
+//! Test fixtures: specs, cluster objects and observed worlds.
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::crd::{DynamoCluster, DynamoClusterSpec, ReplicationSpec, StorageSpec, ZoneSpec};
+
+/// A spec with image `dynamo:1`, N/R/W 3/2/2, 64 partitions and these zones.
+pub fn spec(zones: &[(&str, i32)]) -> DynamoClusterSpec {
+    DynamoClusterSpec {
+        image: "dynamo:1".into(),
+        pull_policy: None,
+        zones: zones
+            .iter()
+            .map(|(name, replicas)| ZoneSpec {
+                name: name.to_string(),
+                replicas: *replicas,
+                node_selector: Default::default(),
+                affinity: None,
+                tolerations: vec![],
+            })
+            .collect(),
+        replication: ReplicationSpec::default(),
+        partitions: 64,
+        storage: StorageSpec {
+            size: Quantity("1Gi".into()),
+            storage_class_name: None,
+        },
+        resources: None,
+        node_config: Default::default(),
+        tls: None,
+        auth: None,
+        pod_disruption: None,
+    }
+}
+
+/// The cluster `demo` in `default` (uid `uid-demo`, generation 1).
+pub fn cluster(spec: DynamoClusterSpec) -> DynamoCluster {
+    let mut cluster = DynamoCluster::new("demo", spec);
+    cluster.metadata.namespace = Some("default".into());
+    cluster.metadata.uid = Some("uid-demo".into());
+    cluster.metadata.generation = Some(1);
+    cluster
+}

@@ -1,0 +1,217 @@
+//! The reconcile pipeline of one `DynamoCluster`:
+//!
+//! 1. [`observe`]: read StatefulSets, pods, the ring ConfigMap and the
+//!    nodes' transfer reports into a [`observe::World`];
+//! 2. [`validate`]: refuse specs that are invalid or would lose data;
+//! 3. [`plan`]: decide (pure) the desired objects, the ring step, the pod
+//!    to restart, the status and the events;
+//! 4. [`apply`]: server-side apply, ring publication, pod restart, events;
+//! 5. [`status`]: patch the status subresource.
+//!
+//! Only observe, apply and status touch the API; the decisions are pure
+//! functions tested without a cluster.
+
+pub mod apply;
+pub mod observe;
+pub mod plan;
+pub mod status;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+use kube::{Api, Resource, ResourceExt};
+
+use crate::crd::DynamoCluster;
+use crate::metrics::Metrics;
+use crate::node_client::NodeAdmin;
+use crate::resources::ClusterRef;
+use crate::resources::configmap::RenderError;
+use crate::ring_steps::StepError;
+use plan::Outcome;
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "dynamo-operator";
+
+/// Requeue delay while something is in progress (transfers are polled).
+pub const BUSY_REQUEUE: Duration = Duration::from_secs(10);
+
+/// Requeue delay of a settled cluster.
+pub const IDLE_REQUEUE: Duration = Duration::from_secs(300);
+
+/// First retry delay after a failed reconcile.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(5);
+
+/// Longest retry delay after repeated failures.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The ring in the ConfigMap does not parse.
+    #[error("ring.json in ConfigMap {config_map} is not a ring document: {source}")]
+    RingDocument {
+        /// ConfigMap name.
+        config_map: String,
+        /// Parse error.
+        source: serde_json::Error,
+    },
+    /// The status says a ring was published but the ConfigMap has none;
+    /// building a fresh epoch-1 ring would contradict the nodes.
+    #[error(
+        "ConfigMap {config_map} lost ring.json (status says epoch {epoch}); restore it from a node's /v1/admin/ring or the ConfigMap history"
+    )]
+    RingLost {
+        /// ConfigMap name.
+        config_map: String,
+        /// Epoch in the status.
+        epoch: u64,
+    },
+    /// The ring step could not be computed.
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// The ConfigMap could not be rendered.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The object lacks a namespace or uid (not from the API server).
+    #[error("DynamoCluster {0} has no namespace or uid")]
+    Incomplete(String),
+}
+
+impl Error {
+    /// Short label for the errors metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::RingDocument { .. } => "ring_document",
+            Error::RingLost { .. } => "ring_lost",
+            Error::Step(_) => "ring_step",
+            Error::Render(_) => "render",
+            Error::Incomplete(_) => "incomplete",
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context<N> {
+    /// API client.
+    pub client: kube::Client,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Node admin API.
+    pub nodes: N,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per cluster (`namespace/name`), for back-off.
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Retry delay after `failures` consecutive failures: doubles from
+/// [`BACKOFF_BASE`] and stops at [`BACKOFF_CAP`].
+pub fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    BACKOFF_BASE.saturating_mul(1 << exponent).min(BACKOFF_CAP)
+}
+
+fn key(cluster: &DynamoCluster) -> String {
+    format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    )
+}
+
+/// The identity every owned object derives from.
+pub fn cluster_ref(cluster: &DynamoCluster) -> Result<ClusterRef, Error> {
+    let incomplete = || Error::Incomplete(cluster.name_any());
+    Ok(ClusterRef {
+        name: cluster.name_any(),
+        namespace: cluster.namespace().ok_or_else(incomplete)?,
+        owner: cluster.controller_owner_ref(&()).ok_or_else(incomplete)?,
+    })
+}
+
+/// Reconciles one cluster (see the module docs for the stages).
+#[tracing::instrument(skip_all, fields(cluster = %cluster.name_any(), namespace = cluster.namespace().unwrap_or_default()))]
+pub async fn reconcile<N: NodeAdmin>(
+    cluster: Arc<DynamoCluster>,
+    ctx: Arc<Context<N>>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciled(&cluster);
+    let cref = cluster_ref(&cluster)?;
+    let world = observe::observe(&ctx.client, &ctx.nodes, &cref).await?;
+    let now = Time(Timestamp::now());
+    let api: Api<DynamoCluster> = Api::namespaced(ctx.client.clone(), &cref.namespace);
+    let action = match plan::plan(&cluster, &cref, &world, &now)? {
+        Outcome::Refuse { status, decisions } => {
+            tracing::warn!(reason = ?decisions, "spec refused");
+            status::patch_status(&api, &cref.name, &status).await?;
+            apply::record(&ctx.recorder, &cluster, &decisions).await?;
+            Action::await_change()
+        }
+        Outcome::Act(plan) => {
+            apply::apply(&ctx.client, &ctx.nodes, &cref, &plan).await?;
+            status::patch_status(&api, &cref.name, &plan.status).await?;
+            apply::record(&ctx.recorder, &cluster, &plan.decisions).await?;
+            ctx.metrics.set_ring_epoch(&cluster, plan.ring.ring.epoch);
+            if plan.busy {
+                Action::requeue(BUSY_REQUEUE)
+            } else {
+                Action::requeue(IDLE_REQUEUE)
+            }
+        }
+    };
+    if let Ok(mut failures) = ctx.failures.lock() {
+        failures.remove(&key(&cluster));
+    }
+    ctx.metrics.observe_duration(started.elapsed());
+    Ok(action)
+}
+
+/// Counts the failure and retries after an exponential back-off.
+pub fn error_policy<N: NodeAdmin>(
+    cluster: Arc<DynamoCluster>,
+    error: &Error,
+    ctx: Arc<Context<N>>,
+) -> Action {
+    ctx.metrics.failed(&cluster, error.kind());
+    let failures = match ctx.failures.lock() {
+        Ok(mut map) => {
+            let count = map.entry(key(&cluster)).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        }
+        Err(_) => 1,
+    };
+    let delay = backoff(failures);
+    tracing::warn!(cluster = %key(&cluster), %error, failures, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod api_tests;
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(5));
+        assert_eq!(backoff(2), Duration::from_secs(10));
+        assert_eq!(backoff(3), Duration::from_secs(20));
+        assert_eq!(backoff(7), Duration::from_secs(300));
+        assert_eq!(backoff(u32::MAX), BACKOFF_CAP);
+    }
+}

@@ -1,0 +1,232 @@
+//! Observe: read everything a decision needs into a plain [`World`] — the
+//! zone StatefulSets, the node pods, the published ring and what every
+//! ready node reports about its transfers.
+
+use std::collections::BTreeMap;
+
+use dynamo_ring::{RingDocument, TransferReport};
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::ListParams;
+
+use super::Error;
+use crate::node_client::NodeAdmin;
+use crate::resources::configmap::RING_JSON_KEY;
+use crate::resources::statefulset::pod_zone;
+use crate::resources::{ClusterRef, REVISION_LABEL};
+
+/// A zone StatefulSet as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatefulSetState {
+    /// Zone (from the zone label).
+    pub zone: String,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// Size requested by the `data` volume claim template.
+    pub storage_size: Option<String>,
+    /// `status.updateRevision`: the revision of the current template.
+    pub update_revision: Option<String>,
+}
+
+/// A node pod as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodState {
+    /// Pod name, also the ring member id.
+    pub name: String,
+    /// Zone (from the zone label).
+    pub zone: String,
+    /// StatefulSet ordinal.
+    pub ordinal: i32,
+    /// Whether the `Ready` condition is true.
+    pub ready: bool,
+    /// Whether the pod is being deleted.
+    pub terminating: bool,
+    /// StatefulSet revision the pod was created from.
+    pub revision: Option<String>,
+}
+
+/// Everything observed about one cluster.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct World {
+    /// Zone StatefulSets by zone.
+    pub statefulsets: BTreeMap<String, StatefulSetState>,
+    /// Node pods, by name order.
+    pub pods: Vec<PodState>,
+    /// The ring in the ConfigMap, if any.
+    pub ring: Option<RingDocument>,
+    /// Transfer reports of ready pods that answered, by pod name.
+    pub reports: BTreeMap<String, TransferReport>,
+}
+
+impl World {
+    /// Names of the pods that are Ready and not being deleted.
+    pub fn ready_pods(&self) -> std::collections::BTreeSet<String> {
+        self.pods
+            .iter()
+            .filter(|p| p.ready && !p.terminating)
+            .map(|p| p.name.clone())
+            .collect()
+    }
+}
+
+/// Reads the StatefulSets, pods, ConfigMap and node reports of `cluster`.
+pub async fn observe<N: NodeAdmin>(
+    client: &kube::Client,
+    nodes: &N,
+    cluster: &ClusterRef,
+) -> Result<World, Error> {
+    let ns = cluster.namespace.as_str();
+    let selected = ListParams::default().labels(&cluster.node_selector_string());
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .list(&selected)
+        .await?
+        .items
+        .iter()
+        .filter_map(statefulset_state)
+        .map(|s| (s.zone.clone(), s))
+        .collect();
+    let mut pods: Vec<PodState> = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&selected)
+        .await?
+        .items
+        .iter()
+        .filter_map(pod_state)
+        .collect();
+    pods.sort_by(|a, b| a.name.cmp(&b.name));
+    let config_map = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(&cluster.config_map_name())
+        .await?;
+    let ring = match config_map
+        .as_ref()
+        .and_then(|cm| cm.data.as_ref())
+        .and_then(|d| d.get(RING_JSON_KEY))
+    {
+        Some(json) => Some(
+            serde_json::from_str(json).map_err(|source| Error::RingDocument {
+                config_map: cluster.config_map_name(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let reports = read_reports(nodes, cluster, &pods).await;
+    Ok(World {
+        statefulsets,
+        pods,
+        ring,
+        reports,
+    })
+}
+
+/// Asks every ready pod for its transfer report; a node that does not
+/// answer is left out (and so counts as not complete).
+async fn read_reports<N: NodeAdmin>(
+    nodes: &N,
+    cluster: &ClusterRef,
+    pods: &[PodState],
+) -> BTreeMap<String, TransferReport> {
+    let asked: Vec<&PodState> = pods.iter().filter(|p| p.ready && !p.terminating).collect();
+    let answers = join_all(asked.iter().map(|p| {
+        let address = cluster.pod_address(&p.zone, &p.name);
+        async move { nodes.transfers(&address).await }
+    }))
+    .await;
+    asked
+        .into_iter()
+        .zip(answers)
+        .filter_map(|(pod, answer)| match answer {
+            Ok(report) => Some((pod.name.clone(), report)),
+            Err(error) => {
+                tracing::warn!(pod = %pod.name, %error, "no transfer report");
+                None
+            }
+        })
+        .collect()
+}
+
+fn statefulset_state(sts: &StatefulSet) -> Option<StatefulSetState> {
+    let zone = pod_zone(sts.metadata.labels.as_ref()?)?.to_string();
+    let status = sts.status.as_ref();
+    Some(StatefulSetState {
+        zone,
+        replicas: sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        storage_size: sts
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_claim_templates.as_ref())
+            .and_then(|claims| {
+                claims
+                    .iter()
+                    .find(|c| c.metadata.name.as_deref() == Some("data"))
+            })
+            .and_then(|c| c.spec.as_ref())
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.clone()),
+        update_revision: status.and_then(|s| s.update_revision.clone()),
+    })
+}
+
+fn pod_state(pod: &Pod) -> Option<PodState> {
+    let name = pod.metadata.name.clone()?;
+    let labels = pod.metadata.labels.as_ref()?;
+    let zone = pod_zone(labels)?.to_string();
+    let ordinal = name.rsplit_once('-')?.1.parse().ok()?;
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+    Some(PodState {
+        name,
+        zone,
+        ordinal,
+        ready,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        revision: labels.get(REVISION_LABEL).cloned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_are_read_with_zone_ordinal_readiness_and_revision() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "demo-a-12",
+                "labels": {"kv.dynamo.dev/zone": "a", "controller-revision-hash": "demo-a-7f"}
+            },
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        }))
+        .expect("pod");
+        assert_eq!(
+            pod_state(&pod),
+            Some(PodState {
+                name: "demo-a-12".into(),
+                zone: "a".into(),
+                ordinal: 12,
+                ready: true,
+                terminating: false,
+                revision: Some("demo-a-7f".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn a_pod_without_zone_label_is_ignored() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-a-0", "labels": {}}
+        }))
+        .expect("pod");
+        assert_eq!(pod_state(&pod), None);
+    }
+}

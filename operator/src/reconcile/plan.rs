@@ -1,0 +1,780 @@
+//! Plan: the pure decision of a reconcile. From the cluster object and the
+//! observed [`World`] it computes every desired object, the ring step, the
+//! pod to restart, the status and the events; [`super::apply`] carries it out.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dynamo_ring::RingDocument;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::Error;
+use super::observe::World;
+use super::status::{ConditionUpdate, merge_conditions, refused};
+use super::validate::validate;
+use crate::crd::{
+    DynamoCluster, DynamoClusterStatus, Phase, RebalancingStatus, ZoneStatus, condition,
+};
+use crate::resources::ClusterRef;
+use crate::resources::configmap::{config_hash, config_map, render_node_toml};
+use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
+use crate::resources::service::{client_service, headless_service};
+use crate::resources::statefulset::statefulset;
+use crate::ring_steps::{StepAction, StepInput, ZoneState, plan_step};
+use crate::rolling_upgrade::{RestartDecision, next_restart};
+
+/// An event to record about a decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Warning (true) or Normal.
+    pub warning: bool,
+    /// `PascalCase` reason, also used as the event action.
+    pub reason: &'static str,
+    /// What was decided and why.
+    pub note: String,
+}
+
+impl Decision {
+    fn normal(reason: &'static str, note: String) -> Self {
+        Decision {
+            warning: false,
+            reason,
+            note,
+        }
+    }
+}
+
+/// Every object the cluster should own, as server-side apply bodies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredObjects {
+    /// `<c>-config`.
+    pub config_map: ConfigMap,
+    /// Headless Service per spec zone, then the client Service.
+    pub services: Vec<Service>,
+    /// StatefulSet per spec zone.
+    pub statefulsets: Vec<StatefulSet>,
+    /// `<c>` budget.
+    pub pdb: PodDisruptionBudget,
+}
+
+/// What a reconcile of a valid spec does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Objects to apply.
+    pub objects: DesiredObjects,
+    /// StatefulSets of zones gone from the spec, with the replicas to set.
+    pub scale_removed: Vec<(String, i32)>,
+    /// Zones gone from the spec whose StatefulSet and Service can go.
+    pub delete_zones: Vec<String>,
+    /// The ring every member should have.
+    pub ring: RingDocument,
+    /// Admin addresses of ready members that do not report `ring`'s epoch.
+    pub publish_to: Vec<String>,
+    /// Pod to delete for a rolling upgrade.
+    pub restart: Option<String>,
+    /// Status to write.
+    pub status: DynamoClusterStatus,
+    /// Events to record.
+    pub decisions: Vec<Decision>,
+    /// Whether something is in progress (poll again soon).
+    pub busy: bool,
+}
+
+/// The decision of a reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The spec is valid: carry out the plan.
+    Act(Box<Plan>),
+    /// The spec is refused: write the status and record the event, change
+    /// nothing else, and wait for the user to edit the resource.
+    Refuse {
+        /// Status to write.
+        status: DynamoClusterStatus,
+        /// Events to record.
+        decisions: Vec<Decision>,
+    },
+}
+
+/// Decides what to do about `cluster` given the observed `world`.
+pub fn plan(
+    cluster: &DynamoCluster,
+    cref: &ClusterRef,
+    world: &World,
+    now: &Time,
+) -> Result<Outcome, Error> {
+    let spec = &cluster.spec;
+    let generation = cluster.metadata.generation;
+    let previous = cluster.status.clone().unwrap_or_default();
+    let claim_sizes: BTreeMap<String, String> = world
+        .statefulsets
+        .iter()
+        .filter_map(|(zone, s)| s.storage_size.clone().map(|size| (zone.clone(), size)))
+        .collect();
+    if let Err(problems) = validate(spec, world.ring.as_ref().map(|d| &d.ring), &claim_sizes) {
+        let message = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let status = DynamoClusterStatus {
+            conditions: merge_conditions(&previous.conditions, &refused(&message), generation, now),
+            observed_generation: generation,
+            phase: Some(Phase::Invalid),
+            ..previous
+        };
+        let decisions = vec![Decision {
+            warning: true,
+            reason: "SpecRefused",
+            note: message,
+        }];
+        return Ok(Outcome::Refuse { status, decisions });
+    }
+
+    if let (None, Some(epoch)) = (&world.ring, previous.ring_epoch) {
+        return Err(Error::RingLost {
+            config_map: cref.config_map_name(),
+            epoch,
+        });
+    }
+    let zones = zone_states(cluster, world);
+    let ready = world.ready_pods();
+    let step = plan_step(&StepInput {
+        cluster: cref,
+        zones: &zones,
+        replication: spec.replication.n as usize,
+        partitions: spec.partitions,
+        ring: world.ring.as_ref(),
+        ready_pods: &ready,
+        reports: &world.reports,
+    })?;
+
+    let node_toml = render_node_toml(&spec.node_config)?;
+    let hash = config_hash(&node_toml);
+    let replicas = |zone: &str| step.replicas.get(zone).copied().unwrap_or(0);
+    let spec_zones: BTreeSet<&str> = spec.zones.iter().map(|z| z.name.as_str()).collect();
+    let mut services: Vec<Service> = spec
+        .zones
+        .iter()
+        .map(|z| headless_service(cref, &z.name))
+        .collect();
+    services.push(client_service(cref));
+    let objects = DesiredObjects {
+        config_map: config_map(cref, &node_toml, Some(&step.ring))?,
+        services,
+        statefulsets: spec
+            .zones
+            .iter()
+            .map(|z| statefulset(cref, spec, z, replicas(&z.name), &hash))
+            .collect(),
+        pdb: pod_disruption_budget(cref, max_unavailable(spec.replication, spec.pod_disruption)),
+    };
+
+    let mut scale_removed = Vec::new();
+    let mut delete_zones = Vec::new();
+    for zone in zones
+        .iter()
+        .filter(|z| !spec_zones.contains(z.name.as_str()))
+    {
+        let wanted = replicas(&zone.name);
+        let has_pods = world.pods.iter().any(|p| p.zone == zone.name);
+        match zone.current {
+            Some(current) if current != wanted => {
+                scale_removed.push((cref.zone_object_name(&zone.name), wanted));
+            }
+            Some(0) if !has_pods => delete_zones.push(zone.name.clone()),
+            _ => {}
+        }
+    }
+
+    let publish_to: Vec<String> = step
+        .ring
+        .ring
+        .members
+        .iter()
+        .filter(|m| ready.contains(&m.id))
+        .filter(|m| {
+            world
+                .reports
+                .get(&m.id)
+                .is_none_or(|r| r.epoch < step.ring.ring.epoch)
+        })
+        .map(|m| cref.pod_address(&m.zone, &m.id))
+        .collect();
+
+    let mut decisions = Vec::new();
+    match &step.action {
+        StepAction::Create => decisions.push(Decision::normal(
+            "RingPublished",
+            format!(
+                "published the first ring (epoch 1) with {} members",
+                step.ring.ring.members.len()
+            ),
+        )),
+        StepAction::Publish { joining, leaving } => decisions.push(Decision::normal(
+            "RingPublished",
+            format!(
+                "published ring epoch {}: joining {joining:?}, leaving {leaving:?}",
+                step.ring.ring.epoch
+            ),
+        )),
+        StepAction::Shrink { removed } => decisions.push(Decision::normal(
+            "ScaledDown",
+            format!(
+                "ring epoch {} confirmed by every member; removing pods {removed:?}",
+                step.ring.ring.epoch
+            ),
+        )),
+        StepAction::Steady | StepAction::WaitForPods { .. } | StepAction::Transferring => {}
+    }
+    if step.action != StepAction::Create {
+        for zone in &zones {
+            let current = zone.current.unwrap_or(0);
+            if replicas(&zone.name) > current {
+                decisions.push(Decision::normal(
+                    "ScalingUp",
+                    format!(
+                        "zone {}: StatefulSet replicas {current} -> {}; the ring follows once the new pods are ready",
+                        zone.name,
+                        replicas(&zone.name)
+                    ),
+                ));
+            }
+        }
+    }
+
+    let restart = if step.action == StepAction::Steady {
+        let order: Vec<String> = spec.zones.iter().map(|z| z.name.clone()).collect();
+        let revisions: BTreeMap<String, String> = world
+            .statefulsets
+            .iter()
+            .filter_map(|(zone, s)| s.update_revision.clone().map(|r| (zone.clone(), r)))
+            .collect();
+        next_restart(&world.pods, &order, &revisions, &world.reports)
+    } else {
+        RestartDecision::UpToDate
+    };
+    let restart_pod = match &restart {
+        RestartDecision::Restart { pod, outdated } => {
+            decisions.push(Decision::normal(
+                "PodRestarted",
+                format!("deleting {pod} to move it to the new pod template ({outdated} outdated)"),
+            ));
+            Some(pod.clone())
+        }
+        RestartDecision::UpToDate | RestartDecision::Wait { .. } => None,
+    };
+
+    let members: Vec<&str> = step
+        .ring
+        .ring
+        .members
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect();
+    let unready: Vec<&str> = members
+        .iter()
+        .copied()
+        .filter(|id| !ready.contains(*id))
+        .collect();
+    let silent: Vec<&str> = members
+        .iter()
+        .copied()
+        .filter(|id| ready.contains(*id) && !world.reports.contains_key(*id))
+        .collect();
+    let epoch = step.ring.ring.epoch;
+    let creating = epoch == 1 && !step.progress.complete();
+    let rebalancing = epoch > 1 && !step.progress.complete();
+    let (phase, progressing_reason, progressing_message) = match (&step.action, &restart) {
+        _ if creating => (
+            Phase::Creating,
+            "Creating",
+            "starting the first nodes".to_string(),
+        ),
+        (StepAction::WaitForPods { waiting }, _) => (
+            Phase::ScalingUp,
+            "WaitingForPods",
+            format!("waiting for {waiting:?} to be ready before they join the ring"),
+        ),
+        (StepAction::Shrink { .. }, _) => (
+            Phase::ScalingDown,
+            "ScalingDown",
+            "removing pods that left the ring".to_string(),
+        ),
+        _ if rebalancing => (
+            Phase::Rebalancing,
+            "Rebalancing",
+            format!("moving partitions to ring epoch {epoch}"),
+        ),
+        (_, RestartDecision::Restart { outdated, .. } | RestartDecision::Wait { outdated, .. }) => {
+            (
+                Phase::Upgrading,
+                "RollingUpgrade",
+                format!("{outdated} pod(s) to move to the new template"),
+            )
+        }
+        _ => (
+            Phase::Running,
+            "Idle",
+            "the cluster matches the spec".to_string(),
+        ),
+    };
+    let progressing = phase != Phase::Running;
+    let all_available = unready.is_empty() && silent.is_empty();
+    let degraded = !creating && !all_available;
+    let ready_now = !progressing && !degraded;
+    let updates = [
+        ConditionUpdate::new(
+            condition::READY,
+            ready_now,
+            if ready_now {
+                "AllNodesReady"
+            } else {
+                progressing_reason
+            },
+            if ready_now {
+                format!("{} nodes serve ring epoch {epoch}", members.len())
+            } else {
+                progressing_message.clone()
+            },
+        ),
+        ConditionUpdate::new(
+            condition::PROGRESSING,
+            progressing,
+            progressing_reason,
+            progressing_message,
+        ),
+        ConditionUpdate::new(
+            condition::DEGRADED,
+            degraded,
+            if degraded {
+                "NodesUnavailable"
+            } else {
+                "AllNodesAvailable"
+            },
+            if degraded {
+                format!("not ready: {unready:?}; not answering: {silent:?}")
+            } else {
+                String::new()
+            },
+        ),
+        ConditionUpdate::new(
+            condition::REBALANCING,
+            rebalancing,
+            if rebalancing {
+                "Transferring"
+            } else {
+                "Settled"
+            },
+            if rebalancing {
+                format!(
+                    "{} partition copies pending; waiting for {:?}",
+                    step.progress.pending, step.progress.incomplete
+                )
+            } else {
+                String::new()
+            },
+        ),
+    ];
+    let status = DynamoClusterStatus {
+        conditions: merge_conditions(&previous.conditions, &updates, generation, now),
+        observed_generation: generation,
+        ring_epoch: Some(epoch),
+        phase: Some(phase),
+        zones: spec
+            .zones
+            .iter()
+            .map(|z| ZoneStatus {
+                name: z.name.clone(),
+                desired: z.replicas,
+                ready: world
+                    .pods
+                    .iter()
+                    .filter(|p| p.zone == z.name && ready.contains(&p.name))
+                    .count()
+                    .try_into()
+                    .unwrap_or(i32::MAX),
+            })
+            .collect(),
+        rebalancing: (!step.progress.complete()).then(|| RebalancingStatus {
+            epoch,
+            pending_partitions: step.progress.pending,
+            done_partitions: step.progress.done,
+            incomplete_nodes: step.progress.incomplete.clone(),
+        }),
+    };
+    Ok(Outcome::Act(Box::new(Plan {
+        objects,
+        scale_removed,
+        delete_zones,
+        ring: step.ring,
+        publish_to,
+        restart: restart_pod,
+        status,
+        decisions,
+        busy: !ready_now,
+    })))
+}
+
+/// Zones of the spec (in order), then zones only a StatefulSet or the ring
+/// still has (target 0).
+fn zone_states(cluster: &DynamoCluster, world: &World) -> Vec<ZoneState> {
+    let mut zones: Vec<ZoneState> = cluster
+        .spec
+        .zones
+        .iter()
+        .map(|z| ZoneState {
+            name: z.name.clone(),
+            target: z.replicas,
+            current: world.statefulsets.get(&z.name).map(|s| s.replicas),
+        })
+        .collect();
+    let ring_zones = world
+        .ring
+        .iter()
+        .flat_map(|d| d.ring.members.iter().map(|m| m.zone.clone()));
+    let leftover: BTreeSet<String> = world
+        .statefulsets
+        .keys()
+        .cloned()
+        .chain(ring_zones)
+        .filter(|zone| !cluster.spec.zones.iter().any(|z| &z.name == zone))
+        .collect();
+    zones.extend(leftover.into_iter().map(|name| ZoneState {
+        current: world.statefulsets.get(&name).map(|s| s.replicas),
+        name,
+        target: 0,
+    }));
+    zones
+}
+
+#[cfg(test)]
+mod tests {
+    use dynamo_ring::TransferReport;
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+    use crate::reconcile::cluster_ref;
+    use crate::reconcile::fixtures::{cluster, spec};
+    use crate::reconcile::observe::{PodState, StatefulSetState};
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_000).expect("time"))
+    }
+
+    fn act(outcome: Outcome) -> Plan {
+        match outcome {
+            Outcome::Act(plan) => *plan,
+            Outcome::Refuse { status, .. } => panic!("refused: {:?}", status.conditions),
+        }
+    }
+
+    /// The world once every StatefulSet has the replicas of `plan` and
+    /// every pod is Ready on `revision` and reports the ring epoch.
+    fn settled(plan: &Plan, revision: &str) -> World {
+        let mut world = World {
+            ring: Some(plan.ring.clone()),
+            ..World::default()
+        };
+        for sts in &plan.objects.statefulsets {
+            let zone = sts.metadata.labels.as_ref().expect("labels")["kv.dynamo.dev/zone"].clone();
+            let replicas = sts
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .expect("replicas");
+            for ordinal in 0..replicas {
+                let name = format!("demo-{zone}-{ordinal}");
+                world.pods.push(PodState {
+                    name: name.clone(),
+                    zone: zone.clone(),
+                    ordinal,
+                    ready: true,
+                    terminating: false,
+                    revision: Some(revision.into()),
+                });
+                world.reports.insert(
+                    name.clone(),
+                    TransferReport {
+                        node: name,
+                        epoch: plan.ring.ring.epoch,
+                        pending: 0,
+                        done: 0,
+                        hints_pending: 0,
+                        partitions: vec![],
+                    },
+                );
+            }
+            world.statefulsets.insert(
+                zone.clone(),
+                StatefulSetState {
+                    zone,
+                    replicas,
+                    storage_size: Some("1Gi".into()),
+                    update_revision: Some(revision.into()),
+                },
+            );
+        }
+        world
+    }
+
+    fn condition<'a>(status: &'a DynamoClusterStatus, type_: &str) -> &'a str {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map_or("missing", |c| c.status.as_str())
+    }
+
+    #[test]
+    fn a_new_cluster_gets_every_object_with_owner_and_labels() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let plan = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let o = &plan.objects;
+        let names: Vec<String> = std::iter::once(&o.config_map.metadata)
+            .chain(o.services.iter().map(|s| &s.metadata))
+            .chain(o.statefulsets.iter().map(|s| &s.metadata))
+            .chain(std::iter::once(&o.pdb.metadata))
+            .map(|m| {
+                assert_eq!(
+                    m.owner_references.as_ref().expect("owner")[0].uid,
+                    "uid-demo"
+                );
+                assert_eq!(
+                    m.owner_references.as_ref().expect("owner")[0].controller,
+                    Some(true)
+                );
+                assert_eq!(
+                    m.labels.as_ref().expect("labels")["app.kubernetes.io/instance"],
+                    "demo"
+                );
+                m.name.clone().expect("name")
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "demo-config",
+                "demo-a",
+                "demo-b",
+                "demo-c",
+                "demo",
+                "demo-a",
+                "demo-b",
+                "demo-c",
+                "demo"
+            ]
+        );
+        assert_eq!(plan.ring.ring.epoch, 1);
+        assert_eq!(plan.ring.ring.members.len(), 3);
+        assert!(plan.publish_to.is_empty(), "no pod is ready yet");
+        assert_eq!(plan.status.phase, Some(Phase::Creating));
+        assert_eq!(condition(&plan.status, condition::READY), "False");
+        assert_eq!(condition(&plan.status, condition::PROGRESSING), "True");
+        assert_eq!(plan.decisions[0].reason, "RingPublished");
+        assert!(plan.busy);
+    }
+
+    #[test]
+    fn a_settled_cluster_is_ready_and_quiet() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let world = settled(&first, "r1");
+        let steady = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        assert_eq!(steady.status.phase, Some(Phase::Running));
+        assert_eq!(condition(&steady.status, condition::READY), "True");
+        assert_eq!(condition(&steady.status, condition::DEGRADED), "False");
+        assert_eq!(condition(&steady.status, condition::REBALANCING), "False");
+        assert_eq!(steady.status.ring_epoch, Some(1));
+        assert!(steady.decisions.is_empty());
+        assert!(steady.publish_to.is_empty());
+        assert!(steady.restart.is_none());
+        assert!(!steady.busy);
+    }
+
+    #[test]
+    fn an_invalid_spec_is_refused_with_a_condition_and_an_event() {
+        let mut s = spec(&[("a", 1), ("b", 1), ("c", 1)]);
+        s.replication.w = 5;
+        let c = cluster(s);
+        let cref = cluster_ref(&c).expect("ref");
+        match plan(&c, &cref, &World::default(), &now()).expect("plan") {
+            Outcome::Refuse { status, decisions } => {
+                assert_eq!(status.phase, Some(Phase::Invalid));
+                let ready = status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == condition::READY)
+                    .expect("ready");
+                assert_eq!(ready.status, "False");
+                assert_eq!(ready.reason, "SpecRefused");
+                assert!(ready.message.contains("w=5"), "{}", ready.message);
+                assert_eq!(decisions.len(), 1);
+                assert!(decisions[0].warning);
+                assert_eq!(decisions[0].reason, "SpecRefused");
+            }
+            Outcome::Act(_) => panic!("an invalid spec must not be acted on"),
+        }
+    }
+
+    #[test]
+    fn changing_partitions_of_an_existing_ring_is_refused() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let world = settled(&first, "r1");
+        let mut changed = c.clone();
+        changed.spec.partitions = 128;
+        assert!(matches!(
+            plan(&changed, &cref, &world, &now()).expect("plan"),
+            Outcome::Refuse { .. }
+        ));
+    }
+
+    #[test]
+    fn scale_down_keeps_the_statefulset_until_the_new_ring_is_confirmed() {
+        let c = cluster(spec(&[("a", 2), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        let mut smaller = c.clone();
+        smaller.spec.zones[0].replicas = 1;
+
+        let publish = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        let replicas_a = |p: &Plan| {
+            p.objects.statefulsets[0]
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+        };
+        assert_eq!(publish.ring.ring.epoch, 2);
+        assert_eq!(replicas_a(&publish), Some(2));
+        assert_eq!(
+            publish.publish_to.len(),
+            3,
+            "every remaining member gets the ring"
+        );
+        assert!(
+            !publish
+                .publish_to
+                .iter()
+                .any(|a| a.starts_with("demo-a-1."))
+        );
+
+        world.ring = Some(publish.ring.clone());
+        let waiting = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        assert_eq!(
+            replicas_a(&waiting),
+            Some(2),
+            "not before the members confirm"
+        );
+        assert_eq!(waiting.status.phase, Some(Phase::Rebalancing));
+        assert_eq!(condition(&waiting.status, condition::REBALANCING), "True");
+        let progress = waiting.status.rebalancing.as_ref().expect("progress");
+        assert_eq!(progress.incomplete_nodes.len(), 3);
+
+        for report in world.reports.values_mut() {
+            report.epoch = 2;
+        }
+        let shrink = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        assert_eq!(replicas_a(&shrink), Some(1));
+        assert_eq!(shrink.decisions[0].reason, "ScaledDown");
+    }
+
+    #[test]
+    fn a_lost_ring_is_not_silently_rebuilt() {
+        let mut c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        c.status = Some(DynamoClusterStatus {
+            ring_epoch: Some(4),
+            ..DynamoClusterStatus::default()
+        });
+        let cref = cluster_ref(&c).expect("ref");
+        assert!(matches!(
+            plan(&c, &cref, &World::default(), &now()),
+            Err(Error::RingLost { epoch: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn a_removed_zone_is_emptied_after_the_ring_then_deleted() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        let mut without_d = c.clone();
+        without_d.spec.zones.pop();
+
+        let publish = act(plan(&without_d, &cref, &world, &now()).expect("plan"));
+        assert!(publish.ring.ring.members.iter().all(|m| m.zone != "d"));
+        assert!(
+            publish.scale_removed.is_empty(),
+            "d keeps its pod until confirmed"
+        );
+        assert_eq!(publish.objects.statefulsets.len(), 3);
+
+        world.ring = Some(publish.ring.clone());
+        for report in world.reports.values_mut() {
+            report.epoch = 2;
+        }
+        let shrink = act(plan(&without_d, &cref, &world, &now()).expect("plan"));
+        assert_eq!(shrink.scale_removed, vec![("demo-d".to_string(), 0)]);
+
+        world.statefulsets.get_mut("d").expect("d").replicas = 0;
+        world.pods.retain(|p| p.zone != "d");
+        let delete = act(plan(&without_d, &cref, &world, &now()).expect("plan"));
+        assert_eq!(delete.delete_zones, vec!["d".to_string()]);
+        assert_eq!(delete.status.phase, Some(Phase::Running));
+    }
+
+    #[test]
+    fn a_template_change_restarts_one_pod() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        for sts in world.statefulsets.values_mut() {
+            sts.update_revision = Some("r2".into());
+        }
+        let upgrade = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        assert_eq!(upgrade.restart.as_deref(), Some("demo-a-0"));
+        assert_eq!(upgrade.status.phase, Some(Phase::Upgrading));
+        assert_eq!(upgrade.decisions[0].reason, "PodRestarted");
+    }
+
+    #[test]
+    fn a_config_change_changes_the_pod_template() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let before = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut changed = c.clone();
+        changed
+            .spec
+            .node_config
+            .insert("fsync".into(), serde_json::json!(true));
+        let after = act(plan(&changed, &cref, &World::default(), &now()).expect("plan"));
+        let template = |p: &Plan| {
+            p.objects.statefulsets[0]
+                .spec
+                .as_ref()
+                .map(|s| s.template.clone())
+        };
+        assert_ne!(template(&before), template(&after));
+    }
+
+    #[test]
+    fn an_unready_member_degrades_the_cluster() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        world.pods[1].ready = false;
+        let degraded = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        assert_eq!(condition(&degraded.status, condition::DEGRADED), "True");
+        assert_eq!(condition(&degraded.status, condition::READY), "False");
+        assert_eq!(degraded.status.zones[1].ready, 0);
+        assert!(degraded.busy);
+    }
+}

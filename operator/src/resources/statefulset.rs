@@ -1,0 +1,362 @@
+//! The StatefulSet of one zone: the node container contract (command, env,
+//! probes, volumes), placement and the `OnDelete` update strategy that lets
+//! the operator restart pods one at a time.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{CONFIG_HASH_ANNOTATION, ClusterRef, NODE_PORT, ZONE_LABEL};
+use crate::crd::{DynamoClusterSpec, ZoneSpec};
+
+/// Kubernetes node label naming its zone.
+pub const TOPOLOGY_ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// Where the ConfigMap (`node.toml`, `ring.json`) is mounted.
+pub const CONFIG_DIR: &str = "/etc/dynamo";
+
+/// User and group the node runs as.
+pub const NODE_UID: i64 = 10001;
+
+/// Seconds a node gets to hand off and flush before it is killed.
+pub const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// The StatefulSet `<cluster>-<zone>` with `replicas` pods.
+///
+/// `config_hash` is the hash of the rendered `node.toml`; it is a pod
+/// template annotation so a configuration change changes the revision.
+pub fn statefulset(
+    cluster: &ClusterRef,
+    spec: &DynamoClusterSpec,
+    zone: &ZoneSpec,
+    replicas: i32,
+    config_hash: &str,
+) -> StatefulSet {
+    let name = cluster.zone_object_name(&zone.name);
+    let selector = cluster.zone_selector(&zone.name);
+    let mut pod_labels = cluster.labels();
+    pod_labels.extend(selector.clone());
+    StatefulSet {
+        metadata: cluster.metadata(name.clone(), selector.clone()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(name),
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..LabelSelector::default()
+            },
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".into()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_string(),
+                        config_hash.to_string(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(cluster, spec, zone)),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: spec.storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_string(),
+                            spec.storage.size.clone(),
+                        )])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> PodSpec {
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: cluster.config_map_name(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![mount("data", "/data"), mount("config", CONFIG_DIR)];
+    for (volume, secret) in [("tls", &spec.tls), ("auth", &spec.auth)] {
+        if let Some(secret) = secret {
+            volumes.push(Volume {
+                name: volume.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.secret_name.clone()),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            });
+            let mut m = mount(volume, &format!("/etc/dynamo-{volume}"));
+            m.read_only = Some(true);
+            mounts.push(m);
+        }
+    }
+    PodSpec {
+        containers: vec![Container {
+            name: "node".into(),
+            image: Some(spec.image.clone()),
+            image_pull_policy: spec.pull_policy.map(|p| p.as_str().to_string()),
+            command: Some(vec!["dynamo-node".into(), "serve".into()]),
+            env: Some(env(spec, zone)),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: NODE_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            }]),
+            readiness_probe: Some(probe("/readyz", 5)),
+            liveness_probe: Some(probe("/healthz", 30)),
+            resources: spec.resources.clone(),
+            volume_mounts: Some(mounts),
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                run_as_non_root: Some(true),
+                ..SecurityContext::default()
+            }),
+            ..Container::default()
+        }],
+        affinity: Some(affinity(cluster, zone)),
+        node_selector: (!zone.node_selector.is_empty()).then(|| zone.node_selector.clone()),
+        tolerations: (!zone.tolerations.is_empty()).then(|| zone.tolerations.clone()),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(NODE_UID),
+            run_as_group: Some(NODE_UID),
+            fs_group: Some(NODE_UID),
+            ..PodSecurityContext::default()
+        }),
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..VolumeMount::default()
+    }
+}
+
+fn probe(path: &str, initial_delay: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(10),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
+    let value = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..EnvVar::default()
+    };
+    let mut vars = vec![
+        EnvVar {
+            name: "DYNAMO_NODE_ID".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+        value("DYNAMO_ZONE", zone.name.clone()),
+        value("DYNAMO_LISTEN", format!("0.0.0.0:{NODE_PORT}")),
+        value("DYNAMO_DATA_DIR", "/data".into()),
+        value("DYNAMO_N", spec.replication.n.to_string()),
+        value("DYNAMO_R", spec.replication.r.to_string()),
+        value("DYNAMO_W", spec.replication.w.to_string()),
+        value("DYNAMO_PARTITIONS", spec.partitions.to_string()),
+        value("DYNAMO_CONFIG", format!("{CONFIG_DIR}/node.toml")),
+        value("DYNAMO_RING_FILE", format!("{CONFIG_DIR}/ring.json")),
+    ];
+    if spec.tls.is_some() {
+        vars.push(value("DYNAMO_TLS_DIR", "/etc/dynamo-tls".into()));
+    }
+    if spec.auth.is_some() {
+        vars.push(value("DYNAMO_AUTH_DIR", "/etc/dynamo-auth".into()));
+    }
+    vars
+}
+
+/// The zone's own affinity (or, without affinity and node selector, a
+/// required match on `topology.kubernetes.io/zone`), plus a preferred
+/// anti-affinity that spreads the cluster's pods over hosts.
+fn affinity(cluster: &ClusterRef, zone: &ZoneSpec) -> Affinity {
+    let mut affinity = zone.affinity.clone().unwrap_or_default();
+    if zone.affinity.is_none() && zone.node_selector.is_empty() {
+        affinity.node_affinity = Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: TOPOLOGY_ZONE_LABEL.into(),
+                        operator: "In".into(),
+                        values: Some(vec![zone.name.clone()]),
+                    }]),
+                    ..NodeSelectorTerm::default()
+                }],
+            }),
+            ..NodeAffinity::default()
+        });
+    }
+    if affinity.pod_anti_affinity.is_none() {
+        affinity.pod_anti_affinity = Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        topology_key: "kubernetes.io/hostname".into(),
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(cluster.node_selector()),
+                            ..LabelSelector::default()
+                        }),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        });
+    }
+    affinity
+}
+
+/// The zone of a pod, from its labels.
+pub fn pod_zone(labels: &BTreeMap<String, String>) -> Option<&str> {
+    labels.get(ZONE_LABEL).map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::fixtures::spec;
+    use crate::resources::fixtures::cluster_ref;
+
+    #[test]
+    fn zone_statefulset_follows_the_node_contract() {
+        let cluster = cluster_ref();
+        let spec = spec(&[("a", 3)]);
+        let sts = statefulset(&cluster, &spec, &spec.zones[0], 3, "h1");
+        assert_eq!(sts.metadata.name.as_deref(), Some("demo-a"));
+        assert_eq!(
+            sts.metadata.owner_references.as_ref().expect("owner")[0].uid,
+            "uid-demo"
+        );
+        let s = sts.spec.expect("spec");
+        assert_eq!(s.replicas, Some(3));
+        assert_eq!(s.service_name.as_deref(), Some("demo-a"));
+        assert_eq!(
+            s.update_strategy.and_then(|u| u.type_).as_deref(),
+            Some("OnDelete")
+        );
+        assert_eq!(
+            s.volume_claim_templates.expect("pvc")[0]
+                .metadata
+                .name
+                .as_deref(),
+            Some("data")
+        );
+        let pod = s.template.spec.expect("pod");
+        assert_eq!(pod.termination_grace_period_seconds, Some(60));
+        assert_eq!(
+            pod.security_context.as_ref().and_then(|c| c.run_as_user),
+            Some(NODE_UID)
+        );
+        let container = &pod.containers[0];
+        assert_eq!(
+            container.command.as_deref(),
+            Some(&["dynamo-node".to_string(), "serve".to_string()][..])
+        );
+        let env: BTreeMap<_, _> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e))
+            .collect();
+        assert_eq!(
+            env["DYNAMO_NODE_ID"]
+                .value_from
+                .as_ref()
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str()),
+            Some("metadata.name")
+        );
+        assert_eq!(env["DYNAMO_ZONE"].value.as_deref(), Some("a"));
+        assert_eq!(env["DYNAMO_N"].value.as_deref(), Some("3"));
+        assert_eq!(
+            env["DYNAMO_RING_FILE"].value.as_deref(),
+            Some("/etc/dynamo/ring.json")
+        );
+        let readiness = container
+            .readiness_probe
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref());
+        assert_eq!(readiness.and_then(|h| h.path.as_deref()), Some("/readyz"));
+        let zone_term = pod
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| {
+                n.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
+            .map(|s| s.node_selector_terms[0].clone())
+            .expect("zone affinity");
+        let requirement = &zone_term.match_expressions.expect("expressions")[0];
+        assert_eq!(requirement.key, TOPOLOGY_ZONE_LABEL);
+        assert_eq!(requirement.values.as_deref(), Some(&["a".to_string()][..]));
+    }
+
+    #[test]
+    fn a_node_selector_replaces_the_default_zone_affinity() {
+        let cluster = cluster_ref();
+        let mut spec = spec(&[("a", 3)]);
+        spec.zones[0].node_selector = BTreeMap::from([("pool".into(), "fast".into())]);
+        let sts = statefulset(&cluster, &spec, &spec.zones[0], 3, "h1");
+        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let affinity = pod.affinity.expect("affinity");
+        assert!(affinity.node_affinity.is_none());
+        assert!(affinity.pod_anti_affinity.is_some());
+        assert_eq!(pod.node_selector.expect("selector")["pool"], "fast");
+    }
+}
