@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedReadHalf;
@@ -46,6 +46,10 @@ struct Connection {
     pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// When the connection was opened.
+    opened: Instant,
+    /// Milliseconds after `opened` of the last frame received.
+    last_heard_ms: AtomicU64,
 }
 
 impl Connection {
@@ -59,6 +63,18 @@ impl Connection {
 
     fn is_open(&self) -> bool {
         !self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Notes that a frame arrived.
+    fn heard(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_heard_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether nothing arrived for at least `quiet` (while a call waited).
+    fn silent_for(&self, quiet: Duration) -> bool {
+        let last = Duration::from_millis(self.last_heard_ms.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(last) >= quiet
     }
 
     fn forget(&self, id: u64) {
@@ -110,6 +126,13 @@ impl Transport {
             Ok(Err(_)) => Err(lost(peer)),
             Err(_) => {
                 connection.forget(id);
+                // A connection that carried nothing back for a whole timeout
+                // is dead (the peer moved, a cable was cut, the kernel still
+                // retransmits) or its peer is stalled: drop it, the next
+                // call dials again.
+                if connection.silent_for(self.timeout) {
+                    connection.close();
+                }
                 Err(RpcError::Timeout {
                     peer: peer.member.id.clone(),
                     timeout_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
@@ -182,6 +205,8 @@ async fn dial(address: &str, source: Option<IpAddr>) -> Result<Arc<Connection>, 
         pending: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
         closed: AtomicBool::new(false),
+        opened: Instant::now(),
+        last_heard_ms: AtomicU64::new(0),
     });
     tokio::spawn(frame::write_loop(writer, rx));
     tokio::spawn(read_loop(reader, connection.clone()));
@@ -250,6 +275,7 @@ async fn read_loop(reader: OwnedReadHalf, connection: Arc<Connection>) {
     loop {
         match frame::read::<_, Response>(&mut reader, &mut buf).await {
             Ok((id, response)) => {
+                connection.heard();
                 let waiter = connection
                     .pending
                     .lock()

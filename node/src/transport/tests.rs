@@ -96,7 +96,7 @@ async fn many_concurrent_requests_share_one_stream() {
 }
 
 #[tokio::test]
-async fn slow_answers_time_out_without_breaking_the_stream() {
+async fn slow_answers_time_out_and_the_peer_stays_reachable() {
     let (peer, _server) = start_server().await;
     let transport = Transport::new(Duration::from_millis(100));
     let slow = Request::CoordinateWrite(CoordinateWrite {
@@ -170,4 +170,49 @@ async fn a_plain_request_to_the_stream_route_is_refused() {
     let mut reply = String::new();
     stream.read_to_string(&mut reply).await.unwrap();
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+}
+
+/// A peer that accepts the upgrade and then never answers (a stalled
+/// process, or a connection whose other end is gone): every call times out
+/// and the silent connection is dropped, so the next call dials again.
+#[tokio::test]
+async fn a_silent_connection_is_dropped_and_redialed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = [0u8; 1024];
+                let _ = socket.read(&mut head).await;
+                let reply = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: dynamo-rpc/1\r\n\r\n";
+                socket.write_all(reply.as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                drop(socket);
+            });
+        }
+    });
+    let peer = Peer {
+        member: Member {
+            id: "silent".into(),
+            zone: "z".into(),
+        },
+        address,
+    };
+    let transport = Transport::new(Duration::from_millis(100));
+    for _ in 0..2 {
+        let error = transport.call(&peer, &Request::Ping).await.unwrap_err();
+        assert!(matches!(error, RpcError::Timeout { .. }), "{error}");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "redialed after the silence"
+    );
 }
