@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// operator adds it.
     #[arg(long, env = "DYNAMO_JOIN", num_args = 0..=1, default_missing_value = "true")]
     pub join: Option<bool>,
+    /// Directory holding the bearer token (file `token`) that clients and
+    /// peers must present; no authentication when unset.
+    #[arg(long, env = "DYNAMO_AUTH_DIR")]
+    pub auth_dir: Option<PathBuf>,
     /// Share of reads (0 to 1) that ask all N replicas and repair stale
     /// ones; the others ask R.
     #[arg(long, env = "DYNAMO_READ_REPAIR_CHANCE")]
@@ -181,6 +185,8 @@ pub struct NodeConfig {
     pub join: bool,
     /// Share of reads that ask all N replicas.
     pub read_repair_chance: f64,
+    /// Bearer token required from clients and peers, if any.
+    pub auth_token: Option<std::sync::Arc<str>>,
     /// This node's own internal address.
     pub address: String,
     /// Replication factor.
@@ -232,6 +238,7 @@ impl ServeArgs {
             ring_file: self.ring_file.or(file.ring_file),
             join: self.join.or(file.join),
             read_repair_chance: self.read_repair_chance.or(file.read_repair_chance),
+            auth_dir: self.auth_dir.or(file.auth_dir),
             gossip_interval_ms: self.gossip_interval_ms.or(file.gossip_interval_ms),
             anti_entropy_interval_ms: self
                 .anti_entropy_interval_ms
@@ -390,6 +397,7 @@ impl NodeConfig {
             },
             ring_document,
             join,
+            auth_token: args.auth_dir.as_deref().map(read_token).transpose()?,
             read_repair_chance: match args.read_repair_chance.unwrap_or(0.1) {
                 chance if (0.0..=1.0).contains(&chance) => chance,
                 chance => bail!("read-repair-chance={chance} must be between 0 and 1"),
@@ -419,6 +427,7 @@ impl NodeConfig {
         crate::transport::Dialing {
             timeout: self.request_timeout,
             source: (!ip.is_unspecified()).then_some(ip),
+            token: self.auth_token.clone(),
         }
     }
 
@@ -437,6 +446,21 @@ impl NodeConfig {
             .collect();
         Ok(RingDocument { ring, addresses })
     }
+}
+
+/// Reads the bearer token from `dir/token`.
+fn read_token(dir: &Path) -> anyhow::Result<std::sync::Arc<str>> {
+    let path = dir.join("token");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the auth token {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!(
+            "the auth token in {} must be one non-empty word",
+            path.display()
+        );
+    }
+    Ok(token.into())
 }
 
 /// Reads and validates a ring document file.

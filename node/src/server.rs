@@ -60,7 +60,7 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         Transfers::new(
             storage.clone(),
             membership.clone(),
-            dialing,
+            dialing.clone(),
             background.transfer_keys_per_sec,
         )
         .context("loading the transfer plan")?,
@@ -69,7 +69,7 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         .adopt(initial)
         .context("adopting the configured ring")?;
     transfers.persist_current().context("persisting the ring")?;
-    let transport = Arc::new(Transport::dialing(dialing));
+    let transport = Arc::new(Transport::dialing(dialing.clone()));
     let coordinator = Coordinator::new(storage.clone(), membership.clone(), transport.clone())
         .with_read_repair_chance(config.read_repair_chance);
     let seeds = config
@@ -83,20 +83,20 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         handoff: Arc::new(Handoff::new(
             storage.clone(),
             membership.clone(),
-            dialing,
+            dialing.clone(),
             background.handoff_keys_per_sec,
         )),
         anti_entropy: Arc::new(AntiEntropy::new(
             storage.clone(),
             membership.clone(),
             transfers.clone(),
-            dialing,
+            dialing.clone(),
             background.anti_entropy_keys_per_sec,
         )),
         tombstones: Arc::new(TombstoneGc::new(
             storage.clone(),
             membership.clone(),
-            dialing,
+            dialing.clone(),
             background.tombstones,
         )),
     };
@@ -106,13 +106,16 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         tasks.gossip.clone(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(probe_peers(membership.clone(), dialing, stop_rx.clone()));
-    tokio::spawn(
-        tasks
-            .gossip
-            .clone()
-            .run(background.gossip_interval, dialing, stop_rx.clone()),
-    );
+    tokio::spawn(probe_peers(
+        membership.clone(),
+        dialing.clone(),
+        stop_rx.clone(),
+    ));
+    tokio::spawn(tasks.gossip.clone().run(
+        background.gossip_interval,
+        dialing.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(
         tasks
             .handoff
@@ -134,8 +137,8 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     tokio::spawn(transfers.clone().run(stop_rx.clone()));
     let state = Arc::new(AppState::new(coordinator, &config, transfers, tasks));
 
-    let client = api::client_router(state.clone());
-    let internal = api::internal_router(service);
+    let client = api::client_router(state.clone(), config.auth_token.clone());
+    let internal = api::internal_router(service, config.auth_token.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

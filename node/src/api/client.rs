@@ -3,18 +3,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use axum::{Router, middleware};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::{ApiError, AppState, admin, status};
+use super::{ApiError, AppState, admin, auth, status};
 use crate::version::{VersionVector, decode_context, encode_context};
 
 /// Header carrying the opaque causal context.
@@ -22,9 +22,9 @@ pub const CONTEXT_HEADER: &str = "x-dynamo-context";
 /// Longest accepted key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
-pub(super) fn router(state: Arc<AppState>) -> Router {
+pub(super) fn router(state: Arc<AppState>, token: Option<Arc<str>>) -> Router {
     let limit = state.max_value_bytes;
-    Router::new()
+    let mut v1 = Router::new()
         .route("/v1/kv/{*key}", get(get_kv).put(put_kv).delete(delete_kv))
         .route("/v1/kv", any(empty_key))
         .route("/v1/kv/", any(empty_key))
@@ -32,8 +32,11 @@ pub(super) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/ring", get(admin::get_ring).put(admin::put_ring))
         .route("/v1/admin/members", post(admin::change_members))
         .route("/v1/admin/transfers", get(admin::transfers))
-        .route("/v1/admin/merkle", get(admin::merkle))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/admin/merkle", get(admin::merkle));
+    if let Some(token) = token {
+        v1 = v1.route_layer(middleware::from_fn_with_state(token, auth::require));
+    }
+    v1.route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

@@ -2,16 +2,21 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
+use axum::{Router, middleware};
 
+use super::auth;
 use crate::replica::ReplicaService;
 use crate::transport::{self, STREAM_PATH};
 
-pub(super) fn router(service: Arc<ReplicaService>) -> Router {
-    Router::new().route(
+pub(super) fn router(service: Arc<ReplicaService>, token: Option<Arc<str>>) -> Router {
+    let router = Router::new().route(
         STREAM_PATH,
         get(move |request: Request| transport::accept_stream(service.clone(), request)),
-    )
+    );
+    match token {
+        Some(token) => router.route_layer(middleware::from_fn_with_state(token, auth::require)),
+        None => router,
+    }
 }

@@ -3,6 +3,7 @@
 //! listener and, later, its own authentication.
 
 mod admin;
+pub mod auth;
 mod client;
 mod error;
 mod internal;
@@ -87,12 +88,12 @@ impl AppState {
     }
 }
 
-/// The client-facing router.
-pub fn client_router(state: Arc<AppState>) -> Router {
-    client::router(state)
+/// The client-facing router; with a token, `/v1` routes require it.
+pub fn client_router(state: Arc<AppState>, token: Option<Arc<str>>) -> Router {
+    client::router(state, token)
 }
 
-/// The node-to-node router.
-pub fn internal_router(service: Arc<ReplicaService>) -> Router {
-    internal::router(service)
+/// The node-to-node router; with a token, the stream upgrade requires it.
+pub fn internal_router(service: Arc<ReplicaService>, token: Option<Arc<str>>) -> Router {
+    internal::router(service, token)
 }

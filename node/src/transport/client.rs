@@ -18,19 +18,22 @@ use crate::config::Peer;
 const MAX_HEAD: usize = 16 << 10;
 
 /// How a transport dials peers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Dialing {
     /// Timeout of a call (and of a dial).
     pub timeout: Duration,
     /// Local address outgoing connections come from (the node's own
     /// internal IP), so peers and firewalls can tell nodes apart.
     pub source: Option<IpAddr>,
+    /// Bearer token peers require, if any.
+    pub token: Option<Arc<str>>,
 }
 
 /// Client side of the node-to-node transport, shared by all tasks.
 pub struct Transport {
     timeout: Duration,
     source: Option<IpAddr>,
+    token: Option<Arc<str>>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
@@ -91,6 +94,7 @@ impl Transport {
         Self::dialing(Dialing {
             timeout,
             source: None,
+            token: None,
         })
     }
 
@@ -99,6 +103,7 @@ impl Transport {
         Self {
             timeout: dialing.timeout,
             source: dialing.source,
+            token: dialing.token,
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -153,14 +158,17 @@ impl Transport {
         if let Some(live) = slot.open() {
             return Ok(live);
         }
-        let connection = tokio::time::timeout(self.timeout, dial(&peer.address, self.source))
-            .await
-            .map_err(|_| "dial timed out".to_string())
-            .and_then(|r| r)
-            .map_err(|reason| RpcError::Connection {
-                peer: peer.member.id.clone(),
-                reason,
-            })?;
+        let connection = tokio::time::timeout(
+            self.timeout,
+            dial(&peer.address, self.source, self.token.as_deref()),
+        )
+        .await
+        .map_err(|_| "dial timed out".to_string())
+        .and_then(|r| r)
+        .map_err(|reason| RpcError::Connection {
+            peer: peer.member.id.clone(),
+            reason,
+        })?;
         *slot.live.write().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
         Ok(connection)
     }
@@ -186,11 +194,16 @@ fn lost(peer: &Peer) -> RpcError {
 
 /// Connects, upgrades to the stream protocol, and starts the reader and
 /// writer tasks.
-async fn dial(address: &str, source: Option<IpAddr>) -> Result<Arc<Connection>, String> {
+async fn dial(
+    address: &str,
+    source: Option<IpAddr>,
+    token: Option<&str>,
+) -> Result<Arc<Connection>, String> {
     let mut stream = connect(address, source).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
-        "GET {STREAM_PATH} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: {UPGRADE_PROTOCOL}\r\n\r\n"
+        "GET {STREAM_PATH} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: {UPGRADE_PROTOCOL}\r\n{authorization}\r\n"
     );
     stream
         .write_all(head.as_bytes())
