@@ -64,10 +64,15 @@ pub struct DynamoClusterSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "free_form_object")]
     pub node_config: BTreeMap<String, serde_json::Value>,
-    /// Secret with TLS material, mounted at `/etc/dynamo-tls` (`DYNAMO_TLS_DIR`).
+    /// Reserved for TLS and currently refused: this node version cannot
+    /// serve TLS, so a spec that sets it is refused (condition and Warning
+    /// event) and nothing is mounted. Kept so the API stays stable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SecretReference>,
-    /// Secret with client credentials, mounted at `/etc/dynamo-auth` (`DYNAMO_AUTH_DIR`).
+    /// Secret (same namespace) whose key `token` is the bearer token every
+    /// node requires on its `/v1` API and between nodes; mounted at
+    /// `/etc/dynamo-auth` (`DYNAMO_AUTH_DIR`). The operator reads it to
+    /// call the nodes' admin API. Nodes read it when they start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<SecretReference>,
     /// Pod disruption budget settings.

@@ -287,7 +287,7 @@ impl Cluster {
                 .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
             if answered {
                 ready.insert(name.clone());
-                if let Ok(report) = self.admin.transfers(address).await {
+                if let Ok(report) = self.admin.transfers(address, None).await {
                     reports.insert(name.clone(), report);
                 }
             }
@@ -342,7 +342,7 @@ impl Cluster {
             if ready.contains(&member.id) && stale {
                 let outcome = self
                     .admin
-                    .publish_ring(&self.addresses[&member.id], &local)
+                    .publish_ring(&self.addresses[&member.id], None, &local)
                     .await
                     .unwrap_or_else(|e| panic!("publishing epoch {epoch}: {e}"));
                 assert_eq!(

@@ -18,7 +18,8 @@ from conftest import (CHART, CUSTOM_KINDS, KUBE_VERSIONS, NAMESPACE, RELEASE, RE
 
 # What the operator may do in a namespace it watches (its contract): the
 # DynamoClusters and their status, the objects it owns (server-side apply),
-# pods for rolling restarts, events. (API group, resource, verb.)
+# pods for rolling restarts, events, and get (only) on secrets to read the
+# token of spec.auth. (API group, resource, verb.)
 APPLY = {"get", "list", "watch", "create", "patch", "update", "delete"}
 WATCH_GRANTS = (
     {("kv.dynamo.dev", "dynamoclusters", v) for v in ("get", "list", "watch", "patch", "update")}
@@ -31,6 +32,7 @@ WATCH_GRANTS = (
     | {("", "configmaps", v) for v in APPLY}
     | {("policy", "poddisruptionbudgets", v) for v in APPLY}
     | {("", "pods", v) for v in ("get", "list", "watch", "delete")}
+    | {("", "secrets", "get")}
     | {("", "events", v) for v in ("create", "patch")}
     | {("events.k8s.io", "events", v) for v in ("create", "patch")}
 )
@@ -177,7 +179,11 @@ def test_rbac_matches_the_contract_exactly(rendered):
                 for field in ("apiGroups", "resources", "verbs", "resourceNames"):
                     assert "*" not in rule.get(field, []), f"{name}: wildcard in {role['kind']} {field}"
                 assert "nonResourceURLs" not in rule
-                assert "secrets" not in rule["resources"], f"{name}: the operator needs no secrets"
+                if "secrets" in rule["resources"]:
+                    # Reads the one Secret spec.auth names; listing or
+                    # watching would expose every Secret of the namespace.
+                    assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"], \
+                        f"{name}: secrets beyond get in {role['kind']}"
         leader = [r for k, r in roles.items() if k[2].endswith("-leader-election")]
         assert len(leader) == 1 and leader[0]["kind"] == "Role"
         assert leader[0]["metadata"]["namespace"] == NAMESPACE

@@ -53,7 +53,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 Rules the operator needs in every namespace it watches: its own resources,
 the objects it owns (applied server-side under one field manager), pods for
-rolling restarts, and events.
+rolling restarts, events, and `get` on secrets to read the bearer token a
+cluster's `spec.auth` names (no list or watch: it reads that one Secret
+by name on every reconcile).
 */}}
 {{- define "dynamo-operator.watchRules" -}}
 - apiGroups: ["kv.dynamo.dev"]
@@ -77,6 +79,9 @@ rolling restarts, and events.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "delete"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]

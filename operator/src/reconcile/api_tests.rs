@@ -15,27 +15,41 @@ use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 
 use super::fixtures::{cluster, spec};
-use super::{BUSY_REQUEUE, Context, reconcile};
+use super::{BUSY_REQUEUE, Context, backoff, reconcile};
 use crate::crd::DynamoCluster;
+use crate::crd::SecretReference;
 use crate::metrics::Metrics;
-use crate::node_client::{NodeAdmin, NodeError, PublishOutcome};
+use crate::node_client::{BearerToken, NodeAdmin, NodeError, PublishOutcome};
 use crate::resources::configmap::RING_JSON_KEY;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-/// Nodes that answer from a table of reports and remember published rings.
+/// Nodes that answer from a table of reports and remember published rings
+/// and the token of every call.
 #[derive(Default)]
 struct FakeNodes {
     reports: BTreeMap<String, TransferReport>,
     published: Mutex<Vec<(String, u64)>>,
+    tokens: Mutex<Vec<(&'static str, Option<BearerToken>)>>,
+}
+
+impl FakeNodes {
+    fn saw(&self, call: &'static str, token: Option<&BearerToken>) {
+        self.tokens
+            .lock()
+            .expect("lock")
+            .push((call, token.cloned()));
+    }
 }
 
 impl NodeAdmin for FakeNodes {
     async fn publish_ring(
         &self,
         address: &str,
+        token: Option<&BearerToken>,
         document: &RingDocument,
     ) -> Result<PublishOutcome, NodeError> {
+        self.saw("ring", token);
         self.published
             .lock()
             .expect("lock")
@@ -43,7 +57,12 @@ impl NodeAdmin for FakeNodes {
         Ok(PublishOutcome::Accepted)
     }
 
-    async fn transfers(&self, address: &str) -> Result<TransferReport, NodeError> {
+    async fn transfers(
+        &self,
+        address: &str,
+        token: Option<&BearerToken>,
+    ) -> Result<TransferReport, NodeError> {
+        self.saw("transfers", token);
         self.reports
             .get(address)
             .cloned()
@@ -350,8 +369,9 @@ fn ready_pod(zone: &str, ordinal: i32) -> Value {
     })
 }
 
-#[tokio::test]
-async fn scale_down_publishes_the_smaller_ring_and_keeps_the_statefulset() {
+/// Zones a (2 pods), b and c (1 pod each) at ring epoch 1, every node
+/// reporting it complete: the ring JSON of the ConfigMap and the nodes.
+fn four_nodes_at_epoch_one() -> (String, FakeNodes) {
     let zones = [("a", 2), ("b", 1), ("c", 1)];
     let first = {
         let c = cluster(spec(&zones));
@@ -387,35 +407,46 @@ async fn scale_down_publishes_the_smaller_ring_and_keeps_the_statefulset() {
             );
         }
     }
+    (serde_json::to_string(&first).expect("json"), nodes)
+}
+
+/// The observe stage of [`four_nodes_at_epoch_one`]: its StatefulSets,
+/// ready pods and ConfigMap.
+async fn observe_four_nodes(api: &mut ApiServer, ring_json: String) {
+    api.observe(
+        list(
+            "StatefulSetList",
+            "apps/v1",
+            vec![
+                zone_statefulset("a", 2),
+                zone_statefulset("b", 1),
+                zone_statefulset("c", 1),
+            ],
+        ),
+        list(
+            "PodList",
+            "v1",
+            vec![
+                ready_pod("a", 0),
+                ready_pod("a", 1),
+                ready_pod("b", 0),
+                ready_pod("c", 0),
+            ],
+        ),
+        Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "demo-config", "namespace": "default"},
+                    "data": {"ring.json": ring_json}})),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn scale_down_publishes_the_smaller_ring_and_keeps_the_statefulset() {
+    let (ring_json, nodes) = four_nodes_at_epoch_one();
     let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
     let object = serde_json::to_value(&c).expect("json");
-    let ring_json = serde_json::to_string(&first).expect("json");
     let (action, ctx) = run(c, nodes, |mut api| async move {
-        api.observe(
-            list(
-                "StatefulSetList",
-                "apps/v1",
-                vec![
-                    zone_statefulset("a", 2),
-                    zone_statefulset("b", 1),
-                    zone_statefulset("c", 1),
-                ],
-            ),
-            list(
-                "PodList",
-                "v1",
-                vec![
-                    ready_pod("a", 0),
-                    ready_pod("a", 1),
-                    ready_pod("b", 0),
-                    ready_pod("c", 0),
-                ],
-            ),
-            Some(json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": "demo-config", "namespace": "default"},
-                        "data": {"ring.json": ring_json}})),
-        )
-        .await;
+        observe_four_nodes(&mut api, ring_json).await;
         let core = "/api/v1/namespaces/default";
         let cm = api.apply(&format!("{core}/configmaps/demo-config")).await;
         let ring: RingDocument =
@@ -469,5 +500,155 @@ async fn scale_down_publishes_the_smaller_ring_and_keeps_the_statefulset() {
             ("demo-b-0.demo-b.default.svc:7000".to_string(), 2),
             ("demo-c-0.demo-c.default.svc:7000".to_string(), 2),
         ]
+    );
+    let tokens = ctx.nodes.tokens.lock().expect("lock").clone();
+    assert_eq!(tokens.len(), 7, "4 reports, 3 rings: {tokens:?}");
+    assert!(
+        tokens.iter().all(|(_, token)| token.is_none()),
+        "no spec.auth, no token"
+    );
+}
+
+fn event_created() -> Value {
+    json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+           "metadata": {"name": "e"}, "eventTime": null})
+}
+
+fn with_auth(mut c: DynamoCluster) -> DynamoCluster {
+    c.spec.auth = Some(SecretReference {
+        secret_name: "demo-auth".into(),
+    });
+    c
+}
+
+const AUTH_SECRET_PATH: &str = "/api/v1/namespaces/default/secrets/demo-auth";
+
+#[tokio::test]
+async fn the_auth_secret_is_read_and_its_token_goes_with_every_admin_call() {
+    let (ring_json, nodes) = four_nodes_at_epoch_one();
+    let c = with_auth(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
+    let object = serde_json::to_value(&c).expect("json");
+    let (action, ctx) = run(c, nodes, |mut api| async move {
+        observe_four_nodes(&mut api, ring_json).await;
+        // "czNjcmV0Cg==" is base64 of "s3cret\n".
+        api.answer(
+            Method::GET,
+            AUTH_SECRET_PATH,
+            StatusCode::OK,
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "demo-auth", "namespace": "default"},
+                   "data": {"token": "czNjcmV0Cg=="}}),
+        )
+        .await;
+        let core = "/api/v1/namespaces/default";
+        api.apply(&format!("{core}/configmaps/demo-config")).await;
+        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
+            api.apply(&format!("{core}/services/{name}")).await;
+        }
+        for name in ["demo-a", "demo-b", "demo-c"] {
+            let sts = api
+                .apply(&format!(
+                    "/apis/apps/v1/namespaces/default/statefulsets/{name}"
+                ))
+                .await;
+            let pod = &sts["spec"]["template"]["spec"];
+            let env = pod["containers"][0]["env"].as_array().expect("env");
+            assert!(
+                env.contains(&json!({"name": "DYNAMO_AUTH_DIR", "value": "/etc/dynamo-auth"})),
+                "{env:?}"
+            );
+            assert!(
+                pod["volumes"]
+                    .as_array()
+                    .expect("volumes")
+                    .contains(&json!({"name": "auth", "secret": {"secretName": "demo-auth"}})),
+                "{pod}"
+            );
+        }
+        api.apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
+            .await;
+        let status = api.status_patch(&object).await;
+        assert_eq!(status["status"]["phase"], "Rebalancing");
+        let (_, event) = api
+            .answer(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                StatusCode::CREATED,
+                event_created(),
+            )
+            .await;
+        assert_eq!(event["reason"], "RingPublished");
+        api
+    })
+    .await;
+    assert_eq!(action, Action::requeue(BUSY_REQUEUE));
+    let token = BearerToken::new(b"s3cret").expect("token");
+    let tokens = ctx.nodes.tokens.lock().expect("lock").clone();
+    let calls = |kind: &str| tokens.iter().filter(|(call, _)| *call == kind).count();
+    assert_eq!((calls("transfers"), calls("ring")), (4, 3), "{tokens:?}");
+    assert!(
+        tokens.iter().all(|(_, t)| t.as_ref() == Some(&token)),
+        "every admin call carries the token: {tokens:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_auth_secret_sets_conditions_warns_and_backs_off_without_calling_nodes() {
+    let (ring_json, nodes) = four_nodes_at_epoch_one();
+    let c = with_auth(cluster(spec(&[("a", 2), ("b", 1), ("c", 1)])));
+    let object = serde_json::to_value(&c).expect("json");
+    let (action, ctx) = run(c, nodes, |mut api| async move {
+        observe_four_nodes(&mut api, ring_json).await;
+        api.answer(
+            Method::GET,
+            AUTH_SECRET_PATH,
+            StatusCode::NOT_FOUND,
+            not_found(),
+        )
+        .await;
+        let status = api.status_patch(&object).await;
+        let conditions = status["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .clone();
+        let get = |type_: &str| {
+            conditions
+                .iter()
+                .find(|c| c["type"] == type_)
+                .cloned()
+                .unwrap_or_else(|| panic!("{type_} condition"))
+        };
+        assert_eq!(get("Ready")["status"], "False");
+        assert_eq!(get("Degraded")["status"], "True");
+        assert_eq!(get("Degraded")["reason"], "AuthSecretMissing");
+        assert!(
+            get("Degraded")["message"]
+                .as_str()
+                .expect("message")
+                .contains("\"demo-auth\""),
+            "{conditions:?}"
+        );
+        let (_, event) = api
+            .answer(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                StatusCode::CREATED,
+                event_created(),
+            )
+            .await;
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "AuthSecretMissing");
+        api
+    })
+    .await;
+    assert_eq!(action, Action::requeue(backoff(1)));
+    assert_eq!(
+        ctx.failures.lock().expect("lock").get("default/demo"),
+        Some(&1),
+        "counted for the back-off"
+    );
+    assert!(
+        ctx.nodes.tokens.lock().expect("lock").is_empty(),
+        "no admin call without the token"
     );
 }

@@ -83,7 +83,10 @@ pub async fn apply<N: NodeAdmin>(
     }
 
     for address in &plan.publish_to {
-        match nodes.publish_ring(address, &plan.ring).await {
+        match nodes
+            .publish_ring(address, plan.token.as_ref(), &plan.ring)
+            .await
+        {
             Ok(PublishOutcome::Accepted) => {
                 tracing::info!(%address, epoch = plan.ring.ring.epoch, "ring sent");
             }

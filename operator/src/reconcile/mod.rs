@@ -1,7 +1,8 @@
 //! The reconcile pipeline of one `DynamoCluster`:
 //!
-//! 1. [`observe`]: read StatefulSets, pods, the ring ConfigMap and the
-//!    nodes' transfer reports into a [`observe::World`];
+//! 1. [`observe`]: read StatefulSets, pods, the ring ConfigMap, the
+//!    `spec.auth` Secret and the nodes' transfer reports into a
+//!    [`observe::World`];
 //! 2. [`validate`]: refuse specs that are invalid or would lose data;
 //! 3. [`plan`]: decide (pure) the desired objects, the ring step, the pod
 //!    to restart, the status and the events;
@@ -148,7 +149,8 @@ pub async fn reconcile<N: NodeAdmin>(
     let started = Instant::now();
     ctx.metrics.reconciled(&cluster);
     let cref = cluster_ref(&cluster)?;
-    let world = observe::observe(&ctx.client, &ctx.nodes, &cref).await?;
+    let world =
+        observe::observe(&ctx.client, &ctx.nodes, &cref, cluster.spec.auth.as_ref()).await?;
     let now = Time(Timestamp::now());
     let api: Api<DynamoCluster> = Api::namespaced(ctx.client.clone(), &cref.namespace);
     let action = match plan::plan(&cluster, &cref, &world, &now)? {
@@ -157,6 +159,13 @@ pub async fn reconcile<N: NodeAdmin>(
             status::patch_status(&api, &cref.name, &status).await?;
             apply::record(&ctx.recorder, &cluster, &decisions).await?;
             Action::await_change()
+        }
+        Outcome::Blocked { status, decisions } => {
+            tracing::warn!(reason = ?decisions, "blocked on the auth Secret");
+            status::patch_status(&api, &cref.name, &status).await?;
+            apply::record(&ctx.recorder, &cluster, &decisions).await?;
+            ctx.metrics.observe_duration(started.elapsed());
+            return Ok(Action::requeue(backoff(count_failure(&ctx, &cluster))));
         }
         Outcome::Act(plan) => {
             apply::apply(&ctx.client, &ctx.nodes, &cref, &plan).await?;
@@ -177,6 +186,18 @@ pub async fn reconcile<N: NodeAdmin>(
     Ok(action)
 }
 
+/// Counts one more consecutive failure of `cluster`; returns the count.
+fn count_failure<N>(ctx: &Context<N>, cluster: &DynamoCluster) -> u32 {
+    match ctx.failures.lock() {
+        Ok(mut map) => {
+            let count = map.entry(key(cluster)).or_insert(0);
+            *count = count.saturating_add(1);
+            *count
+        }
+        Err(_) => 1,
+    }
+}
+
 /// Counts the failure and retries after an exponential back-off.
 pub fn error_policy<N: NodeAdmin>(
     cluster: Arc<DynamoCluster>,
@@ -184,14 +205,7 @@ pub fn error_policy<N: NodeAdmin>(
     ctx: Arc<Context<N>>,
 ) -> Action {
     ctx.metrics.failed(&cluster, error.kind());
-    let failures = match ctx.failures.lock() {
-        Ok(mut map) => {
-            let count = map.entry(key(&cluster)).or_insert(0);
-            *count = count.saturating_add(1);
-            *count
-        }
-        Err(_) => 1,
-    };
+    let failures = count_failure(&ctx, &cluster);
     let delay = backoff(failures);
     tracing::warn!(cluster = %key(&cluster), %error, failures, ?delay, "reconcile failed");
     Action::requeue(delay)

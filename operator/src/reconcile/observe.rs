@@ -1,18 +1,19 @@
 //! Observe: read everything a decision needs into a plain [`World`] — the
-//! zone StatefulSets, the node pods, the published ring and what every
-//! ready node reports about its transfers.
+//! zone StatefulSets, the node pods, the published ring, the admin token
+//! of `spec.auth` and what every ready node reports about its transfers.
 
 use std::collections::BTreeMap;
 
 use dynamo_ring::{RingDocument, TransferReport};
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::Api;
 use kube::api::ListParams;
 
 use super::Error;
-use crate::node_client::NodeAdmin;
+use crate::crd::SecretReference;
+use crate::node_client::{BearerToken, NodeAdmin, TokenError};
 use crate::resources::configmap::RING_JSON_KEY;
 use crate::resources::statefulset::pod_zone;
 use crate::resources::{ClusterRef, REVISION_LABEL};
@@ -47,6 +48,61 @@ pub struct PodState {
     pub revision: Option<String>,
 }
 
+/// Key of the `spec.auth` Secret that holds the nodes' bearer token (the
+/// node reads `$DYNAMO_AUTH_DIR/token`).
+pub const AUTH_TOKEN_KEY: &str = "token";
+
+/// How the operator authenticates to the nodes' admin API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum AdminAuth {
+    /// No `spec.auth`: the nodes' API is open.
+    #[default]
+    Open,
+    /// The token of the `spec.auth` Secret.
+    Token(BearerToken),
+    /// `spec.auth` names a Secret the operator cannot use.
+    Unusable(AuthProblem),
+}
+
+/// Why the `spec.auth` Secret gives no token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthProblem {
+    /// The Secret does not exist.
+    #[error("Secret {0:?} named by spec.auth does not exist in the cluster's namespace")]
+    SecretMissing(String),
+    /// The Secret has no `token` key.
+    #[error("Secret {0:?} named by spec.auth has no key \"token\"")]
+    KeyMissing(String),
+    /// The `token` value cannot be sent as a bearer token.
+    #[error("key \"token\" of Secret {secret:?} named by spec.auth is unusable: {problem}")]
+    BadToken {
+        /// Secret name.
+        secret: String,
+        /// What is wrong with the value.
+        problem: TokenError,
+    },
+}
+
+impl AuthProblem {
+    /// `PascalCase` reason for conditions and events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthProblem::SecretMissing(_) | AuthProblem::KeyMissing(_) => "AuthSecretMissing",
+            AuthProblem::BadToken { .. } => "AuthTokenInvalid",
+        }
+    }
+}
+
+impl AdminAuth {
+    /// The token to send, if the cluster has one.
+    pub fn token(&self) -> Option<&BearerToken> {
+        match self {
+            AdminAuth::Token(token) => Some(token),
+            AdminAuth::Open | AdminAuth::Unusable(_) => None,
+        }
+    }
+}
+
 /// Everything observed about one cluster.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct World {
@@ -58,6 +114,8 @@ pub struct World {
     pub ring: Option<RingDocument>,
     /// Transfer reports of ready pods that answered, by pod name.
     pub reports: BTreeMap<String, TransferReport>,
+    /// Credentials of the admin API.
+    pub auth: AdminAuth,
 }
 
 impl World {
@@ -71,11 +129,15 @@ impl World {
     }
 }
 
-/// Reads the StatefulSets, pods, ConfigMap and node reports of `cluster`.
+/// Reads the StatefulSets, pods, ConfigMap, the `auth` Secret (when the
+/// spec names one) and node reports of `cluster`.
+///
+/// Without a usable token the nodes are not asked: they would answer 401.
 pub async fn observe<N: NodeAdmin>(
     client: &kube::Client,
     nodes: &N,
     cluster: &ClusterRef,
+    auth: Option<&SecretReference>,
 ) -> Result<World, Error> {
     let ns = cluster.namespace.as_str();
     let selected = ListParams::default().labels(&cluster.node_selector_string());
@@ -111,26 +173,59 @@ pub async fn observe<N: NodeAdmin>(
         ),
         None => None,
     };
-    let reports = read_reports(nodes, cluster, &pods).await;
+    let auth = match auth {
+        None => AdminAuth::Open,
+        Some(reference) => {
+            let secret = Api::<Secret>::namespaced(client.clone(), ns)
+                .get_opt(&reference.secret_name)
+                .await?;
+            admin_auth(&reference.secret_name, secret.as_ref())
+        }
+    };
+    let reports = match &auth {
+        AdminAuth::Unusable(_) => BTreeMap::new(),
+        AdminAuth::Open | AdminAuth::Token(_) => {
+            read_reports(nodes, auth.token(), cluster, &pods).await
+        }
+    };
     Ok(World {
         statefulsets,
         pods,
         ring,
         reports,
+        auth,
     })
+}
+
+/// The admin credentials from the `auth` Secret `name` (`None`: not found).
+fn admin_auth(name: &str, secret: Option<&Secret>) -> AdminAuth {
+    let Some(secret) = secret else {
+        return AdminAuth::Unusable(AuthProblem::SecretMissing(name.to_string()));
+    };
+    let Some(value) = secret.data.as_ref().and_then(|d| d.get(AUTH_TOKEN_KEY)) else {
+        return AdminAuth::Unusable(AuthProblem::KeyMissing(name.to_string()));
+    };
+    match BearerToken::new(&value.0) {
+        Ok(token) => AdminAuth::Token(token),
+        Err(problem) => AdminAuth::Unusable(AuthProblem::BadToken {
+            secret: name.to_string(),
+            problem,
+        }),
+    }
 }
 
 /// Asks every ready pod for its transfer report; a node that does not
 /// answer is left out (and so counts as not complete).
 async fn read_reports<N: NodeAdmin>(
     nodes: &N,
+    token: Option<&BearerToken>,
     cluster: &ClusterRef,
     pods: &[PodState],
 ) -> BTreeMap<String, TransferReport> {
     let asked: Vec<&PodState> = pods.iter().filter(|p| p.ready && !p.terminating).collect();
     let answers = join_all(asked.iter().map(|p| {
         let address = cluster.pod_address(&p.zone, &p.name);
-        async move { nodes.transfers(&address).await }
+        async move { nodes.transfers(&address, token).await }
     }))
     .await;
     asked
@@ -218,6 +313,69 @@ mod tests {
                 terminating: false,
                 revision: Some("demo-a-7f".into()),
             })
+        );
+    }
+
+    fn secret(data: serde_json::Value) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-auth"},
+            "data": data
+        }))
+        .expect("secret")
+    }
+
+    #[test]
+    fn the_token_comes_from_the_secret_key_token() {
+        // "czNjcmV0Cg==" is base64 of "s3cret\n".
+        let auth = admin_auth(
+            "demo-auth",
+            Some(&secret(serde_json::json!({"token": "czNjcmV0Cg=="}))),
+        );
+        assert_eq!(
+            auth,
+            AdminAuth::Token(BearerToken::new(b"s3cret").expect("token"))
+        );
+        assert_eq!(auth.token(), BearerToken::new(b"s3cret").ok().as_ref());
+    }
+
+    #[test]
+    fn a_missing_secret_key_or_token_is_reported_not_used() {
+        assert_eq!(
+            admin_auth("demo-auth", None),
+            AdminAuth::Unusable(AuthProblem::SecretMissing("demo-auth".into()))
+        );
+        let other_key = admin_auth(
+            "demo-auth",
+            Some(&secret(serde_json::json!({"password": "czNjcmV0"}))),
+        );
+        assert_eq!(
+            other_key,
+            AdminAuth::Unusable(AuthProblem::KeyMissing("demo-auth".into()))
+        );
+        assert_eq!(other_key.token(), None);
+        // "IAo=" is base64 of " \n".
+        let blank = admin_auth(
+            "demo-auth",
+            Some(&secret(serde_json::json!({"token": "IAo="}))),
+        );
+        assert_eq!(
+            blank,
+            AdminAuth::Unusable(AuthProblem::BadToken {
+                secret: "demo-auth".into(),
+                problem: TokenError::Empty
+            })
+        );
+        assert_eq!(
+            AuthProblem::BadToken {
+                secret: "demo-auth".into(),
+                problem: TokenError::NotAHeaderValue
+            }
+            .reason(),
+            "AuthTokenInvalid"
+        );
+        assert_eq!(
+            AuthProblem::KeyMissing("demo-auth".into()).reason(),
+            "AuthSecretMissing"
         );
     }
 

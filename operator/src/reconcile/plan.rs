@@ -1,6 +1,7 @@
 //! Plan: the pure decision of a reconcile. From the cluster object and the
 //! observed [`World`] it computes every desired object, the ring step, the
-//! pod to restart, the status and the events; [`super::apply`] carries it out.
+//! pod to restart, the status, the events and the token of the admin
+//! calls; [`super::apply`] carries it out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,12 +12,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Error;
-use super::observe::World;
-use super::status::{ConditionUpdate, merge_conditions, refused};
+use super::observe::{AdminAuth, World};
+use super::status::{ConditionUpdate, auth_blocked, merge_conditions, refused};
 use super::validate::validate;
 use crate::crd::{
     DynamoCluster, DynamoClusterStatus, Phase, RebalancingStatus, ZoneStatus, condition,
 };
+use crate::node_client::BearerToken;
 use crate::resources::ClusterRef;
 use crate::resources::configmap::{config_hash, config_map, render_node_toml};
 use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
@@ -80,6 +82,8 @@ pub struct Plan {
     pub decisions: Vec<Decision>,
     /// Whether something is in progress (poll again soon).
     pub busy: bool,
+    /// Bearer token of the ring publications (`spec.auth`).
+    pub token: Option<BearerToken>,
 }
 
 /// The decision of a reconcile.
@@ -90,6 +94,15 @@ pub enum Outcome {
     /// The spec is refused: write the status and record the event, change
     /// nothing else, and wait for the user to edit the resource.
     Refuse {
+        /// Status to write.
+        status: DynamoClusterStatus,
+        /// Events to record.
+        decisions: Vec<Decision>,
+    },
+    /// The `spec.auth` Secret gives no token, so the nodes cannot be
+    /// called: write the status and record the event, change nothing
+    /// else, and look again after a back-off (Secrets are not watched).
+    Blocked {
         /// Status to write.
         status: DynamoClusterStatus,
         /// Events to record.
@@ -130,6 +143,25 @@ pub fn plan(
             note: message,
         }];
         return Ok(Outcome::Refuse { status, decisions });
+    }
+    if let AdminAuth::Unusable(problem) = &world.auth {
+        let message = problem.to_string();
+        let status = DynamoClusterStatus {
+            conditions: merge_conditions(
+                &previous.conditions,
+                &auth_blocked(problem.reason(), &message),
+                generation,
+                now,
+            ),
+            observed_generation: generation,
+            ..previous
+        };
+        let decisions = vec![Decision {
+            warning: true,
+            reason: problem.reason(),
+            note: message,
+        }];
+        return Ok(Outcome::Blocked { status, decisions });
     }
 
     if let (None, Some(epoch)) = (&world.ring, previous.ring_epoch) {
@@ -414,6 +446,7 @@ pub fn plan(
         status,
         decisions,
         busy: !ready_now,
+        token: world.auth.token().cloned(),
     })))
 }
 
@@ -457,7 +490,7 @@ mod tests {
     use super::*;
     use crate::reconcile::cluster_ref;
     use crate::reconcile::fixtures::{cluster, spec};
-    use crate::reconcile::observe::{PodState, StatefulSetState};
+    use crate::reconcile::observe::{AuthProblem, PodState, StatefulSetState};
 
     fn now() -> Time {
         Time(Timestamp::from_second(1_000).expect("time"))
@@ -466,7 +499,9 @@ mod tests {
     fn act(outcome: Outcome) -> Plan {
         match outcome {
             Outcome::Act(plan) => *plan,
-            Outcome::Refuse { status, .. } => panic!("refused: {:?}", status.conditions),
+            Outcome::Refuse { status, .. } | Outcome::Blocked { status, .. } => {
+                panic!("not acted on: {:?}", status.conditions)
+            }
         }
     }
 
@@ -616,7 +651,7 @@ mod tests {
                 assert!(decisions[0].warning);
                 assert_eq!(decisions[0].reason, "SpecRefused");
             }
-            Outcome::Act(_) => panic!("an invalid spec must not be acted on"),
+            other => panic!("an invalid spec must be refused: {other:?}"),
         }
     }
 
@@ -776,5 +811,89 @@ mod tests {
         assert_eq!(condition(&degraded.status, condition::READY), "False");
         assert_eq!(degraded.status.zones[1].ready, 0);
         assert!(degraded.busy);
+    }
+
+    fn with_auth(mut c: DynamoCluster) -> DynamoCluster {
+        c.spec.auth = Some(crate::crd::SecretReference {
+            secret_name: "demo-auth".into(),
+        });
+        c
+    }
+
+    #[test]
+    fn the_plan_carries_the_token_of_the_auth_secret() {
+        let c = with_auth(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
+        let cref = cluster_ref(&c).expect("ref");
+        let token = BearerToken::new(b"s3cret").expect("token");
+        let world = World {
+            auth: AdminAuth::Token(token.clone()),
+            ..World::default()
+        };
+        let planned = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        assert_eq!(planned.token, Some(token));
+        let open = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        assert_eq!(open.token, None);
+    }
+
+    #[test]
+    fn a_missing_auth_secret_blocks_with_conditions_and_a_warning() {
+        let mut c = with_auth(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
+        c.status = Some(DynamoClusterStatus {
+            ring_epoch: Some(3),
+            phase: Some(Phase::Running),
+            ..DynamoClusterStatus::default()
+        });
+        let cref = cluster_ref(&c).expect("ref");
+        let world = World {
+            auth: AdminAuth::Unusable(AuthProblem::SecretMissing("demo-auth".into())),
+            ..World::default()
+        };
+        match plan(&c, &cref, &world, &now()).expect("plan") {
+            Outcome::Blocked { status, decisions } => {
+                assert_eq!(condition(&status, condition::READY), "False");
+                assert_eq!(condition(&status, condition::PROGRESSING), "False");
+                assert_eq!(condition(&status, condition::DEGRADED), "True");
+                let degraded = status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == condition::DEGRADED)
+                    .expect("degraded");
+                assert_eq!(degraded.reason, "AuthSecretMissing");
+                assert!(
+                    degraded.message.contains("demo-auth"),
+                    "{}",
+                    degraded.message
+                );
+                assert_eq!(status.ring_epoch, Some(3), "the ring is kept");
+                assert_eq!(status.phase, Some(Phase::Running));
+                assert_eq!(status.observed_generation, Some(1));
+                assert_eq!(decisions.len(), 1);
+                assert!(decisions[0].warning);
+                assert_eq!(decisions[0].reason, "AuthSecretMissing");
+            }
+            other => panic!("expected Blocked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_spec_with_tls_is_refused() {
+        let mut c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        c.spec.tls = Some(crate::crd::SecretReference {
+            secret_name: "demo-tls".into(),
+        });
+        let cref = cluster_ref(&c).expect("ref");
+        match plan(&c, &cref, &World::default(), &now()).expect("plan") {
+            Outcome::Refuse { status, decisions } => {
+                assert_eq!(status.phase, Some(Phase::Invalid));
+                assert_eq!(decisions[0].reason, "SpecRefused");
+                assert!(decisions[0].warning);
+                assert!(
+                    decisions[0].note.contains("spec.tls is not supported"),
+                    "{}",
+                    decisions[0].note
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }

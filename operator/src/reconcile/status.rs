@@ -89,6 +89,16 @@ pub fn refused(message: &str) -> Vec<ConditionUpdate> {
     ]
 }
 
+/// The conditions of a cluster whose `spec.auth` Secret gives no token:
+/// not ready, not progressing, degraded (the nodes cannot be called).
+pub fn auth_blocked(reason: &str, message: &str) -> Vec<ConditionUpdate> {
+    vec![
+        ConditionUpdate::new(condition::READY, false, reason, message),
+        ConditionUpdate::new(condition::PROGRESSING, false, reason, message),
+        ConditionUpdate::new(condition::DEGRADED, true, reason, message),
+    ]
+}
+
 /// Writes `status` to the status subresource (server-side apply).
 pub async fn patch_status(
     api: &Api<DynamoCluster>,

@@ -107,6 +107,9 @@ pub enum SpecProblem {
     /// `nodeConfig` is not representable as TOML.
     #[error("{0}")]
     NodeConfig(String),
+    /// `tls` is set, but the node cannot serve TLS.
+    #[error("spec.tls is not supported by this node version; remove it")]
+    TlsUnsupported,
 }
 
 /// Checks `spec` alone, against the published `ring` and against the
@@ -193,6 +196,9 @@ pub fn validate(
     if let Err(error) = render_node_toml(&spec.node_config) {
         problems.push(SpecProblem::NodeConfig(error.to_string()));
     }
+    if spec.tls.is_some() {
+        problems.push(SpecProblem::TlsUnsupported);
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -213,7 +219,7 @@ fn is_dns_label(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::ReplicationSpec;
+    use crate::crd::{ReplicationSpec, SecretReference};
     use crate::reconcile::fixtures::spec;
     use dynamo_ring::Member;
 
@@ -336,5 +342,24 @@ mod tests {
             validate(&spec, None, &none()),
             Err(vec![SpecProblem::ManagedNodeKey("listen".into())])
         );
+    }
+
+    #[test]
+    fn tls_is_refused_because_the_node_cannot_serve_it() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.tls = Some(SecretReference {
+            secret_name: "demo-tls".into(),
+        });
+        let problems = validate(&spec, None, &none()).expect_err("refused");
+        assert_eq!(problems, vec![SpecProblem::TlsUnsupported]);
+        assert_eq!(
+            problems[0].to_string(),
+            "spec.tls is not supported by this node version; remove it"
+        );
+        spec.tls = None;
+        spec.auth = Some(SecretReference {
+            secret_name: "demo-auth".into(),
+        });
+        assert_eq!(validate(&spec, None, &none()), Ok(()), "auth is supported");
     }
 }

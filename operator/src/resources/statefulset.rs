@@ -24,6 +24,10 @@ pub const TOPOLOGY_ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// Where the ConfigMap (`node.toml`, `ring.json`) is mounted.
 pub const CONFIG_DIR: &str = "/etc/dynamo";
 
+/// Where the `spec.auth` Secret is mounted (`DYNAMO_AUTH_DIR`); the node
+/// reads its bearer token from the file `token` there.
+pub const AUTH_DIR: &str = "/etc/dynamo-auth";
+
 /// User and group the node runs as.
 pub const NODE_UID: i64 = 10001;
 
@@ -105,20 +109,20 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
         ..Volume::default()
     }];
     let mut mounts = vec![mount("data", "/data"), mount("config", CONFIG_DIR)];
-    for (volume, secret) in [("tls", &spec.tls), ("auth", &spec.auth)] {
-        if let Some(secret) = secret {
-            volumes.push(Volume {
-                name: volume.into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(secret.secret_name.clone()),
-                    ..SecretVolumeSource::default()
-                }),
-                ..Volume::default()
-            });
-            let mut m = mount(volume, &format!("/etc/dynamo-{volume}"));
-            m.read_only = Some(true);
-            mounts.push(m);
-        }
+    // `spec.tls` is not mounted: the node cannot serve TLS, and validation
+    // refuses a spec that sets it.
+    if let Some(secret) = &spec.auth {
+        volumes.push(Volume {
+            name: "auth".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.secret_name.clone()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        let mut m = mount("auth", AUTH_DIR);
+        m.read_only = Some(true);
+        mounts.push(m);
     }
     PodSpec {
         containers: vec![Container {
@@ -211,11 +215,8 @@ fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
         value("DYNAMO_CONFIG", format!("{CONFIG_DIR}/node.toml")),
         value("DYNAMO_RING_FILE", format!("{CONFIG_DIR}/ring.json")),
     ];
-    if spec.tls.is_some() {
-        vars.push(value("DYNAMO_TLS_DIR", "/etc/dynamo-tls".into()));
-    }
     if spec.auth.is_some() {
-        vars.push(value("DYNAMO_AUTH_DIR", "/etc/dynamo-auth".into()));
+        vars.push(value("DYNAMO_AUTH_DIR", AUTH_DIR.into()));
     }
     vars
 }
@@ -358,5 +359,48 @@ mod tests {
         assert!(affinity.node_affinity.is_none());
         assert!(affinity.pod_anti_affinity.is_some());
         assert_eq!(pod.node_selector.expect("selector")["pool"], "fast");
+    }
+
+    #[test]
+    fn the_auth_secret_is_mounted_and_tls_is_not() {
+        let cluster = cluster_ref();
+        let mut spec = spec(&[("a", 3)]);
+        let reference = |name: &str| {
+            Some(crate::crd::SecretReference {
+                secret_name: name.into(),
+            })
+        };
+        spec.auth = reference("demo-auth");
+        spec.tls = reference("demo-tls");
+        let sts = statefulset(&cluster, &spec, &spec.zones[0], 3, "h1");
+        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let secrets: Vec<(&str, Option<&str>)> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                v.secret
+                    .as_ref()
+                    .map(|s| (v.name.as_str(), s.secret_name.as_deref()))
+            })
+            .collect();
+        assert_eq!(secrets, [("auth", Some("demo-auth"))]);
+        let container = &pod.containers[0];
+        let mounts: Vec<(&str, &str, Option<bool>)> = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert!(mounts.contains(&("auth", "/etc/dynamo-auth", Some(true))));
+        assert!(!mounts.iter().any(|m| m.1 == "/etc/dynamo-tls"));
+        let env: BTreeMap<&str, Option<&str>> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e.value.as_deref()))
+            .collect();
+        assert_eq!(env.get("DYNAMO_AUTH_DIR"), Some(&Some("/etc/dynamo-auth")));
+        assert!(!env.contains_key("DYNAMO_TLS_DIR"));
     }
 }
