@@ -257,17 +257,23 @@ for s in json.load(sys.stdin)["items"]:
 client_port=$(kubectl -n "$namespace" get service "$client_service" -o jsonpath='{.spec.ports[0].port}')
 log "client Service $client_service:$client_port"
 
+# Keeps a port-forward to the client Service running until $work/stop exists
+# (a port-forward ends when its pod goes away, so it is started again);
+# sets forward_pid.
+start_port_forward() {
+    (
+        while [ ! -e "$work/stop" ]; do
+            kubectl -n "$namespace" port-forward "service/$client_service" "$local_port:$client_port" \
+                >>"$work/port-forward.log" 2>&1 || true
+            sleep 1
+        done
+    ) &
+    forward_pid=$!
+}
+
 # --- writer --------------------------------------------------------------------
 rm -f "$work/stop"
-(
-    # A port-forward ends when its pod goes away: start it again.
-    while [ ! -e "$work/stop" ]; do
-        kubectl -n "$namespace" port-forward "service/$client_service" "$local_port:$client_port" \
-            >>"$work/port-forward.log" 2>&1 || true
-        sleep 1
-    done
-) &
-forward_pid=$!
+start_port_forward
 url="http://127.0.0.1:$local_port"
 deadline=$((SECONDS + 60))
 until python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/readyz", timeout=2)' "$url" 2>/dev/null; do
@@ -320,14 +326,7 @@ done
 
 # --- check -----------------------------------------------------------------------
 rm -f "$work/stop"
-(
-    while [ ! -e "$work/stop" ]; do
-        kubectl -n "$namespace" port-forward "service/$client_service" "$local_port:$client_port" \
-            >>"$work/port-forward.log" 2>&1 || true
-        sleep 1
-    done
-) &
-forward_pid=$!
+start_port_forward
 sleep 3
 python3 e2e/kv_client.py verify --url "$url" --acked "$work/acked.tsv" >&2 \
     || die "acknowledged writes were lost or changed"
