@@ -27,9 +27,14 @@ use kube::{Api, ResourceExt};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Namespace to watch; empty watches every namespace.
-    #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
-    watch_namespace: String,
+    /// Namespaces to watch, comma-separated; empty watches every namespace.
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACE",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    watch_namespace: Vec<String>,
     /// Namespace of the leader election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     leader_election_namespace: String,
@@ -60,6 +65,47 @@ where
     } else {
         Api::namespaced(client.clone(), namespace)
     }
+}
+
+/// The namespaces to run a controller for: the distinct non-empty names
+/// given, or one empty name (every namespace) when none is.
+fn watched_namespaces(given: &[String]) -> Vec<String> {
+    let mut namespaces: Vec<String> = given
+        .iter()
+        .map(|ns| ns.trim().to_string())
+        .filter(|ns| !ns.is_empty())
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    if namespaces.is_empty() {
+        namespaces.push(String::new());
+    }
+    namespaces
+}
+
+/// Runs the controller over one namespace (or every namespace for `""`)
+/// until a shutdown signal.
+async fn run_controller(client: &kube::Client, ns: &str, ctx: Arc<Context<HttpNodeAdmin>>) {
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=dynamo-operator");
+    Controller::new(api::<DynamoCluster>(client, ns), watcher::Config::default())
+        .owns(api::<StatefulSet>(client, ns), owned.clone())
+        .owns(api::<Service>(client, ns), owned.clone())
+        .owns(api::<ConfigMap>(client, ns), owned.clone())
+        .watches(api::<Pod>(client, ns), owned, |pod: Pod| {
+            let namespace = pod.namespace();
+            pod.labels().get(INSTANCE_LABEL).map(|name| {
+                ObjectRef::<DynamoCluster>::new(name).within(&namespace.unwrap_or_default())
+            })
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(cluster = %object.name, "reconciled"),
+                Err(error) => tracing::warn!(%error, "reconcile error"),
+            }
+        })
+        .await;
 }
 
 #[tokio::main]
@@ -115,34 +161,44 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         failures: Default::default(),
     });
-    let ns = args.watch_namespace.as_str();
-    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=dynamo-operator");
-    let controller = Controller::new(
-        api::<DynamoCluster>(&client, ns),
-        watcher::Config::default(),
-    )
-    .owns(api::<StatefulSet>(&client, ns), owned.clone())
-    .owns(api::<Service>(&client, ns), owned.clone())
-    .owns(api::<ConfigMap>(&client, ns), owned.clone())
-    .watches(api::<Pod>(&client, ns), owned, |pod: Pod| {
-        let namespace = pod.namespace();
-        pod.labels().get(INSTANCE_LABEL).map(|name| {
-            ObjectRef::<DynamoCluster>::new(name).within(&namespace.unwrap_or_default())
-        })
-    })
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        match result {
-            Ok((object, _)) => tracing::debug!(cluster = %object.name, "reconciled"),
-            Err(error) => tracing::warn!(%error, "reconcile error"),
-        }
-    });
+    let namespaces = watched_namespaces(&args.watch_namespace);
+    tracing::info!(
+        ?namespaces,
+        "watching (an empty name means every namespace)"
+    );
+    let controllers = namespaces
+        .iter()
+        .map(|ns| run_controller(&client, ns, ctx.clone()));
+    let controller = async {
+        futures::future::join_all(controllers).await;
+    };
     tokio::select! {
         () = controller => {
             tracing::info!("controller stopped");
             Ok(())
         }
         () = elector.keep() => anyhow::bail!("lost the leader lease; exiting so a new leader takes over"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_distinct_and_none_means_all() {
+        let given = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(watched_namespaces(&given(&[""])), vec![String::new()]);
+        assert_eq!(watched_namespaces(&given(&[])), vec![String::new()]);
+        assert_eq!(
+            watched_namespaces(&given(&["b", " a", "b", ""])),
+            vec!["a".to_string(), "b".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_environment_takes_a_comma_separated_list() {
+        let args = Args::parse_from(["dynamo-operator", "--watch-namespace", "team-a,team-b"]);
+        assert_eq!(args.watch_namespace, vec!["team-a", "team-b"]);
     }
 }

@@ -272,10 +272,15 @@ def test_watch_namespaces_are_deduplicated():
     assert [r["metadata"]["namespace"] for r in roles] == ["a"]
 
 
-def test_more_than_one_watched_namespace_is_refused():
-    """The operator's --watch-namespace takes one namespace (or none = all)."""
-    with pytest.raises(helm.HelmError, match="takes one namespace"):
-        render_manifests.render_chart({"watchNamespaces": ["a", "b"]}, name=RELEASE, namespace=NAMESPACE)
+def test_several_watched_namespaces_get_a_role_each_and_one_list():
+    """The operator takes a comma-separated WATCH_NAMESPACE, one watch each."""
+    docs = render_manifests.render_chart({"watchNamespaces": ["a", "b"]}, name=RELEASE, namespace=NAMESPACE)
+    roles = [d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["WATCH_NAMESPACE"]["value"] == "a,b"
 
 
 def test_app_version_is_the_crate_version():
