@@ -51,6 +51,7 @@ impl ReplicaService {
         let response = match request {
             Request::ReplicaRead { key } => self.read(&key),
             Request::Ping => Response::Pong,
+            Request::TransferReport => Response::Transfers(Box::new(self.transfers.report())),
             Request::ReadBatch { keys } => keys
                 .iter()
                 .map(|key| storage.get(key))

@@ -240,6 +240,37 @@ async fn two_of_three_owners_down_writes_succeed_through_sloppy_quorum_and_hints
     c.wait_converged(&[0, 1, 2, 3, 4]).await;
 }
 
+/// Waits until no node in `nodes` holds a key it does not own in node
+/// `nodes[0]`'s ring, and every node has deleted all its retired partitions.
+async fn wait_no_leftovers(c: &TestCluster, keys: &[(String, String)], nodes: &[usize]) {
+    let ring = c.ring(nodes[0]).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut leftovers = 0;
+        for (key, _) in keys {
+            let owners = ring.ring.preference_list_for_key(key.as_bytes());
+            for &i in nodes {
+                let owner = owners.iter().any(|m| m.id == c.nodes[i].id);
+                if !owner && c.replica(i, key).await.is_some() {
+                    leftovers += 1;
+                }
+            }
+        }
+        let mut retired = 0;
+        for &i in nodes {
+            retired += c.transfers(i).await["retired"].as_u64().unwrap();
+        }
+        if leftovers == 0 && retired == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{leftovers} copies left on nodes that no longer own their keys, {retired} partitions still retired"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_a_fourth_node_and_remove_an_original_under_a_writer() {
     let mut c = start(3, false, &[]).await;
@@ -251,6 +282,10 @@ async fn join_a_fourth_node_and_remove_an_original_under_a_writer() {
     let epoch = joined["epoch"].as_u64().unwrap();
     assert!(joined["moved_replicas"].as_u64().unwrap() > 0);
     c.wait_transfers_done(&[0, 1, 2, newcomer], epoch).await;
+    // The original nodes each lost partitions to the newcomer: once it has
+    // them, they delete their old copies.
+    let before_join = writer.acked.lock().unwrap().clone();
+    wait_no_leftovers(&c, &before_join, &[0, 1, 2, newcomer]).await;
     *writer.targets.lock().unwrap() = urls(&c, &[1, 2, newcomer]);
 
     let left = c.retire(1, 0).await;

@@ -236,6 +236,7 @@ mod tests {
                             pending: 0,
                             done: 0,
                             hints_pending: 0,
+                            retired: 0,
                             partitions: vec![],
                         })
                     })

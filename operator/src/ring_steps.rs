@@ -334,6 +334,7 @@ mod tests {
                         pending,
                         done: 1,
                         hints_pending: 0,
+                        retired: 0,
                         partitions: vec![],
                     },
                 );
@@ -521,6 +522,7 @@ mod tests {
                 pending: 0,
                 done: 0,
                 hints_pending: 0,
+                retired: 0,
                 partitions: vec![],
             },
         );

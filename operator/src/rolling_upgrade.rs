@@ -116,6 +116,7 @@ mod tests {
                         pending: 0,
                         done: 0,
                         hints_pending: hints,
+                        retired: 0,
                         partitions: vec![],
                     },
                 )

@@ -112,6 +112,10 @@ pub struct TransferReport {
     pub done: u32,
     /// Hinted writes held for other nodes and not yet delivered.
     pub hints_pending: u64,
+    /// Partitions the node no longer owns whose data it keeps until their
+    /// new owners confirm they received them.
+    #[serde(default)]
+    pub retired: u32,
     /// Per gained partition, in partition order.
     pub partitions: Vec<PartitionTransfer>,
 }
@@ -172,6 +176,7 @@ mod tests {
             pending: 0,
             done: 3,
             hints_pending: 0,
+            retired: 0,
             partitions: vec![],
         };
         assert!(report.complete_for(2));

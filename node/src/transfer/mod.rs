@@ -8,6 +8,12 @@
 //! Until a partition is complete the node answers reads for it with
 //! "not ready", so it never serves as an owner before it has the data;
 //! writes to it are accepted (they merge with what arrives later).
+//!
+//! Partitions the node lost are retired: it keeps their data (new owners
+//! stream from it) until every new owner reports it has received them, then
+//! deletes it, except keys it still holds hints for. Old data left behind
+//! could otherwise come back if the node owned the partition again later,
+//! after a delete of one of its keys had been purged.
 
 mod plan;
 
@@ -33,6 +39,8 @@ const META_RING: &str = "ring";
 const META_PLAN: &str = "transfers";
 /// Records per streamed page.
 const PAGE: u32 = 256;
+/// How often, when idle, retired partitions are checked for deletion.
+const RETIRED_CHECK: Duration = Duration::from_secs(5);
 
 /// Why a ring could not be adopted.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +177,7 @@ impl Transfers {
             pending: u32::try_from(pending).unwrap_or(u32::MAX),
             done: u32::try_from(partitions.len() - pending).unwrap_or(u32::MAX),
             hints_pending: self.storage.hints_pending(),
+            retired: u32::try_from(plan.retired.len()).unwrap_or(u32::MAX),
             partitions,
         }
     }
@@ -192,10 +201,17 @@ impl Transfers {
                         }
                     }
                 }
-                None => tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                },
+                None => {
+                    tokio::select! {
+                        _ = self.clean_retired() => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(RETIRED_CHECK) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
             }
         }
     }
@@ -284,6 +300,78 @@ impl Transfers {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Deletes the data of retired partitions whose new owners all report
+    /// the current epoch with the partition received.
+    async fn clean_retired(&self) {
+        let (epoch, retired) = {
+            let plan = lock(&self.plan);
+            (plan.epoch, plan.retired.clone())
+        };
+        let view = self.membership.view();
+        if retired.is_empty() || view.epoch() != epoch {
+            return;
+        }
+        let mut reports = std::collections::HashMap::new();
+        for peer in view.all().filter(|p| !self.membership.is_me(p)) {
+            if let Ok(Response::Transfers(report)) =
+                self.transport.call(peer, &Request::TransferReport).await
+            {
+                reports.insert(peer.member.id.clone(), report);
+            }
+        }
+        for partition in retired {
+            let received =
+                view.partition_replicas(partition)
+                    .owners()
+                    .iter()
+                    .all(|owner| {
+                        reports.get(&owner.member.id).is_some_and(|r| {
+                            r.epoch == epoch
+                                && !r.partitions.iter().any(|t| {
+                                    t.partition == partition && t.state != TransferState::Done
+                                })
+                        })
+                    });
+            if !received {
+                continue;
+            }
+            match self.drop_partition(partition).await {
+                Ok(deleted) => {
+                    let plan = {
+                        let mut plan = lock(&self.plan);
+                        if plan.epoch != epoch {
+                            return;
+                        }
+                        plan.retired.remove(&partition);
+                        plan.clone()
+                    };
+                    if let Err(error) = self.persist(view.doc(), &plan) {
+                        tracing::warn!(%error, "persisting transfer progress");
+                    }
+                    tracing::info!(partition, deleted, "retired partition deleted");
+                }
+                Err(error) => tracing::warn!(partition, %error, "deleting a retired partition"),
+            }
+        }
+    }
+
+    /// Deletes this node's records of `partition`, except keys it holds
+    /// hints for; returns how many it deleted.
+    async fn drop_partition(&self, partition: u32) -> Result<usize, StorageError> {
+        let range =
+            dynamo_ring::partition_range(partition, self.membership.view().ring().partitions);
+        let hinted = self.storage.hinted_owners()?;
+        let hinted: Vec<&str> = hinted.iter().map(String::as_str).collect();
+        let mut deleted = 0;
+        for (key, digest) in self.storage.digests(&range)? {
+            if self.storage.has_hint(&key, &hinted)? {
+                continue;
+            }
+            deleted += usize::from(self.storage.delete_if(key, digest).await?);
+        }
+        Ok(deleted)
     }
 
     fn update(&self, epoch: u64, partition: u32, change: impl FnOnce(&mut Incoming)) {

@@ -1,7 +1,7 @@
 //! Which partitions a node must receive when the ring changes, and from
 //! whom: the pure part of a transfer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use dynamo_ring::document::{PartitionTransfer, TransferState};
 use dynamo_ring::{NodeId, RingDocument};
@@ -39,6 +39,10 @@ pub struct Plan {
     pub epoch: u64,
     /// Gained partitions.
     pub partitions: BTreeMap<u32, Incoming>,
+    /// Partitions this node no longer owns but still holds data of, until
+    /// their new owners confirm they have received them.
+    #[serde(default)]
+    pub retired: BTreeSet<u32>,
 }
 
 impl Plan {
@@ -51,6 +55,14 @@ impl Plan {
     pub fn advance(&mut self, previous: &RingDocument, next: &RingDocument, me: &str) {
         let owned_before = previous.ring.partitions_of(me);
         let owned_now = next.ring.partitions_of(me);
+        for partition in &owned_before {
+            if owned_now.binary_search(partition).is_err() {
+                self.retired.insert(*partition);
+            }
+        }
+        for partition in &owned_now {
+            self.retired.remove(partition);
+        }
         let mut partitions = BTreeMap::new();
         for partition in owned_now {
             let old_sources: Vec<Source> = previous
@@ -199,5 +211,26 @@ mod tests {
                 .iter()
                 .all(|t| t.state == TransferState::Pending)
         );
+    }
+
+    #[test]
+    fn lost_partitions_are_retired_until_regained() {
+        let r1 = doc(Ring::build(members(&["a", "b", "c"]), 2, 32).unwrap());
+        let r2 = doc(r1.ring.rebalance(members(&["a", "b", "c", "d"])).unwrap());
+        let r3 = doc(r2.ring.rebalance(members(&["a", "b", "c"])).unwrap());
+        let mut plan = Plan::default();
+        plan.advance(&r1, &r2, "a");
+        let lost: BTreeSet<u32> = r1
+            .ring
+            .partitions_of("a")
+            .into_iter()
+            .filter(|p| !r2.ring.partitions_of("a").contains(p))
+            .collect();
+        assert!(!lost.is_empty());
+        assert_eq!(plan.retired, lost);
+        plan.advance(&r2, &r3, "a");
+        for p in r3.ring.partitions_of("a") {
+            assert!(!plan.retired.contains(&p), "regained {p} is not retired");
+        }
     }
 }

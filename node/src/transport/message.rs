@@ -1,7 +1,7 @@
 //! The messages nodes exchange.
 
 use bytes::Bytes;
-use dynamo_ring::{NodeId, RingDocument};
+use dynamo_ring::{NodeId, RingDocument, TransferReport};
 use serde::{Deserialize, Serialize};
 
 use crate::version::{Object, VersionVector};
@@ -69,6 +69,8 @@ pub enum Request {
         /// (key, digest of the tombstone record).
         items: Vec<(Bytes, u64)>,
     },
+    /// The peer's transfer report; answered with [`Response::Transfers`].
+    TransferReport,
     /// Push-pull gossip: the sender's ring and heartbeats; answered with
     /// [`Response::Gossip`] carrying the receiver's.
     Gossip(Box<GossipDigest>),
@@ -93,6 +95,7 @@ impl Request {
             Request::ScanPartition { .. } => "scan partition",
             Request::PurgeTombstones { .. } => "purge tombstones",
             Request::Gossip(_) => "gossip",
+            Request::TransferReport => "transfer report",
             Request::CoordinateWrite(_) => "coordinate write",
             Request::Ping => "ping",
         }
@@ -125,6 +128,8 @@ pub enum Response {
         /// Position to continue after, when more remain.
         next: Option<Bytes>,
     },
+    /// Reply to [`Request::TransferReport`].
+    Transfers(Box<TransferReport>),
     /// The receiver's side of [`Request::Gossip`].
     Gossip(Box<GossipDigest>),
     /// This replica is still receiving the key's partition and cannot answer

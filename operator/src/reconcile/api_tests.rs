@@ -402,6 +402,7 @@ fn four_nodes_at_epoch_one() -> (String, FakeNodes) {
                     pending: 0,
                     done: 0,
                     hints_pending: 0,
+                    retired: 0,
                     partitions: vec![],
                 },
             );
