@@ -240,6 +240,44 @@ async fn two_of_three_owners_down_writes_succeed_through_sloppy_quorum_and_hints
     c.wait_converged(&[0, 1, 2, 3, 4]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn all_owners_down_a_fallback_coordinates_the_write_and_hands_it_over() {
+    let mut c = start(5, false, &[]).await;
+    let ring = c.ring(0).await;
+    let owners: Vec<usize> = ring
+        .ring
+        .preference_list_for_key(b"orphan")
+        .iter()
+        .map(|m| c.nodes.iter().position(|n| n.id == m.id).unwrap())
+        .collect();
+    let others: Vec<usize> = (0..5).filter(|i| !owners.contains(i)).collect();
+    for &i in &owners {
+        c.kill(i);
+    }
+    // No owner answers: the receiving node coordinates as a stand-in, and
+    // W=2 is met by the two healthy nodes of the walk.
+    let (status, _) = c.put(others[0], "orphan", "kept", None, "").await;
+    assert!(status.is_success(), "write with every owner down: {status}");
+    let (status, _, values) = c.get_json(others[1], "orphan", "").await;
+    assert_eq!((status, values), (StatusCode::OK, vec!["kept".to_string()]));
+
+    for &i in &owners {
+        c.restart(i).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let acked = vec![("orphan".to_string(), "kept".to_string())];
+    for &i in &owners {
+        while missing_locally(&c, i, &acked).await > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "owner {i} never got the hinted write"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    c.wait_converged(&[0, 1, 2, 3, 4]).await;
+}
+
 /// Waits until no node in `nodes` holds a key it does not own in node
 /// `nodes[0]`'s ring, and every node has deleted all its retired partitions.
 async fn wait_no_leftovers(c: &TestCluster, keys: &[(String, String)], nodes: &[usize]) {

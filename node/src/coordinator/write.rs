@@ -77,29 +77,44 @@ impl Coordinator {
     }
 
     /// No owner of the key answered: if this node is among the first N
-    /// healthy nodes of the key's walk, it creates the version itself, with
-    /// hints for every owner, and replicates it over the sloppy quorum.
+    /// healthy nodes of the key's walk after the owners, it creates the
+    /// version itself, with hints for every owner, and replicates it to the
+    /// other fallback nodes, each standing in for one owner.
     async fn coordinate_as_stand_in(
         &self,
         write: CoordinateWrite,
         replicas: &Replicas,
         why: String,
     ) -> Result<VersionVector, CoordinatorError> {
-        let (targets, _) = self.sloppy_targets(replicas);
-        if !targets.iter().any(|t| self.is_me(&t.peer)) {
-            return Err(CoordinatorError::NoCoordinator(why));
-        }
-        let owners = replicas
+        let owners: Vec<String> = replicas
             .owners()
             .iter()
             .map(|p| p.member.id.clone())
             .collect();
+        let mut fallbacks = replicas.walk()[replicas.n()..]
+            .iter()
+            .filter(|p| self.membership.is_usable(&p.member.id))
+            .cloned();
+        let targets: Vec<Target> = fallbacks
+            .by_ref()
+            .take(replicas.n())
+            .zip(&owners)
+            .map(|(peer, owner)| Target {
+                peer,
+                stand_in_for: Some(owner.clone()),
+            })
+            .collect();
+        let reserve: Vec<Arc<Peer>> = fallbacks.collect();
+        if !targets.iter().any(|t| self.is_me(&t.peer)) {
+            return Err(CoordinatorError::NoCoordinator(why));
+        }
         let object = self
             .storage
             .coordinate_write_for(write.key.clone(), write.context, write.value, owners)
             .await?;
         let context = object.context().clone();
-        self.replicate(write.key, object, replicas, write.w).await?;
+        self.replicate_to(write.key, object, targets, reserve, replicas.n(), write.w)
+            .await?;
         Ok(context)
     }
 
@@ -115,6 +130,22 @@ impl Coordinator {
         w: usize,
     ) -> Result<(), QuorumShortfall> {
         let (targets, reserve) = self.sloppy_targets(replicas);
+        self.replicate_to(key, object, targets, reserve, replicas.n(), w)
+            .await
+    }
+
+    /// Sends the state to `targets` (this node among them already holds
+    /// it), replacing failed ones from `reserve`; returns once `w` nodes
+    /// hold it.
+    async fn replicate_to(
+        &self,
+        key: Bytes,
+        object: Object,
+        targets: Vec<Target>,
+        reserve: Vec<Arc<Peer>>,
+        n: usize,
+        w: usize,
+    ) -> Result<(), QuorumShortfall> {
         let others: Vec<Target> = targets
             .into_iter()
             .filter(|t| !self.is_me(&t.peer))
@@ -130,7 +161,7 @@ impl Coordinator {
                 op: "write".into(),
                 needed: w,
                 answered: acks,
-                replicas: replicas.n(),
+                replicas: n,
             })
         }
     }
