@@ -12,7 +12,7 @@ pub const DATA_CF: &str = "data";
 /// Column family holding node metadata (identity, ring, transfers).
 pub const META_CF: &str = "meta";
 /// Column family of hint markers: "the owner `o` misses our copy of key
-/// `k`", keyed by [`hint_key`], valued by a sequence number.
+/// `k`", keyed by owner then data key, valued by a sequence number.
 pub const HINTS_CF: &str = "hints";
 /// Column family indexing tombstones: data key -> when this replica first
 /// held the key as a tombstone (ms since the Unix epoch, big-endian).

@@ -1,7 +1,7 @@
 //! RocksDB storage of versioned objects.
 //!
 //! Reads go straight to RocksDB from the calling task. Writes are queued to
-//! one writer thread that commits them in groups (see [`writer`]), keeping
+//! one writer thread that commits them in groups (see `writer.rs`), keeping
 //! the per-partition Merkle leaves, the tombstone index and the hint markers
 //! in step with the data.
 

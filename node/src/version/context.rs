@@ -14,7 +14,7 @@ pub const MAX_CONTEXT_LEN: usize = 8 * 1024;
 /// Why a client-supplied context was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ContextError {
-    /// Longer than [`MAX_CONTEXT_LEN`].
+    /// Longer than the largest accepted context (8 KiB).
     #[error("context is {0} characters long; at most {MAX_CONTEXT_LEN} are accepted")]
     TooLong(usize),
     /// Not URL-safe base64.
