@@ -8,7 +8,9 @@
 //! processes named by [`ClusterRef::pod_name`], started with the ring of
 //! the "ConfigMap" as `--ring-file`; a pod is Ready when `/readyz` answers
 //! 200; transfer reports come from the operator's [`HttpNodeAdmin`], which
-//! also sends every published ring.
+//! also sends every published ring. Nodes require a bearer token
+//! (`--auth-dir`, as with `spec.auth`), so every admin call carries the
+//! operator's token.
 //!
 //! The operator only removes the highest ordinals of a zone, so a ring of
 //! "three other nodes" is reached through zone changes: zones a/b/c (one
@@ -27,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use dynamo_operator::node_client::{HttpNodeAdmin, NodeAdmin, PublishOutcome};
+use dynamo_operator::node_client::{BearerToken, HttpNodeAdmin, NodeAdmin, PublishOutcome};
 use dynamo_operator::resources::ClusterRef;
 use dynamo_operator::ring_steps::{StepAction, StepInput, StepPlan, ZoneState, plan_step};
 use dynamo_ring::{RingDocument, TransferReport};
@@ -37,6 +39,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 const N: usize = 3;
 /// Partition count `Q`: small, so transfers and convergence take seconds.
 const PARTITIONS: u32 = 64;
+/// The cluster's auth token (the auth Secret's `token` key).
+const TOKEN: &str = "ring-test-token";
 /// Every zone the scenario uses, one pod (ordinal 0) each at most.
 const ZONES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
@@ -180,6 +184,9 @@ struct Cluster {
     /// Every epoch published, in order.
     epochs: Vec<u64>,
     admin: HttpNodeAdmin,
+    /// The cluster's auth token: nodes start with `--auth-dir`, and every
+    /// admin and client call carries it, as with `spec.auth`.
+    token: BearerToken,
     http: reqwest::Client,
     binary: PathBuf,
     dir: tempfile::TempDir,
@@ -216,13 +223,27 @@ impl Cluster {
             members: Arc::new(Mutex::new(Vec::new())),
             epochs: Vec::new(),
             admin: HttpNodeAdmin::new(Duration::from_secs(5)).expect("admin client"),
+            token: BearerToken::new(TOKEN.as_bytes()).expect("token"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
+                .default_headers(reqwest::header::HeaderMap::from_iter([(
+                    reqwest::header::AUTHORIZATION,
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {TOKEN}"))
+                        .expect("header value"),
+                )]))
                 .build()
                 .expect("http client"),
             binary: node_binary(),
             dir: tempfile::tempdir().expect("temporary directory"),
         }
+    }
+
+    /// The directory holding the auth Secret's `token` file.
+    fn auth_dir(&self) -> PathBuf {
+        let dir = self.dir.path().join("auth");
+        std::fs::create_dir_all(&dir).expect("auth directory");
+        std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token file");
+        dir
     }
 
     /// The ConfigMap's ring file, read by pods when they start.
@@ -287,7 +308,7 @@ impl Cluster {
                 .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
             if answered {
                 ready.insert(name.clone());
-                if let Ok(report) = self.admin.transfers(address, None).await {
+                if let Ok(report) = self.admin.transfers(address, Some(&self.token)).await {
                     reports.insert(name.clone(), report);
                 }
             }
@@ -342,7 +363,7 @@ impl Cluster {
             if ready.contains(&member.id) && stale {
                 let outcome = self
                     .admin
-                    .publish_ring(&self.addresses[&member.id], None, &local)
+                    .publish_ring(&self.addresses[&member.id], Some(&self.token), &local)
                     .await
                     .unwrap_or_else(|e| panic!("publishing epoch {epoch}: {e}"));
                 assert_eq!(
@@ -411,6 +432,8 @@ impl Cluster {
             .arg(&data_dir)
             .arg("--ring-file")
             .arg(self.ring_file())
+            .arg("--auth-dir")
+            .arg(self.auth_dir())
             .args(["--zone", zone])
             .args(["--n", "3", "--r", "2", "--w", "2"])
             .args(["--partitions", &PARTITIONS.to_string()])
