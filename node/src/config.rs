@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// peers must present; no authentication when unset.
     #[arg(long, env = "DYNAMO_AUTH_DIR")]
     pub auth_dir: Option<PathBuf>,
+    /// Directory with `tls.crt`, `tls.key` and `ca.crt`: serve HTTPS only
+    /// and dial peers over TLS, checking them against `ca.crt`.
+    #[arg(long, env = "DYNAMO_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
     /// Share of reads (0 to 1) that ask all N replicas and repair stale
     /// ones; the others ask R.
     #[arg(long, env = "DYNAMO_READ_REPAIR_CHANCE")]
@@ -187,6 +191,8 @@ pub struct NodeConfig {
     pub read_repair_chance: f64,
     /// Bearer token required from clients and peers, if any.
     pub auth_token: Option<std::sync::Arc<str>>,
+    /// TLS for listeners and peers, if any.
+    pub tls: Option<crate::tls::Tls>,
     /// This node's own internal address.
     pub address: String,
     /// Replication factor.
@@ -239,6 +245,7 @@ impl ServeArgs {
             join: self.join.or(file.join),
             read_repair_chance: self.read_repair_chance.or(file.read_repair_chance),
             auth_dir: self.auth_dir.or(file.auth_dir),
+            tls_dir: self.tls_dir.or(file.tls_dir),
             gossip_interval_ms: self.gossip_interval_ms.or(file.gossip_interval_ms),
             anti_entropy_interval_ms: self
                 .anti_entropy_interval_ms
@@ -398,6 +405,11 @@ impl NodeConfig {
             ring_document,
             join,
             auth_token: args.auth_dir.as_deref().map(read_token).transpose()?,
+            tls: args
+                .tls_dir
+                .as_deref()
+                .map(crate::tls::Tls::load)
+                .transpose()?,
             read_repair_chance: match args.read_repair_chance.unwrap_or(0.1) {
                 chance if (0.0..=1.0).contains(&chance) => chance,
                 chance => bail!("read-repair-chance={chance} must be between 0 and 1"),
@@ -428,6 +440,7 @@ impl NodeConfig {
             timeout: self.request_timeout,
             source: (!ip.is_unspecified()).then_some(ip),
             token: self.auth_token.clone(),
+            tls: self.tls.as_ref().map(|t| t.connector.clone()),
         }
     }
 

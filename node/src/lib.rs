@@ -24,6 +24,7 @@ pub mod membership;
 pub mod replica;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod tombstones;
 pub mod transfer;
 pub mod transport;

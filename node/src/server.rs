@@ -6,8 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::antientropy::AntiEntropy;
 use crate::api::{self, AppState, BackgroundTasks};
@@ -22,6 +27,9 @@ use crate::storage::{Storage, StorageOptions};
 use crate::tombstones::TombstoneGc;
 use crate::transfer::Transfers;
 use crate::transport::{Dialing, Request, Transport};
+
+/// Longest wait for open TLS connections to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often each peer is probed.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -138,6 +146,7 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(coordinator, &config, transfers, tasks));
 
     let client = api::client_router(state.clone(), config.auth_token.clone());
+    let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
     let internal = api::internal_router(service, config.auth_token.clone());
     let listener = TcpListener::bind(config.listen)
         .await
@@ -148,11 +157,16 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
             let internal_listener = TcpListener::bind(address)
                 .await
                 .with_context(|| format!("binding internal address {address}"))?;
-            servers.spawn(run(internal_listener, internal, stop_rx.clone()));
-            servers.spawn(run(listener, client, stop_rx.clone()));
+            servers.spawn(run(
+                internal_listener,
+                internal,
+                tls.clone(),
+                stop_rx.clone(),
+            ));
+            servers.spawn(run(listener, client, tls, stop_rx.clone()));
         }
         None => {
-            servers.spawn(run(listener, client.merge(internal), stop_rx.clone()));
+            servers.spawn(run(listener, client.merge(internal), tls, stop_rx.clone()));
         }
     }
     tracing::info!(
@@ -183,8 +197,12 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
 async fn run(
     listener: TcpListener,
     router: axum::Router,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    if let Some(tls) = tls {
+        return run_tls(listener, router, tls, stop).await;
+    }
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::warn!(%error, "setting TCP_NODELAY");
@@ -196,6 +214,57 @@ async fn run(
         })
         .await
         .context("serving HTTP")
+}
+
+/// Serves `router` over TLS until `stop` turns true, then lets open
+/// connections finish (at most [`DRAIN_TIMEOUT`]).
+async fn run_tls(
+    listener: TcpListener,
+    router: axum::Router,
+    tls: TlsAcceptor,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection");
+                    continue;
+                }
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "setting TCP_NODELAY");
+        }
+        let tls = tls.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tls.accept(tcp).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    return;
+                }
+            };
+            let builder = ConnectionBuilder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the drain timeout");
+    }
+    Ok(())
 }
 
 /// Pings every peer each [`PROBE_INTERVAL`] over a transport of its own

@@ -31,7 +31,7 @@ async fn local_starts_a_cluster_and_ctrl_c_stops_every_node() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let urls: Vec<String> = (0..3)
         .map(|i| format!("http://127.0.0.1:{}", base + i))
         .collect();
@@ -96,7 +96,7 @@ async fn serve_reads_environment_and_config_file() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = support::http_client();
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&http, &url).await;
     let status = get_json_value(&http, &format!("{url}/v1/status")).await;

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsConnector;
 
 use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL, frame};
 use crate::config::Peer;
@@ -18,7 +18,7 @@ use crate::config::Peer;
 const MAX_HEAD: usize = 16 << 10;
 
 /// How a transport dials peers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Dialing {
     /// Timeout of a call (and of a dial).
     pub timeout: Duration,
@@ -27,6 +27,8 @@ pub struct Dialing {
     pub source: Option<IpAddr>,
     /// Bearer token peers require, if any.
     pub token: Option<Arc<str>>,
+    /// TLS to peers, if the cluster uses it.
+    pub tls: Option<TlsConnector>,
 }
 
 /// Client side of the node-to-node transport, shared by all tasks.
@@ -34,6 +36,7 @@ pub struct Transport {
     timeout: Duration,
     source: Option<IpAddr>,
     token: Option<Arc<str>>,
+    tls: Option<TlsConnector>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
@@ -95,6 +98,7 @@ impl Transport {
             timeout,
             source: None,
             token: None,
+            tls: None,
         })
     }
 
@@ -104,6 +108,7 @@ impl Transport {
             timeout: dialing.timeout,
             source: dialing.source,
             token: dialing.token,
+            tls: dialing.tls,
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -160,7 +165,12 @@ impl Transport {
         }
         let connection = tokio::time::timeout(
             self.timeout,
-            dial(&peer.address, self.source, self.token.as_deref()),
+            dial(
+                &peer.address,
+                self.source,
+                self.token.as_deref(),
+                self.tls.as_ref(),
+            ),
         )
         .await
         .map_err(|_| "dial timed out".to_string())
@@ -198,9 +208,30 @@ async fn dial(
     address: &str,
     source: Option<IpAddr>,
     token: Option<&str>,
+    tls: Option<&TlsConnector>,
 ) -> Result<Arc<Connection>, String> {
     let mut stream = connect(address, source).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let Some(tls) = tls else {
+        upgrade(&mut stream, address, token).await?;
+        let (reader, writer) = stream.into_split();
+        return Ok(start(reader, writer));
+    };
+    let name = crate::tls::server_name(address)?;
+    let mut stream = tls
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    upgrade(&mut stream, address, token).await?;
+    let (reader, writer) = tokio::io::split(stream);
+    Ok(start(reader, writer))
+}
+
+/// Asks the peer to switch `stream` to the node-to-node protocol.
+async fn upgrade<S>(stream: &mut S, address: &str, token: Option<&str>) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let head = format!(
         "GET {STREAM_PATH} HTTP/1.1\r\nHost: {address}\r\nConnection: Upgrade\r\nUpgrade: {UPGRADE_PROTOCOL}\r\n{authorization}\r\n"
@@ -209,9 +240,15 @@ async fn dial(
         .write_all(head.as_bytes())
         .await
         .map_err(|e| e.to_string())?;
-    read_upgrade_response(&mut stream).await?;
+    read_upgrade_response(stream).await
+}
 
-    let (reader, writer) = stream.into_split();
+/// Starts the reader and writer tasks of an upgraded connection.
+fn start<R, W>(reader: R, writer: W) -> Arc<Connection>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (queue, rx) = mpsc::unbounded_channel();
     let connection = Arc::new(Connection {
         queue,
@@ -223,7 +260,7 @@ async fn dial(
     });
     tokio::spawn(frame::write_loop(writer, rx));
     tokio::spawn(read_loop(reader, connection.clone()));
-    Ok(connection)
+    connection
 }
 
 /// Opens a TCP connection to `address`, from `source` when given.
@@ -254,7 +291,7 @@ async fn connect(address: &str, source: Option<IpAddr>) -> std::io::Result<TcpSt
 
 /// Reads the HTTP response head; the server sends nothing after it until
 /// the first request, so no stream bytes are consumed here.
-async fn read_upgrade_response(stream: &mut TcpStream) -> Result<(), String> {
+async fn read_upgrade_response<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(), String> {
     let mut head = Vec::with_capacity(256);
     let mut chunk = [0u8; 512];
     loop {
@@ -282,7 +319,7 @@ async fn read_upgrade_response(stream: &mut TcpStream) -> Result<(), String> {
     }
 }
 
-async fn read_loop(reader: OwnedReadHalf, connection: Arc<Connection>) {
+async fn read_loop<R: AsyncRead + Unpin>(reader: R, connection: Arc<Connection>) {
     let mut reader = BufReader::with_capacity(256 << 10, reader);
     let mut buf = Vec::new();
     loop {

@@ -48,6 +48,10 @@ pub struct ClusterOptions {
     pub proxies: bool,
     /// Zone of node i (default: `zone-i`).
     pub zones: Vec<String>,
+    /// Third byte of the nodes' loopback IPs (127.0.B.i); random if unset.
+    pub subnet: Option<u8>,
+    /// PEM CA the nodes' certificates chain to: talk HTTPS, trusting it.
+    pub ca_pem: Option<String>,
 }
 
 /// N node processes that share a peer list.
@@ -126,7 +130,13 @@ impl TestCluster {
         let dir = tempfile::tempdir().unwrap();
         // A /24 of loopback per cluster, so nodes have distinct source IPs
         // and concurrent test clusters do not meet.
-        let subnet = rand::random_range(1..=254u8);
+        let subnet = options
+            .subnet
+            .unwrap_or_else(|| rand::random_range(1..=254u8));
+        let http = match &options.ca_pem {
+            Some(pem) => https_client(pem),
+            None => http_client(),
+        };
         let mut cluster = Self {
             nodes: Vec::new(),
             peers: Vec::new(),
@@ -134,10 +144,7 @@ impl TestCluster {
             subnet,
             proxies: Vec::new(),
             dir,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
+            http,
         };
         for _ in 0..count {
             cluster.add_node(false).await;
@@ -251,7 +258,11 @@ impl TestCluster {
     }
 
     pub fn url(&self, i: usize) -> String {
-        format!("http://{}:{}", self.nodes[i].ip, self.nodes[i].port)
+        let scheme = match self.options.ca_pem {
+            Some(_) => "https",
+            None => "http",
+        };
+        format!("{scheme}://{}:{}", self.nodes[i].ip, self.nodes[i].port)
     }
 
     pub fn kv(&self, i: usize, key: &str) -> String {
@@ -372,6 +383,43 @@ impl TestCluster {
             other => panic!("unexpected reply {other:?}"),
         }
     }
+}
+
+/// Installs ring as the process's rustls provider (the tests build
+/// reqwest with rustls but no provider of its own); idempotent.
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A plain HTTP client with a 10 s timeout.
+pub fn http_client() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// An HTTPS client trusting only the PEM CA `pem`.
+pub fn https_client(pem: &str) -> reqwest::Client {
+    install_crypto();
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
 }
 
 fn peer_spec(node: &TestNode) -> String {
