@@ -671,6 +671,29 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_node_that_does_not_answer_times_out() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                held.push(tcp);
+            }
+        });
+        let admin = HttpNodeAdmin::new(Duration::from_millis(200)).expect("client");
+        match admin.transfers(&address, None, None).await {
+            Err(NodeError::Transport {
+                source: TransportError::Timeout(after),
+                ..
+            }) => assert_eq!(after, Duration::from_millis(200)),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_ca_must_be_pem_certificates() {
         let (_, pem) = ca("cluster CA");
