@@ -64,9 +64,15 @@ pub struct DynamoClusterSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "free_form_object")]
     pub node_config: BTreeMap<String, serde_json::Value>,
-    /// Reserved for TLS and currently refused: this node version cannot
-    /// serve TLS, so a spec that sets it is refused (condition and Warning
-    /// event) and nothing is mounted. Kept so the API stays stable.
+    /// Secret (same namespace, e.g. `kubernetes.io/tls` from cert-manager)
+    /// with keys `tls.crt` (PEM certificate chain), `tls.key` (PEM private
+    /// key) and `ca.crt` (PEM CA that signed every node certificate);
+    /// mounted at `/etc/dynamo-tls` (`DYNAMO_TLS_DIR`). The nodes then serve
+    /// HTTPS only (client and admin API, probes, node-to-node) and verify
+    /// peers against `ca.crt`; the operator calls their admin API over
+    /// HTTPS trusting `ca.crt`. The certificate must cover
+    /// `*.<cluster>-<zone>.<namespace>.svc` for every zone and
+    /// `<cluster>.<namespace>.svc`. Nodes read it when they start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SecretReference>,
     /// Secret (same namespace) whose key `token` is the bearer token every

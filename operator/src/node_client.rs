@@ -8,12 +8,29 @@
 //! A cluster with `spec.auth` runs nodes that answer `/v1/...` only with
 //! `Authorization: Bearer <token>` (401 otherwise); every call then carries
 //! the cluster's [`BearerToken`].
+//!
+//! A cluster with `spec.tls` runs nodes that serve HTTPS only; calls then
+//! go to `https://` and trust only the cluster's [`TrustedCa`] (the
+//! `ca.crt` of its TLS Secret), checking the certificate against the host
+//! name of the address called. Without TLS the calls are plain `http://`.
 
+use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dynamo_ring::{RingDocument, TransferReport};
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 /// The `Authorization: Bearer <token>` header of a cluster's admin calls.
 ///
@@ -52,6 +69,68 @@ impl BearerToken {
     }
 }
 
+/// The CA certificates that signed the nodes' certificates: the only roots
+/// an HTTPS admin call trusts.
+///
+/// Equal CAs compare and hash equal, so [`HttpNodeAdmin`] keeps one client
+/// per CA.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TrustedCa {
+    certificates: Arc<[CertificateDer<'static>]>,
+}
+
+/// Why a PEM value is not a usable CA.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CaError {
+    /// Not PEM, or a PEM block that does not decode.
+    #[error("not PEM: {0}")]
+    NotPem(String),
+    /// PEM without any `CERTIFICATE` block.
+    #[error("no PEM CERTIFICATE block")]
+    NoCertificate,
+    /// A `CERTIFICATE` block that is not an X.509 certificate usable as a
+    /// trust anchor.
+    #[error("not a usable CA certificate: {0}")]
+    NotACertificate(String),
+}
+
+impl TrustedCa {
+    /// The CA from PEM text (one or more `CERTIFICATE` blocks; other block
+    /// types are skipped).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, CaError> {
+        let certificates = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CaError::NotPem(e.to_string()))?;
+        if certificates.is_empty() {
+            return Err(CaError::NoCertificate);
+        }
+        let ca = TrustedCa {
+            certificates: certificates.into(),
+        };
+        ca.roots()?;
+        Ok(ca)
+    }
+
+    fn roots(&self) -> Result<RootCertStore, CaError> {
+        let mut roots = RootCertStore::empty();
+        for certificate in self.certificates.iter() {
+            roots
+                .add(certificate.clone())
+                .map_err(|e| CaError::NotACertificate(e.to_string()))?;
+        }
+        Ok(roots)
+    }
+}
+
+/// Shows the number of certificates, not their bytes.
+impl fmt::Debug for TrustedCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustedCa")
+            .field("certificates", &self.certificates.len())
+            .finish()
+    }
+}
+
 /// What a node said to a published ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishOutcome {
@@ -70,7 +149,7 @@ pub enum NodeError {
         /// `HOST:PORT` called.
         address: String,
         /// Underlying error.
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// An answer with an unexpected status.
     #[error("admin API of {address} answered {status}: {body}")]
@@ -82,65 +161,204 @@ pub enum NodeError {
         /// Response body, for the log.
         body: String,
     },
+    /// No HTTPS client could be built for the cluster's CA.
+    #[error("admin API of {address}: {source}")]
+    Client {
+        /// `HOST:PORT` to be called.
+        address: String,
+        /// Why the client could not be built.
+        source: ClientError,
+    },
+}
+
+/// Why an HTTP client of [`HttpNodeAdmin`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The CA is not usable as a root of trust.
+    #[error("HTTPS client trusting the cluster CA: {0}")]
+    Ca(#[from] CaError),
+    /// The TLS configuration was refused.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
 }
 
 /// The admin calls the operator makes to a node at `HOST:PORT`.
 pub trait NodeAdmin: Send + Sync + 'static {
-    /// Sends the ring to the node, with `token` when the cluster has one.
+    /// Sends the ring to the node, with `token` when the cluster has one,
+    /// over HTTPS trusting `ca` when the cluster has TLS.
     fn publish_ring(
         &self,
         address: &str,
         token: Option<&BearerToken>,
+        ca: Option<&TrustedCa>,
         document: &RingDocument,
     ) -> impl Future<Output = Result<PublishOutcome, NodeError>> + Send;
 
-    /// Reads the node's transfer report, with `token` when the cluster has one.
+    /// Reads the node's transfer report, with `token` when the cluster has
+    /// one, over HTTPS trusting `ca` when the cluster has TLS.
     fn transfers(
         &self,
         address: &str,
         token: Option<&BearerToken>,
+        ca: Option<&TrustedCa>,
     ) -> impl Future<Output = Result<TransferReport, NodeError>> + Send;
 }
 
-/// [`NodeAdmin`] over HTTP.
+/// HTTP/1 client of the admin calls; `http://` or `https://` by URL.
+type Client = hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// [`NodeAdmin`] over HTTP, or HTTPS for clusters with TLS.
 #[derive(Clone, Debug)]
 pub struct HttpNodeAdmin {
-    client: reqwest::Client,
+    timeout: Duration,
+    /// Client of the plain `http://` calls.
+    plain: Client,
+    /// Clients of the `https://` calls, one per trusted CA.
+    https: Arc<Mutex<HashMap<TrustedCa, Client>>>,
 }
 
 impl HttpNodeAdmin {
     /// A client whose calls time out after `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(timeout: Duration) -> Result<Self, ClientError> {
         Ok(HttpNodeAdmin {
-            client: reqwest::Client::builder().timeout(timeout).build()?,
+            timeout,
+            // The plain client trusts no CA: it only calls `http://`.
+            plain: client(RootCertStore::empty())?,
+            https: Arc::default(),
         })
     }
-}
 
-fn transport(address: &str) -> impl FnOnce(reqwest::Error) -> NodeError + '_ {
-    move |source| NodeError::Transport {
-        address: address.to_string(),
-        source,
+    /// The client and URL scheme of calls trusting `ca` (`None`: plain HTTP).
+    fn client_for(
+        &self,
+        address: &str,
+        ca: Option<&TrustedCa>,
+    ) -> Result<(Client, &'static str), NodeError> {
+        let Some(ca) = ca else {
+            return Ok((self.plain.clone(), "http"));
+        };
+        let error = |source: ClientError| NodeError::Client {
+            address: address.to_string(),
+            source,
+        };
+        // A poisoned lock only means another call panicked mid-insert; the
+        // map itself is still a valid cache.
+        let mut clients = self.https.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(ca) {
+            return Ok((client.clone(), "https"));
+        }
+        let roots = ca.roots().map_err(|e| error(e.into()))?;
+        let built = client(roots).map_err(error)?;
+        clients.insert(ca.clone(), built.clone());
+        Ok((built, "https"))
+    }
+
+    /// `method` on `path` of the node at `address`, with the token and a
+    /// JSON `body`; the status and body of the answer, within the timeout.
+    async fn call(
+        &self,
+        method: Method,
+        address: &str,
+        path: &str,
+        token: Option<&BearerToken>,
+        ca: Option<&TrustedCa>,
+        body: Option<Vec<u8>>,
+    ) -> Result<(StatusCode, Bytes), NodeError> {
+        let (client, scheme) = self.client_for(address, ca)?;
+        let transport = |source: TransportError| NodeError::Transport {
+            address: address.to_string(),
+            source,
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{scheme}://{address}{path}"));
+        if let Some(BearerToken(value)) = token {
+            request = request.header(AUTHORIZATION, value.clone());
+        }
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| transport(TransportError::Request(e)))?;
+        let exchange = async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(TransportError::Send)?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(TransportError::Body)?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| transport(TransportError::Timeout(self.timeout)))?
+            .map_err(transport)
     }
 }
 
-fn authorize(
-    request: reqwest::RequestBuilder,
-    token: Option<&BearerToken>,
-) -> reqwest::RequestBuilder {
-    match token {
-        Some(BearerToken(value)) => request.header(AUTHORIZATION, value.clone()),
-        None => request,
-    }
+/// Why a call got no (readable) answer.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The request could not be built (an address that is no URL authority).
+    #[error("invalid request: {0}")]
+    Request(http::Error),
+    /// No connection, TLS handshake or answer (the causes follow the
+    /// message, e.g. an untrusted certificate).
+    #[error("{}", chain(.0))]
+    Send(hyper_util::client::legacy::Error),
+    /// The answer's body broke off.
+    #[error("reading the answer: {0}")]
+    Body(hyper::Error),
+    /// No full answer within the timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The answer is not the expected JSON.
+    #[error("unexpected answer: {0}")]
+    Json(serde_json::Error),
 }
 
-async fn unexpected(address: &str, response: reqwest::Response) -> NodeError {
-    let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
+/// `error: cause: cause ...`, since the legacy client's own message is
+/// only "client error (Connect)".
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
+}
+
+/// A client with the ring crypto provider that calls `http://` URLs as
+/// they are and `https://` URLs trusting only `roots`, checking the host
+/// name of the URL.
+fn client(roots: RootCertStore) -> Result<Client, ClientError> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector))
+}
+
+fn unexpected(address: &str, status: StatusCode, body: &[u8]) -> NodeError {
     NodeError::Status {
         address: address.to_string(),
-        status,
-        body,
+        status: status.as_u16(),
+        body: String::from_utf8_lossy(body).into_owned(),
     }
 }
 
@@ -149,18 +367,27 @@ impl NodeAdmin for HttpNodeAdmin {
         &self,
         address: &str,
         token: Option<&BearerToken>,
+        ca: Option<&TrustedCa>,
         document: &RingDocument,
     ) -> Result<PublishOutcome, NodeError> {
-        let request = self.client.put(format!("http://{address}/v1/admin/ring"));
-        let response = authorize(request, token)
-            .json(document)
-            .send()
-            .await
-            .map_err(transport(address))?;
-        match response.status() {
+        let body = serde_json::to_vec(document).map_err(|e| NodeError::Transport {
+            address: address.to_string(),
+            source: TransportError::Json(e),
+        })?;
+        let (status, answer) = self
+            .call(
+                Method::PUT,
+                address,
+                "/v1/admin/ring",
+                token,
+                ca,
+                Some(body),
+            )
+            .await?;
+        match status {
             s if s.is_success() => Ok(PublishOutcome::Accepted),
-            reqwest::StatusCode::CONFLICT => Ok(PublishOutcome::NewerEpoch),
-            _ => Err(unexpected(address, response).await),
+            StatusCode::CONFLICT => Ok(PublishOutcome::NewerEpoch),
+            _ => Err(unexpected(address, status, &answer)),
         }
     }
 
@@ -168,18 +395,18 @@ impl NodeAdmin for HttpNodeAdmin {
         &self,
         address: &str,
         token: Option<&BearerToken>,
+        ca: Option<&TrustedCa>,
     ) -> Result<TransferReport, NodeError> {
-        let request = self
-            .client
-            .get(format!("http://{address}/v1/admin/transfers"));
-        let response = authorize(request, token)
-            .send()
-            .await
-            .map_err(transport(address))?;
-        if !response.status().is_success() {
-            return Err(unexpected(address, response).await);
+        let (status, answer) = self
+            .call(Method::GET, address, "/v1/admin/transfers", token, ca, None)
+            .await?;
+        if !status.is_success() {
+            return Err(unexpected(address, status, &answer));
         }
-        response.json().await.map_err(transport(address))
+        serde_json::from_slice(&answer).map_err(|e| NodeError::Transport {
+            address: address.to_string(),
+            source: TransportError::Json(e),
+        })
     }
 }
 
@@ -267,12 +494,12 @@ mod tests {
         let token = BearerToken::new(b" s3cret\n").expect("token");
 
         let outcome = admin
-            .publish_ring(&address, Some(&token), &document())
+            .publish_ring(&address, Some(&token), None, &document())
             .await
             .expect("ring accepted");
         assert_eq!(outcome, PublishOutcome::Accepted);
         let report = admin
-            .transfers(&address, Some(&token))
+            .transfers(&address, Some(&token), None)
             .await
             .expect("report");
         assert_eq!(report.epoch, 3);
@@ -293,7 +520,7 @@ mod tests {
         let wrong = BearerToken::new(b"s3cre").expect("token");
 
         for token in [None, Some(&wrong)] {
-            match admin.publish_ring(&address, token, &document()).await {
+            match admin.publish_ring(&address, token, None, &document()).await {
                 Err(NodeError::Status { status, body, .. }) => {
                     assert_eq!(status, 401);
                     assert!(body.contains("unauthorized"), "{body}");
@@ -301,7 +528,7 @@ mod tests {
                 other => panic!("expected 401, got {other:?}"),
             }
             assert!(matches!(
-                admin.transfers(&address, token).await,
+                admin.transfers(&address, token, None).await,
                 Err(NodeError::Status { status: 401, .. })
             ));
         }
@@ -314,6 +541,178 @@ mod tests {
                 Some("Bearer s3cre".to_string())
             ]
         );
+    }
+
+    /// A CA (self-signed) and its PEM.
+    fn ca(name: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let pem = params.self_signed(&key).expect("CA certificate").pem();
+        (rcgen::Issuer::new(params, key), pem)
+    }
+
+    /// A stand-in for a node with `DYNAMO_TLS_DIR`: HTTPS only, with a
+    /// certificate for `localhost` and `127.0.0.1` signed by `issuer`,
+    /// answering `GET /v1/admin/transfers` (404 otherwise). Returns the
+    /// port.
+    async fn tls_node(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) -> u16 {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let key = rcgen::KeyPair::generate().expect("key");
+        let certificate =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .expect("params")
+                .signed_by(&key, issuer)
+                .expect("node certificate");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.expect("accept");
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate ends
+                    // the handshake: nothing to answer.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buffer[..n]),
+                        }
+                    }
+                    let report = serde_json::to_string(&TransferReport {
+                        node: "n0".into(),
+                        epoch: 3,
+                        pending: 0,
+                        done: 0,
+                        hints_pending: 0,
+                        retired: 0,
+                        partitions: vec![],
+                    })
+                    .expect("json");
+                    let (status, body) = if request.starts_with(b"GET /v1/admin/transfers ") {
+                        ("200 OK", report)
+                    } else {
+                        ("404 Not Found", String::new())
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(response.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn calls_to_a_tls_node_use_https_and_trust_only_the_cluster_ca() {
+        let (issuer, ca_pem) = ca("cluster CA");
+        let (_, other_pem) = ca("another CA");
+        let port = tls_node(&issuer).await;
+        let address = format!("localhost:{port}");
+        let admin = HttpNodeAdmin::new(Duration::from_secs(5)).expect("client");
+        let ca = TrustedCa::from_pem(ca_pem.as_bytes()).expect("CA");
+        let other = TrustedCa::from_pem(other_pem.as_bytes()).expect("other CA");
+
+        for _ in 0..2 {
+            let report = admin
+                .transfers(&address, None, Some(&ca))
+                .await
+                .expect("report over HTTPS");
+            assert_eq!(report.epoch, 3);
+        }
+        let ip = format!("127.0.0.1:{port}");
+        let report = admin.transfers(&ip, None, Some(&ca)).await;
+        assert_eq!(report.expect("report over HTTPS by IP").epoch, 3);
+        match admin.transfers(&address, None, Some(&other)).await {
+            Err(error @ NodeError::Transport { .. }) => assert!(
+                error.to_string().contains("UnknownIssuer"),
+                "a certificate from another CA is refused: {error}"
+            ),
+            other => panic!("expected a refused certificate, got {other:?}"),
+        }
+        assert!(
+            matches!(
+                admin.transfers(&address, None, None).await,
+                Err(NodeError::Transport { .. })
+            ),
+            "plain HTTP gets no answer from a TLS node"
+        );
+        assert_eq!(
+            admin.https.lock().expect("lock").len(),
+            2,
+            "one HTTPS client per CA"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_answer_times_out() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                held.push(tcp);
+            }
+        });
+        let admin = HttpNodeAdmin::new(Duration::from_millis(200)).expect("client");
+        match admin.transfers(&address, None, None).await {
+            Err(NodeError::Transport {
+                source: TransportError::Timeout(after),
+                ..
+            }) => assert_eq!(after, Duration::from_millis(200)),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ca_must_be_pem_certificates() {
+        let (_, pem) = ca("cluster CA");
+        let ca = TrustedCa::from_pem(pem.as_bytes()).expect("CA");
+        let twice = TrustedCa::from_pem(format!("{pem}{pem}").as_bytes()).expect("two CAs");
+        assert_ne!(ca, twice);
+        assert_eq!(format!("{twice:?}"), "TrustedCa { certificates: 2 }");
+        assert_eq!(
+            TrustedCa::from_pem(b"not a certificate"),
+            Err(CaError::NoCertificate)
+        );
+        assert!(matches!(
+            TrustedCa::from_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            Err(CaError::NotACertificate(_))
+        ));
+        assert!(matches!(
+            TrustedCa::from_pem(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n"),
+            Err(CaError::NotPem(_))
+        ));
     }
 
     #[test]

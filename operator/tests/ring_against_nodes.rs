@@ -308,7 +308,7 @@ impl Cluster {
                 .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
             if answered {
                 ready.insert(name.clone());
-                if let Ok(report) = self.admin.transfers(address, Some(&self.token)).await {
+                if let Ok(report) = self.admin.transfers(address, Some(&self.token), None).await {
                     reports.insert(name.clone(), report);
                 }
             }
@@ -363,7 +363,7 @@ impl Cluster {
             if ready.contains(&member.id) && stale {
                 let outcome = self
                     .admin
-                    .publish_ring(&self.addresses[&member.id], Some(&self.token), &local)
+                    .publish_ring(&self.addresses[&member.id], Some(&self.token), None, &local)
                     .await
                     .unwrap_or_else(|e| panic!("publishing epoch {epoch}: {e}"));
                 assert_eq!(

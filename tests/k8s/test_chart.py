@@ -19,7 +19,7 @@ from conftest import (CHART, CUSTOM_KINDS, KUBE_VERSIONS, NAMESPACE, RELEASE, RE
 # What the operator may do in a namespace it watches (its contract): the
 # DynamoClusters and their status, the objects it owns (server-side apply),
 # pods for rolling restarts, events, and get (only) on secrets to read the
-# token of spec.auth. (API group, resource, verb.)
+# token of spec.auth and the CA of spec.tls. (API group, resource, verb.)
 APPLY = {"get", "list", "watch", "create", "patch", "update", "delete"}
 WATCH_GRANTS = (
     {("kv.dynamo.dev", "dynamoclusters", v) for v in ("get", "list", "watch", "patch", "update")}
@@ -180,7 +180,7 @@ def test_rbac_matches_the_contract_exactly(rendered):
                     assert "*" not in rule.get(field, []), f"{name}: wildcard in {role['kind']} {field}"
                 assert "nonResourceURLs" not in rule
                 if "secrets" in rule["resources"]:
-                    # Reads the one Secret spec.auth names; listing or
+                    # Reads the Secrets spec.auth and spec.tls name; listing or
                     # watching would expose every Secret of the namespace.
                     assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"], \
                         f"{name}: secrets beyond get in {role['kind']}"

@@ -54,8 +54,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 Rules the operator needs in every namespace it watches: its own resources,
 the objects it owns (applied server-side under one field manager), pods for
 rolling restarts, events, and `get` on secrets to read the bearer token a
-cluster's `spec.auth` names (no list or watch: it reads that one Secret
-by name on every reconcile).
+cluster's `spec.auth` names and the CA of its `spec.tls` Secret (no list or
+watch: it reads those Secrets by name on every reconcile).
 */}}
 {{- define "dynamo-operator.watchRules" -}}
 - apiGroups: ["kv.dynamo.dev"]

@@ -19,26 +19,28 @@ use super::{BUSY_REQUEUE, Context, backoff, reconcile};
 use crate::crd::DynamoCluster;
 use crate::crd::SecretReference;
 use crate::metrics::Metrics;
-use crate::node_client::{BearerToken, NodeAdmin, NodeError, PublishOutcome};
+use crate::node_client::{BearerToken, NodeAdmin, NodeError, PublishOutcome, TrustedCa};
 use crate::resources::configmap::RING_JSON_KEY;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 /// Nodes that answer from a table of reports and remember published rings
-/// and the token of every call.
+/// and the token and trusted CA of every call.
 #[derive(Default)]
 struct FakeNodes {
     reports: BTreeMap<String, TransferReport>,
     published: Mutex<Vec<(String, u64)>>,
     tokens: Mutex<Vec<(&'static str, Option<BearerToken>)>>,
+    cas: Mutex<Vec<Option<TrustedCa>>>,
 }
 
 impl FakeNodes {
-    fn saw(&self, call: &'static str, token: Option<&BearerToken>) {
+    fn saw(&self, call: &'static str, token: Option<&BearerToken>, ca: Option<&TrustedCa>) {
         self.tokens
             .lock()
             .expect("lock")
             .push((call, token.cloned()));
+        self.cas.lock().expect("lock").push(ca.cloned());
     }
 }
 
@@ -47,9 +49,10 @@ impl NodeAdmin for FakeNodes {
         &self,
         address: &str,
         token: Option<&BearerToken>,
+        ca: Option<&TrustedCa>,
         document: &RingDocument,
     ) -> Result<PublishOutcome, NodeError> {
-        self.saw("ring", token);
+        self.saw("ring", token, ca);
         self.published
             .lock()
             .expect("lock")
@@ -61,8 +64,9 @@ impl NodeAdmin for FakeNodes {
         &self,
         address: &str,
         token: Option<&BearerToken>,
+        ca: Option<&TrustedCa>,
     ) -> Result<TransferReport, NodeError> {
-        self.saw("transfers", token);
+        self.saw("transfers", token, ca);
         self.reports
             .get(address)
             .cloned()
@@ -508,6 +512,15 @@ async fn scale_down_publishes_the_smaller_ring_and_keeps_the_statefulset() {
         tokens.iter().all(|(_, token)| token.is_none()),
         "no spec.auth, no token"
     );
+    assert!(
+        ctx.nodes
+            .cas
+            .lock()
+            .expect("lock")
+            .iter()
+            .all(Option::is_none),
+        "no spec.tls, plain HTTP"
+    );
 }
 
 fn event_created() -> Value {
@@ -651,5 +664,154 @@ async fn a_missing_auth_secret_sets_conditions_warns_and_backs_off_without_calli
     assert!(
         ctx.nodes.tokens.lock().expect("lock").is_empty(),
         "no admin call without the token"
+    );
+}
+
+fn with_tls(mut c: DynamoCluster) -> DynamoCluster {
+    c.spec.tls = Some(SecretReference {
+        secret_name: "demo-tls".into(),
+    });
+    c
+}
+
+const TLS_SECRET_PATH: &str = "/api/v1/namespaces/default/secrets/demo-tls";
+
+/// A `kubernetes.io/tls` Secret `demo-tls` with `data` (base64 values).
+fn tls_secret(data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+           "metadata": {"name": "demo-tls", "namespace": "default"},
+           "data": data})
+}
+
+/// A CA certificate made for the test: its PEM and the PEM's base64.
+fn ca_pem() -> (String, String) {
+    use base64::Engine;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let pem = params.self_signed(&key).expect("CA").pem();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&pem);
+    (pem, encoded)
+}
+
+#[tokio::test]
+async fn the_tls_secret_is_read_and_its_ca_is_trusted_by_every_admin_call() {
+    let (ring_json, nodes) = four_nodes_at_epoch_one();
+    let c = with_tls(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
+    let object = serde_json::to_value(&c).expect("json");
+    let (pem, encoded) = ca_pem();
+    let (action, ctx) = run(c, nodes, |mut api| async move {
+        observe_four_nodes(&mut api, ring_json).await;
+        // "eA==" is base64 of "x": the node's files, not read by the operator.
+        api.answer(
+            Method::GET,
+            TLS_SECRET_PATH,
+            StatusCode::OK,
+            tls_secret(json!({"tls.crt": "eA==", "tls.key": "eA==", "ca.crt": encoded})),
+        )
+        .await;
+        let core = "/api/v1/namespaces/default";
+        api.apply(&format!("{core}/configmaps/demo-config")).await;
+        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
+            api.apply(&format!("{core}/services/{name}")).await;
+        }
+        for name in ["demo-a", "demo-b", "demo-c"] {
+            let sts = api
+                .apply(&format!(
+                    "/apis/apps/v1/namespaces/default/statefulsets/{name}"
+                ))
+                .await;
+            let pod = &sts["spec"]["template"]["spec"];
+            let container = &pod["containers"][0];
+            let env = container["env"].as_array().expect("env");
+            assert!(
+                env.contains(&json!({"name": "DYNAMO_TLS_DIR", "value": "/etc/dynamo-tls"})),
+                "{env:?}"
+            );
+            assert!(
+                pod["volumes"]
+                    .as_array()
+                    .expect("volumes")
+                    .contains(&json!({"name": "tls", "secret": {"secretName": "demo-tls"}})),
+                "{pod}"
+            );
+            assert_eq!(container["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+            assert_eq!(container["livenessProbe"]["httpGet"]["scheme"], "HTTPS");
+        }
+        api.apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
+            .await;
+        let status = api.status_patch(&object).await;
+        assert_eq!(status["status"]["phase"], "Rebalancing");
+        let (_, event) = api
+            .answer(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                StatusCode::CREATED,
+                event_created(),
+            )
+            .await;
+        assert_eq!(event["reason"], "RingPublished");
+        api
+    })
+    .await;
+    assert_eq!(action, Action::requeue(BUSY_REQUEUE));
+    let ca = TrustedCa::from_pem(pem.as_bytes()).expect("CA");
+    let cas = ctx.nodes.cas.lock().expect("lock").clone();
+    assert_eq!(cas.len(), 7, "4 reports, 3 rings: {cas:?}");
+    assert!(
+        cas.iter().all(|c| c.as_ref() == Some(&ca)),
+        "every admin call trusts the CA of the Secret: {cas:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_tls_secret_without_ca_sets_conditions_warns_and_backs_off_without_calling_nodes() {
+    let (ring_json, nodes) = four_nodes_at_epoch_one();
+    let c = with_tls(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
+    let object = serde_json::to_value(&c).expect("json");
+    let (action, ctx) = run(c, nodes, |mut api| async move {
+        observe_four_nodes(&mut api, ring_json).await;
+        api.answer(
+            Method::GET,
+            TLS_SECRET_PATH,
+            StatusCode::OK,
+            tls_secret(json!({"tls.crt": "eA==", "tls.key": "eA=="})),
+        )
+        .await;
+        let status = api.status_patch(&object).await;
+        let conditions = status["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .clone();
+        let degraded = conditions
+            .iter()
+            .find(|c| c["type"] == "Degraded")
+            .expect("Degraded condition");
+        assert_eq!(degraded["status"], "True");
+        assert_eq!(degraded["reason"], "TlsSecretMissing");
+        assert!(
+            degraded["message"]
+                .as_str()
+                .expect("message")
+                .contains("\"ca.crt\""),
+            "{conditions:?}"
+        );
+        let (_, event) = api
+            .answer(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                StatusCode::CREATED,
+                event_created(),
+            )
+            .await;
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "TlsSecretMissing");
+        api
+    })
+    .await;
+    assert_eq!(action, Action::requeue(backoff(1)));
+    assert!(
+        ctx.nodes.cas.lock().expect("lock").is_empty(),
+        "no admin call without a usable CA"
     );
 }

@@ -84,7 +84,7 @@ pub async fn apply<N: NodeAdmin>(
 
     for address in &plan.publish_to {
         match nodes
-            .publish_ring(address, plan.token.as_ref(), &plan.ring)
+            .publish_ring(address, plan.token.as_ref(), plan.ca.as_ref(), &plan.ring)
             .await
         {
             Ok(PublishOutcome::Accepted) => {

@@ -1,7 +1,7 @@
 //! The reconcile pipeline of one `DynamoCluster`:
 //!
 //! 1. [`observe`]: read StatefulSets, pods, the ring ConfigMap, the
-//!    `spec.auth` Secret and the nodes' transfer reports into a
+//!    `spec.auth` and `spec.tls` Secrets and the nodes' transfer reports into a
 //!    [`observe::World`];
 //! 2. [`validate`]: refuse specs that are invalid or would lose data;
 //! 3. [`plan`]: decide (pure) the desired objects, the ring step, the pod
@@ -149,8 +149,14 @@ pub async fn reconcile<N: NodeAdmin>(
     let started = Instant::now();
     ctx.metrics.reconciled(&cluster);
     let cref = cluster_ref(&cluster)?;
-    let world =
-        observe::observe(&ctx.client, &ctx.nodes, &cref, cluster.spec.auth.as_ref()).await?;
+    let world = observe::observe(
+        &ctx.client,
+        &ctx.nodes,
+        &cref,
+        cluster.spec.auth.as_ref(),
+        cluster.spec.tls.as_ref(),
+    )
+    .await?;
     let now = Time(Timestamp::now());
     let api: Api<DynamoCluster> = Api::namespaced(ctx.client.clone(), &cref.namespace);
     let action = match plan::plan(&cluster, &cref, &world, &now)? {
@@ -161,7 +167,7 @@ pub async fn reconcile<N: NodeAdmin>(
             Action::await_change()
         }
         Outcome::Blocked { status, decisions } => {
-            tracing::warn!(reason = ?decisions, "blocked on the auth Secret");
+            tracing::warn!(reason = ?decisions, "blocked on the auth or TLS Secret");
             status::patch_status(&api, &cref.name, &status).await?;
             apply::record(&ctx.recorder, &cluster, &decisions).await?;
             ctx.metrics.observe_duration(started.elapsed());

@@ -1,6 +1,7 @@
 //! Observe: read everything a decision needs into a plain [`World`] — the
 //! zone StatefulSets, the node pods, the published ring, the admin token
-//! of `spec.auth` and what every ready node reports about its transfers.
+//! of `spec.auth`, the CA of `spec.tls` and what every ready node reports
+//! about its transfers.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,7 @@ use kube::api::ListParams;
 
 use super::Error;
 use crate::crd::SecretReference;
-use crate::node_client::{BearerToken, NodeAdmin, TokenError};
+use crate::node_client::{BearerToken, CaError, NodeAdmin, TokenError, TrustedCa};
 use crate::resources::configmap::RING_JSON_KEY;
 use crate::resources::statefulset::pod_zone;
 use crate::resources::{ClusterRef, REVISION_LABEL};
@@ -103,6 +104,71 @@ impl AdminAuth {
     }
 }
 
+/// Keys of the `spec.tls` Secret: the node's certificate chain and private
+/// key (read by the node only) and the CA that signed every node
+/// certificate (read by the node and the operator).
+pub const TLS_KEYS: [&str; 3] = ["tls.crt", "tls.key", TLS_CA_KEY];
+
+/// Key of the `spec.tls` Secret holding the CA the admin calls trust.
+pub const TLS_CA_KEY: &str = "ca.crt";
+
+/// How the operator reaches the nodes' admin API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum NodeTls {
+    /// No `spec.tls`: plain HTTP.
+    #[default]
+    Plain,
+    /// HTTPS, trusting the `ca.crt` of the `spec.tls` Secret.
+    Ca(TrustedCa),
+    /// `spec.tls` names a Secret the operator cannot use.
+    Unusable(TlsProblem),
+}
+
+impl NodeTls {
+    /// The CA to trust, if the cluster has TLS.
+    pub fn ca(&self) -> Option<&TrustedCa> {
+        match self {
+            NodeTls::Ca(ca) => Some(ca),
+            NodeTls::Plain | NodeTls::Unusable(_) => None,
+        }
+    }
+}
+
+/// Why the `spec.tls` Secret gives no usable CA (or lacks what the nodes
+/// need).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TlsProblem {
+    /// The Secret does not exist.
+    #[error("Secret {0:?} named by spec.tls does not exist in the cluster's namespace")]
+    SecretMissing(String),
+    /// The Secret lacks one of [`TLS_KEYS`].
+    #[error("Secret {secret:?} named by spec.tls has no key {key:?}")]
+    KeyMissing {
+        /// Secret name.
+        secret: String,
+        /// The missing key.
+        key: &'static str,
+    },
+    /// The `ca.crt` value is not a usable CA.
+    #[error("key \"ca.crt\" of Secret {secret:?} named by spec.tls is unusable: {problem}")]
+    BadCa {
+        /// Secret name.
+        secret: String,
+        /// What is wrong with the value.
+        problem: CaError,
+    },
+}
+
+impl TlsProblem {
+    /// `PascalCase` reason for conditions and events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TlsProblem::SecretMissing(_) | TlsProblem::KeyMissing { .. } => "TlsSecretMissing",
+            TlsProblem::BadCa { .. } => "TlsCaInvalid",
+        }
+    }
+}
+
 /// Everything observed about one cluster.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct World {
@@ -116,6 +182,8 @@ pub struct World {
     pub reports: BTreeMap<String, TransferReport>,
     /// Credentials of the admin API.
     pub auth: AdminAuth,
+    /// Transport of the admin API.
+    pub tls: NodeTls,
 }
 
 impl World {
@@ -129,15 +197,17 @@ impl World {
     }
 }
 
-/// Reads the StatefulSets, pods, ConfigMap, the `auth` Secret (when the
-/// spec names one) and node reports of `cluster`.
+/// Reads the StatefulSets, pods, ConfigMap, the `auth` and `tls` Secrets
+/// (when the spec names them) and node reports of `cluster`.
 ///
-/// Without a usable token the nodes are not asked: they would answer 401.
+/// Without a usable token the nodes are not asked: they would answer 401;
+/// without a usable CA neither: the calls could not check who answers.
 pub async fn observe<N: NodeAdmin>(
     client: &kube::Client,
     nodes: &N,
     cluster: &ClusterRef,
     auth: Option<&SecretReference>,
+    tls: Option<&SecretReference>,
 ) -> Result<World, Error> {
     let ns = cluster.namespace.as_str();
     let selected = ListParams::default().labels(&cluster.node_selector_string());
@@ -182,11 +252,18 @@ pub async fn observe<N: NodeAdmin>(
             admin_auth(&reference.secret_name, secret.as_ref())
         }
     };
-    let reports = match &auth {
-        AdminAuth::Unusable(_) => BTreeMap::new(),
-        AdminAuth::Open | AdminAuth::Token(_) => {
-            read_reports(nodes, auth.token(), cluster, &pods).await
+    let tls = match tls {
+        None => NodeTls::Plain,
+        Some(reference) => {
+            let secret = Api::<Secret>::namespaced(client.clone(), ns)
+                .get_opt(&reference.secret_name)
+                .await?;
+            node_tls(&reference.secret_name, secret.as_ref())
         }
+    };
+    let reports = match (&auth, &tls) {
+        (AdminAuth::Unusable(_), _) | (_, NodeTls::Unusable(_)) => BTreeMap::new(),
+        _ => read_reports(nodes, auth.token(), tls.ca(), cluster, &pods).await,
     };
     Ok(World {
         statefulsets,
@@ -194,7 +271,33 @@ pub async fn observe<N: NodeAdmin>(
         ring,
         reports,
         auth,
+        tls,
     })
+}
+
+/// The admin transport from the `tls` Secret `name` (`None`: not found).
+fn node_tls(name: &str, secret: Option<&Secret>) -> NodeTls {
+    let Some(secret) = secret else {
+        return NodeTls::Unusable(TlsProblem::SecretMissing(name.to_string()));
+    };
+    let data = secret.data.as_ref();
+    if let Some(key) = TLS_KEYS
+        .into_iter()
+        .find(|key| data.is_none_or(|d| !d.contains_key(*key)))
+    {
+        return NodeTls::Unusable(TlsProblem::KeyMissing {
+            secret: name.to_string(),
+            key,
+        });
+    }
+    let pem = data.and_then(|d| d.get(TLS_CA_KEY)).map(|v| v.0.as_slice());
+    match TrustedCa::from_pem(pem.unwrap_or_default()) {
+        Ok(ca) => NodeTls::Ca(ca),
+        Err(problem) => NodeTls::Unusable(TlsProblem::BadCa {
+            secret: name.to_string(),
+            problem,
+        }),
+    }
 }
 
 /// The admin credentials from the `auth` Secret `name` (`None`: not found).
@@ -219,13 +322,14 @@ fn admin_auth(name: &str, secret: Option<&Secret>) -> AdminAuth {
 async fn read_reports<N: NodeAdmin>(
     nodes: &N,
     token: Option<&BearerToken>,
+    ca: Option<&TrustedCa>,
     cluster: &ClusterRef,
     pods: &[PodState],
 ) -> BTreeMap<String, TransferReport> {
     let asked: Vec<&PodState> = pods.iter().filter(|p| p.ready && !p.terminating).collect();
     let answers = join_all(asked.iter().map(|p| {
         let address = cluster.pod_address(&p.zone, &p.name);
-        async move { nodes.transfers(&address, token).await }
+        async move { nodes.transfers(&address, token, ca).await }
     }))
     .await;
     asked
@@ -377,6 +481,109 @@ mod tests {
             AuthProblem::KeyMissing("demo-auth".into()).reason(),
             "AuthSecretMissing"
         );
+    }
+
+    fn tls_secret(data: serde_json::Value) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-tls"},
+            "type": "kubernetes.io/tls",
+            "data": data
+        }))
+        .expect("secret")
+    }
+
+    /// base64 of a PEM CA certificate made for the test.
+    fn ca_pem_base64() -> String {
+        use base64::Engine;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let pem = params.self_signed(&key).expect("CA").pem();
+        base64::engine::general_purpose::STANDARD.encode(pem)
+    }
+
+    #[test]
+    fn the_ca_comes_from_the_tls_secret_key_ca_crt() {
+        let ca = ca_pem_base64();
+        // "eA==" is base64 of "x": the node's files, not read here.
+        let tls = node_tls(
+            "demo-tls",
+            Some(&tls_secret(
+                serde_json::json!({"tls.crt": "eA==", "tls.key": "eA==", "ca.crt": ca}),
+            )),
+        );
+        let expected = {
+            use base64::Engine;
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(&ca)
+                .expect("base64");
+            TrustedCa::from_pem(&pem).expect("CA")
+        };
+        assert_eq!(tls, NodeTls::Ca(expected.clone()));
+        assert_eq!(tls.ca(), Some(&expected));
+        assert_eq!(NodeTls::Plain.ca(), None);
+    }
+
+    #[test]
+    fn a_missing_tls_secret_key_or_bad_ca_is_reported_not_used() {
+        let missing = node_tls("demo-tls", None);
+        assert_eq!(
+            missing,
+            NodeTls::Unusable(TlsProblem::SecretMissing("demo-tls".into()))
+        );
+        assert_eq!(missing.ca(), None);
+        let ca = ca_pem_base64();
+        let without_ca = node_tls(
+            "demo-tls",
+            Some(&tls_secret(
+                serde_json::json!({"tls.crt": "eA==", "tls.key": "eA=="}),
+            )),
+        );
+        assert_eq!(
+            without_ca,
+            NodeTls::Unusable(TlsProblem::KeyMissing {
+                secret: "demo-tls".into(),
+                key: "ca.crt"
+            })
+        );
+        let without_key = node_tls(
+            "demo-tls",
+            Some(&tls_secret(
+                serde_json::json!({"tls.crt": "eA==", "ca.crt": ca}),
+            )),
+        );
+        assert_eq!(
+            without_key,
+            NodeTls::Unusable(TlsProblem::KeyMissing {
+                secret: "demo-tls".into(),
+                key: "tls.key"
+            })
+        );
+        let NodeTls::Unusable(problem) = &without_key else {
+            panic!("unusable")
+        };
+        assert_eq!(problem.reason(), "TlsSecretMissing");
+        assert!(
+            problem.to_string().contains("no key \"tls.key\""),
+            "{problem}"
+        );
+        let bad_ca = node_tls(
+            "demo-tls",
+            Some(&tls_secret(
+                serde_json::json!({"tls.crt": "eA==", "tls.key": "eA==", "ca.crt": "eA=="}),
+            )),
+        );
+        assert_eq!(
+            bad_ca,
+            NodeTls::Unusable(TlsProblem::BadCa {
+                secret: "demo-tls".into(),
+                problem: CaError::NoCertificate
+            })
+        );
+        let NodeTls::Unusable(problem) = &bad_ca else {
+            panic!("unusable")
+        };
+        assert_eq!(problem.reason(), "TlsCaInvalid");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Plan: the pure decision of a reconcile. From the cluster object and the
 //! observed [`World`] it computes every desired object, the ring step, the
-//! pod to restart, the status, the events and the token of the admin
-//! calls; [`super::apply`] carries it out.
+//! pod to restart, the status, the events and the token and CA of the
+//! admin calls; [`super::apply`] carries it out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,13 +12,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Error;
-use super::observe::{AdminAuth, World};
-use super::status::{ConditionUpdate, auth_blocked, merge_conditions, refused};
+use super::observe::{AdminAuth, NodeTls, World};
+use super::status::{ConditionUpdate, merge_conditions, refused, secret_blocked};
 use super::validate::validate;
 use crate::crd::{
     DynamoCluster, DynamoClusterStatus, Phase, RebalancingStatus, ZoneStatus, condition,
 };
-use crate::node_client::BearerToken;
+use crate::node_client::{BearerToken, TrustedCa};
 use crate::resources::ClusterRef;
 use crate::resources::configmap::{config_hash, config_map, render_node_toml};
 use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
@@ -84,6 +84,8 @@ pub struct Plan {
     pub busy: bool,
     /// Bearer token of the ring publications (`spec.auth`).
     pub token: Option<BearerToken>,
+    /// CA the ring publications trust, over HTTPS (`spec.tls`).
+    pub ca: Option<TrustedCa>,
 }
 
 /// The decision of a reconcile.
@@ -99,9 +101,10 @@ pub enum Outcome {
         /// Events to record.
         decisions: Vec<Decision>,
     },
-    /// The `spec.auth` Secret gives no token, so the nodes cannot be
-    /// called: write the status and record the event, change nothing
-    /// else, and look again after a back-off (Secrets are not watched).
+    /// The `spec.auth` Secret gives no token or the `spec.tls` Secret no
+    /// usable CA, so the nodes cannot be called: write the status and
+    /// record the event, change nothing else, and look again after a
+    /// back-off (Secrets are not watched).
     Blocked {
         /// Status to write.
         status: DynamoClusterStatus,
@@ -144,12 +147,16 @@ pub fn plan(
         }];
         return Ok(Outcome::Refuse { status, decisions });
     }
-    if let AdminAuth::Unusable(problem) = &world.auth {
-        let message = problem.to_string();
+    let unusable_secret = match (&world.auth, &world.tls) {
+        (AdminAuth::Unusable(problem), _) => Some((problem.reason(), problem.to_string())),
+        (_, NodeTls::Unusable(problem)) => Some((problem.reason(), problem.to_string())),
+        _ => None,
+    };
+    if let Some((reason, message)) = unusable_secret {
         let status = DynamoClusterStatus {
             conditions: merge_conditions(
                 &previous.conditions,
-                &auth_blocked(problem.reason(), &message),
+                &secret_blocked(reason, &message),
                 generation,
                 now,
             ),
@@ -158,7 +165,7 @@ pub fn plan(
         };
         let decisions = vec![Decision {
             warning: true,
-            reason: problem.reason(),
+            reason,
             note: message,
         }];
         return Ok(Outcome::Blocked { status, decisions });
@@ -447,6 +454,7 @@ pub fn plan(
         decisions,
         busy: !ready_now,
         token: world.auth.token().cloned(),
+        ca: world.tls.ca().cloned(),
     })))
 }
 
@@ -490,7 +498,7 @@ mod tests {
     use super::*;
     use crate::reconcile::cluster_ref;
     use crate::reconcile::fixtures::{cluster, spec};
-    use crate::reconcile::observe::{AuthProblem, PodState, StatefulSetState};
+    use crate::reconcile::observe::{AuthProblem, PodState, StatefulSetState, TlsProblem};
 
     fn now() -> Time {
         Time(Timestamp::from_second(1_000).expect("time"))
@@ -876,25 +884,75 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_spec_with_tls_is_refused() {
-        let mut c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+    fn with_tls(mut c: DynamoCluster) -> DynamoCluster {
         c.spec.tls = Some(crate::crd::SecretReference {
             secret_name: "demo-tls".into(),
         });
+        c
+    }
+
+    #[test]
+    fn a_spec_with_tls_is_acted_on_and_the_plan_carries_the_ca() {
+        let c = with_tls(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
         let cref = cluster_ref(&c).expect("ref");
-        match plan(&c, &cref, &World::default(), &now()).expect("plan") {
-            Outcome::Refuse { status, decisions } => {
-                assert_eq!(status.phase, Some(Phase::Invalid));
-                assert_eq!(decisions[0].reason, "SpecRefused");
-                assert!(decisions[0].warning);
-                assert!(
-                    decisions[0].note.contains("spec.tls is not supported"),
-                    "{}",
-                    decisions[0].note
-                );
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let pem = params.self_signed(&key).expect("CA").pem();
+        let ca = TrustedCa::from_pem(pem.as_bytes()).expect("CA");
+        let world = World {
+            tls: NodeTls::Ca(ca.clone()),
+            ..World::default()
+        };
+        let planned = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        assert_eq!(planned.ca, Some(ca));
+        assert_ne!(planned.status.phase, Some(Phase::Invalid));
+        let plain = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        assert_eq!(plain.ca, None);
+    }
+
+    #[test]
+    fn an_unusable_tls_secret_blocks_with_conditions_and_a_warning() {
+        let c = with_tls(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
+        let cref = cluster_ref(&c).expect("ref");
+        for (problem, reason) in [
+            (
+                TlsProblem::SecretMissing("demo-tls".into()),
+                "TlsSecretMissing",
+            ),
+            (
+                TlsProblem::BadCa {
+                    secret: "demo-tls".into(),
+                    problem: crate::node_client::CaError::NoCertificate,
+                },
+                "TlsCaInvalid",
+            ),
+        ] {
+            let world = World {
+                tls: NodeTls::Unusable(problem),
+                ..World::default()
+            };
+            match plan(&c, &cref, &world, &now()).expect("plan") {
+                Outcome::Blocked { status, decisions } => {
+                    assert_eq!(condition(&status, condition::READY), "False");
+                    assert_eq!(condition(&status, condition::DEGRADED), "True");
+                    let degraded = status
+                        .conditions
+                        .iter()
+                        .find(|c| c.type_ == condition::DEGRADED)
+                        .expect("degraded");
+                    assert_eq!(degraded.reason, reason);
+                    assert!(
+                        degraded.message.contains("demo-tls"),
+                        "{}",
+                        degraded.message
+                    );
+                    assert_eq!(decisions.len(), 1);
+                    assert!(decisions[0].warning);
+                    assert_eq!(decisions[0].reason, reason);
+                }
+                other => panic!("expected Blocked, got {other:?}"),
             }
-            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 }

@@ -89,9 +89,10 @@ pub fn refused(message: &str) -> Vec<ConditionUpdate> {
     ]
 }
 
-/// The conditions of a cluster whose `spec.auth` Secret gives no token:
-/// not ready, not progressing, degraded (the nodes cannot be called).
-pub fn auth_blocked(reason: &str, message: &str) -> Vec<ConditionUpdate> {
+/// The conditions of a cluster whose `spec.auth` Secret gives no token or
+/// whose `spec.tls` Secret gives no usable CA: not ready, not progressing,
+/// degraded (the nodes cannot be called).
+pub fn secret_blocked(reason: &str, message: &str) -> Vec<ConditionUpdate> {
     vec![
         ConditionUpdate::new(condition::READY, false, reason, message),
         ConditionUpdate::new(condition::PROGRESSING, false, reason, message),

@@ -107,9 +107,6 @@ pub enum SpecProblem {
     /// `nodeConfig` is not representable as TOML.
     #[error("{0}")]
     NodeConfig(String),
-    /// `tls` is set, but the node cannot serve TLS.
-    #[error("spec.tls is not supported by this node version; remove it")]
-    TlsUnsupported,
 }
 
 /// Checks `spec` alone, against the published `ring` and against the
@@ -195,9 +192,6 @@ pub fn validate(
     }
     if let Err(error) = render_node_toml(&spec.node_config) {
         problems.push(SpecProblem::NodeConfig(error.to_string()));
-    }
-    if spec.tls.is_some() {
-        problems.push(SpecProblem::TlsUnsupported);
     }
     if problems.is_empty() {
         Ok(())
@@ -345,21 +339,15 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_because_the_node_cannot_serve_it() {
+    fn tls_and_auth_secrets_are_accepted() {
         let mut spec = spec(&[("a", 3)]);
         spec.tls = Some(SecretReference {
             secret_name: "demo-tls".into(),
         });
-        let problems = validate(&spec, None, &none()).expect_err("refused");
-        assert_eq!(problems, vec![SpecProblem::TlsUnsupported]);
-        assert_eq!(
-            problems[0].to_string(),
-            "spec.tls is not supported by this node version; remove it"
-        );
-        spec.tls = None;
+        assert_eq!(validate(&spec, None, &none()), Ok(()), "tls is supported");
         spec.auth = Some(SecretReference {
             secret_name: "demo-auth".into(),
         });
-        assert_eq!(validate(&spec, None, &none()), Ok(()), "auth is supported");
+        assert_eq!(validate(&spec, None, &none()), Ok(()), "with auth too");
     }
 }

@@ -28,6 +28,10 @@ pub const CONFIG_DIR: &str = "/etc/dynamo";
 /// reads its bearer token from the file `token` there.
 pub const AUTH_DIR: &str = "/etc/dynamo-auth";
 
+/// Where the `spec.tls` Secret is mounted (`DYNAMO_TLS_DIR`); the node
+/// reads `tls.crt`, `tls.key` and `ca.crt` there and serves HTTPS only.
+pub const TLS_DIR: &str = "/etc/dynamo-tls";
+
 /// User and group the node runs as.
 pub const NODE_UID: i64 = 10001;
 
@@ -109,21 +113,23 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
         ..Volume::default()
     }];
     let mut mounts = vec![mount("data", "/data"), mount("config", CONFIG_DIR)];
-    // `spec.tls` is not mounted: the node cannot serve TLS, and validation
-    // refuses a spec that sets it.
-    if let Some(secret) = &spec.auth {
+    for (name, secret, dir) in [("auth", &spec.auth, AUTH_DIR), ("tls", &spec.tls, TLS_DIR)] {
+        let Some(secret) = secret else { continue };
         volumes.push(Volume {
-            name: "auth".into(),
+            name: name.into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(secret.secret_name.clone()),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         });
-        let mut m = mount("auth", AUTH_DIR);
+        let mut m = mount(name, dir);
         m.read_only = Some(true);
         mounts.push(m);
     }
+    // With TLS the node answers its probes over HTTPS only (the kubelet
+    // does not verify the certificate).
+    let scheme = spec.tls.as_ref().map(|_| "HTTPS");
     PodSpec {
         containers: vec![Container {
             name: "node".into(),
@@ -137,8 +143,8 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             }]),
-            readiness_probe: Some(probe("/readyz", 5)),
-            liveness_probe: Some(probe("/healthz", 30)),
+            readiness_probe: Some(probe("/readyz", 5, scheme)),
+            liveness_probe: Some(probe("/healthz", 30, scheme)),
             resources: spec.resources.clone(),
             volume_mounts: Some(mounts),
             security_context: Some(SecurityContext {
@@ -173,11 +179,14 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
-fn probe(path: &str, initial_delay: i32) -> Probe {
+/// An HTTP GET probe of `path` on the node port; `scheme` `None` is the
+/// kubelet's default, HTTP.
+fn probe(path: &str, initial_delay: i32, scheme: Option<&str>) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::String("http".into()),
+            scheme: scheme.map(str::to_string),
             ..HTTPGetAction::default()
         }),
         initial_delay_seconds: Some(initial_delay),
@@ -217,6 +226,9 @@ fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
     ];
     if spec.auth.is_some() {
         vars.push(value("DYNAMO_AUTH_DIR", AUTH_DIR.into()));
+    }
+    if spec.tls.is_some() {
+        vars.push(value("DYNAMO_TLS_DIR", TLS_DIR.into()));
     }
     vars
 }
@@ -361,46 +373,119 @@ mod tests {
         assert_eq!(pod.node_selector.expect("selector")["pool"], "fast");
     }
 
-    #[test]
-    fn the_auth_secret_is_mounted_and_tls_is_not() {
-        let cluster = cluster_ref();
-        let mut spec = spec(&[("a", 3)]);
-        let reference = |name: &str| {
-            Some(crate::crd::SecretReference {
-                secret_name: name.into(),
-            })
-        };
-        spec.auth = reference("demo-auth");
-        spec.tls = reference("demo-tls");
-        let sts = statefulset(&cluster, &spec, &spec.zones[0], 3, "h1");
+    /// What the pod of a spec's first zone does with Secrets.
+    struct SecretUse {
+        /// `(volume, secret name)` of the Secret volumes.
+        secrets: Vec<(String, Option<String>)>,
+        /// `(volume, path, read-only)` of every mount.
+        mounts: Vec<(String, String, Option<bool>)>,
+        /// Environment values by name.
+        env: BTreeMap<String, Option<String>>,
+        /// Schemes of the readiness and liveness probes.
+        schemes: Vec<Option<String>>,
+    }
+
+    fn secret_use(spec: &DynamoClusterSpec) -> SecretUse {
+        let sts = statefulset(&cluster_ref(), spec, &spec.zones[0], 3, "h1");
         let pod = sts.spec.expect("spec").template.spec.expect("pod");
-        let secrets: Vec<(&str, Option<&str>)> = pod
+        let secrets = pod
             .volumes
             .iter()
             .flatten()
             .filter_map(|v| {
                 v.secret
                     .as_ref()
-                    .map(|s| (v.name.as_str(), s.secret_name.as_deref()))
+                    .map(|s| (v.name.clone(), s.secret_name.clone()))
             })
             .collect();
-        assert_eq!(secrets, [("auth", Some("demo-auth"))]);
         let container = &pod.containers[0];
-        let mounts: Vec<(&str, &str, Option<bool>)> = container
+        let mounts = container
             .volume_mounts
             .iter()
             .flatten()
-            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .map(|m| (m.name.clone(), m.mount_path.clone(), m.read_only))
             .collect();
-        assert!(mounts.contains(&("auth", "/etc/dynamo-auth", Some(true))));
-        assert!(!mounts.iter().any(|m| m.1 == "/etc/dynamo-tls"));
-        let env: BTreeMap<&str, Option<&str>> = container
+        let env = container
             .env
             .iter()
             .flatten()
-            .map(|e| (e.name.as_str(), e.value.as_deref()))
+            .map(|e| (e.name.clone(), e.value.clone()))
             .collect();
-        assert_eq!(env.get("DYNAMO_AUTH_DIR"), Some(&Some("/etc/dynamo-auth")));
+        let schemes = [&container.readiness_probe, &container.liveness_probe]
+            .into_iter()
+            .map(|p| {
+                p.as_ref()
+                    .and_then(|p| p.http_get.as_ref())
+                    .expect("http probe")
+                    .scheme
+                    .clone()
+            })
+            .collect();
+        SecretUse {
+            secrets,
+            mounts,
+            env,
+            schemes,
+        }
+    }
+
+    fn reference(name: &str) -> Option<crate::crd::SecretReference> {
+        Some(crate::crd::SecretReference {
+            secret_name: name.into(),
+        })
+    }
+
+    #[test]
+    fn the_auth_secret_is_mounted_and_probes_stay_http_without_tls() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.auth = reference("demo-auth");
+        let SecretUse {
+            secrets,
+            mounts,
+            env,
+            schemes,
+        } = secret_use(&spec);
+        assert_eq!(
+            secrets,
+            [("auth".to_string(), Some("demo-auth".to_string()))]
+        );
+        assert!(mounts.contains(&("auth".into(), "/etc/dynamo-auth".into(), Some(true))));
+        assert!(!mounts.iter().any(|m| m.1 == "/etc/dynamo-tls"));
+        assert_eq!(
+            env.get("DYNAMO_AUTH_DIR"),
+            Some(&Some("/etc/dynamo-auth".to_string()))
+        );
         assert!(!env.contains_key("DYNAMO_TLS_DIR"));
+        assert_eq!(schemes, [None, None]);
+    }
+
+    #[test]
+    fn the_tls_secret_is_mounted_read_only_and_probes_use_https() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.auth = reference("demo-auth");
+        spec.tls = reference("demo-tls");
+        let SecretUse {
+            secrets,
+            mounts,
+            env,
+            schemes,
+        } = secret_use(&spec);
+        assert_eq!(
+            secrets,
+            [
+                ("auth".to_string(), Some("demo-auth".to_string())),
+                ("tls".to_string(), Some("demo-tls".to_string()))
+            ]
+        );
+        assert!(mounts.contains(&("tls".into(), "/etc/dynamo-tls".into(), Some(true))));
+        assert!(mounts.contains(&("auth".into(), "/etc/dynamo-auth".into(), Some(true))));
+        assert_eq!(
+            env.get("DYNAMO_TLS_DIR"),
+            Some(&Some("/etc/dynamo-tls".to_string()))
+        );
+        assert_eq!(
+            schemes,
+            [Some("HTTPS".to_string()), Some("HTTPS".to_string())]
+        );
     }
 }
