@@ -8,9 +8,10 @@
 //! processes named by [`ClusterRef::pod_name`], started with the ring of
 //! the "ConfigMap" as `--ring-file`; a pod is Ready when `/readyz` answers
 //! 200; transfer reports come from the operator's [`HttpNodeAdmin`], which
-//! also sends every published ring. Nodes require a bearer token
-//! (`--auth-dir`, as with `spec.auth`), so every admin call carries the
-//! operator's token.
+//! also sends every published ring. Nodes serve TLS (`--tls-dir`, as with
+//! `spec.tls`; every call trusts only the cluster CA) and require a bearer
+//! token (`--auth-dir`, as with `spec.auth`), so every admin call carries
+//! the operator's token over HTTPS.
 //!
 //! The operator only removes the highest ordinals of a zone, so a ring of
 //! "three other nodes" is reached through zone changes: zones a/b/c (one
@@ -29,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use dynamo_operator::node_client::{BearerToken, HttpNodeAdmin, NodeAdmin, PublishOutcome};
+use dynamo_operator::node_client::{
+    BearerToken, HttpNodeAdmin, NodeAdmin, PublishOutcome, TrustedCa,
+};
 use dynamo_operator::resources::ClusterRef;
 use dynamo_operator::ring_steps::{StepAction, StepInput, StepPlan, ZoneState, plan_step};
 use dynamo_ring::{RingDocument, TransferReport};
@@ -134,7 +137,7 @@ impl Writer {
                     let value = format!("value-of-{key}");
                     attempts.fetch_add(1, Ordering::SeqCst);
                     let sent = http
-                        .put(format!("http://{address}/v1/kv/{key}"))
+                        .put(format!("https://{address}/v1/kv/{key}"))
                         .body(value.clone())
                         .send()
                         .await;
@@ -187,6 +190,12 @@ struct Cluster {
     /// The cluster's auth token: nodes start with `--auth-dir`, and every
     /// admin and client call carries it, as with `spec.auth`.
     token: BearerToken,
+    /// The cluster CA: nodes start with `--tls-dir` (a certificate for
+    /// 127.0.0.1 signed by it), and every call trusts only it, as with
+    /// `spec.tls`.
+    ca: TrustedCa,
+    /// The TLS Secret's files, as mounted for `--tls-dir`.
+    tls_dir: PathBuf,
     http: reqwest::Client,
     binary: PathBuf,
     dir: tempfile::TempDir,
@@ -196,6 +205,11 @@ impl Cluster {
     /// The cluster `demo` with zones a/b/c of one node each; nothing runs
     /// and no ring exists yet.
     fn new() -> Cluster {
+        // When the whole workspace builds together, reqwest carries the
+        // node tests' rustls feature without a crypto provider of its own.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (tls_dir, ca_pem) = write_tls_secret(dir.path());
         let cluster = ClusterRef {
             name: "demo".into(),
             namespace: "default".into(),
@@ -224,7 +238,10 @@ impl Cluster {
             epochs: Vec::new(),
             admin: HttpNodeAdmin::new(Duration::from_secs(5)).expect("admin client"),
             token: BearerToken::new(TOKEN.as_bytes()).expect("token"),
+            ca: TrustedCa::from_pem(ca_pem.as_bytes()).expect("CA"),
+            tls_dir,
             http: reqwest::Client::builder()
+                .use_preconfigured_tls(client_tls(&ca_pem))
                 .timeout(Duration::from_secs(5))
                 .default_headers(reqwest::header::HeaderMap::from_iter([(
                     reqwest::header::AUTHORIZATION,
@@ -234,7 +251,7 @@ impl Cluster {
                 .build()
                 .expect("http client"),
             binary: node_binary(),
-            dir: tempfile::tempdir().expect("temporary directory"),
+            dir,
         }
     }
 
@@ -302,13 +319,17 @@ impl Cluster {
             let address = &self.addresses[name];
             let answered = self
                 .http
-                .get(format!("http://{address}/readyz"))
+                .get(format!("https://{address}/readyz"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
             if answered {
                 ready.insert(name.clone());
-                if let Ok(report) = self.admin.transfers(address, Some(&self.token), None).await {
+                if let Ok(report) = self
+                    .admin
+                    .transfers(address, Some(&self.token), Some(&self.ca))
+                    .await
+                {
                     reports.insert(name.clone(), report);
                 }
             }
@@ -363,7 +384,12 @@ impl Cluster {
             if ready.contains(&member.id) && stale {
                 let outcome = self
                     .admin
-                    .publish_ring(&self.addresses[&member.id], Some(&self.token), None, &local)
+                    .publish_ring(
+                        &self.addresses[&member.id],
+                        Some(&self.token),
+                        Some(&self.ca),
+                        &local,
+                    )
                     .await
                     .unwrap_or_else(|e| panic!("publishing epoch {epoch}: {e}"));
                 assert_eq!(
@@ -434,6 +460,8 @@ impl Cluster {
             .arg(self.ring_file())
             .arg("--auth-dir")
             .arg(self.auth_dir())
+            .arg("--tls-dir")
+            .arg(&self.tls_dir)
             .args(["--zone", zone])
             .args(["--n", "3", "--r", "2", "--w", "2"])
             .args(["--partitions", &PARTITIONS.to_string()])
@@ -485,7 +513,7 @@ impl Cluster {
         for (n, (key, value)) in acked.iter().enumerate() {
             let response = self
                 .http
-                .get(format!("http://{}/v1/kv/{key}", via[n % via.len()]))
+                .get(format!("https://{}/v1/kv/{key}", via[n % via.len()]))
                 .header("accept", "application/json")
                 .send()
                 .await
@@ -530,7 +558,7 @@ impl Cluster {
             for name in self.pods.keys() {
                 let body: serde_json::Value = self
                     .http
-                    .get(format!("http://{}/v1/admin/merkle", self.addresses[name]))
+                    .get(format!("https://{}/v1/admin/merkle", self.addresses[name]))
                     .send()
                     .await
                     .expect("GET /v1/admin/merkle")
@@ -693,4 +721,42 @@ async fn operator_ring_steps_move_a_cluster_to_three_other_nodes_under_a_writer(
     c.assert_all_readable(&acked).await;
     c.wait_converged(final_epoch).await;
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Writes a TLS Secret's files (`tls.crt`, `tls.key`, `ca.crt`) into
+/// `parent/tls`: a fresh CA and one certificate for 127.0.0.1 it signed,
+/// which every node serves. Returns the directory and the CA's PEM.
+fn write_tls_secret(parent: &Path) -> (PathBuf, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("node key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("node params");
+    params.subject_alt_names = vec![SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]))];
+    let cert = params.signed_by(&key, &issuer).expect("node certificate");
+    let dir = parent.join("tls");
+    std::fs::create_dir_all(&dir).expect("TLS directory");
+    std::fs::write(dir.join("tls.crt"), cert.pem()).expect("tls.crt");
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).expect("tls.key");
+    std::fs::write(dir.join("ca.crt"), ca.pem()).expect("ca.crt");
+    (dir, ca.pem())
+}
+
+/// A rustls client configuration trusting only the PEM CA `pem`.
+fn client_tls(pem: &str) -> rustls::ClientConfig {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
