@@ -146,6 +146,25 @@ impl ApiServer {
     }
 
     /// The status patch of `cluster`, answered with the cluster carrying it.
+    /// The end of a reconcile that published a ring: the PDB apply, a
+    /// `Rebalancing` status patch (returned) and a `RingPublished` event.
+    async fn ring_published(&mut self, cluster: &Value) -> Value {
+        self.apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
+            .await;
+        let status = self.status_patch(cluster).await;
+        assert_eq!(status["status"]["phase"], "Rebalancing");
+        let (_, event) = self
+            .answer(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                StatusCode::CREATED,
+                event_created(),
+            )
+            .await;
+        assert_eq!(event["reason"], "RingPublished");
+        status
+    }
+
     async fn status_patch(&mut self, cluster: &Value) -> Value {
         self.apply_answering(
             "/apis/kv.dynamo.dev/v1alpha1/namespaces/default/dynamoclusters/demo/status",
@@ -478,21 +497,8 @@ async fn scale_down_publishes_the_smaller_ring_and_keeps_the_statefulset() {
             ))
             .await;
         }
-        api.apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
-            .await;
-        let status = api.status_patch(&object).await;
-        assert_eq!(status["status"]["phase"], "Rebalancing");
+        let status = api.ring_published(&object).await;
         assert_eq!(status["status"]["rebalancing"]["epoch"], 2);
-        let (_, event) = api
-            .answer(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/default/events",
-                StatusCode::CREATED,
-                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
-                       "metadata": {"name": "e"}, "eventTime": null}),
-            )
-            .await;
-        assert_eq!(event["reason"], "RingPublished");
         api
     })
     .await;
@@ -579,19 +585,7 @@ async fn the_auth_secret_is_read_and_its_token_goes_with_every_admin_call() {
                 "{pod}"
             );
         }
-        api.apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
-            .await;
-        let status = api.status_patch(&object).await;
-        assert_eq!(status["status"]["phase"], "Rebalancing");
-        let (_, event) = api
-            .answer(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/default/events",
-                StatusCode::CREATED,
-                event_created(),
-            )
-            .await;
-        assert_eq!(event["reason"], "RingPublished");
+        api.ring_published(&object).await;
         api
     })
     .await;
@@ -738,19 +732,7 @@ async fn the_tls_secret_is_read_and_its_ca_is_trusted_by_every_admin_call() {
             assert_eq!(container["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
             assert_eq!(container["livenessProbe"]["httpGet"]["scheme"], "HTTPS");
         }
-        api.apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
-            .await;
-        let status = api.status_patch(&object).await;
-        assert_eq!(status["status"]["phase"], "Rebalancing");
-        let (_, event) = api
-            .answer(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/default/events",
-                StatusCode::CREATED,
-                event_created(),
-            )
-            .await;
-        assert_eq!(event["reason"], "RingPublished");
+        api.ring_published(&object).await;
         api
     })
     .await;
