@@ -424,6 +424,19 @@ mod tests {
 
     use super::*;
 
+    /// The report of node `n0`, settled at epoch 3.
+    fn settled_report() -> TransferReport {
+        TransferReport {
+            node: "n0".into(),
+            epoch: 3,
+            pending: 0,
+            done: 0,
+            hints_pending: 0,
+            retired: 0,
+            partitions: vec![],
+        }
+    }
+
     /// The `Authorization` header of every request, in order.
     type Seen = Arc<Mutex<Vec<Option<String>>>>;
 
@@ -456,17 +469,9 @@ mod tests {
             .route(
                 "/v1/admin/transfers",
                 get(|State(seen): State<Seen>, headers: HeaderMap| async move {
-                    check(&seen, &headers).await.map(|()| {
-                        Json(TransferReport {
-                            node: "n0".into(),
-                            epoch: 3,
-                            pending: 0,
-                            done: 0,
-                            hints_pending: 0,
-                            retired: 0,
-                            partitions: vec![],
-                        })
-                    })
+                    check(&seen, &headers)
+                        .await
+                        .map(|()| Json(settled_report()))
                 }),
             )
             .with_state(seen);
@@ -603,16 +608,7 @@ mod tests {
                             Ok(n) => request.extend_from_slice(&buffer[..n]),
                         }
                     }
-                    let report = serde_json::to_string(&TransferReport {
-                        node: "n0".into(),
-                        epoch: 3,
-                        pending: 0,
-                        done: 0,
-                        hints_pending: 0,
-                        retired: 0,
-                        partitions: vec![],
-                    })
-                    .expect("json");
+                    let report = serde_json::to_string(&settled_report()).expect("json");
                     let (status, body) = if request.starts_with(b"GET /v1/admin/transfers ") {
                         ("200 OK", report)
                     } else {

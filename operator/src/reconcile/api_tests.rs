@@ -14,10 +14,9 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 
-use super::fixtures::{cluster, spec};
+use super::fixtures::{cluster, spec, with_auth, with_tls};
 use super::{BUSY_REQUEUE, Context, backoff, reconcile};
 use crate::crd::DynamoCluster;
-use crate::crd::SecretReference;
 use crate::metrics::Metrics;
 use crate::node_client::{BearerToken, NodeAdmin, NodeError, PublishOutcome, TrustedCa};
 use crate::resources::configmap::RING_JSON_KEY;
@@ -534,13 +533,6 @@ fn event_created() -> Value {
            "metadata": {"name": "e"}, "eventTime": null})
 }
 
-fn with_auth(mut c: DynamoCluster) -> DynamoCluster {
-    c.spec.auth = Some(SecretReference {
-        secret_name: "demo-auth".into(),
-    });
-    c
-}
-
 const AUTH_SECRET_PATH: &str = "/api/v1/namespaces/default/secrets/demo-auth";
 
 #[tokio::test]
@@ -659,13 +651,6 @@ async fn a_missing_auth_secret_sets_conditions_warns_and_backs_off_without_calli
         ctx.nodes.tokens.lock().expect("lock").is_empty(),
         "no admin call without the token"
     );
-}
-
-fn with_tls(mut c: DynamoCluster) -> DynamoCluster {
-    c.spec.tls = Some(SecretReference {
-        secret_name: "demo-tls".into(),
-    });
-    c
 }
 
 const TLS_SECRET_PATH: &str = "/api/v1/namespaces/default/secrets/demo-tls";

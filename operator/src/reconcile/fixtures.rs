@@ -2,7 +2,9 @@
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use crate::crd::{DynamoCluster, DynamoClusterSpec, ReplicationSpec, StorageSpec, ZoneSpec};
+use crate::crd::{
+    DynamoCluster, DynamoClusterSpec, ReplicationSpec, SecretReference, StorageSpec, ZoneSpec,
+};
 
 /// A spec with image `dynamo:1`, N/R/W 3/2/2, 64 partitions and these zones.
 pub fn spec(zones: &[(&str, i32)]) -> DynamoClusterSpec {
@@ -40,4 +42,20 @@ pub fn cluster(spec: DynamoClusterSpec) -> DynamoCluster {
     cluster.metadata.uid = Some("uid-demo".into());
     cluster.metadata.generation = Some(1);
     cluster
+}
+
+/// `c` with `spec.auth` naming the Secret `demo-auth`.
+pub fn with_auth(mut c: DynamoCluster) -> DynamoCluster {
+    c.spec.auth = Some(SecretReference {
+        secret_name: "demo-auth".into(),
+    });
+    c
+}
+
+/// `c` with `spec.tls` naming the Secret `demo-tls`.
+pub fn with_tls(mut c: DynamoCluster) -> DynamoCluster {
+    c.spec.tls = Some(SecretReference {
+        secret_name: "demo-tls".into(),
+    });
+    c
 }

@@ -497,7 +497,7 @@ mod tests {
 
     use super::*;
     use crate::reconcile::cluster_ref;
-    use crate::reconcile::fixtures::{cluster, spec};
+    use crate::reconcile::fixtures::{cluster, spec, with_auth, with_tls};
     use crate::reconcile::observe::{AuthProblem, PodState, StatefulSetState, TlsProblem};
 
     fn now() -> Time {
@@ -822,13 +822,6 @@ mod tests {
         assert!(degraded.busy);
     }
 
-    fn with_auth(mut c: DynamoCluster) -> DynamoCluster {
-        c.spec.auth = Some(crate::crd::SecretReference {
-            secret_name: "demo-auth".into(),
-        });
-        c
-    }
-
     #[test]
     fn the_plan_carries_the_token_of_the_auth_secret() {
         let c = with_auth(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
@@ -882,13 +875,6 @@ mod tests {
             }
             other => panic!("expected Blocked, got {other:?}"),
         }
-    }
-
-    fn with_tls(mut c: DynamoCluster) -> DynamoCluster {
-        c.spec.tls = Some(crate::crd::SecretReference {
-            secret_name: "demo-tls".into(),
-        });
-        c
     }
 
     #[test]
