@@ -128,8 +128,8 @@ impl Handoff {
         let view = self.membership.view();
         let mut items: Vec<(Bytes, Object, u64)> = Vec::with_capacity(hints.len());
         for hint in &hints {
-            match (self.storage.get(&hint.key), self.storage.digest(&hint.key)) {
-                (Ok(Some(object)), Ok(digest)) => items.push((hint.key.clone(), object, digest)),
+            match self.storage.get_with_digest(&hint.key) {
+                Ok(Some((object, digest))) => items.push((hint.key.clone(), object, digest)),
                 // Nothing (or nothing readable) to hand over: drop the marker.
                 _ => items.push((hint.key.clone(), Object::new(), 0)),
             }

@@ -20,10 +20,10 @@ use dynamo_ring::key_hash;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::antientropy::record_digest;
 use crate::background::every;
-use crate::membership::{Membership, by_peer};
-use crate::storage::{Storage, now_ms};
+use crate::config::Peer;
+use crate::membership::{Membership, View, by_peer};
+use crate::storage::{Storage, now_ms, object_digest};
 use crate::transport::{Dialing, Request, Response, Transport};
 
 /// Tombstones examined per batch.
@@ -127,48 +127,71 @@ impl TombstoneGc {
             .unwrap_or(false)
     }
 
+    /// The owners of `key` other than this node.
+    fn other_owners(&self, view: &View, key: &[u8]) -> Vec<Arc<Peer>> {
+        view.replicas(key)
+            .owners()
+            .iter()
+            .filter(|peer| !self.membership.is_me(peer))
+            .cloned()
+            .collect()
+    }
+
     /// Purges the keys whose every owner holds the same tombstone as here.
+    /// Each other owner is asked once, for all the keys it shares.
     async fn purge_confirmed(&self, keys: Vec<Bytes>) {
         let view = self.membership.view();
-        let mut confirmed: Vec<(Bytes, u64)> = Vec::new();
-        'keys: for key in keys {
-            let Ok(local) = self.storage.digest(&key) else {
-                continue;
-            };
-            let replicas = view.replicas(&key);
-            if local == 0 || !replicas.owners().iter().any(|p| self.membership.is_me(p)) {
-                continue;
+        let mut local: Vec<(Bytes, u64)> = Vec::new();
+        for key in keys {
+            let owned = view
+                .replicas(&key)
+                .owners()
+                .iter()
+                .any(|p| self.membership.is_me(p));
+            if let Ok(digest) = self.storage.digest(&key)
+                && digest != 0
+                && owned
+            {
+                local.push((key, digest));
             }
-            for peer in replicas.owners() {
-                if self.membership.is_me(peer) {
+        }
+        let asks = local.iter().enumerate().flat_map(|(i, (key, _))| {
+            self.other_owners(&view, key)
+                .into_iter()
+                .map(move |peer| (peer, i))
+        });
+        let mut agreed = vec![true; local.len()];
+        for (peer, indices) in by_peer(asks) {
+            let keys: Vec<Bytes> = indices.iter().map(|&i| local[i].0.clone()).collect();
+            let remote = match self
+                .transport
+                .call(&peer, &Request::ReadBatch { keys })
+                .await
+            {
+                Ok(Response::Objects(objects)) if objects.len() == indices.len() => objects,
+                _ => {
+                    indices.iter().for_each(|&i| agreed[i] = false);
                     continue;
                 }
-                let request = Request::ReadBatch {
-                    keys: vec![key.clone()],
-                };
-                let remote = match self.transport.call(peer, &request).await {
-                    Ok(Response::Objects(mut objects)) if objects.len() == 1 => objects.pop(),
-                    _ => continue 'keys,
-                };
-                let digest = remote.flatten().map_or(0, |object| {
-                    let bytes = postcard::to_stdvec(&object).unwrap_or_default();
-                    record_digest(key_hash(&key), &bytes)
-                });
-                if digest != local {
-                    continue 'keys;
-                }
+            };
+            for (&i, object) in indices.iter().zip(remote) {
+                let (key, digest) = &local[i];
+                let theirs = object.map_or(0, |o| object_digest(key_hash(key), &o));
+                agreed[i] &= theirs == *digest;
             }
-            confirmed.push((key, local));
         }
+        let confirmed: Vec<(Bytes, u64)> = local
+            .into_iter()
+            .zip(agreed)
+            .filter_map(|(item, agreed)| agreed.then_some(item))
+            .collect();
         if confirmed.is_empty() {
             return;
         }
         // Every owner holds exactly these tombstones: remove them everywhere.
         let sends = confirmed.iter().flat_map(|(key, digest)| {
-            let owners = view.replicas(key).owners().to_vec();
-            owners
+            self.other_owners(&view, key)
                 .into_iter()
-                .filter(|peer| !self.membership.is_me(peer))
                 .map(move |peer| (peer, (key.clone(), *digest)))
         });
         for (peer, items) in by_peer(sends) {

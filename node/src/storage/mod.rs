@@ -195,6 +195,18 @@ impl Storage {
         }
     }
 
+    /// The stored state of `key` with its record digest, read once.
+    pub fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Object, u64)>, StorageError> {
+        let cf = self.cf(DATA_CF);
+        match self.db.get_pinned_cf(cf, data_key(key))? {
+            Some(bytes) => Ok(Some((
+                decode(key, &bytes)?,
+                record_digest(key_hash(key), &bytes),
+            ))),
+            None => Ok(None),
+        }
+    }
+
     /// Applies a client write coordinated by this node: adds a new version
     /// of `key` superseding what `context` covers, and returns the key's new
     /// state once it is in the write-ahead log.
@@ -528,6 +540,16 @@ fn count(db: &DB, name: &str) -> Result<u64, StorageError> {
         n += 1;
     }
     Ok(n)
+}
+
+/// The digest `object` has once stored under the key with `key_hash`
+/// (0 for an empty object, which is never stored): how another replica's
+/// state compares with a local record.
+pub fn object_digest(key_hash: u64, object: &Object) -> u64 {
+    match object.is_empty() {
+        true => 0,
+        false => record_digest(key_hash, &writer::encode(object)),
+    }
 }
 
 fn decode(key: &[u8], bytes: &[u8]) -> Result<Object, StorageError> {

@@ -136,12 +136,9 @@ struct KeyState {
 impl KeyState {
     /// Digest the record would have if written now.
     fn current_digest(&self, hash: u64) -> u64 {
-        if !self.dirty {
-            return self.old_digest;
-        }
-        match self.object.is_empty() {
-            true => 0,
-            false => record_digest(hash, &encode(&self.object)),
+        match self.dirty {
+            true => super::object_digest(hash, &self.object),
+            false => self.old_digest,
         }
     }
 }
@@ -354,7 +351,8 @@ fn load(
     })
 }
 
-fn encode(object: &Object) -> Vec<u8> {
+/// The stored bytes of an object.
+pub(super) fn encode(object: &Object) -> Vec<u8> {
     postcard::to_stdvec(object).expect("an object always serializes")
 }
 
