@@ -1,9 +1,10 @@
 //! RocksDB storage of versioned objects.
 //!
 //! Reads go straight to RocksDB from the calling task. Writes are queued to
-//! one writer thread that commits them in groups (see `writer.rs`), keeping
-//! the per-partition Merkle leaves, the tombstone index and the hint markers
-//! in step with the data.
+//! one writer (a task, or a thread when every commit is fsynced) that
+//! commits them in groups (see `writer.rs`), keeping the per-partition
+//! Merkle leaves, the tombstone index and the hint markers in step with the
+//! data.
 
 mod layout;
 mod writer;
@@ -102,8 +103,11 @@ pub struct Storage {
 }
 
 impl Drop for Storage {
-    /// Stops the writer after it has committed everything queued, so the
-    /// database is closed when this returns.
+    /// Stops the writer. A writer thread first commits everything queued;
+    /// a writer task fails what is still queued (its callers are gone, as
+    /// every write is awaited through a borrow of this storage). Either
+    /// way the database is closed when this returns, except while a writer
+    /// task's group is being committed on another thread.
     fn drop(&mut self) {
         self.writer.take();
         if let Some(thread) = self.writer_thread.take() {
@@ -159,19 +163,17 @@ impl Storage {
         let actor = load_or_create_actor(&db)?;
         let forest = Arc::new(build_forest(&db, options.partitions)?);
         let hints_pending = Arc::new(AtomicU64::new(count(&db, HINTS_CF)?));
-        let mut write_options = WriteOptions::default();
-        write_options.set_sync(options.fsync);
         let shared = writer::Shared {
             db: db.clone(),
             forest: forest.clone(),
             hints_pending: hints_pending.clone(),
         };
-        let (writer, writer_thread) = writer::spawn(shared, actor, write_options)
+        let (writer, writer_thread) = writer::spawn(shared, actor, options.fsync)
             .map_err(|e| StorageError::Thread(e.to_string()))?;
         Ok(Self {
             db,
             writer: Some(writer),
-            writer_thread: Some(writer_thread),
+            writer_thread,
             actor,
             forest,
             hints_pending,
