@@ -84,10 +84,11 @@ pub enum StorageError {
         /// The decoding error.
         source: postcard::Error,
     },
-    /// The writer thread could not be started.
-    #[error("starting the storage writer: {0}")]
+    /// The writer thread could not be started, or the blocking thread
+    /// committing a stalled group failed.
+    #[error("storage writer thread: {0}")]
     Thread(String),
-    /// The writer thread is gone (the node is shutting down).
+    /// The writer is gone (the node is shutting down).
     #[error("the storage writer has stopped")]
     WriterStopped,
 }
