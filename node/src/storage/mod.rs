@@ -153,6 +153,10 @@ impl Storage {
         // a memtable bloom filter answers that without a skiplist search.
         data_opts.set_memtable_prefix_bloom_ratio(0.1);
         data_opts.set_memtable_whole_key_filtering(true);
+        // Overwrites spread over the whole key space make every L0 file
+        // overlap all of the last level, so each L0 compaction rewrites it:
+        // compacting 8 files at a time instead of 4 halves that rewriting.
+        data_opts.set_level_zero_file_num_compaction_trigger(8);
 
         let cfs = vec![
             ColumnFamilyDescriptor::new(DATA_CF, data_opts),
