@@ -94,11 +94,24 @@ pub fn free_port_run(count: u16) -> u16 {
 
 /// Waits until the node at `url` answers `/readyz` with 200.
 pub async fn wait_ready(http: &reqwest::Client, url: &str) {
+    wait_ready_unless(http, url, || None).await;
+}
+
+/// Waits until the node at `url` answers `/readyz` with 200; fails at once
+/// when `exited` reports that the node process has ended.
+async fn wait_ready_unless(
+    http: &reqwest::Client,
+    url: &str,
+    mut exited: impl FnMut() -> Option<String>,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ready = http.get(format!("{url}/readyz")).send().await;
         if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
             return;
+        }
+        if let Some(status) = exited() {
+            panic!("{url} exited with {status} before it was ready");
         }
         assert!(Instant::now() < deadline, "{url} never became ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -269,9 +282,16 @@ impl TestCluster {
         format!("{}/v1/kv/{}", self.url(i), key)
     }
 
-    /// Waits until node `i` answers `/readyz`.
-    pub async fn wait_ready(&self, i: usize) {
-        wait_ready(&self.http, &self.url(i)).await;
+    /// Waits until node `i` answers `/readyz`; fails at once, with its exit
+    /// status, if the node process ends first (its stderr is the test's).
+    pub async fn wait_ready(&mut self, i: usize) {
+        let url = self.url(i);
+        let child = &mut self.nodes[i].child;
+        wait_ready_unless(&self.http, &url, || {
+            let status = child.as_mut()?.try_wait().ok()??;
+            Some(status.to_string())
+        })
+        .await;
     }
 
     /// SIGKILL: no chance to flush anything.
