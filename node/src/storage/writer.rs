@@ -229,6 +229,8 @@ async fn run_task(
             continue;
         };
         let group = prepare(&db, actor, &mut ops, &mut next_seq);
+        // Writing consumes the batch: keep its bytes to redo a commit that
+        // RocksDB refuses to make without delay.
         let retry = group.batch.data().to_vec();
         let committed = match write(&db, group.batch, &inline_options) {
             Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {
