@@ -18,6 +18,18 @@ pub const HINTS_CF: &str = "hints";
 /// held the key as a tombstone (ms since the Unix epoch, big-endian).
 pub const TOMBS_CF: &str = "tombstones";
 
+/// The column families of a store: the data column family with
+/// `data_options`, the others with RocksDB's defaults.
+pub fn column_families(data_options: rocksdb::Options) -> Vec<rocksdb::ColumnFamilyDescriptor> {
+    use rocksdb::{ColumnFamilyDescriptor, Options};
+    vec![
+        ColumnFamilyDescriptor::new(DATA_CF, data_options),
+        ColumnFamilyDescriptor::new(META_CF, Options::default()),
+        ColumnFamilyDescriptor::new(HINTS_CF, Options::default()),
+        ColumnFamilyDescriptor::new(TOMBS_CF, Options::default()),
+    ]
+}
+
 /// Meta key under which the node's write actor id is stored.
 pub const META_ACTOR: &[u8] = b"actor";
 

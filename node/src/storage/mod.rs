@@ -16,14 +16,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use dynamo_ring::{NodeId, key_hash};
-use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Options, WriteOptions};
+use rocksdb::{BlockBasedOptions, Cache, DB, Options, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::antientropy::{MerkleForest, record_digest};
 use crate::version::{Actor, Object, VersionVector};
 pub use layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF};
 use layout::{
-    META_ACTOR, data_key, hash_range_bounds, hint_key, hint_prefix, split_hint_key, user_key,
+    META_ACTOR, column_families, data_key, hash_range_bounds, hint_key, hint_prefix,
+    split_hint_key, user_key,
 };
 pub use writer::now_ms;
 use writer::{WriteOp, decode_seq};
@@ -158,13 +159,11 @@ impl Storage {
         // compacting 8 files at a time instead of 4 halves that rewriting.
         data_opts.set_level_zero_file_num_compaction_trigger(8);
 
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(DATA_CF, data_opts),
-            ColumnFamilyDescriptor::new(META_CF, Options::default()),
-            ColumnFamilyDescriptor::new(HINTS_CF, Options::default()),
-            ColumnFamilyDescriptor::new(TOMBS_CF, Options::default()),
-        ];
-        let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
+        let db = Arc::new(DB::open_cf_descriptors(
+            &db_opts,
+            dir,
+            column_families(data_opts),
+        )?);
         let actor = load_or_create_actor(&db)?;
         let forest = Arc::new(build_forest(&db, options.partitions)?);
         let hints_pending = Arc::new(AtomicU64::new(count(&db, HINTS_CF)?));

@@ -484,19 +484,24 @@ pub fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use rocksdb::{ColumnFamilyDescriptor, Options};
+    use rocksdb::Options;
 
     use super::*;
-    use crate::storage::layout::META_CF;
+    use crate::storage::layout::column_families;
+
+    /// A store's column families under `dir`, the data one with `data`.
+    fn open_db(dir: &std::path::Path, data: Options) -> DB {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        DB::open_cf_descriptors(&db_opts, dir, column_families(data)).unwrap()
+    }
 
     /// A database whose data column family has two sorted runs, a slowdown
     /// trigger of two runs and a compaction picker that never merges them
     /// (universal compaction needing 100 runs to merge, size amplification
     /// allowed up to 100x): RocksDB delays every write to it.
     fn stalling_db(dir: &std::path::Path) -> DB {
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
         let mut data = Options::default();
         let mut universal = rocksdb::UniversalCompactOptions::default();
         universal.set_min_merge_width(100);
@@ -506,13 +511,7 @@ mod tests {
         data.set_level_zero_file_num_compaction_trigger(2);
         data.set_level_zero_slowdown_writes_trigger(2);
         data.set_level_zero_stop_writes_trigger(1000);
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(DATA_CF, data),
-            ColumnFamilyDescriptor::new(META_CF, Options::default()),
-            ColumnFamilyDescriptor::new(HINTS_CF, Options::default()),
-            ColumnFamilyDescriptor::new(TOMBS_CF, Options::default()),
-        ];
-        let db = DB::open_cf_descriptors(&db_opts, dir, cfs).unwrap();
+        let db = open_db(dir, data);
         let cf = db.cf_handle(DATA_CF).unwrap();
         for key in [b"a", b"b"] {
             db.put_cf(cf, key, b"record").unwrap();
@@ -569,7 +568,7 @@ mod tests {
     #[tokio::test]
     async fn with_fsync_the_writer_is_a_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(stalling_db(dir.path()));
+        let db = Arc::new(open_db(dir.path(), Options::default()));
         let shared = Shared {
             db: db.clone(),
             forest: Arc::new(MerkleForest::new(8)),
