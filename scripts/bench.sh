@@ -4,7 +4,9 @@
 #   2. a fresh 3-node loopback cluster (N=3, R=2, W=2), 100k keys of 1 KiB,
 #      32 connections: 100% writes, 100% reads, 50/50, each at max
 #      throughput and then open-loop at half that rate;
-#   3. node memory after loading 1,000,000 keys of 1 KiB.
+#   3. node memory after loading 1,000,000 keys of 1 KiB;
+#   4. what RocksDB alone costs per operation (scripts/storage-floor.sh), and
+#      from it the CPU the throughput targets leave for everything else.
 # Usage: scripts/bench.sh [SECONDS_PER_RUN] [--fsync]   (default 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,9 @@ for workload in write read; do
     $bench baseline --workload "$workload" --rate "$rate" "${common[@]}" > "$out/baseline-$workload-half.json"
 done
 
+echo "== RocksDB alone (db_bench with the node's options)" >&2
+scripts/storage-floor.sh "$secs" > "$out/storage.json"
+
 echo "== 3-node cluster, data in $data, fsync=$fsync" >&2
 DYNAMO_FSYNC=$fsync $node local --nodes 3 --base-port 7101 --data-dir "$data" >&2 &
 cluster=$!
@@ -55,42 +60,5 @@ echo "== loading 1,000,000 keys of 1 KiB" >&2
 $bench run "${urls[@]}" --workload read --keys 1000000 --prefill --value-size 1024 --concurrency 32 \
     --duration 5s -o json "${pids[@]}" > "$out/million.json"
 
-python3 - "$out" "$fsync" <<'PY'
-import json, os, sys
-out, fsync = sys.argv[1], sys.argv[2]
-def load(name):
-    with open(os.path.join(out, name + ".json")) as f:
-        return json.load(f)
-def lat(op):
-    l = op["latency_ms"] or {}
-    return " | ".join(f"{l.get(k, 0):.2f}" for k in ("p50", "p90", "p99", "p999", "max"))
-def nodes(report):
-    procs = [p for p in report["processes"] if p["name"] != "dynamo-bench"]
-    cpu = sum(p["cpu_percent"] for p in procs)
-    rss = max((p["rss_max_mib"] for p in procs), default=0)
-    return f"{cpu:.0f} | {rss:.0f}"
-base = {w: load(f"baseline-{w}")["ops_per_sec"] for w in ("write", "read")}
-print(f"fsync per write: {fsync}\n")
-print("| target | workload | mode | ops/s | % of baseline | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | node CPU % (sum) | node RSS MiB (max) |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for w in ("write", "read"):
-    r = load(f"baseline-{w}")
-    print(f"| baseline (one hop) | {w} | max | {r['ops_per_sec']:.0f} | 100 | {lat(r['operations'][w])} | {r['errors']} | - | - |")
-    r = load(f"baseline-{w}-half")
-    print(f"| baseline (one hop) | {w} | fixed {r['rate']:.0f}/s | {r['ops_per_sec']:.0f} | {100 * r['ops_per_sec'] / base[w]:.1f} | {lat(r['operations'][w])} | {r['errors']} | - | - |")
-for w in ("write", "read", "mixed"):
-    for mode in ("max", "half"):
-        r = load(f"{w}-{mode}")
-        ops = r["ops_per_sec"]
-        ref = base["read"] if w == "read" else base["write"] if w == "write" else (base["read"] + base["write"]) / 2
-        label = "max" if mode == "max" else f"fixed {r['rate']:.0f}/s"
-        kinds = ["read", "write"] if w == "mixed" else [w]
-        for k in kinds:
-            op = r["operations"][k]
-            name = w if w != "mixed" else f"mixed ({k}s)"
-            print(f"| cluster | {name} | {label} | {op['ops_per_sec']:.0f} | {100 * ops / ref:.1f} | {lat(op)} | {op['errors']['total']} | {nodes(r)} |")
-m = load("million")
-print("\nAfter loading 1,000,000 keys of 1 KiB:")
-for p in m["processes"]:
-    print(f"- {p['name']} (pid {p['pid']}): RSS max {p['rss_max_mib']:.0f} MiB, at end {p['rss_end_mib']:.0f} MiB")
-PY
+echo "== JSON reports kept in $out (scripts/bench_report.py $out $fsync prints the tables again)" >&2
+scripts/bench_report.py "$out" "$fsync"
