@@ -1,5 +1,5 @@
 """The packaging's shell scripts parse and are shellcheck-clean; the Python
-ones compile. (e2e/run.sh cannot run without a cluster; this is what is
+ones compile; the benchmark report computes its CPU budget right. (e2e/run.sh cannot run without a cluster; this is what is
 checked of it here.)"""
 
 from __future__ import annotations
@@ -48,3 +48,49 @@ def test_e2e_cluster_matches_the_crd():
     (cluster,) = load_yaml_all(out)
     validate_dynamocluster(cluster)
     assert len(cluster["spec"]["zones"]) == 3
+
+
+def _report(ops, processes, kinds, rate=None):
+    """A dynamo-bench JSON report with what scripts/bench_report.py reads."""
+    latency = {"p50": 1.0, "p90": 2.0, "p99": 3.0, "p999": 4.0, "max": 5.0}
+    return {
+        "ops_per_sec": ops, "rate": rate, "errors": 0,
+        "operations": {k: {"ops_per_sec": ops / len(kinds), "latency_ms": latency, "errors": {"total": 0}}
+                       for k in kinds},
+        "processes": [{"pid": i, "name": name, "cpu_percent": cpu, "rss_max_mib": 100.0, "rss_end_mib": 90.0}
+                      for i, (name, cpu) in enumerate(processes)],
+    }
+
+
+def test_bench_report_budget(tmp_path):
+    """The budget table: CPU a target allows per operation, minus the load
+    tool and trivial server (from the one-hop run) and RocksDB alone."""
+    import json
+    import os
+    reports = {"storage": {"get_us": 5.0, "put_us": 10.0}}
+    for w, ops in (("write", 100_000), ("read", 200_000)):
+        # 100% CPU at 100k ops/s is 10 us per op; 80% is 8 us.
+        reports[f"baseline-{w}"] = _report(ops, [("dynamo-bench", ops / 1e3), ("baseline-server", ops / 1.25e3)], [w])
+        reports[f"baseline-{w}-half"] = _report(ops / 2, [], [w], rate=ops / 2)
+    for w in ("write", "read", "mixed"):
+        kinds = ["read", "write"] if w == "mixed" else [w]
+        nodes = [("dynamo-bench", 20.0)] + [("dynamo-node", 50.0)] * 3
+        reports[f"{w}-max"] = _report(10_000, nodes, kinds)
+        reports[f"{w}-half"] = _report(5_000, nodes, kinds, rate=5_000)
+    reports["million"] = _report(1_000, [("dynamo-node", 10.0)], ["read"])
+    for name, report in reports.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(report))
+    out = subprocess.run([str(REPO / "scripts" / "bench_report.py"), str(tmp_path), "false"],
+                         check=True, capture_output=True, text=True).stdout
+    rows = [line.split(" | ") for line in out.splitlines() if " of one hop |" in line]
+    cores = os.cpu_count()
+    write_allowed = cores * 1e6 / (0.3 * 100_000)
+    read_allowed = cores * 1e6 / (0.5 * 200_000)
+    # columns: target, allowed, tool, server, RocksDB, left, nodes today
+    assert [r[1:4] for r in rows] == [[f"{write_allowed:.1f}", "10.0", "8.0"]] * 2 + [[f"{read_allowed:.1f}", "10.0", "8.0"]]
+    assert rows[0][4].startswith("45.0 (3 replicas x (5.0 get + 10.0 put))")
+    assert rows[1][4].startswith("30.0 (3 replicas x 10.0 put")
+    assert rows[2][4].startswith("10.0 (2 replicas x 5.0 get)")
+    assert [r[5] for r in rows] == [f"{write_allowed - 63:.1f}", f"{write_allowed - 48:.1f}", f"{read_allowed - 28:.1f}"]
+    # the three nodes at 50% each over 10,000 ops/s: 150 us per operation
+    assert [r[6].rstrip(" |") for r in rows] == ["150.0"] * 3
