@@ -1,6 +1,7 @@
 """The packaging's shell scripts parse and are shellcheck-clean; the Python
-ones compile; the benchmark report computes its CPU budget right. (e2e/run.sh cannot run without a cluster; this is what is
-checked of it here.)"""
+ones compile; the benchmark report computes its CPU budget right.
+(e2e/run.sh cannot run without a cluster; this is what is checked of it
+here.)"""
 
 from __future__ import annotations
 
