@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Profiles a 3-node loopback cluster under load and draws a flamegraph:
+# starts a fresh cluster (N=3, R=2, W=2), prefills 100,000 keys of 1 KiB,
+# runs WORKLOAD with 32 connections, samples the three node processes with
+# `perf record --call-graph dwarf` (release binaries keep their debug info,
+# so Rust frames unwind without frame pointers) and renders the samples with
+# inferno. Installs perf (apt: linux-perf) and inferno (cargo) if missing.
+# Prints the hottest functions; the SVG opens in any browser.
+# Usage: scripts/profile.sh [WORKLOAD] [SECONDS] [RATE]   (default: read 10, max)
+#   WORKLOAD  write | read | mixed | rmw, as for dynamo-bench
+#   RATE      fixed requests per second (open loop) instead of the maximum
+# Output: target/profile/WORKLOAD.svg and target/profile/WORKLOAD.folded
+set -euo pipefail
+cd "$(dirname "$0")/.."
+workload=${1:-read}
+secs=${2:-10}
+rate=${3:-}
+scripts/install-deps.sh
+if ! command -v perf >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq linux-perf >/dev/null
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v inferno-flamegraph >/dev/null 2>&1 || cargo install --locked inferno >&2
+cargo build --release -p dynamo-node -p dynamo-bench >&2
+node=target/release/dynamo-node
+bench=target/release/dynamo-bench
+out=target/profile
+mkdir -p "$out"
+data=$(mktemp -d)
+trap 'kill -INT "$cluster" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
+
+$node local --nodes 3 --base-port 7201 --data-dir "$data" >&2 &
+cluster=$!
+for port in 7201 7202 7203; do
+    until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
+done
+urls=(--url http://127.0.0.1:7201 --url http://127.0.0.1:7202 --url http://127.0.0.1:7203)
+load=(--keys 100000 --value-size 1024 --concurrency 32)
+echo "== prefilling 100,000 keys" >&2
+$bench run "${urls[@]}" "${load[@]}" --workload write --prefill --ops 1 >/dev/null
+
+echo "== $workload for $((secs + 4)) s, sampling the nodes for the middle $secs s" >&2
+$bench run "${urls[@]}" "${load[@]}" --workload "$workload" ${rate:+--rate "$rate"} \
+    --warmup 2s --duration "$((secs + 2))s" > "$out/$workload.report" &
+load_pid=$!
+sleep 2
+pids=$(pgrep -d, -f "dynamo-node serve.*--data-dir $data")
+perf record -F 199 --call-graph dwarf,16384 -p "$pids" -o "$out/perf.data" -- sleep "$secs" 2>/dev/null
+wait "$load_pid"
+cat "$out/$workload.report" >&2
+
+perf script -i "$out/perf.data" 2>/dev/null | inferno-collapse-perf > "$out/$workload.folded"
+inferno-flamegraph --title "dynamo-node, $workload${rate:+ at $rate/s}" < "$out/$workload.folded" > "$out/$workload.svg"
+echo "== hottest functions (self time, all three nodes)"
+perf report -i "$out/perf.data" --no-children -g none --sort dso,sym --stdio 2>/dev/null \
+    | grep -v '^#' | grep -v '^$' | head -25
+echo "== flamegraph: $out/$workload.svg"
