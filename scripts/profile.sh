@@ -15,13 +15,9 @@ cd "$(dirname "$0")/.."
 workload=${1:-read}
 secs=${2:-10}
 rate=${3:-}
-scripts/install-deps.sh
-if ! command -v perf >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq linux-perf >/dev/null
-fi
+tools=()
+command -v perf >/dev/null 2>&1 || tools+=(linux-perf)
+scripts/install-deps.sh "${tools[@]}"
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v inferno-flamegraph >/dev/null 2>&1 || cargo install --locked inferno >&2
 cargo build --release -p dynamo-node -p dynamo-bench >&2

@@ -13,12 +13,7 @@
 # Usage: scripts/storage-floor.sh [SECONDS_PER_WORKLOAD]   (default 10)
 set -euo pipefail
 secs=${1:-10}
-if ! command -v db_bench >/dev/null 2>&1; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq rocksdb-tools >/dev/null
-fi
+"$(dirname "$0")/install-deps.sh" rocksdb-tools >&2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
