@@ -12,11 +12,14 @@ def load(name):
 def lat(op):
     l = op["latency_ms"] or {}
     return " | ".join(f"{l.get(k, 0):.2f}" for k in ("p50", "p90", "p99", "p999", "max"))
+def is_node(name):
+    return name not in ("dynamo-bench", "baseline-server")
+def cpu_percent(report, keep):
+    """CPU of the report's processes whose name `keep` accepts, summed."""
+    return sum(p["cpu_percent"] for p in report["processes"] if keep(p["name"]))
 def nodes(report):
-    procs = [p for p in report["processes"] if p["name"] != "dynamo-bench"]
-    cpu = sum(p["cpu_percent"] for p in procs)
-    rss = max((p["rss_max_mib"] for p in procs), default=0)
-    return f"{cpu:.0f} | {rss:.0f}"
+    rss = max((p["rss_max_mib"] for p in report["processes"] if is_node(p["name"])), default=0)
+    return f"{cpu_percent(report, is_node):.0f} | {rss:.0f}"
 base = {w: load(f"baseline-{w}")["ops_per_sec"] for w in ("write", "read")}
 print(f"fsync per write: {fsync}\n")
 print("| target | workload | mode | ops/s | % of baseline | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | node CPU % (sum) | node RSS MiB (max) |")
@@ -47,15 +50,14 @@ for w in ("write", "read", "mixed"):
 cores = os.cpu_count()
 storage = load("storage")
 def per_op(report, keep):
-    cpu = sum(p["cpu_percent"] for p in report["processes"] if keep(p["name"]))
-    return cpu * 1e4 / report["ops_per_sec"]
+    return cpu_percent(report, keep) * 1e4 / report["ops_per_sec"]
 def budget(target, workload, replicas_work, work_label):
     allowed = cores * 1e6 / (target * base[workload])
     hop = load(f"baseline-{workload}")
     tool = per_op(hop, lambda name: name == "dynamo-bench")
     server = per_op(hop, lambda name: name == "baseline-server")
     left = allowed - tool - server - replicas_work
-    today = per_op(load(f"{workload}-max"), lambda name: name != "dynamo-bench")
+    today = per_op(load(f"{workload}-max"), is_node)
     print(f"| {workload}s at {100 * target:.0f}% of one hop | {allowed:.1f} | {tool:.1f} | {server:.1f} "
           f"| {replicas_work:.1f} ({work_label}) | {left:.1f} | {today:.1f} |")
 print(f"\nCPU per operation the targets allow on this machine ({cores} CPUs), in microseconds"
