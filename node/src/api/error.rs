@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::coordinator::CoordinatorError;
+use crate::storage::StorageError;
 
 /// An error reply with a stable machine-readable code.
 #[derive(Debug)]
@@ -49,6 +50,9 @@ impl From<CoordinatorError> for ApiError {
                 "quorum_unavailable",
                 error.to_string(),
             ),
+            CoordinatorError::Storage(
+                e @ (StorageError::ImpossibleContext { .. } | StorageError::CounterExhausted),
+            ) => Self::bad_request("invalid_context", e.to_string()),
             CoordinatorError::Storage(e) => {
                 tracing::error!(error = %e, "storage failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())

@@ -6,6 +6,7 @@
 //! Merkle leaves, the tombstone index and the hint markers in step with the
 //! data.
 
+mod dots;
 mod layout;
 mod writer;
 
@@ -92,6 +93,23 @@ pub enum StorageError {
     /// The writer is gone (the node is shutting down).
     #[error("the storage writer has stopped")]
     WriterStopped,
+    /// A client context claims a version counter of this node's actor that
+    /// it never issued.
+    #[error(
+        "the context claims version counter {counter} of this node, which has issued only up to {issued}"
+    )]
+    ImpossibleContext {
+        /// The counter the context claims.
+        counter: u64,
+        /// The highest counter issued so far.
+        issued: u64,
+    },
+    /// The key's clock is at the largest counter there is.
+    #[error("the key's version counter is exhausted")]
+    CounterExhausted,
+    /// A version was given a dot the key had seen (a bug, refused).
+    #[error(transparent)]
+    StaleDot(#[from] crate::version::StaleDot),
 }
 
 /// The node's RocksDB database.
@@ -172,7 +190,8 @@ impl Storage {
             forest: forest.clone(),
             hints_pending: hints_pending.clone(),
         };
-        let (writer, writer_thread) = writer::spawn(shared, actor, options.fsync)
+        let dots = dots::Dots::load(&db, actor)?;
+        let (writer, writer_thread) = writer::spawn(shared, dots, options.fsync)
             .map_err(|e| StorageError::Thread(e.to_string()))?;
         Ok(Self {
             db,
@@ -624,6 +643,35 @@ mod tests {
         let h = dynamo_ring::key_hash(b"k");
         let empty = if h > 0 { 0..=h - 1 } else { 1..=u64::MAX };
         assert!(a.scan_page(&empty, None, 10).unwrap().0.is_empty());
+    }
+
+    /// A purged key's next version gets a dot above every one it had, also
+    /// after the store is reopened (the counter's reservation is durable).
+    #[tokio::test]
+    async fn a_purged_key_never_gets_a_dot_it_had_even_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Bytes::from_static(b"k");
+        let (actor, deleted) = {
+            let s = open(dir.path());
+            let o = s
+                .coordinate_write(key.clone(), VersionVector::new(), value("v"))
+                .await
+                .unwrap();
+            let tombstone = s
+                .coordinate_write(key.clone(), o.context().clone(), None)
+                .await
+                .unwrap();
+            let digest = s.digest(&key).unwrap();
+            assert!(s.delete_if(key.clone(), digest).await.unwrap());
+            assert!(s.get(&key).unwrap().is_none());
+            (s.actor(), tombstone.context().get(s.actor()))
+        };
+        let s = open(dir.path());
+        let again = s
+            .coordinate_write(key.clone(), VersionVector::new(), value("again"))
+            .await
+            .unwrap();
+        assert!(again.context().get(actor) > deleted);
     }
 
     /// Many concurrent writes of one key land in shared groups; each must

@@ -27,10 +27,11 @@ use dynamo_ring::{NodeId, key_hash};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use super::layout::{DATA_CF, HINTS_CF, TOMBS_CF, data_key, hint_key};
+use super::dots::{Dots, META_DOTS};
+use super::layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF, data_key, hint_key};
 use super::{StorageError, decode};
 use crate::antientropy::{MerkleForest, record_digest};
-use crate::version::{Actor, Object, VersionVector};
+use crate::version::{Object, VersionVector};
 
 /// Most writes committed in one batch.
 const MAX_BATCH: usize = 512;
@@ -39,7 +40,7 @@ type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
 
 /// One queued write.
 pub(super) enum WriteOp {
-    /// A client write coordinated here: add a version under `actor`, and
+    /// A client write coordinated here: add a version with a new dot, and
     /// remember that `hints` (owners standing in for) miss it.
     Coordinate {
         key: Bytes,
@@ -104,7 +105,7 @@ pub(super) struct Shared<D> {
 /// thread's handle is returned so the owner can wait for it.
 pub(super) fn spawn(
     shared: Shared<Arc<DB>>,
-    actor: Actor,
+    dots: Dots,
     fsync: bool,
 ) -> std::io::Result<(
     mpsc::UnboundedSender<WriteOp>,
@@ -120,13 +121,13 @@ pub(super) fn spawn(
                 forest: shared.forest,
                 hints_pending: shared.hints_pending,
             };
-            runtime.spawn(run_task(shared, actor, write_options, rx));
+            runtime.spawn(run_task(shared, dots, write_options, rx));
             Ok((tx, None))
         }
         _ => {
             let thread = std::thread::Builder::new()
                 .name("storage-writer".into())
-                .spawn(move || run_thread(&shared, actor, &write_options, rx))?;
+                .spawn(move || run_thread(&shared, dots, &write_options, rx))?;
             Ok((tx, Some(thread)))
         }
     }
@@ -190,24 +191,34 @@ fn drain_queued(rx: &mut mpsc::UnboundedReceiver<WriteOp>, ops: &mut Vec<WriteOp
 
 fn run_thread(
     shared: &Shared<Arc<DB>>,
-    actor: Actor,
+    mut dots: Dots,
     write_options: &WriteOptions,
     mut rx: mpsc::UnboundedReceiver<WriteOp>,
 ) {
     let mut ops = Vec::with_capacity(MAX_BATCH);
     let mut next_seq = first_seq();
+    let synced = synced();
     while let Some(first) = rx.blocking_recv() {
         ops.push(first);
         drain_queued(&mut rx, &mut ops);
-        let group = prepare(&shared.db, actor, &mut ops, &mut next_seq);
-        let committed = write(&shared.db, group.batch, write_options);
+        let group = prepare(&shared.db, &mut dots, &mut ops, &mut next_seq);
+        let options = if group.sync { &synced } else { write_options };
+        let committed = write(&shared.db, group.batch, options);
+        dots.committed(committed.is_ok());
         finish(shared, group.applied, committed);
     }
 }
 
+/// Options of a commit that must be on disk before anyone hears of it.
+fn synced() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
 async fn run_task(
     shared: Shared<Weak<DB>>,
-    actor: Actor,
+    mut dots: Dots,
     write_options: WriteOptions,
     mut rx: mpsc::UnboundedReceiver<WriteOp>,
 ) {
@@ -216,6 +227,7 @@ async fn run_task(
     let mut inline_options = WriteOptions::default();
     inline_options.set_no_slowdown(true);
     let write_options = Arc::new(write_options);
+    let synced = Arc::new(synced());
     while let Some(first) = rx.recv().await {
         ops.push(first);
         // Let the tasks that are ready right now queue their writes too, so
@@ -228,28 +240,44 @@ async fn run_task(
             }
             continue;
         };
-        let group = prepare(&db, actor, &mut ops, &mut next_seq);
-        // Writing consumes the batch: keep its bytes to redo a commit that
-        // RocksDB refuses to make without delay.
-        let retry = group.batch.data().to_vec();
-        let committed = match write(&db, group.batch, &inline_options) {
-            Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {
-                let write_options = write_options.clone();
-                tokio::task::spawn_blocking(move || {
-                    write(&db, WriteBatch::from_data(&retry), &write_options)
-                })
-                .await
-                .unwrap_or_else(|e| Err(StorageError::Thread(e.to_string())))
+        let group = prepare(&db, &mut dots, &mut ops, &mut next_seq);
+        let committed = match group.sync {
+            // A new block of dot counters: fsynced, off the runtime.
+            true => commit_blocking(db, group.batch, synced.clone()).await,
+            false => {
+                // Writing consumes the batch: keep its bytes to redo a
+                // commit that RocksDB refuses to make without delay.
+                let retry = group.batch.data().to_vec();
+                match write(&db, group.batch, &inline_options) {
+                    Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {
+                        let batch = WriteBatch::from_data(&retry);
+                        commit_blocking(db, batch, write_options.clone()).await
+                    }
+                    committed => committed,
+                }
             }
-            committed => committed,
         };
+        dots.committed(committed.is_ok());
         finish(&shared, group.applied, committed);
     }
+}
+
+/// Commits `batch` on a blocking thread.
+async fn commit_blocking(
+    db: Arc<DB>,
+    batch: WriteBatch,
+    options: Arc<WriteOptions>,
+) -> Result<(), StorageError> {
+    tokio::task::spawn_blocking(move || write(&db, batch, &options))
+        .await
+        .unwrap_or_else(|e| Err(StorageError::Thread(e.to_string())))
 }
 
 /// A group's write batch, and what to do once it is committed.
 struct Group {
     batch: WriteBatch,
+    /// The batch reserves dot counters: it must be fsynced.
+    sync: bool,
     applied: Applied,
 }
 
@@ -290,7 +318,7 @@ fn finish<D>(shared: &Shared<D>, applied: Applied, committed: Result<(), Storage
 
 /// Applies `ops` (emptied) to their keys' current states and builds the
 /// batch that stores the result.
-fn prepare(db: &DB, actor: Actor, ops: &mut Vec<WriteOp>, next_seq: &mut u64) -> Group {
+fn prepare(db: &DB, dots: &mut Dots, ops: &mut Vec<WriteOp>, next_seq: &mut u64) -> Group {
     let cf = |name| {
         db.cf_handle(name)
             .expect("column families are created at open")
@@ -337,12 +365,22 @@ fn prepare(db: &DB, actor: Actor, ops: &mut Vec<WriteOp>, next_seq: &mut u64) ->
                 reply,
                 ..
             } => {
+                let dot = match dots.issue(&state.object, &context) {
+                    Ok(dot) => dot,
+                    Err(error) => {
+                        drop(reply.send(Err(error)));
+                        continue;
+                    }
+                };
                 if let Err(error) = owners.iter().try_for_each(|o| mark(o, *next_seq)) {
                     drop(reply.send(Err(error)));
                     continue;
                 }
                 *next_seq += 1;
-                state.object.write(actor, &context, value);
+                if let Err(stale) = state.object.write(dot, &context, value) {
+                    drop(reply.send(Err(stale.into())));
+                    continue;
+                }
                 state.dirty = true;
                 outcomes.push(Outcome::Object(reply, state.object.clone()));
             }
@@ -425,8 +463,13 @@ fn prepare(db: &DB, actor: Actor, ops: &mut Vec<WriteOp>, next_seq: &mut u64) ->
             None => batch.delete_cf(hints, hk),
         }
     }
+    let reservation = dots.pending_reservation();
+    if let Some(end) = reservation {
+        batch.put_cf(cf(META_CF), META_DOTS, end.to_be_bytes());
+    }
     Group {
         batch,
+        sync: reservation.is_some(),
         applied: Applied {
             leaf_updates,
             marker_delta,
@@ -543,7 +586,7 @@ mod tests {
             forest: forest.clone(),
             hints_pending: Arc::new(AtomicU64::new(0)),
         };
-        let (tx, thread) = spawn(shared, 7, false).unwrap();
+        let (tx, thread) = spawn(shared, Dots::starting_at(7, 1), false).unwrap();
         assert!(thread.is_none(), "without fsync the writer is a task");
         let key = Bytes::from_static(b"k");
         let (reply, done) = oneshot::channel();
@@ -573,7 +616,7 @@ mod tests {
             forest: Arc::new(MerkleForest::new(8)),
             hints_pending: Arc::new(AtomicU64::new(0)),
         };
-        let (tx, thread) = spawn(shared, 7, true).unwrap();
+        let (tx, thread) = spawn(shared, Dots::starting_at(7, 1), true).unwrap();
         let (reply, done) = oneshot::channel();
         tx.send(WriteOp::Merge {
             key: Bytes::from_static(b"k"),

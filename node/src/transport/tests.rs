@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use super::*;
 use crate::config::Peer;
-use crate::version::Object;
+use crate::version::{Dot, Object};
 
 /// Echoes reads with an empty object named after the key length, answers
 /// forwarded writes after a delay (to exercise timeouts and concurrency).
@@ -28,7 +28,13 @@ impl RequestHandler for TestHandler {
             }
             Request::ReplicaRead { key } => {
                 let mut object = Object::new();
-                object.write(key.len() as u64, &Default::default(), Some(key));
+                let dot = Dot {
+                    actor: key.len() as u64,
+                    counter: 1,
+                };
+                object
+                    .write(dot, &Default::default(), Some(key))
+                    .expect("a new object takes any dot");
                 Ok(Response::Object(Some(object)))
             }
             other => Err(other),

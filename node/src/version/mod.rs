@@ -13,4 +13,4 @@ mod object;
 
 pub use clock::{Actor, Dot, VersionVector};
 pub use context::{ContextError, decode_context, encode_context};
-pub use object::{Object, Sibling};
+pub use object::{Object, Sibling, StaleDot};
