@@ -122,13 +122,14 @@ pub struct ServeArgs {
     /// Most keys per second received when streaming gained partitions.
     #[arg(long, env = "DYNAMO_TRANSFER_KEYS_PER_SEC")]
     pub transfer_keys_per_sec: Option<u64>,
-    /// Seconds after which a tombstone every replica holds is purged.
+    /// Seconds a tombstone is kept at least; it is purged once it is this
+    /// old and every node confirms nothing it covers can still arrive.
     #[arg(long, env = "DYNAMO_TOMBSTONE_MIN_AGE_SECS")]
     pub tombstone_min_age_secs: Option<u64>,
-    /// Seconds after which a tombstone is purged whatever other replicas
-    /// hold (default 10 days).
-    #[arg(long, env = "DYNAMO_TOMBSTONE_GRACE_SECS")]
-    pub tombstone_grace_secs: Option<u64>,
+    /// Seconds a member removed from the ring that cannot be reached keeps
+    /// blocking tombstone purges (default 7 days).
+    #[arg(long, env = "DYNAMO_TOMBSTONE_DEPARTED_WAIT_SECS")]
+    pub tombstone_departed_wait_secs: Option<u64>,
     /// Milliseconds between scans of the tombstone index.
     #[arg(long, env = "DYNAMO_TOMBSTONE_SCAN_INTERVAL_MS")]
     pub tombstone_scan_interval_ms: Option<u64>,
@@ -257,7 +258,9 @@ impl ServeArgs {
             handoff_keys_per_sec: self.handoff_keys_per_sec.or(file.handoff_keys_per_sec),
             transfer_keys_per_sec: self.transfer_keys_per_sec.or(file.transfer_keys_per_sec),
             tombstone_min_age_secs: self.tombstone_min_age_secs.or(file.tombstone_min_age_secs),
-            tombstone_grace_secs: self.tombstone_grace_secs.or(file.tombstone_grace_secs),
+            tombstone_departed_wait_secs: self
+                .tombstone_departed_wait_secs
+                .or(file.tombstone_departed_wait_secs),
             tombstone_scan_interval_ms: self
                 .tombstone_scan_interval_ms
                 .or(file.tombstone_scan_interval_ms),
@@ -424,7 +427,9 @@ impl NodeConfig {
                 transfer_keys_per_sec: args.transfer_keys_per_sec.unwrap_or(5000),
                 tombstones: crate::tombstones::TombstonePolicy {
                     min_age: Duration::from_secs(args.tombstone_min_age_secs.unwrap_or(3600)),
-                    grace: Duration::from_secs(args.tombstone_grace_secs.unwrap_or(10 * 86_400)),
+                    departed_wait: Duration::from_secs(
+                        args.tombstone_departed_wait_secs.unwrap_or(7 * 86_400),
+                    ),
                 },
                 tombstone_scan_interval: millis(args.tombstone_scan_interval_ms, 60_000),
             },

@@ -99,8 +99,12 @@ impl Handoff {
                 return;
             }
         };
+        let view = self.membership.view();
         for owner in owners {
-            if !self.membership.is_usable(&owner) || owner == self.membership.me() {
+            // Hints for a member that left the ring go to the key's current
+            // owners, whatever the failure detector last said of it.
+            let member = view.peer(&owner).is_some();
+            if owner == self.membership.me() || (member && !self.membership.is_usable(&owner)) {
                 continue;
             }
             loop {

@@ -10,7 +10,7 @@ use crate::antientropy::segment_range;
 use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
 use crate::transfer::Transfers;
-use crate::transport::{Request, RequestHandler, Response};
+use crate::transport::{Request, RequestHandler, Response, TombstoneCheckReply};
 
 /// Answers peers' requests from the local store and coordinator.
 pub struct ReplicaService {
@@ -98,6 +98,13 @@ impl ReplicaService {
                     Err(error) => failed(error),
                 }
             }
+            Request::TombstoneCheck { keys } => match crate::tombstones::holdings(storage, &keys) {
+                Ok(keys) => Response::TombstoneCheck(Box::new(TombstoneCheckReply {
+                    transfers: self.transfers.report(),
+                    keys,
+                })),
+                Err(error) => failed(error),
+            },
             Request::MerkleLeaves { .. }
             | Request::SegmentDigests { .. }
             | Request::ScanPartition { .. } => Response::Failed("partition out of range".into()),

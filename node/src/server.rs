@@ -104,6 +104,7 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         tombstones: Arc::new(TombstoneGc::new(
             storage.clone(),
             membership.clone(),
+            transfers.clone(),
             dialing.clone(),
             background.tombstones,
         )),

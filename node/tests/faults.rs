@@ -11,28 +11,7 @@ use std::time::{Duration, Instant};
 
 use dynamo_ring::key_hash;
 use reqwest::StatusCode;
-use support::{ClusterOptions, TestCluster, Writer};
-
-/// Fast background work, so convergence takes seconds.
-fn fast(extra: &[&str]) -> Vec<String> {
-    let mut flags: Vec<String> = [
-        "--partitions",
-        "64",
-        "--anti-entropy-interval-ms",
-        "300",
-        "--anti-entropy-keys-per-sec",
-        "50000",
-        "--handoff-interval-ms",
-        "300",
-        "--gossip-interval-ms",
-        "300",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    flags.extend(extra.iter().map(|s| s.to_string()));
-    flags
-}
+use support::{ClusterOptions, TestCluster, Writer, fast, wait_state};
 
 async fn start(count: usize, proxies: bool, extra: &[&str]) -> TestCluster {
     let options = ClusterOptions {
@@ -45,28 +24,6 @@ async fn start(count: usize, proxies: bool, extra: &[&str]) -> TestCluster {
 
 fn urls(c: &TestCluster, nodes: &[usize]) -> Vec<String> {
     nodes.iter().map(|&i| c.url(i)).collect()
-}
-
-/// Polls node `observer`'s status until it sees node `target` as `state`.
-async fn wait_state(c: &TestCluster, observer: usize, target: usize, state: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = c.status(observer).await;
-        let seen = status["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == c.nodes[target].id.as_str())
-            .map(|m| m["state"].clone());
-        if seen.as_ref().is_some_and(|s| s == state) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {observer} never saw node {target} as {state} (last: {seen:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Counts the acknowledged keys node `i` does not hold itself.

@@ -79,6 +79,13 @@ pub enum Request {
     CoordinateWrite(CoordinateWrite),
     /// Liveness probe; answered with [`Response::Pong`].
     Ping,
+    /// What the peer holds of keys another node wants to purge: its record
+    /// digests and hint markers, and its transfer state; answered with
+    /// [`Response::TombstoneCheck`].
+    TombstoneCheck {
+        /// The user keys.
+        keys: Vec<Bytes>,
+    },
 }
 
 impl Request {
@@ -98,6 +105,7 @@ impl Request {
             Request::TransferReport => "transfer report",
             Request::CoordinateWrite(_) => "coordinate write",
             Request::Ping => "ping",
+            Request::TombstoneCheck { .. } => "tombstone check",
         }
     }
 }
@@ -137,6 +145,27 @@ pub enum Response {
     NotReady,
     /// The request failed on the peer.
     Failed(String),
+    /// Reply to [`Request::TombstoneCheck`].
+    TombstoneCheck(Box<TombstoneCheckReply>),
+}
+
+/// What a node holds of keys another node wants to purge.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TombstoneCheckReply {
+    /// The node's transfer report (epoch, partitions in flight, hints).
+    pub transfers: TransferReport,
+    /// Per key asked, in request order.
+    pub keys: Vec<KeyHolding>,
+}
+
+/// One node's holding of one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyHolding {
+    /// Digest of its record (0 when it has none).
+    pub digest: u64,
+    /// Whether it holds a hint marker for the key (a copy still to be
+    /// delivered to an owner).
+    pub hinted: bool,
 }
 
 /// What nodes gossip: their ring document and liveness heartbeats.

@@ -17,7 +17,8 @@ mod server;
 pub use client::Dialing;
 pub use client::Transport;
 pub use message::{
-    CoordinateWrite, CoordinateWriteReply, GossipDigest, QuorumShortfall, Request, Response,
+    CoordinateWrite, CoordinateWriteReply, GossipDigest, KeyHolding, QuorumShortfall, Request,
+    Response, TombstoneCheckReply,
 };
 pub use server::{RequestHandler, accept_stream};
 

@@ -23,6 +23,49 @@ use reqwest::StatusCode;
 
 pub const CONTEXT: &str = "x-dynamo-context";
 
+/// Fast background work, so convergence takes seconds.
+pub fn fast(extra: &[&str]) -> Vec<String> {
+    let mut flags: Vec<String> = [
+        "--partitions",
+        "64",
+        "--anti-entropy-interval-ms",
+        "300",
+        "--anti-entropy-keys-per-sec",
+        "50000",
+        "--handoff-interval-ms",
+        "300",
+        "--gossip-interval-ms",
+        "300",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    flags
+}
+
+/// Polls node `observer`'s status until it sees node `target` as `state`.
+pub async fn wait_state(c: &TestCluster, observer: usize, target: usize, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = c.status(observer).await;
+        let seen = status["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == c.nodes[target].id.as_str())
+            .map(|m| m["state"].clone());
+        if seen.as_ref().is_some_and(|s| s == state) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {observer} never saw node {target} as {state} (last: {seen:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// One node process and how to restart it.
 pub struct TestNode {
     pub id: String,
