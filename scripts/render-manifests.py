@@ -43,8 +43,9 @@ NAMESPACE = "dynamo-system"
 # Example DynamoClusters: file name -> chart values for exampleCluster
 # (merged over the chart's defaults).
 EXAMPLES: dict[str, dict] = {
-    # The chart's default example: one node in each of three zones, pinned to
-    # nodes labelled topology.kubernetes.io/zone=zone-a|b|c.
+    # The chart's default example: one node in each of three zones, placed on
+    # nodes labelled topology.kubernetes.io/zone=zone-a|b|c when there are
+    # such nodes, on any node otherwise.
     "three-zones.yaml": {"name": "three-zones"},
     # Three nodes with no zone placement, for one-node clusters (kind,
     # minikube): every replica in one failure domain.

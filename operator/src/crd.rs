@@ -31,9 +31,14 @@ pub const DEFAULT_PARTITIONS: u32 = 1024;
     namespaced,
     status = "DynamoClusterStatus",
     doc = "A Dynamo-style key-value cluster: zone StatefulSets, a published ring, safe scaling and rolling upgrades.",
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label that starts with a letter (lowercase letters, digits and '-'): it names the cluster's Services"),
+    validation = Rule::new("self.spec.zones.all(z, size(self.metadata.name) + size(z.name) <= 51)").message("metadata.name and each zone name together must be at most 51 characters: the zone's StatefulSet <name>-<zone> names its pods and their revision label, which Kubernetes limits to 63"),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Epoch","type":"integer","jsonPath":".status.ringEpoch"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Nodes","type":"integer","description":"Ready node pods","jsonPath":".status.readyNodes"}"#,
+    printcolumn = r#"{"name":"Desired","type":"integer","description":"Node pods the spec asks for","jsonPath":".status.desiredNodes"}"#,
+    printcolumn = r#"{"name":"Epoch","type":"integer","description":"Published ring epoch","jsonPath":".status.ringEpoch"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -44,7 +49,10 @@ pub struct DynamoClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<PullPolicy>,
     /// Failure zones, each with its own StatefulSet.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(z, self.exists_one(y, y.name == z.name))", "message": "zone names must be unique"}
+    ]))]
     pub zones: Vec<ZoneSpec>,
     /// Replication factor and quorums.
     #[serde(default)]
@@ -52,6 +60,9 @@ pub struct DynamoClusterSpec {
     /// Partition count `Q`: a power of two, fixed once the ring exists.
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 65536))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536].exists(p, p == self)", "message": "partitions must be a power of two"}
+    ]))]
     pub partitions: u32,
     /// Persistent volume of every node.
     pub storage: StorageSpec,
@@ -123,14 +134,23 @@ impl PullPolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ZoneSpec {
-    /// Zone name: a DNS label, also the ring zone of its nodes. Unless
-    /// `nodeSelector` or `affinity` is given, pods are pinned to Kubernetes
-    /// nodes labelled `topology.kubernetes.io/zone=<name>`.
-    #[schemars(length(min = 1, max = 40))]
+    /// Zone name: a DNS label, also the ring zone of its nodes (a logical
+    /// failure domain: replicas of a key go to distinct zones first).
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Number of storage nodes in the zone.
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 256))]
     pub replicas: i32,
+    /// Kubernetes zone (the `topology.kubernetes.io/zone` node label) the
+    /// zone's pods must run in. Without it, and without `nodeSelector` or
+    /// `affinity`, pods prefer nodes whose zone label is the zone's name
+    /// and run on any node otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub topology_zone: Option<String>,
     /// Node selector of the zone's pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
@@ -154,15 +174,15 @@ pub struct ZoneSpec {
 pub struct ReplicationSpec {
     /// N: replicas per key; fixed once the ring exists.
     #[serde(rename = "factor")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 16))]
     pub n: u32,
     /// R: read quorum, `1..=factor`.
     #[serde(rename = "readQuorum")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 16))]
     pub r: u32,
     /// W: write quorum, `1..=factor`.
     #[serde(rename = "writeQuorum")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 16))]
     pub w: u32,
 }
 
@@ -197,7 +217,7 @@ pub struct SecretReference {
 pub struct PodDisruptionSpec {
     /// Overrides the derived `maxUnavailable` (see the operator docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 16))]
     pub max_unavailable: Option<i32>,
 }
 
@@ -220,6 +240,12 @@ pub struct DynamoClusterStatus {
     /// Per zone ready and desired node counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zones: Vec<ZoneStatus>,
+    /// Node pods ready, over all zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_nodes: Option<i32>,
+    /// Node pods the spec asks for, over all zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_nodes: Option<i32>,
     /// Progress of moving partitions to the published ring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebalancing: Option<RebalancingStatus>,
@@ -281,6 +307,9 @@ pub mod condition {
     pub const DEGRADED: &str = "Degraded";
     /// Partitions are moving to the published ring.
     pub const REBALANCING: &str = "Rebalancing";
+    /// Every part of the spec is in effect (false when a change the
+    /// StatefulSets cannot follow, such as a new storage class, is held).
+    pub const SPEC_APPLIED: &str = "SpecApplied";
 }
 
 #[cfg(test)]

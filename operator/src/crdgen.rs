@@ -84,7 +84,12 @@ mod tests {
             .iter()
             .filter_map(|c| c["name"].as_str())
             .collect();
-        assert_eq!(columns, ["Ready", "Epoch", "Phase", "Age"]);
+        assert_eq!(
+            columns,
+            [
+                "Ready", "Phase", "Nodes", "Desired", "Epoch", "Reason", "Age"
+            ]
+        );
         let schema = &version["schema"]["openAPIV3Schema"];
         assert!(
             schema["properties"]["spec"].is_object(),

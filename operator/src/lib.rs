@@ -14,6 +14,7 @@ pub mod crdgen;
 pub mod leader;
 pub mod metrics;
 pub mod node_client;
+pub mod quantity;
 pub mod reconcile;
 pub mod resources;
 pub mod ring_steps;

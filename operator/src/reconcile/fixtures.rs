@@ -19,6 +19,7 @@ pub fn spec(zones: &[(&str, i32)]) -> DynamoClusterSpec {
                 node_selector: Default::default(),
                 affinity: None,
                 tolerations: vec![],
+                topology_zone: None,
             })
             .collect(),
         replication: ReplicationSpec::default(),

@@ -16,6 +16,7 @@ pub mod apply;
 pub mod observe;
 pub mod plan;
 pub mod status;
+pub mod storage;
 pub mod validate;
 
 use std::collections::HashMap;

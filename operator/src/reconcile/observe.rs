@@ -16,7 +16,7 @@ use super::Error;
 use crate::crd::SecretReference;
 use crate::node_client::{BearerToken, CaError, NodeAdmin, TokenError, TrustedCa};
 use crate::resources::configmap::RING_JSON_KEY;
-use crate::resources::statefulset::pod_zone;
+use crate::resources::statefulset::{applied_template_hash, pod_zone};
 use crate::resources::{ClusterRef, REVISION_LABEL};
 
 /// A zone StatefulSet as observed.
@@ -28,8 +28,15 @@ pub struct StatefulSetState {
     pub replicas: i32,
     /// Size requested by the `data` volume claim template.
     pub storage_size: Option<String>,
+    /// Storage class of the `data` claim template (`None`: the default).
+    pub storage_class: Option<String>,
     /// `status.updateRevision`: the revision of the current template.
     pub update_revision: Option<String>,
+    /// Hash of the pod template the operator last applied.
+    pub template_hash: Option<String>,
+    /// Whether the StatefulSet controller has seen its latest spec
+    /// (`status.observedGeneration` is `metadata.generation`).
+    pub controller_caught_up: bool,
 }
 
 /// A node pod as observed.
@@ -351,22 +358,28 @@ fn statefulset_state(sts: &StatefulSet) -> Option<StatefulSetState> {
     Some(StatefulSetState {
         zone,
         replicas: sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        storage_size: sts
-            .spec
-            .as_ref()
-            .and_then(|s| s.volume_claim_templates.as_ref())
-            .and_then(|claims| {
-                claims
-                    .iter()
-                    .find(|c| c.metadata.name.as_deref() == Some("data"))
-            })
-            .and_then(|c| c.spec.as_ref())
+        storage_size: data_claim(sts)
             .and_then(|s| s.resources.as_ref())
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get("storage"))
             .map(|q| q.0.clone()),
+        storage_class: data_claim(sts).and_then(|s| s.storage_class_name.clone()),
         update_revision: status.and_then(|s| s.update_revision.clone()),
+        template_hash: applied_template_hash(sts).map(str::to_string),
+        controller_caught_up: status.and_then(|s| s.observed_generation) >= sts.metadata.generation,
     })
+}
+
+/// The spec of a StatefulSet's `data` claim template.
+fn data_claim(sts: &StatefulSet) -> Option<&k8s_openapi::api::core::v1::PersistentVolumeClaimSpec> {
+    sts.spec
+        .as_ref()?
+        .volume_claim_templates
+        .as_ref()?
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some("data"))?
+        .spec
+        .as_ref()
 }
 
 fn pod_state(pod: &Pod) -> Option<PodState> {

@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::Error;
 use super::observe::{AdminAuth, NodeTls, World};
 use super::status::{ConditionUpdate, merge_conditions, refused, secret_blocked};
+use super::storage::{HeldStorage, held_storage};
 use super::validate::validate;
 use crate::crd::{
     DynamoCluster, DynamoClusterStatus, Phase, RebalancingStatus, ZoneStatus, condition,
@@ -23,7 +24,7 @@ use crate::resources::ClusterRef;
 use crate::resources::configmap::{config_hash, config_map, render_node_toml};
 use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
 use crate::resources::service::{client_service, headless_service};
-use crate::resources::statefulset::statefulset;
+use crate::resources::statefulset::{applied_template_hash, pod_zone, statefulset};
 use crate::ring_steps::{StepAction, StepInput, ZoneState, plan_step};
 use crate::rolling_upgrade::{RestartDecision, next_restart};
 
@@ -113,6 +114,39 @@ pub enum Outcome {
     },
 }
 
+/// Zones whose existing StatefulSet has another pod template than
+/// `desired`, or whose controller has not yet seen its latest spec: a
+/// rollout is starting there even though no pod is outdated yet.
+fn zones_changing_template(desired: &[StatefulSet], world: &World) -> Vec<String> {
+    desired
+        .iter()
+        .filter_map(|sts| {
+            let zone = sts.metadata.labels.as_ref().and_then(pod_zone)?;
+            let observed = world.statefulsets.get(zone)?;
+            let changing = observed.template_hash.as_deref() != applied_template_hash(sts)
+                || !observed.controller_caught_up;
+            changing.then(|| zone.to_string())
+        })
+        .collect()
+}
+
+/// `SpecApplied`: true unless a zone keeps a claim template the spec no
+/// longer asks for.
+fn spec_applied(held: &[HeldStorage]) -> ConditionUpdate {
+    match held.is_empty() {
+        true => ConditionUpdate::new(condition::SPEC_APPLIED, true, "Applied", ""),
+        false => ConditionUpdate::new(
+            condition::SPEC_APPLIED,
+            false,
+            "StorageChangeRefused",
+            held.iter()
+                .map(|h| h.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
+}
+
 /// Decides what to do about `cluster` given the observed `world`.
 pub fn plan(
     cluster: &DynamoCluster,
@@ -123,12 +157,7 @@ pub fn plan(
     let spec = &cluster.spec;
     let generation = cluster.metadata.generation;
     let previous = cluster.status.clone().unwrap_or_default();
-    let claim_sizes: BTreeMap<String, String> = world
-        .statefulsets
-        .iter()
-        .filter_map(|(zone, s)| s.storage_size.clone().map(|size| (zone.clone(), size)))
-        .collect();
-    if let Err(problems) = validate(spec, world.ring.as_ref().map(|d| &d.ring), &claim_sizes) {
+    if let Err(problems) = validate(spec, world.ring.as_ref().map(|d| &d.ring)) {
         let message = problems
             .iter()
             .map(ToString::to_string)
@@ -189,6 +218,7 @@ pub fn plan(
         reports: &world.reports,
     })?;
 
+    let held = held_storage(&spec.storage, &world.statefulsets);
     let node_toml = render_node_toml(&spec.node_config)?;
     let hash = config_hash(&node_toml);
     let replicas = |zone: &str| step.replicas.get(zone).copied().unwrap_or(0);
@@ -205,11 +235,18 @@ pub fn plan(
         statefulsets: spec
             .zones
             .iter()
-            .map(|z| statefulset(cref, spec, z, replicas(&z.name), &hash))
+            .map(|z| {
+                let storage = held
+                    .iter()
+                    .find(|h| h.zone == z.name)
+                    .map_or(&spec.storage, |h| &h.kept);
+                statefulset(cref, spec, z, storage, replicas(&z.name), &hash)
+            })
             .collect(),
         pdb: pod_disruption_budget(cref, max_unavailable(spec.replication, spec.pod_disruption)),
     };
 
+    let new_templates = zones_changing_template(&objects.statefulsets, world);
     let mut scale_removed = Vec::new();
     let mut delete_zones = Vec::new();
     for zone in zones
@@ -242,7 +279,14 @@ pub fn plan(
         .map(|m| cref.pod_address(&m.zone, &m.id))
         .collect();
 
-    let mut decisions = Vec::new();
+    let mut decisions: Vec<Decision> = held
+        .iter()
+        .map(|h| Decision {
+            warning: true,
+            reason: "StorageChangeRefused",
+            note: h.message.clone(),
+        })
+        .collect();
     match &step.action {
         StepAction::Create => decisions.push(Decision::normal(
             "RingPublished",
@@ -346,6 +390,11 @@ pub fn plan(
             "Rebalancing",
             format!("moving partitions to ring epoch {epoch}"),
         ),
+        _ if !new_templates.is_empty() => (
+            Phase::Upgrading,
+            "RollingUpgrade",
+            format!("applying a new pod template to zone(s) {new_templates:?}"),
+        ),
         (_, RestartDecision::Restart { outdated, .. } | RestartDecision::Wait { outdated, .. }) => {
             (
                 Phase::Upgrading,
@@ -398,6 +447,7 @@ pub fn plan(
                 String::new()
             },
         ),
+        spec_applied(&held),
         ConditionUpdate::new(
             condition::REBALANCING,
             rebalancing,
@@ -416,26 +466,29 @@ pub fn plan(
             },
         ),
     ];
+    let zone_statuses: Vec<ZoneStatus> = spec
+        .zones
+        .iter()
+        .map(|z| ZoneStatus {
+            name: z.name.clone(),
+            desired: z.replicas,
+            ready: world
+                .pods
+                .iter()
+                .filter(|p| p.zone == z.name && ready.contains(&p.name))
+                .count()
+                .try_into()
+                .unwrap_or(i32::MAX),
+        })
+        .collect();
     let status = DynamoClusterStatus {
         conditions: merge_conditions(&previous.conditions, &updates, generation, now),
         observed_generation: generation,
         ring_epoch: Some(epoch),
         phase: Some(phase),
-        zones: spec
-            .zones
-            .iter()
-            .map(|z| ZoneStatus {
-                name: z.name.clone(),
-                desired: z.replicas,
-                ready: world
-                    .pods
-                    .iter()
-                    .filter(|p| p.zone == z.name && ready.contains(&p.name))
-                    .count()
-                    .try_into()
-                    .unwrap_or(i32::MAX),
-            })
-            .collect(),
+        ready_nodes: Some(zone_statuses.iter().map(|z| z.ready).sum()),
+        desired_nodes: Some(zone_statuses.iter().map(|z| z.desired).sum()),
+        zones: zone_statuses,
         rebalancing: (!step.progress.complete()).then(|| RebalancingStatus {
             epoch,
             pending_partitions: step.progress.pending,
@@ -556,7 +609,10 @@ mod tests {
                     zone,
                     replicas,
                     storage_size: Some("1Gi".into()),
+                    storage_class: None,
                     update_revision: Some(revision.into()),
+                    template_hash: applied_template_hash(sts).map(str::to_string),
+                    controller_caught_up: true,
                 },
             );
         }
@@ -637,6 +693,69 @@ mod tests {
         assert!(steady.publish_to.is_empty());
         assert!(steady.restart.is_none());
         assert!(!steady.busy);
+    }
+
+    /// `kubectl wait --for=condition=Ready` right after an image change must
+    /// not return before the rollout: the first reconcile after the change
+    /// sees pods on the old revision only, yet is not Ready.
+    #[test]
+    fn a_new_pod_template_is_not_ready_before_the_statefulset_has_a_new_revision() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        let mut changed = c.clone();
+        changed.spec.image = "dynamo:2".into();
+        let applying = act(plan(&changed, &cref, &world, &now()).expect("plan"));
+        assert_eq!(applying.status.phase, Some(Phase::Upgrading));
+        assert_eq!(condition(&applying.status, condition::READY), "False");
+
+        // Applied, but the StatefulSet controller has not caught up yet.
+        let applied = settled(&applying, "r1");
+        for (zone, sts) in applied.statefulsets {
+            world.statefulsets.insert(
+                zone,
+                StatefulSetState {
+                    controller_caught_up: false,
+                    ..sts
+                },
+            );
+        }
+        let waiting = act(plan(&changed, &cref, &world, &now()).expect("plan"));
+        assert_eq!(condition(&waiting.status, condition::READY), "False");
+    }
+
+    #[test]
+    fn a_storage_class_change_keeps_the_claim_template_and_the_rest_is_applied() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let world = settled(&first, "r1");
+        let mut changed = c.clone();
+        changed.spec.storage.storage_class_name = Some("fast".into());
+        changed.spec.image = "dynamo:2".into();
+        let outcome = act(plan(&changed, &cref, &world, &now()).expect("plan"));
+        assert_eq!(condition(&outcome.status, condition::SPEC_APPLIED), "False");
+        assert!(
+            outcome
+                .decisions
+                .iter()
+                .any(|d| d.warning && d.reason == "StorageChangeRefused")
+        );
+        for sts in &outcome.objects.statefulsets {
+            let spec = sts.spec.as_ref().expect("spec");
+            let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
+            assert_eq!(
+                claim
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.storage_class_name.clone()),
+                None,
+                "the existing claim template is kept"
+            );
+            let pod = spec.template.spec.as_ref().expect("pod");
+            assert_eq!(pod.containers[0].image.as_deref(), Some("dynamo:2"));
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! and the spec against the published ring (changes that would lose data
 //! or that the ring cannot follow).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use dynamo_ring::Ring;
 use dynamo_ring::ring::MAX_PARTITIONS;
@@ -88,19 +88,6 @@ pub enum SpecProblem {
         /// Zones with nodes in the spec.
         remaining: usize,
     },
-    /// The volume size differs from the zone's existing claim template,
-    /// which a StatefulSet cannot change.
-    #[error(
-        "storage.size cannot change from {existing} to {spec} (zone {zone}): volume claim templates are immutable"
-    )]
-    StorageChanged {
-        /// Zone.
-        zone: String,
-        /// Size of the existing claim template.
-        existing: String,
-        /// Size in the spec.
-        spec: String,
-    },
     /// `nodeConfig` sets a setting the operator manages.
     #[error("nodeConfig key {0:?} is managed by the operator")]
     ManagedNodeKey(String),
@@ -109,14 +96,9 @@ pub enum SpecProblem {
     NodeConfig(String),
 }
 
-/// Checks `spec` alone, against the published `ring` and against the
-/// volume size of each zone's existing StatefulSet (`claim_sizes`, by zone;
-/// compared as written, so `1Gi` and `1024Mi` count as a change).
-pub fn validate(
-    spec: &DynamoClusterSpec,
-    ring: Option<&Ring>,
-    claim_sizes: &BTreeMap<String, String>,
-) -> Result<(), Vec<SpecProblem>> {
+/// Checks `spec` alone and against the published `ring`. (Storage changes
+/// a StatefulSet cannot follow are not refusals: see `storage.rs`.)
+pub fn validate(spec: &DynamoClusterSpec, ring: Option<&Ring>) -> Result<(), Vec<SpecProblem>> {
     let mut problems = Vec::new();
     if spec.zones.is_empty() {
         problems.push(SpecProblem::NoZones);
@@ -174,17 +156,6 @@ pub fn validate(
             });
         }
     }
-    for zone in &spec.zones {
-        if let Some(existing) = claim_sizes.get(&zone.name)
-            && *existing != spec.storage.size.0
-        {
-            problems.push(SpecProblem::StorageChanged {
-                zone: zone.name.clone(),
-                existing: existing.clone(),
-                spec: spec.storage.size.0.clone(),
-            });
-        }
-    }
     for key in spec.node_config.keys() {
         if MANAGED_NODE_KEYS.contains(&key.as_str()) {
             problems.push(SpecProblem::ManagedNodeKey(key.clone()));
@@ -217,26 +188,6 @@ mod tests {
     use crate::reconcile::fixtures::spec;
     use dynamo_ring::Member;
 
-    fn none() -> BTreeMap<String, String> {
-        BTreeMap::new()
-    }
-
-    #[test]
-    fn storage_size_cannot_change_under_an_existing_statefulset() {
-        let spec = spec(&[("a", 3)]);
-        let same = BTreeMap::from([("a".to_string(), "1Gi".to_string())]);
-        assert_eq!(validate(&spec, None, &same), Ok(()));
-        let bigger = BTreeMap::from([("a".to_string(), "2Gi".to_string())]);
-        assert_eq!(
-            validate(&spec, None, &bigger),
-            Err(vec![SpecProblem::StorageChanged {
-                zone: "a".into(),
-                existing: "2Gi".into(),
-                spec: "1Gi".into()
-            }])
-        );
-    }
-
     fn ring(zones: &[&str], n: usize, q: u32) -> Ring {
         let members = zones
             .iter()
@@ -248,9 +199,9 @@ mod tests {
     #[test]
     fn a_sound_spec_passes() {
         let spec = spec(&[("a", 1), ("b", 1), ("c", 1)]);
-        assert_eq!(validate(&spec, None, &none()), Ok(()));
+        assert_eq!(validate(&spec, None), Ok(()));
         assert_eq!(
-            validate(&spec, Some(&ring(&["a", "b", "c"], 3, 64)), &none()),
+            validate(&spec, Some(&ring(&["a", "b", "c"], 3, 64))),
             Ok(())
         );
     }
@@ -259,14 +210,14 @@ mod tests {
     fn quorums_must_fit_in_n() {
         let mut spec = spec(&[("a", 3)]);
         spec.replication = ReplicationSpec { n: 3, r: 4, w: 0 };
-        let problems = validate(&spec, None, &none()).expect_err("refused");
+        let problems = validate(&spec, None).expect_err("refused");
         assert_eq!(problems, vec![SpecProblem::Quorum { n: 3, r: 4, w: 0 }]);
     }
 
     #[test]
     fn n_larger_than_the_node_count_is_refused() {
         let spec = spec(&[("a", 1), ("b", 1)]);
-        let problems = validate(&spec, None, &none()).expect_err("refused");
+        let problems = validate(&spec, None).expect_err("refused");
         assert_eq!(
             problems,
             vec![SpecProblem::ReplicationExceedsNodes { n: 3, nodes: 2 }]
@@ -278,8 +229,7 @@ mod tests {
         let mut spec = spec(&[("a", 1), ("b", 1), ("c", 1)]);
         spec.partitions = 128;
         spec.replication = ReplicationSpec { n: 2, r: 1, w: 1 };
-        let problems =
-            validate(&spec, Some(&ring(&["a", "b", "c"], 3, 64)), &none()).expect_err("refused");
+        let problems = validate(&spec, Some(&ring(&["a", "b", "c"], 3, 64))).expect_err("refused");
         assert!(problems.contains(&SpecProblem::PartitionsChanged {
             ring: 64,
             spec: 128
@@ -290,15 +240,14 @@ mod tests {
     #[test]
     fn removing_a_zone_below_n_zones_is_refused() {
         let spec = spec(&[("a", 2), ("b", 1), ("c", 0)]);
-        let problems =
-            validate(&spec, Some(&ring(&["a", "b", "c"], 3, 64)), &none()).expect_err("refused");
+        let problems = validate(&spec, Some(&ring(&["a", "b", "c"], 3, 64))).expect_err("refused");
         assert_eq!(
             problems,
             vec![SpecProblem::TooFewZones { n: 3, remaining: 2 }]
         );
         let spread = spec_with_four_zones();
         assert_eq!(
-            validate(&spread, Some(&ring(&["a", "b", "c", "d"], 3, 64)), &none()),
+            validate(&spread, Some(&ring(&["a", "b", "c", "d"], 3, 64))),
             Ok(())
         );
     }
@@ -312,7 +261,7 @@ mod tests {
         let mut spec = spec(&[("a", 3)]);
         spec.partitions = 1000;
         assert_eq!(
-            validate(&spec, None, &none()),
+            validate(&spec, None),
             Err(vec![SpecProblem::Partitions(1000)])
         );
     }
@@ -320,7 +269,7 @@ mod tests {
     #[test]
     fn zone_names_must_be_unique_dns_labels() {
         let spec = spec(&[("a", 2), ("a", 1), ("B_1", 1)]);
-        let problems = validate(&spec, None, &none()).expect_err("refused");
+        let problems = validate(&spec, None).expect_err("refused");
         assert!(problems.contains(&SpecProblem::DuplicateZone("a".into())));
         assert!(problems.contains(&SpecProblem::BadZoneName("B_1".into())));
     }
@@ -333,7 +282,7 @@ mod tests {
         spec.node_config
             .insert("fsync".into(), serde_json::json!(true));
         assert_eq!(
-            validate(&spec, None, &none()),
+            validate(&spec, None),
             Err(vec![SpecProblem::ManagedNodeKey("listen".into())])
         );
     }
@@ -344,10 +293,10 @@ mod tests {
         spec.tls = Some(SecretReference {
             secret_name: "demo-tls".into(),
         });
-        assert_eq!(validate(&spec, None, &none()), Ok(()), "tls is supported");
+        assert_eq!(validate(&spec, None), Ok(()), "tls is supported");
         spec.auth = Some(SecretReference {
             secret_name: "demo-auth".into(),
         });
-        assert_eq!(validate(&spec, None, &none()), Ok(()), "with auth too");
+        assert_eq!(validate(&spec, None), Ok(()), "with auth too");
     }
 }

@@ -26,6 +26,11 @@ pub const REVISION_LABEL: &str = "controller-revision-hash";
 /// configuration change is a template change (and a rolling restart).
 pub const CONFIG_HASH_ANNOTATION: &str = "kv.dynamo.dev/config-hash";
 
+/// Annotation of a zone StatefulSet: hash of the pod template the operator
+/// last applied, so the next reconcile knows whether a rollout is starting
+/// before the StatefulSet controller has computed a new revision.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "kv.dynamo.dev/template-hash";
+
 /// Identity of one cluster: what every object name and label derives from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterRef {

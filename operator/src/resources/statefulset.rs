@@ -6,17 +6,18 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretVolumeSource, SecurityContext,
-    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, PreferredSchedulingTerm, Probe,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{CONFIG_HASH_ANNOTATION, ClusterRef, NODE_PORT, ZONE_LABEL};
-use crate::crd::{DynamoClusterSpec, ZoneSpec};
+use super::{CONFIG_HASH_ANNOTATION, ClusterRef, NODE_PORT, TEMPLATE_HASH_ANNOTATION, ZONE_LABEL};
+use crate::crd::{DynamoClusterSpec, StorageSpec, ZoneSpec};
 
 /// Kubernetes node label naming its zone.
 pub const TOPOLOGY_ZONE_LABEL: &str = "topology.kubernetes.io/zone";
@@ -38,7 +39,9 @@ pub const NODE_UID: i64 = 10001;
 /// Seconds a node gets to hand off and flush before it is killed.
 pub const TERMINATION_GRACE_SECONDS: i64 = 60;
 
-/// The StatefulSet `<cluster>-<zone>` with `replicas` pods.
+/// The StatefulSet `<cluster>-<zone>` with `replicas` pods whose volumes
+/// are `storage` (the spec's, or the zone's existing claim template when
+/// the spec asks for a change a StatefulSet cannot make).
 ///
 /// `config_hash` is the hash of the rendered `node.toml`; it is a pod
 /// template annotation so a configuration change changes the revision.
@@ -46,6 +49,7 @@ pub fn statefulset(
     cluster: &ClusterRef,
     spec: &DynamoClusterSpec,
     zone: &ZoneSpec,
+    storage: &StorageSpec,
     replicas: i32,
     config_hash: &str,
 ) -> StatefulSet {
@@ -53,8 +57,24 @@ pub fn statefulset(
     let selector = cluster.zone_selector(&zone.name);
     let mut pod_labels = cluster.labels();
     pod_labels.extend(selector.clone());
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(BTreeMap::from([(
+                CONFIG_HASH_ANNOTATION.to_string(),
+                config_hash.to_string(),
+            )])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod_spec(cluster, spec, zone)),
+    };
+    let mut metadata = cluster.metadata(name.clone(), selector.clone());
+    metadata.annotations = Some(BTreeMap::from([(
+        TEMPLATE_HASH_ANNOTATION.to_string(),
+        template_hash(&template),
+    )]));
     StatefulSet {
-        metadata: cluster.metadata(name.clone(), selector.clone()),
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(replicas),
             service_name: Some(name),
@@ -67,17 +87,7 @@ pub fn statefulset(
                 type_: Some("OnDelete".into()),
                 ..StatefulSetUpdateStrategy::default()
             }),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_HASH_ANNOTATION.to_string(),
-                        config_hash.to_string(),
-                    )])),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod_spec(cluster, spec, zone)),
-            },
+            template,
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
                 metadata: ObjectMeta {
                     name: Some("data".into()),
@@ -85,11 +95,11 @@ pub fn statefulset(
                 },
                 spec: Some(PersistentVolumeClaimSpec {
                     access_modes: Some(vec!["ReadWriteOnce".into()]),
-                    storage_class_name: spec.storage.storage_class_name.clone(),
+                    storage_class_name: storage.storage_class_name.clone(),
                     resources: Some(VolumeResourceRequirements {
                         requests: Some(BTreeMap::from([(
                             "storage".to_string(),
-                            spec.storage.size.clone(),
+                            storage.size.clone(),
                         )])),
                         ..VolumeResourceRequirements::default()
                     }),
@@ -151,6 +161,10 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
                 allow_privilege_escalation: Some(false),
                 read_only_root_filesystem: Some(true),
                 run_as_non_root: Some(true),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    ..Capabilities::default()
+                }),
                 ..SecurityContext::default()
             }),
             ..Container::default()
@@ -164,6 +178,10 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
             run_as_user: Some(NODE_UID),
             run_as_group: Some(NODE_UID),
             fs_group: Some(NODE_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..SeccompProfile::default()
+            }),
             ..PodSecurityContext::default()
         }),
         volumes: Some(volumes),
@@ -233,25 +251,52 @@ fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
     vars
 }
 
-/// The zone's own affinity (or, without affinity and node selector, a
-/// required match on `topology.kubernetes.io/zone`), plus a preferred
-/// anti-affinity that spreads the cluster's pods over hosts.
+/// The zone's placement on Kubernetes nodes plus a preferred
+/// anti-affinity that spreads the cluster's pods over hosts:
+/// - `topologyZone` set: required `topology.kubernetes.io/zone` in it;
+/// - else the zone's own `affinity` or `nodeSelector`, if any;
+/// - else a preference (not a requirement) for nodes whose zone label is
+///   the zone's name, so pods run on nodes without zone labels too (a
+///   one-node kind cluster) and land in a matching cloud zone when there is
+///   one.
 fn affinity(cluster: &ClusterRef, zone: &ZoneSpec) -> Affinity {
     let mut affinity = zone.affinity.clone().unwrap_or_default();
-    if zone.affinity.is_none() && zone.node_selector.is_empty() {
-        affinity.node_affinity = Some(NodeAffinity {
-            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
-                node_selector_terms: vec![NodeSelectorTerm {
-                    match_expressions: Some(vec![NodeSelectorRequirement {
-                        key: TOPOLOGY_ZONE_LABEL.into(),
-                        operator: "In".into(),
-                        values: Some(vec![zone.name.clone()]),
-                    }]),
-                    ..NodeSelectorTerm::default()
-                }],
-            }),
-            ..NodeAffinity::default()
-        });
+    let zone_term = |value: &str| NodeSelectorTerm {
+        match_expressions: Some(vec![NodeSelectorRequirement {
+            key: TOPOLOGY_ZONE_LABEL.into(),
+            operator: "In".into(),
+            values: Some(vec![value.to_string()]),
+        }]),
+        ..NodeSelectorTerm::default()
+    };
+    let node_affinity = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
+    if let Some(topology_zone) = &zone.topology_zone {
+        let required = node_affinity
+            .required_during_scheduling_ignored_during_execution
+            .get_or_insert_with(|| NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm::default()],
+            });
+        // Terms are ORed, requirements within a term ANDed: the zone joins
+        // every term.
+        let wanted = zone_term(topology_zone)
+            .match_expressions
+            .unwrap_or_default();
+        for term in &mut required.node_selector_terms {
+            term.match_expressions
+                .get_or_insert_with(Vec::new)
+                .extend(wanted.iter().cloned());
+        }
+    } else if zone.affinity.is_none() && zone.node_selector.is_empty() {
+        node_affinity.preferred_during_scheduling_ignored_during_execution =
+            Some(vec![PreferredSchedulingTerm {
+                weight: 100,
+                preference: zone_term(&zone.name),
+            }]);
+    }
+    if *node_affinity == NodeAffinity::default() {
+        affinity.node_affinity = None;
     }
     if affinity.pod_anti_affinity.is_none() {
         affinity.pod_anti_affinity = Some(PodAntiAffinity {
@@ -274,6 +319,21 @@ fn affinity(cluster: &ClusterRef, zone: &ZoneSpec) -> Affinity {
     affinity
 }
 
+/// Hash of a pod template as the operator renders it.
+pub fn template_hash(template: &PodTemplateSpec) -> String {
+    let json = serde_json::to_string(template).unwrap_or_default();
+    format!("{:016x}", dynamo_ring::key_hash(json.as_bytes()))
+}
+
+/// The template hash annotation of a StatefulSet, if any.
+pub fn applied_template_hash(sts: &StatefulSet) -> Option<&str> {
+    sts.metadata
+        .annotations
+        .as_ref()?
+        .get(TEMPLATE_HASH_ANNOTATION)
+        .map(String::as_str)
+}
+
 /// The zone of a pod, from its labels.
 pub fn pod_zone(labels: &BTreeMap<String, String>) -> Option<&str> {
     labels.get(ZONE_LABEL).map(String::as_str)
@@ -289,7 +349,7 @@ mod tests {
     fn zone_statefulset_follows_the_node_contract() {
         let cluster = cluster_ref();
         let spec = spec(&[("a", 3)]);
-        let sts = statefulset(&cluster, &spec, &spec.zones[0], 3, "h1");
+        let sts = statefulset(&cluster, &spec, &spec.zones[0], &spec.storage, 3, "h1");
         assert_eq!(sts.metadata.name.as_deref(), Some("demo-a"));
         assert_eq!(
             sts.metadata.owner_references.as_ref().expect("owner")[0].uid,
@@ -345,19 +405,103 @@ mod tests {
             .as_ref()
             .and_then(|p| p.http_get.as_ref());
         assert_eq!(readiness.and_then(|h| h.path.as_deref()), Some("/readyz"));
-        let zone_term = pod
+        let preferred = pod
             .affinity
             .as_ref()
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|n| {
-                n.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .map(|s| s.node_selector_terms[0].clone())
             .expect("zone affinity");
-        let requirement = &zone_term.match_expressions.expect("expressions")[0];
+        assert!(
+            preferred
+                .required_during_scheduling_ignored_during_execution
+                .is_none(),
+            "without topologyZone a zone runs on nodes without zone labels too"
+        );
+        let term = &preferred
+            .preferred_during_scheduling_ignored_during_execution
+            .as_ref()
+            .expect("preferred zone")[0]
+            .preference;
+        let requirement = &term.match_expressions.as_ref().expect("expressions")[0];
         assert_eq!(requirement.key, TOPOLOGY_ZONE_LABEL);
         assert_eq!(requirement.values.as_deref(), Some(&["a".to_string()][..]));
+    }
+
+    #[test]
+    fn pods_meet_the_restricted_pod_security_standard() {
+        let spec = spec(&[("a", 3)]);
+        let sts = statefulset(
+            &cluster_ref(),
+            &spec,
+            &spec.zones[0],
+            &spec.storage,
+            3,
+            "h1",
+        );
+        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let pod_context = pod.security_context.expect("pod security context");
+        assert_eq!(pod_context.run_as_non_root, Some(true));
+        assert_eq!(
+            pod_context.seccomp_profile.map(|p| p.type_).as_deref(),
+            Some("RuntimeDefault")
+        );
+        let context = pod.containers[0].security_context.clone().expect("context");
+        assert_eq!(context.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            context.capabilities.and_then(|c| c.drop),
+            Some(vec!["ALL".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_topology_zone_is_required_and_joins_the_zones_own_affinity_terms() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.zones[0].topology_zone = Some("eu-west-1a".into());
+        spec.zones[0].affinity = Some(Affinity {
+            node_affinity: Some(NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                    node_selector_terms: vec![NodeSelectorTerm {
+                        match_expressions: Some(vec![NodeSelectorRequirement {
+                            key: "pool".into(),
+                            operator: "In".into(),
+                            values: Some(vec!["fast".into()]),
+                        }]),
+                        ..NodeSelectorTerm::default()
+                    }],
+                }),
+                ..NodeAffinity::default()
+            }),
+            ..Affinity::default()
+        });
+        let sts = statefulset(
+            &cluster_ref(),
+            &spec,
+            &spec.zones[0],
+            &spec.storage,
+            3,
+            "h1",
+        );
+        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let required = pod
+            .affinity
+            .and_then(|a| a.node_affinity)
+            .and_then(|n| n.required_during_scheduling_ignored_during_execution)
+            .expect("required");
+        let keys: Vec<(String, Option<Vec<String>>)> = required.node_selector_terms[0]
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|r| (r.key.clone(), r.values.clone()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("pool".to_string(), Some(vec!["fast".to_string()])),
+                (
+                    TOPOLOGY_ZONE_LABEL.to_string(),
+                    Some(vec!["eu-west-1a".to_string()])
+                )
+            ]
+        );
     }
 
     #[test]
@@ -365,7 +509,7 @@ mod tests {
         let cluster = cluster_ref();
         let mut spec = spec(&[("a", 3)]);
         spec.zones[0].node_selector = BTreeMap::from([("pool".into(), "fast".into())]);
-        let sts = statefulset(&cluster, &spec, &spec.zones[0], 3, "h1");
+        let sts = statefulset(&cluster, &spec, &spec.zones[0], &spec.storage, 3, "h1");
         let pod = sts.spec.expect("spec").template.spec.expect("pod");
         let affinity = pod.affinity.expect("affinity");
         assert!(affinity.node_affinity.is_none());
@@ -386,7 +530,7 @@ mod tests {
     }
 
     fn secret_use(spec: &DynamoClusterSpec) -> SecretUse {
-        let sts = statefulset(&cluster_ref(), spec, &spec.zones[0], 3, "h1");
+        let sts = statefulset(&cluster_ref(), spec, &spec.zones[0], &spec.storage, 3, "h1");
         let pod = sts.spec.expect("spec").template.spec.expect("pod");
         let secrets = pod
             .volumes
