@@ -5,6 +5,10 @@
 //! a time: only when every pod is Ready and every node reports no hinted
 //! write pending (so the restarted node's writes have reached their owners),
 //! it deletes one outdated pod: zones in spec order, highest ordinal first.
+//!
+//! An outdated pod that is not Ready is replaced first, whatever the
+//! others do: it serves nothing, and it is how a rollout stuck on a bad
+//! template (a crash-looping pod) recovers once the spec is corrected.
 
 use std::collections::BTreeMap;
 
@@ -54,6 +58,12 @@ pub fn next_restart(
         return RestartDecision::UpToDate;
     }
     let count = outdated.len();
+    if let Some(stuck) = outdated.iter().find(|p| !p.ready && !p.terminating) {
+        return RestartDecision::Restart {
+            pod: stuck.name.clone(),
+            outdated: count,
+        };
+    }
     let wait = |reason: String| RestartDecision::Wait {
         outdated: count,
         reason,
@@ -170,6 +180,26 @@ mod tests {
             }
         }
         assert_eq!(order, ["demo-a-1", "demo-a-0", "demo-b-0"]);
+    }
+
+    /// A bad template crash-loops the first replaced pod; the corrected
+    /// template must replace it at once, although it is not ready.
+    #[test]
+    fn an_outdated_pod_that_is_not_ready_is_replaced_first() {
+        let mut pods = vec![pod("a", 0, "r1"), pod("a", 1, "r2"), pod("b", 0, "r1")];
+        pods[1].ready = false;
+        assert_eq!(
+            next_restart(&pods, &zones(), &revisions("r3"), &reports(&pods, 0)),
+            RestartDecision::Restart {
+                pod: "demo-a-1".into(),
+                outdated: 3
+            }
+        );
+        pods[1].terminating = true;
+        assert!(matches!(
+            next_restart(&pods, &zones(), &revisions("r3"), &reports(&pods, 0)),
+            RestartDecision::Wait { .. }
+        ));
     }
 
     #[test]
