@@ -32,6 +32,7 @@ WATCH_GRANTS = (
     | {("", "configmaps", v) for v in APPLY}
     | {("policy", "poddisruptionbudgets", v) for v in APPLY}
     | {("", "pods", v) for v in ("get", "list", "watch", "delete")}
+    | {("", "persistentvolumeclaims", v) for v in ("get", "list")}
     | {("", "secrets", "get")}
     | {("", "events", v) for v in ("create", "patch")}
     | {("events.k8s.io", "events", v) for v in ("create", "patch")}

@@ -154,8 +154,8 @@ pub async fn reconcile<N: NodeAdmin>(
         &ctx.client,
         &ctx.nodes,
         &cref,
-        cluster.spec.auth.as_ref(),
-        cluster.spec.tls.as_ref(),
+        &cluster.spec,
+        cluster.metadata.creation_timestamp.as_ref(),
     )
     .await?;
     let now = Time(Timestamp::now());
@@ -166,6 +166,12 @@ pub async fn reconcile<N: NodeAdmin>(
             status::patch_status(&api, &cref.name, &status).await?;
             apply::record(&ctx.recorder, &cluster, &decisions).await?;
             Action::await_change()
+        }
+        Outcome::Wait { status, decisions } => {
+            tracing::warn!(reason = ?decisions, "waiting for the user");
+            status::patch_status(&api, &cref.name, &status).await?;
+            apply::record(&ctx.recorder, &cluster, &decisions).await?;
+            Action::requeue(BUSY_REQUEUE)
         }
         Outcome::Blocked { status, decisions } => {
             tracing::warn!(reason = ?decisions, "blocked on the auth or TLS Secret");

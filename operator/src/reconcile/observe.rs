@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use dynamo_ring::{RingDocument, TransferReport};
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::ListParams;
 
 use super::Error;
-use crate::crd::SecretReference;
+use crate::crd::DynamoClusterSpec;
 use crate::node_client::{BearerToken, CaError, NodeAdmin, TokenError, TrustedCa};
 use crate::resources::configmap::RING_JSON_KEY;
 use crate::resources::statefulset::{applied_template_hash, pod_zone};
@@ -191,6 +192,10 @@ pub struct World {
     pub auth: AdminAuth,
     /// Transport of the admin API.
     pub tls: NodeTls,
+    /// Volume claims a zone StatefulSet would adopt that are older than the
+    /// cluster itself: left by a deleted cluster of the same name (looked
+    /// for only while the cluster has no ring yet).
+    pub previous_claims: Vec<String>,
 }
 
 impl World {
@@ -213,9 +218,10 @@ pub async fn observe<N: NodeAdmin>(
     client: &kube::Client,
     nodes: &N,
     cluster: &ClusterRef,
-    auth: Option<&SecretReference>,
-    tls: Option<&SecretReference>,
+    spec: &DynamoClusterSpec,
+    created: Option<&Time>,
 ) -> Result<World, Error> {
+    let (auth, tls) = (spec.auth.as_ref(), spec.tls.as_ref());
     let ns = cluster.namespace.as_str();
     let selected = ListParams::default().labels(&cluster.node_selector_string());
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns)
@@ -250,6 +256,16 @@ pub async fn observe<N: NodeAdmin>(
         ),
         None => None,
     };
+    let previous_claims = match (&ring, created) {
+        (None, Some(created)) => {
+            let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+                .list(&ListParams::default())
+                .await?
+                .items;
+            claims_older_than(&claims, cluster, spec, created)
+        }
+        _ => Vec::new(),
+    };
     let auth = match auth {
         None => AdminAuth::Open,
         Some(reference) => {
@@ -279,7 +295,39 @@ pub async fn observe<N: NodeAdmin>(
         reports,
         auth,
         tls,
+        previous_claims,
     })
+}
+
+/// Names of the claims the zone StatefulSets of `spec` would adopt
+/// (`data-<cluster>-<zone>-<ordinal>`) that were created before `created`.
+pub fn claims_older_than(
+    claims: &[PersistentVolumeClaim],
+    cluster: &ClusterRef,
+    spec: &DynamoClusterSpec,
+    created: &Time,
+) -> Vec<String> {
+    let ours = |name: &str| {
+        spec.zones.iter().any(|zone| {
+            name.strip_prefix(&format!("data-{}-", cluster.zone_object_name(&zone.name)))
+                .is_some_and(|ordinal| {
+                    !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit())
+                })
+        })
+    };
+    let mut names: Vec<String> = claims
+        .iter()
+        .filter(|c| {
+            c.metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| t.0 < created.0)
+        })
+        .filter_map(|c| c.metadata.name.clone())
+        .filter(|name| ours(name))
+        .collect();
+    names.sort();
+    names
 }
 
 /// The admin transport from the `tls` Secret `name` (`None`: not found).
@@ -409,6 +457,30 @@ fn pod_state(pod: &Pod) -> Option<PodState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::fixtures::spec;
+    use crate::resources::fixtures::cluster_ref;
+
+    fn claim(name: &str, created: &str) -> PersistentVolumeClaim {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "creationTimestamp": created}
+        }))
+        .expect("claim")
+    }
+
+    #[test]
+    fn claims_a_zone_statefulset_would_adopt_from_before_the_cluster_are_found() {
+        let created: Time =
+            serde_json::from_value(serde_json::json!("2026-01-02T00:00:00Z")).expect("time");
+        let claims = [
+            claim("data-demo-a-0", "2026-01-01T00:00:00Z"),
+            claim("data-demo-a-1", "2026-01-03T00:00:00Z"),
+            claim("data-demo-a-b-0", "2026-01-01T00:00:00Z"),
+            claim("data-demo-z-0", "2026-01-01T00:00:00Z"),
+            claim("data-demo-a-x", "2026-01-01T00:00:00Z"),
+        ];
+        let found = claims_older_than(&claims, &cluster_ref(), &spec(&[("a", 2)]), &created);
+        assert_eq!(found, ["data-demo-a-0"]);
+    }
 
     #[test]
     fn pods_are_read_with_zone_ordinal_readiness_and_revision() {

@@ -102,6 +102,15 @@ pub enum Outcome {
         /// Events to record.
         decisions: Vec<Decision>,
     },
+    /// Something only the user can fix blocks the cluster (volumes of a
+    /// previous cluster of the same name): write the status and record the
+    /// event, change nothing, and look again soon (claims are not watched).
+    Wait {
+        /// Status to write.
+        status: DynamoClusterStatus,
+        /// Events to record.
+        decisions: Vec<Decision>,
+    },
     /// The `spec.auth` Secret gives no token or the `spec.tls` Secret no
     /// usable CA, so the nodes cannot be called: write the status and
     /// record the event, change nothing else, and look again after a
@@ -200,6 +209,29 @@ pub fn plan(
         return Ok(Outcome::Blocked { status, decisions });
     }
 
+    if !world.previous_claims.is_empty() {
+        let message = format!(
+            "PersistentVolumeClaims {claims} are older than this DynamoCluster: they hold the data of a deleted cluster of the same name, which new nodes must not half-reuse. To start empty, delete them: kubectl delete pvc -n {ns} {claims}. To keep that data, delete this DynamoCluster and restore the data into a cluster of another name.",
+            claims = world.previous_claims.join(" "),
+            ns = cref.namespace,
+        );
+        let status = DynamoClusterStatus {
+            conditions: merge_conditions(
+                &previous.conditions,
+                &secret_blocked("PreviousClusterVolumes", &message),
+                generation,
+                now,
+            ),
+            observed_generation: generation,
+            ..previous
+        };
+        let decisions = vec![Decision {
+            warning: true,
+            reason: "PreviousClusterVolumes",
+            note: message,
+        }];
+        return Ok(Outcome::Wait { status, decisions });
+    }
     if let (None, Some(epoch)) = (&world.ring, previous.ring_epoch) {
         return Err(Error::RingLost {
             config_map: cref.config_map_name(),
@@ -560,7 +592,9 @@ mod tests {
     fn act(outcome: Outcome) -> Plan {
         match outcome {
             Outcome::Act(plan) => *plan,
-            Outcome::Refuse { status, .. } | Outcome::Blocked { status, .. } => {
+            Outcome::Refuse { status, .. }
+            | Outcome::Blocked { status, .. }
+            | Outcome::Wait { status, .. } => {
                 panic!("not acted on: {:?}", status.conditions)
             }
         }
@@ -755,6 +789,34 @@ mod tests {
             );
             let pod = spec.template.spec.as_ref().expect("pod");
             assert_eq!(pod.containers[0].image.as_deref(), Some("dynamo:2"));
+        }
+    }
+
+    #[test]
+    fn volumes_of_a_previous_cluster_of_the_same_name_block_creation_and_say_what_to_do() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let world = World {
+            previous_claims: vec!["data-demo-a-0".into()],
+            ..World::default()
+        };
+        match plan(&c, &cref, &world, &now()).expect("plan") {
+            Outcome::Wait { status, decisions } => {
+                assert_eq!(condition(&status, condition::READY), "False");
+                let ready = status
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == condition::READY)
+                    .expect("ready");
+                assert_eq!(ready.reason, "PreviousClusterVolumes");
+                assert!(
+                    ready.message.contains("kubectl delete pvc"),
+                    "{}",
+                    ready.message
+                );
+                assert!(decisions[0].warning);
+            }
+            other => panic!("expected Wait, got {other:?}"),
         }
     }
 
