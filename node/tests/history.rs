@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
-use support::{CONTEXT, ClusterOptions, TestCluster, fast};
+use support::{CONTEXT, ClusterOptions, TestCluster, decode_values, fast};
 
 /// Keys written, each by one client in sequence.
 const KEYS: usize = 32;
@@ -72,18 +72,7 @@ async fn read(
         .map(|v| v.to_str().unwrap().to_string());
     let values = match status {
         StatusCode::OK | StatusCode::MULTIPLE_CHOICES => {
-            let body: serde_json::Value = r.json().await.ok()?;
-            body["values"]
-                .as_array()?
-                .iter()
-                .map(|v| {
-                    use base64::Engine;
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(v.as_str().unwrap())
-                        .unwrap();
-                    String::from_utf8(bytes).unwrap()
-                })
-                .collect()
+            decode_values(&r.json().await.ok()?).into_iter().collect()
         }
         StatusCode::NOT_FOUND => BTreeSet::new(),
         _ => return None,
@@ -235,36 +224,10 @@ async fn nemesis(
 
 /// Every check on `key` through every member; the failures found.
 async fn check_key(c: &TestCluster, members: &[usize], key: &str, log: &KeyLog) -> Vec<String> {
-    let http = support::http_client();
     let mut answers: Vec<BTreeSet<String>> = Vec::new();
     for &i in members {
-        let url = format!("{}?r=3", c.kv(i, key));
-        let r = http
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let values = match status {
-            StatusCode::NOT_FOUND => BTreeSet::new(),
-            _ => {
-                let body: serde_json::Value = r.json().await.unwrap();
-                body["values"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| {
-                        use base64::Engine;
-                        let bytes = base64::engine::general_purpose::STANDARD
-                            .decode(v.as_str().unwrap())
-                            .unwrap();
-                        String::from_utf8(bytes).unwrap()
-                    })
-                    .collect()
-            }
-        };
-        answers.push(values);
+        let (_, _, values) = c.get_json(i, key, "?r=3").await;
+        answers.push(values.into_iter().collect());
     }
     let mut failures = Vec::new();
     if answers.iter().any(|a| a != &answers[0]) {

@@ -403,24 +403,28 @@ impl TestCluster {
         let status = r.status();
         let context = header(&r);
         let values = if status == StatusCode::OK || status == StatusCode::MULTIPLE_CHOICES {
-            let body: serde_json::Value = r.json().await.unwrap();
-            body["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| {
-                    use base64::Engine;
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(v.as_str().unwrap())
-                        .unwrap();
-                    String::from_utf8(bytes).unwrap()
-                })
-                .collect()
+            decode_values(&r.json().await.unwrap())
         } else {
             Vec::new()
         };
         (status, context, values)
     }
+}
+
+/// The values of a JSON read answer (`{"values": ["<base64>", ...]}`).
+pub fn decode_values(body: &serde_json::Value) -> Vec<String> {
+    use base64::Engine;
+    body["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap();
+            String::from_utf8(bytes).unwrap()
+        })
+        .collect()
 }
 
 impl TestCluster {
