@@ -13,7 +13,9 @@ import pytest
 
 from conftest import REPO
 
-SHELL_SCRIPTS = sorted([*REPO.glob("scripts/*.sh"), *REPO.glob("e2e/*.sh"), *REPO.glob("tests/docker/*.sh")])
+SHELL_SCRIPTS = sorted([*REPO.glob("scripts/*.sh"), *REPO.glob("e2e/*.sh"), *REPO.glob("tests/docker/*.sh"),
+                        *REPO.glob("testbed/*.sh"), *REPO.glob("testbed/controlplane/*.sh"),
+                        *REPO.glob("tests/controlplane/*.sh")])
 PYTHON_SCRIPTS = sorted([*REPO.glob("scripts/*.py"), *REPO.glob("tests/docker/*.py")])
 
 
