@@ -112,6 +112,7 @@ mod tests {
             ready: true,
             terminating: false,
             revision: Some(revision.into()),
+            problem: None,
         }
     }
 

@@ -55,6 +55,9 @@ pub struct PodState {
     pub terminating: bool,
     /// StatefulSet revision the pod was created from.
     pub revision: Option<String>,
+    /// Why the pod cannot run, when Kubernetes says so: it cannot be
+    /// scheduled, or its container is waiting in a back-off.
+    pub problem: Option<String>,
 }
 
 /// Key of the `spec.auth` Secret that holds the nodes' bearer token (the
@@ -451,7 +454,44 @@ fn pod_state(pod: &Pod) -> Option<PodState> {
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         revision: labels.get(REVISION_LABEL).cloned(),
+        problem: pod_problem(pod),
     })
+}
+
+/// What keeps a pod from running, as Kubernetes reports it: an
+/// `Unschedulable` scheduling condition, or a container waiting for a
+/// reason other than starting (`CrashLoopBackOff`, `ImagePullBackOff`,
+/// `CreateContainerConfigError`, ...).
+fn pod_problem(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let unschedulable = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    });
+    if let Some(condition) = unschedulable {
+        return Some(format!(
+            "unschedulable: {}",
+            condition.message.as_deref().unwrap_or("no node fits")
+        ));
+    }
+    status
+        .container_statuses
+        .iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+        .find(|w| {
+            w.reason
+                .as_deref()
+                .is_some_and(|r| r != "ContainerCreating" && r != "PodInitializing")
+        })
+        .map(|w| {
+            let reason = w.reason.as_deref().unwrap_or_default();
+            match w.message.as_deref() {
+                Some(message) => format!("{reason}: {message}"),
+                None => reason.to_string(),
+            }
+        })
 }
 
 #[cfg(test)]
@@ -501,8 +541,48 @@ mod tests {
                 ready: true,
                 terminating: false,
                 revision: Some("demo-a-7f".into()),
+                problem: None,
             })
         );
+    }
+
+    #[test]
+    fn an_unschedulable_or_crash_looping_pod_says_why() {
+        let pending: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-a-0", "labels": {"kv.dynamo.dev/zone": "a"}},
+            "status": {"conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+            }]}
+        }))
+        .expect("pod");
+        assert_eq!(
+            pod_state(&pending).and_then(|p| p.problem).as_deref(),
+            Some(
+                "unschedulable: 0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+            )
+        );
+        let looping: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-a-0", "labels": {"kv.dynamo.dev/zone": "a"}},
+            "status": {"containerStatuses": [{
+                "name": "node", "image": "dynamo:1", "imageID": "", "ready": false, "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container"}}
+            }]}
+        }))
+        .expect("pod");
+        assert_eq!(
+            pod_state(&looping).and_then(|p| p.problem).as_deref(),
+            Some("CrashLoopBackOff: back-off 40s restarting failed container")
+        );
+        let starting: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-a-0", "labels": {"kv.dynamo.dev/zone": "a"}},
+            "status": {"containerStatuses": [{
+                "name": "node", "image": "dynamo:1", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ContainerCreating"}}
+            }]}
+        }))
+        .expect("pod");
+        assert_eq!(pod_state(&starting).and_then(|p| p.problem), None);
     }
 
     fn secret(data: serde_json::Value) -> Secret {

@@ -442,8 +442,20 @@ pub fn plan(
     };
     let progressing = phase != Phase::Running;
     let all_available = unready.is_empty() && silent.is_empty();
-    let degraded = !creating && !all_available;
+    let pod_problems: Vec<String> = world
+        .pods
+        .iter()
+        .filter_map(|p| p.problem.as_ref().map(|why| format!("{}: {why}", p.name)))
+        .collect();
+    let degraded = (!creating && !all_available) || !pod_problems.is_empty();
     let ready_now = !progressing && !degraded;
+    let progressing_message = match pod_problems.is_empty() {
+        true => progressing_message,
+        false => format!(
+            "{progressing_message}; blocked by {}",
+            pod_problems.join("; ")
+        ),
+    };
     let updates = [
         ConditionUpdate::new(
             condition::READY,
@@ -474,7 +486,12 @@ pub fn plan(
                 "AllNodesAvailable"
             },
             if degraded {
-                format!("not ready: {unready:?}; not answering: {silent:?}")
+                let mut message = format!("not ready: {unready:?}; not answering: {silent:?}");
+                for problem in &pod_problems {
+                    message.push_str("; ");
+                    message.push_str(problem);
+                }
+                message
             } else {
                 String::new()
             },
@@ -623,6 +640,7 @@ mod tests {
                     ready: true,
                     terminating: false,
                     revision: Some(revision.into()),
+                    problem: None,
                 });
                 world.reports.insert(
                     name.clone(),
