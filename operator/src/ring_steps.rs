@@ -88,6 +88,13 @@ pub enum StepAction {
     },
     /// The published ring is being transferred; no new step.
     Transferring,
+    /// The ring without these pods is confirmed, but they still run and
+    /// have not handed their copies to the new owners (or have hints
+    /// pending): wait before removing them.
+    HandingOver {
+        /// Pods that left the ring and still run.
+        pods: Vec<String>,
+    },
     /// Lower StatefulSet replicas: the ring without those pods is confirmed.
     Shrink {
         /// Pods being removed.
@@ -159,6 +166,21 @@ pub fn progress(ring: &Ring, reports: &BTreeMap<String, TransferReport>) -> Tran
     progress
 }
 
+/// Whether pod `id`, which left the ring of `epoch`, may be removed: it is
+/// not running (nothing more can come from it), or it reports that ring
+/// with no retired partition kept (it handed its copies to their new
+/// owners after they streamed them, so writes it took under the old ring
+/// are not lost) and no hint pending.
+pub fn handed_over(id: &str, epoch: u64, input: &StepInput<'_>) -> bool {
+    if !input.ready_pods.contains(id) {
+        return true;
+    }
+    input
+        .reports
+        .get(id)
+        .is_some_and(|r| r.epoch == epoch && r.retired == 0 && r.hints_pending == 0)
+}
+
 /// Decides the next ring step. See the module docs for the rules.
 pub fn plan_step(input: &StepInput<'_>) -> Result<StepPlan, StepError> {
     let desired = desired_members(input.cluster, input.zones);
@@ -186,9 +208,11 @@ pub fn plan_step(input: &StepInput<'_>) -> Result<StepPlan, StepError> {
     let progress_now = progress(&current.ring, input.reports);
 
     // Replicas: grow at once; shrink only once no removed pod is in the
-    // ring and the ring without them is confirmed by every member.
+    // ring, the ring without them is confirmed by every member, and every
+    // removed pod still running has handed its data over.
     let mut replicas = BTreeMap::new();
     let mut removed = Vec::new();
+    let mut handing_over = Vec::new();
     for zone in input.zones {
         let current_replicas = zone.current.unwrap_or(0);
         let value = if zone.target >= current_replicas {
@@ -198,7 +222,15 @@ pub fn plan_step(input: &StepInput<'_>) -> Result<StepPlan, StepError> {
                 .map(|i| input.cluster.pod_name(&zone.name, i))
                 .collect();
             let still_member = leaving.iter().any(|id| ring_ids.contains(id.as_str()));
+            let busy: Vec<String> = leaving
+                .iter()
+                .filter(|id| !handed_over(id, current.ring.epoch, input))
+                .cloned()
+                .collect();
             if still_member || !progress_now.complete() {
+                current_replicas
+            } else if !busy.is_empty() {
+                handing_over.extend(busy);
                 current_replicas
             } else {
                 removed.extend(leaving);
@@ -219,7 +251,9 @@ pub fn plan_step(input: &StepInput<'_>) -> Result<StepPlan, StepError> {
         return Ok(unchanged(StepAction::Transferring));
     }
     if ring_ids == desired_ids {
-        let action = if removed.is_empty() {
+        let action = if !handing_over.is_empty() {
+            StepAction::HandingOver { pods: handing_over }
+        } else if removed.is_empty() {
             StepAction::Steady
         } else {
             StepAction::Shrink { removed }
@@ -323,18 +357,23 @@ mod tests {
 
         /// Every member of the published ring reports the epoch, with
         /// `pending` partitions left.
+        /// Every ready pod reports the published ring (the operator sends
+        /// it to all of them): members with `pending` partitions to
+        /// receive, pods that left it with their lost partitions retired
+        /// until the members have received everything.
         fn nodes_report(&mut self, pending: u32) {
             let ring = &self.ring.as_ref().expect("ring").ring;
-            for member in &ring.members {
+            for id in &self.ready {
+                let member = ring.member(id).is_some();
                 self.reports.insert(
-                    member.id.clone(),
+                    id.clone(),
                     TransferReport {
-                        node: member.id.clone(),
+                        node: id.clone(),
                         epoch: ring.epoch,
-                        pending,
+                        pending: if member { pending } else { 0 },
                         done: 1,
                         hints_pending: 0,
-                        retired: 0,
+                        retired: u32::from(!member && pending > 0),
                         partitions: vec![],
                     },
                 );
@@ -473,6 +512,51 @@ mod tests {
         );
         assert!(!shrink.publish);
         assert_eq!(sim.step().action, StepAction::Steady);
+    }
+
+    /// A leaving pod that still runs keeps its lost partitions until it has
+    /// handed them to their new owners (writes it took under the old ring
+    /// after they streamed them); it is removed only then.
+    #[test]
+    fn a_leaving_pod_is_removed_only_after_it_handed_its_data_over() {
+        let mut sim = steady_cluster();
+        sim.set_target("a", 2);
+        sim.step();
+        sim.pods_become_ready();
+        sim.step();
+        sim.nodes_report(0);
+        sim.step();
+        sim.set_target("a", 1);
+        assert!(sim.step().publish);
+        sim.nodes_report(0);
+        let leaving = "demo-a-1".to_string();
+        sim.reports.get_mut(&leaving).expect("report").retired = 2;
+        assert_eq!(sim.step().replicas["a"], 2, "still handing over");
+        sim.reports.get_mut(&leaving).expect("report").retired = 0;
+        sim.reports.get_mut(&leaving).expect("report").hints_pending = 3;
+        assert_eq!(sim.step().replicas["a"], 2, "hints still pending");
+        sim.reports.get_mut(&leaving).expect("report").hints_pending = 0;
+        sim.reports.get_mut(&leaving).expect("report").epoch = 2;
+        assert_eq!(sim.step().replicas["a"], 2, "still on the old ring");
+        sim.nodes_report(0);
+        assert_eq!(sim.step().replicas["a"], 1);
+    }
+
+    #[test]
+    fn a_leaving_pod_that_is_not_running_does_not_block_the_shrink() {
+        let mut sim = steady_cluster();
+        sim.set_target("a", 2);
+        sim.step();
+        sim.pods_become_ready();
+        sim.step();
+        sim.nodes_report(0);
+        sim.step();
+        sim.set_target("a", 1);
+        sim.step();
+        sim.ready.remove("demo-a-1");
+        sim.reports.remove("demo-a-1");
+        sim.nodes_report(0);
+        assert_eq!(sim.step().replicas["a"], 1);
     }
 
     #[test]

@@ -340,8 +340,8 @@ impl Cluster {
     /// One reconcile pass: observe, let `plan_step` decide, check that no
     /// StatefulSet shrinks early, then apply like the operator: ring into
     /// the ConfigMap, StatefulSet replicas (pods started or removed), and
-    /// the ring sent to every ready member reporting an older epoch (the
-    /// operator's `publish_to` rule; leaving nodes learn it by gossip).
+    /// the ring sent to every ready pod reporting an older epoch, leaving
+    /// ones included (the operator's `publish_to` rule).
     async fn reconcile(&mut self) -> StepPlan {
         let (ready, reports) = self.observe().await;
         let zones = self.zone_states();
@@ -379,25 +379,20 @@ impl Cluster {
         }
 
         let epoch = plan.ring.ring.epoch;
-        for member in &plan.ring.ring.members {
-            let stale = reports.get(&member.id).is_none_or(|r| r.epoch < epoch);
-            if ready.contains(&member.id) && stale {
+        for name in &ready {
+            let stale = reports.get(name).is_none_or(|r| r.epoch < epoch);
+            if stale {
                 let outcome = self
                     .admin
                     .publish_ring(
-                        &self.addresses[&member.id],
+                        &self.addresses[name],
                         Some(&self.token),
                         Some(&self.ca),
                         &local,
                     )
                     .await
                     .unwrap_or_else(|e| panic!("publishing epoch {epoch}: {e}"));
-                assert_eq!(
-                    outcome,
-                    PublishOutcome::Accepted,
-                    "{} took {epoch}",
-                    member.id
-                );
+                assert_eq!(outcome, PublishOutcome::Accepted, "{name} took {epoch}");
             }
         }
         *self.members.lock().expect("members") = plan

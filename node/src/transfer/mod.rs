@@ -10,7 +10,9 @@
 //! writes to it are accepted (they merge with what arrives later).
 //!
 //! Partitions the node lost are retired: it keeps their data (new owners
-//! stream from it) until every new owner reports it has received them, then
+//! stream from it) until every new owner reports it has received them,
+//! hands its copy to them once more (writes it coordinated under the old
+//! ring after they streamed it would otherwise exist only here), then
 //! deletes it, except keys it still holds hints for. Old data left behind
 //! could otherwise come back if the node owned the partition again later,
 //! after a delete of one of its keys had been purged.
@@ -337,6 +339,11 @@ impl Transfers {
             if !received {
                 continue;
             }
+            let owners = view.partition_replicas(partition).owners().to_vec();
+            if let Err(error) = self.hand_over(partition, &owners).await {
+                tracing::info!(partition, %error, "handing over a retired partition; retrying later");
+                continue;
+            }
             match self.drop_partition(partition).await {
                 Ok(deleted) => {
                     let plan = {
@@ -353,6 +360,56 @@ impl Transfers {
                     tracing::info!(partition, deleted, "retired partition deleted");
                 }
                 Err(error) => tracing::warn!(partition, %error, "deleting a retired partition"),
+            }
+        }
+    }
+
+    /// Merges this node's records of `partition` into each of `owners`
+    /// (skipping an owner whose Merkle root already equals ours), so writes
+    /// that reached this node after the owners streamed the partition are
+    /// not lost when the node drops it.
+    async fn hand_over(&self, partition: u32, owners: &[Arc<Peer>]) -> Result<(), String> {
+        let ours = self.storage.forest().root(partition);
+        for owner in owners.iter().filter(|o| !self.membership.is_me(o)) {
+            let request = Request::MerkleRoots {
+                partitions: vec![partition],
+            };
+            match self.transport.call(owner, &request).await {
+                Ok(Response::Roots(roots)) if roots == [ours] => continue,
+                Ok(Response::Roots(_)) => {}
+                Ok(other) => return Err(format!("unexpected reply {other:?}")),
+                Err(error) => return Err(error.to_string()),
+            }
+            self.push_partition(partition, owner).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends every record of `partition` to `owner` in merge batches.
+    async fn push_partition(&self, partition: u32, owner: &Peer) -> Result<(), String> {
+        let range =
+            dynamo_ring::partition_range(partition, self.membership.view().ring().partitions);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let started = Instant::now();
+            let (items, next) = self
+                .storage
+                .scan_page(&range, after.as_deref(), PAGE as usize)
+                .map_err(|e| e.to_string())?;
+            let count = items.len();
+            match self
+                .transport
+                .call(owner, &Request::MergeBatch { items })
+                .await
+            {
+                Ok(Response::Written) => {}
+                Ok(other) => return Err(format!("unexpected reply {other:?}")),
+                Err(error) => return Err(error.to_string()),
+            }
+            pace(count, self.keys_per_sec, started).await;
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
             }
         }
     }

@@ -296,19 +296,20 @@ pub fn plan(
         }
     }
 
-    let publish_to: Vec<String> = step
-        .ring
-        .ring
-        .members
+    // Every ready pod gets a newer ring, members and leaving pods alike: a
+    // leaving pod that keeps the old ring keeps coordinating writes as an
+    // owner.
+    let publish_to: Vec<String> = world
+        .pods
         .iter()
-        .filter(|m| ready.contains(&m.id))
-        .filter(|m| {
+        .filter(|p| ready.contains(&p.name))
+        .filter(|p| {
             world
                 .reports
-                .get(&m.id)
+                .get(&p.name)
                 .is_none_or(|r| r.epoch < step.ring.ring.epoch)
         })
-        .map(|m| cref.pod_address(&m.zone, &m.id))
+        .map(|p| cref.pod_address(&p.zone, &p.name))
         .collect();
 
     let mut decisions: Vec<Decision> = held
@@ -341,7 +342,10 @@ pub fn plan(
                 step.ring.ring.epoch
             ),
         )),
-        StepAction::Steady | StepAction::WaitForPods { .. } | StepAction::Transferring => {}
+        StepAction::Steady
+        | StepAction::WaitForPods { .. }
+        | StepAction::Transferring
+        | StepAction::HandingOver { .. } => {}
     }
     if step.action != StepAction::Create {
         for zone in &zones {
@@ -416,6 +420,13 @@ pub fn plan(
             Phase::ScalingDown,
             "ScalingDown",
             "removing pods that left the ring".to_string(),
+        ),
+        (StepAction::HandingOver { pods }, _) => (
+            Phase::ScalingDown,
+            "HandingOver",
+            format!(
+                "waiting for {pods:?}, which left the ring, to hand their data to its new owners"
+            ),
         ),
         _ if rebalancing => (
             Phase::Rebalancing,
@@ -897,14 +908,8 @@ mod tests {
         assert_eq!(replicas_a(&publish), Some(2));
         assert_eq!(
             publish.publish_to.len(),
-            3,
-            "every remaining member gets the ring"
-        );
-        assert!(
-            !publish
-                .publish_to
-                .iter()
-                .any(|a| a.starts_with("demo-a-1."))
+            4,
+            "every ready pod gets the ring, the leaving one too"
         );
 
         world.ring = Some(publish.ring.clone());
@@ -922,6 +927,14 @@ mod tests {
         for report in world.reports.values_mut() {
             report.epoch = 2;
         }
+        world.reports.get_mut("demo-a-1").expect("report").retired = 1;
+        let handing_over = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        assert_eq!(
+            replicas_a(&handing_over),
+            Some(2),
+            "not before the leaving pod handed its data over"
+        );
+        world.reports.get_mut("demo-a-1").expect("report").retired = 0;
         let shrink = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
         assert_eq!(replicas_a(&shrink), Some(1));
         assert_eq!(shrink.decisions[0].reason, "ScaledDown");
