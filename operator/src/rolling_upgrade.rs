@@ -37,6 +37,30 @@ pub enum RestartDecision {
     },
 }
 
+/// Whether `pod` runs another revision than its StatefulSet's update
+/// revision.
+fn is_outdated(pod: &PodState, update_revisions: &BTreeMap<String, String>) -> bool {
+    match (update_revisions.get(&pod.zone), &pod.revision) {
+        (Some(wanted), Some(has)) => wanted != has,
+        _ => false,
+    }
+}
+
+/// An outdated pod that is not Ready (nor already being deleted), to
+/// replace at once: it serves nothing, and it is how a rollout of a bad
+/// template recovers once the spec is corrected.
+pub fn stuck_pod(
+    pods: &[PodState],
+    update_revisions: &BTreeMap<String, String>,
+) -> Option<RestartDecision> {
+    let outdated = pods.iter().filter(|p| is_outdated(p, update_revisions));
+    let stuck = outdated.clone().find(|p| !p.ready && !p.terminating)?;
+    Some(RestartDecision::Restart {
+        pod: stuck.name.clone(),
+        outdated: outdated.count(),
+    })
+}
+
 /// Decides the next pod to restart.
 ///
 /// `update_revisions` maps a zone to its StatefulSet's `updateRevision`;
@@ -49,20 +73,14 @@ pub fn next_restart(
 ) -> RestartDecision {
     let mut outdated: Vec<&PodState> = pods
         .iter()
-        .filter(|p| match (update_revisions.get(&p.zone), &p.revision) {
-            (Some(wanted), Some(has)) => wanted != has,
-            _ => false,
-        })
+        .filter(|p| is_outdated(p, update_revisions))
         .collect();
     if outdated.is_empty() {
         return RestartDecision::UpToDate;
     }
     let count = outdated.len();
-    if let Some(stuck) = outdated.iter().find(|p| !p.ready && !p.terminating) {
-        return RestartDecision::Restart {
-            pod: stuck.name.clone(),
-            outdated: count,
-        };
+    if let Some(stuck) = stuck_pod(pods, update_revisions) {
+        return stuck;
     }
     let wait = |reason: String| RestartDecision::Wait {
         outdated: count,

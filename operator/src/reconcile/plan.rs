@@ -26,7 +26,7 @@ use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
 use crate::resources::service::{client_service, headless_service};
 use crate::resources::statefulset::{applied_template_hash, pod_zone, statefulset};
 use crate::ring_steps::{StepAction, StepInput, ZoneState, plan_step};
-use crate::rolling_upgrade::{RestartDecision, next_restart};
+use crate::rolling_upgrade::{RestartDecision, next_restart, stuck_pod};
 
 /// An event to record about a decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -363,16 +363,20 @@ pub fn plan(
         }
     }
 
-    let restart = if step.action == StepAction::Steady {
-        let order: Vec<String> = spec.zones.iter().map(|z| z.name.clone()).collect();
-        let revisions: BTreeMap<String, String> = world
-            .statefulsets
-            .iter()
-            .filter_map(|(zone, s)| s.update_revision.clone().map(|r| (zone.clone(), r)))
-            .collect();
-        next_restart(&world.pods, &order, &revisions, &world.reports)
-    } else {
-        RestartDecision::UpToDate
+    let revisions: BTreeMap<String, String> = world
+        .statefulsets
+        .iter()
+        .filter_map(|(zone, s)| s.update_revision.clone().map(|r| (zone.clone(), r)))
+        .collect();
+    // A pod that is outdated and not Ready is replaced whatever the ring
+    // step: it serves nothing, and a member that never gets Ready would
+    // otherwise keep every step from completing.
+    let restart = match step.action {
+        StepAction::Steady => {
+            let order: Vec<String> = spec.zones.iter().map(|z| z.name.clone()).collect();
+            next_restart(&world.pods, &order, &revisions, &world.reports)
+        }
+        _ => stuck_pod(&world.pods, &revisions).unwrap_or(RestartDecision::UpToDate),
     };
     let restart_pod = match &restart {
         RestartDecision::Restart { pod, outdated } => {
@@ -403,7 +407,10 @@ pub fn plan(
         .filter(|id| ready.contains(*id) && !world.reports.contains_key(*id))
         .collect();
     let epoch = step.ring.ring.epoch;
-    let creating = epoch == 1 && !step.progress.complete();
+    // Creating until the first ring has been complete once: a member that
+    // fails later is a degraded cluster, not one still being created.
+    let created_before = !matches!(previous.phase, None | Some(Phase::Creating));
+    let creating = epoch == 1 && !step.progress.complete() && !created_before;
     let rebalancing = epoch > 1 && !step.progress.complete();
     let (phase, progressing_reason, progressing_message) = match (&step.action, &restart) {
         _ if creating => (
@@ -786,6 +793,38 @@ mod tests {
         }
         let waiting = act(plan(&changed, &cref, &world, &now()).expect("plan"));
         assert_eq!(condition(&waiting.status, condition::READY), "False");
+    }
+
+    /// A corrected spec after a bad one: the crash-looping pod is a ring
+    /// member that never gets Ready (so no ring step completes), yet it is
+    /// replaced at once.
+    #[test]
+    fn an_outdated_member_that_is_not_ready_is_replaced_although_the_ring_is_incomplete() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let cref = cluster_ref(&c).expect("ref");
+        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let mut world = settled(&first, "r1");
+        for sts in world.statefulsets.values_mut() {
+            sts.update_revision = Some("r3".into());
+        }
+        let looping = world
+            .pods
+            .iter_mut()
+            .find(|p| p.name == "demo-a-0")
+            .expect("pod");
+        looping.ready = false;
+        looping.revision = Some("r2".into());
+        looping.problem = Some("CrashLoopBackOff".into());
+        world.reports.remove("demo-a-0");
+        let mut running = c.clone();
+        running.status = Some(DynamoClusterStatus {
+            phase: Some(Phase::Upgrading),
+            ..DynamoClusterStatus::default()
+        });
+        let outcome = act(plan(&running, &cref, &world, &now()).expect("plan"));
+        assert_eq!(outcome.restart.as_deref(), Some("demo-a-0"));
+        assert_ne!(outcome.status.phase, Some(Phase::Creating));
+        assert_eq!(condition(&outcome.status, condition::DEGRADED), "True");
     }
 
     #[test]
