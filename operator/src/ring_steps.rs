@@ -514,11 +514,9 @@ mod tests {
         assert_eq!(sim.step().action, StepAction::Steady);
     }
 
-    /// A leaving pod that still runs keeps its lost partitions until it has
-    /// handed them to their new owners (writes it took under the old ring
-    /// after they streamed them); it is removed only then.
-    #[test]
-    fn a_leaving_pod_is_removed_only_after_it_handed_its_data_over() {
+    /// A steady cluster grown to two pods in zone `a`, then asked for one
+    /// again: the ring without `demo-a-1` is published.
+    fn shrinking_from_two_in_zone_a() -> Sim {
         let mut sim = steady_cluster();
         sim.set_target("a", 2);
         sim.step();
@@ -528,6 +526,15 @@ mod tests {
         sim.step();
         sim.set_target("a", 1);
         assert!(sim.step().publish);
+        sim
+    }
+
+    /// A leaving pod that still runs keeps its lost partitions until it has
+    /// handed them to their new owners (writes it took under the old ring
+    /// after they streamed them); it is removed only then.
+    #[test]
+    fn a_leaving_pod_is_removed_only_after_it_handed_its_data_over() {
+        let mut sim = shrinking_from_two_in_zone_a();
         sim.nodes_report(0);
         let leaving = "demo-a-1".to_string();
         sim.reports.get_mut(&leaving).expect("report").retired = 2;
@@ -544,15 +551,7 @@ mod tests {
 
     #[test]
     fn a_leaving_pod_that_is_not_running_does_not_block_the_shrink() {
-        let mut sim = steady_cluster();
-        sim.set_target("a", 2);
-        sim.step();
-        sim.pods_become_ready();
-        sim.step();
-        sim.nodes_report(0);
-        sim.step();
-        sim.set_target("a", 1);
-        sim.step();
+        let mut sim = shrinking_from_two_in_zone_a();
         sim.ready.remove("demo-a-1");
         sim.reports.remove("demo-a-1");
         sim.nodes_report(0);
