@@ -28,13 +28,8 @@ if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck
 
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
-    echo "creating $venv from $requirements" >&2
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements"
-    "$venv/bin/python" -m pip check >/dev/null
-    cp "$requirements" "$venv/requirements.txt"
-fi
+# shellcheck source=scripts/lib/venv.sh
+. scripts/lib/venv.sh
+ensure_venv "$venv" "$requirements"
 
 exec "$venv/bin/python" -m pytest tests/k8s -q -p no:cacheprovider "$@"

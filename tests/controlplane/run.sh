@@ -11,16 +11,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 
 venv=$here/.venv
-requirements=$here/requirements.txt
-python="${PYTHON:-python3}"
-
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
-    echo "creating $venv from $requirements" >&2
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$requirements"
-    "$venv/bin/python" -m pip check >/dev/null
-    cp "$requirements" "$venv/requirements.txt"
-fi
+# shellcheck source=scripts/lib/venv.sh
+. scripts/lib/venv.sh
+ensure_venv "$venv" "$here/requirements.txt"
 
 exec "$venv/bin/python" -m pytest tests/controlplane "$@"

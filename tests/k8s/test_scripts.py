@@ -16,6 +16,8 @@ from conftest import REPO
 SHELL_SCRIPTS = sorted([*REPO.glob("scripts/*.sh"), *REPO.glob("e2e/*.sh"), *REPO.glob("tests/docker/*.sh"),
                         *REPO.glob("testbed/*.sh"), *REPO.glob("testbed/controlplane/*.sh"),
                         *REPO.glob("tests/controlplane/*.sh")])
+# Sourced by the scripts above: no shebang, no `set`, checked the same way.
+SHELL_LIBRARIES = sorted(REPO.glob("scripts/lib/*.sh"))
 PYTHON_SCRIPTS = sorted([*REPO.glob("scripts/*.py"), *REPO.glob("tests/docker/*.py")])
 
 
@@ -30,11 +32,22 @@ def test_shell_script(path):
     text = path.read_text()
     assert text.startswith("#!/usr/bin/env bash\n"), "bash shebang"
     assert "set -euo pipefail" in text
+    check_bash(path, "--external-sources")
+
+
+@pytest.mark.parametrize("path", SHELL_LIBRARIES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_shell_library(path):
+    assert path.read_text().startswith("# shellcheck shell=bash\n"), "says its shell to shellcheck"
+    check_bash(path)
+
+
+def check_bash(path, *shellcheck_flags):
+    """`bash -n`, then shellcheck (skipped when it is not installed)."""
     subprocess.run(["bash", "-n", str(path)], check=True)
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (scripts/k8s-tests.sh installs it with apt)")
-    result = subprocess.run([shellcheck, "--external-sources", str(path)], capture_output=True, text=True)
+    result = subprocess.run([shellcheck, *shellcheck_flags, str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 
