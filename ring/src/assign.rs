@@ -44,7 +44,7 @@ mod state;
 mod targets;
 mod topology;
 
-use crate::ring::Member;
+use crate::member::Member;
 use state::State;
 use topology::Topology;
 

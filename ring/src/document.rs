@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ring::{NodeId, Ring, RingError};
+use crate::member::NodeId;
+use crate::ring::{Ring, RingError};
 
 /// A ring plus where each of its members serves node-to-node traffic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +131,7 @@ impl TransferReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::Member;
+    use crate::member::Member;
 
     fn document() -> RingDocument {
         let members = vec![

@@ -1,6 +1,6 @@
 //! Why a ring could not be built, rebalanced or accepted.
 
-use crate::ring::{MAX_MEMBERS, MAX_PARTITIONS, NodeId};
+use crate::member::{MAX_MEMBERS, MAX_PARTITIONS, NodeId};
 
 /// Bad input to [`Ring::build`](crate::Ring::build) or
 /// [`Ring::rebalance`](crate::Ring::rebalance), or a malformed ring found by

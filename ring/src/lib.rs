@@ -10,6 +10,7 @@
 //!
 //! - [`hash`]: key hashing ([`key_hash`]) and partition math
 //!   ([`partition_of`], [`partition_range`]).
+//! - [`member`]: members ([`Member`]), their ids and the ring's size limits.
 //! - [`ring`]: the versioned [`Ring`] document, its construction
 //!   ([`Ring::build`]) and its evolution ([`Ring::rebalance`]).
 //! - [`assign`]: the zone-aware, balanced, minimal-movement assignment behind
@@ -24,9 +25,11 @@ pub mod assign;
 pub mod document;
 mod error;
 pub mod hash;
+pub mod member;
 pub mod preference;
 pub mod ring;
 
 pub use document::{RingDocument, TransferReport};
 pub use hash::{key_hash, partition_of, partition_range};
-pub use ring::{Member, NodeId, Ring, RingError};
+pub use member::{Member, NodeId};
+pub use ring::{Ring, RingError};

@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 
 use crate::hash::rendezvous_score;
-use crate::ring::{Member, Ring};
+use crate::member::Member;
+use crate::ring::Ring;
 
 /// Candidates of one zone for the extended list.
 struct ZoneQueue<'r> {
@@ -100,7 +101,8 @@ impl Ring {
 mod tests {
     use std::collections::HashSet;
 
-    use crate::ring::{Member, Ring};
+    use crate::member::Member;
+    use crate::ring::Ring;
 
     fn ring(zones: &[&str], replication: usize) -> Ring {
         let members = zones

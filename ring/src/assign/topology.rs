@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::hash::rendezvous_score;
-use crate::ring::Member;
+use crate::member::Member;
 
 /// The fixed facts the assignment works with.
 pub(crate) struct Topology<'m> {
