@@ -1,10 +1,10 @@
 //! Kubernetes operator for the Dynamo-style key-value store.
 //!
 //! - [`crd`]: the `DynamoCluster` resource; [`crdgen`]: its CRD YAML.
-//! - [`reconcile`]: observe -> validate -> plan -> apply -> status.
+//! - [`reconcile`]: observe -> validate -> plan -> apply -> status, and
+//!   [`reconcile::rolling_upgrade`]: which pod to replace next.
 //! - [`resources`]: pure builders of every owned object.
 //! - [`ring_steps`]: safe scale up and scale down of the ring.
-//! - [`rolling_upgrade`]: which pod to replace next.
 //! - [`node_client`]: the nodes' admin API.
 //! - [`metrics`], [`server`], [`leader`]: the operator process (metrics,
 //!   health endpoints, Lease-based leader election).
@@ -18,5 +18,4 @@ pub mod quantity;
 pub mod reconcile;
 pub mod resources;
 pub mod ring_steps;
-pub mod rolling_upgrade;
 pub mod server;

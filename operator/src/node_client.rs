@@ -362,6 +362,14 @@ fn unexpected(address: &str, status: StatusCode, body: &[u8]) -> NodeError {
     }
 }
 
+/// A JSON body that does not (de)serialize, for a call to `address`.
+fn json_error(address: &str, error: serde_json::Error) -> NodeError {
+    NodeError::Transport {
+        address: address.to_string(),
+        source: TransportError::Json(error),
+    }
+}
+
 impl NodeAdmin for HttpNodeAdmin {
     async fn publish_ring(
         &self,
@@ -370,10 +378,7 @@ impl NodeAdmin for HttpNodeAdmin {
         ca: Option<&TrustedCa>,
         document: &RingDocument,
     ) -> Result<PublishOutcome, NodeError> {
-        let body = serde_json::to_vec(document).map_err(|e| NodeError::Transport {
-            address: address.to_string(),
-            source: TransportError::Json(e),
-        })?;
+        let body = serde_json::to_vec(document).map_err(|e| json_error(address, e))?;
         let (status, answer) = self
             .call(
                 Method::PUT,
@@ -403,10 +408,7 @@ impl NodeAdmin for HttpNodeAdmin {
         if !status.is_success() {
             return Err(unexpected(address, status, &answer));
         }
-        serde_json::from_slice(&answer).map_err(|e| NodeError::Transport {
-            address: address.to_string(),
-            source: TransportError::Json(e),
-        })
+        serde_json::from_slice(&answer).map_err(|e| json_error(address, e))
     }
 }
 
@@ -421,21 +423,10 @@ mod tests {
     use axum::response::{IntoResponse, Response};
     use axum::routing::{get, put};
     use dynamo_ring::{Member, Ring};
+    use dynamo_testkit::pki::TestCa;
 
     use super::*;
-
-    /// The report of node `n0`, settled at epoch 3.
-    fn settled_report() -> TransferReport {
-        TransferReport {
-            node: "n0".into(),
-            epoch: 3,
-            pending: 0,
-            done: 0,
-            hints_pending: 0,
-            retired: 0,
-            partitions: vec![],
-        }
-    }
+    use crate::ring_steps::fixtures::settled_report;
 
     /// The `Authorization` header of every request, in order.
     type Seen = Arc<Mutex<Vec<Option<String>>>>;
@@ -471,7 +462,7 @@ mod tests {
                 get(|State(seen): State<Seen>, headers: HeaderMap| async move {
                     check(&seen, &headers)
                         .await
-                        .map(|()| Json(settled_report()))
+                        .map(|()| Json(settled_report("n0", 3)))
                 }),
             )
             .with_state(seen);
@@ -548,43 +539,12 @@ mod tests {
         );
     }
 
-    /// A CA (self-signed) and its PEM.
-    fn ca(name: &str) -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = rcgen::KeyPair::generate().expect("key");
-        let pem = params.self_signed(&key).expect("CA certificate").pem();
-        (rcgen::Issuer::new(params, key), pem)
-    }
-
-    /// A stand-in for a node with `DYNAMO_TLS_DIR`: HTTPS only, with a
-    /// certificate for `localhost` and `127.0.0.1` signed by `issuer`,
-    /// answering `GET /v1/admin/transfers` (404 otherwise). Returns the
-    /// port.
-    async fn tls_node(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) -> u16 {
-        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    /// A stand-in for a node with `DYNAMO_TLS_DIR`: HTTPS only, serving
+    /// `config` (a certificate for `localhost` and `127.0.0.1`), answering
+    /// `GET /v1/admin/transfers` (404 otherwise). Returns the port.
+    async fn tls_node(config: rustls::ServerConfig) -> u16 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        let key = rcgen::KeyPair::generate().expect("key");
-        let certificate =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .expect("params")
-                .signed_by(&key, issuer)
-                .expect("node certificate");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![certificate.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -608,7 +568,7 @@ mod tests {
                             Ok(n) => request.extend_from_slice(&buffer[..n]),
                         }
                     }
-                    let report = serde_json::to_string(&settled_report()).expect("json");
+                    let report = serde_json::to_string(&settled_report("n0", 3)).expect("json");
                     let (status, body) = if request.starts_with(b"GET /v1/admin/transfers ") {
                         ("200 OK", report)
                     } else {
@@ -628,13 +588,18 @@ mod tests {
 
     #[tokio::test]
     async fn calls_to_a_tls_node_use_https_and_trust_only_the_cluster_ca() {
-        let (issuer, ca_pem) = ca("cluster CA");
-        let (_, other_pem) = ca("another CA");
-        let port = tls_node(&issuer).await;
+        let cluster_ca = TestCa::new("cluster CA");
+        let port = tls_node(
+            cluster_ca
+                .issue(&["localhost", "127.0.0.1"])
+                .server_config(),
+        )
+        .await;
         let address = format!("localhost:{port}");
         let admin = HttpNodeAdmin::new(Duration::from_secs(5)).expect("client");
-        let ca = TrustedCa::from_pem(ca_pem.as_bytes()).expect("CA");
-        let other = TrustedCa::from_pem(other_pem.as_bytes()).expect("other CA");
+        let ca = TrustedCa::from_pem(cluster_ca.pem().as_bytes()).expect("CA");
+        let other =
+            TrustedCa::from_pem(TestCa::new("another CA").pem().as_bytes()).expect("other CA");
 
         for _ in 0..2 {
             let report = admin
@@ -692,7 +657,7 @@ mod tests {
 
     #[test]
     fn a_ca_must_be_pem_certificates() {
-        let (_, pem) = ca("cluster CA");
+        let pem = TestCa::new("cluster CA").pem().to_string();
         let ca = TrustedCa::from_pem(pem.as_bytes()).expect("CA");
         let twice = TrustedCa::from_pem(format!("{pem}{pem}").as_bytes()).expect("two CAs");
         assert_ne!(ca, twice);

@@ -10,6 +10,8 @@
 //!   ring confirms it holds all it owns (`complete_for(epoch)`).
 //! - One step at a time: no ring is published while the previous one is
 //!   still being transferred.
+//! - **Publication**: every ready pod that does not report the ring's epoch
+//!   is sent the ring ([`needs_ring`]), members and leaving pods alike.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -117,12 +119,55 @@ pub struct StepPlan {
     pub action: StepAction,
 }
 
+impl StepPlan {
+    /// StatefulSet replicas of `zone` after this step (0 for a zone
+    /// without any).
+    pub fn zone_replicas(&self, zone: &str) -> i32 {
+        self.replicas.get(zone).copied().unwrap_or(0)
+    }
+}
+
 /// Why no step can be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
     /// The ring library refused the member set.
     #[error("cannot build the ring: {0}")]
     Ring(#[from] RingError),
+}
+
+/// The zones a step works on: those of `spec` (name, replicas) in order,
+/// then the zones only a StatefulSet or the `ring` still has (target 0),
+/// by name. `current` holds the replicas of every zone StatefulSet.
+pub fn zone_states(
+    spec: &[(String, i32)],
+    current: &BTreeMap<String, i32>,
+    ring: Option<&RingDocument>,
+) -> Vec<ZoneState> {
+    let ring_zones = ring
+        .iter()
+        .flat_map(|d| d.ring.members.iter().map(|m| m.zone.clone()));
+    let leftover: BTreeSet<String> = current
+        .keys()
+        .cloned()
+        .chain(ring_zones)
+        .filter(|zone| !spec.iter().any(|(name, _)| name == zone))
+        .collect();
+    spec.iter()
+        .cloned()
+        .chain(leftover.into_iter().map(|name| (name, 0)))
+        .map(|(name, target)| ZoneState {
+            current: current.get(&name).copied(),
+            name,
+            target,
+        })
+        .collect()
+}
+
+/// Whether a ready pod must be sent the ring of `epoch`: it gave no
+/// transfer `report`, or one of an older epoch. Leaving pods too: one that
+/// kept the old ring would go on coordinating writes as an owner.
+pub fn needs_ring(report: Option<&TransferReport>, epoch: u64) -> bool {
+    report.is_none_or(|r| r.epoch < epoch)
 }
 
 /// The members the spec asks for: ordinals `0..target` of every zone.
@@ -185,60 +230,16 @@ pub fn handed_over(id: &str, epoch: u64, input: &StepInput<'_>) -> bool {
 pub fn plan_step(input: &StepInput<'_>) -> Result<StepPlan, StepError> {
     let desired = desired_members(input.cluster, input.zones);
     let Some(current) = input.ring else {
-        let ring = document(
-            input.cluster,
-            Ring::build(desired, input.replication, input.partitions)?,
-        );
-        let replicas = input
-            .zones
-            .iter()
-            .map(|z| (z.name.clone(), z.target))
-            .collect();
-        let progress = progress(&ring.ring, &BTreeMap::new());
-        return Ok(StepPlan {
-            ring,
-            publish: true,
-            replicas,
-            progress,
-            action: StepAction::Create,
-        });
+        return first_ring(input, desired);
     };
     let ring_ids: BTreeSet<&str> = current.ring.members.iter().map(|m| m.id.as_str()).collect();
     let desired_ids: BTreeSet<&str> = desired.iter().map(|m| m.id.as_str()).collect();
     let progress_now = progress(&current.ring, input.reports);
-
-    // Replicas: grow at once; shrink only once no removed pod is in the
-    // ring, the ring without them is confirmed by every member, and every
-    // removed pod still running has handed its data over.
-    let mut replicas = BTreeMap::new();
-    let mut removed = Vec::new();
-    let mut handing_over = Vec::new();
-    for zone in input.zones {
-        let current_replicas = zone.current.unwrap_or(0);
-        let value = if zone.target >= current_replicas {
-            zone.target
-        } else {
-            let leaving: Vec<String> = (zone.target..current_replicas)
-                .map(|i| input.cluster.pod_name(&zone.name, i))
-                .collect();
-            let still_member = leaving.iter().any(|id| ring_ids.contains(id.as_str()));
-            let busy: Vec<String> = leaving
-                .iter()
-                .filter(|id| !handed_over(id, current.ring.epoch, input))
-                .cloned()
-                .collect();
-            if still_member || !progress_now.complete() {
-                current_replicas
-            } else if !busy.is_empty() {
-                handing_over.extend(busy);
-                current_replicas
-            } else {
-                removed.extend(leaving);
-                zone.target
-            }
-        };
-        replicas.insert(zone.name.clone(), value);
-    }
+    let NextReplicas {
+        replicas,
+        removed,
+        handing_over,
+    } = next_replicas(input, current, &ring_ids, &progress_now);
 
     let unchanged = |action| StepPlan {
         ring: current.clone(),
@@ -287,8 +288,103 @@ pub fn plan_step(input: &StepInput<'_>) -> Result<StepPlan, StepError> {
     })
 }
 
+/// The step of a cluster without a ring: publish the first one (epoch 1)
+/// of the `desired` members, with every StatefulSet at its target.
+fn first_ring(input: &StepInput<'_>, desired: Vec<Member>) -> Result<StepPlan, StepError> {
+    let ring = document(
+        input.cluster,
+        Ring::build(desired, input.replication, input.partitions)?,
+    );
+    let replicas = input
+        .zones
+        .iter()
+        .map(|z| (z.name.clone(), z.target))
+        .collect();
+    let progress = progress(&ring.ring, &BTreeMap::new());
+    Ok(StepPlan {
+        ring,
+        publish: true,
+        replicas,
+        progress,
+        action: StepAction::Create,
+    })
+}
+
+/// StatefulSet replicas per zone under the published ring, with the pods
+/// they remove now and the leaving pods still handing their data over.
+struct NextReplicas {
+    replicas: BTreeMap<String, i32>,
+    removed: Vec<String>,
+    handing_over: Vec<String>,
+}
+
+/// Replicas per zone under the published ring `current` (members
+/// `ring_ids`, transfer progress `progress_now`): grow at once; shrink only
+/// once no removed pod is in the ring, the ring without them is confirmed
+/// by every member, and every removed pod still running has handed its
+/// data over.
+fn next_replicas(
+    input: &StepInput<'_>,
+    current: &RingDocument,
+    ring_ids: &BTreeSet<&str>,
+    progress_now: &TransferProgress,
+) -> NextReplicas {
+    let mut result = NextReplicas {
+        replicas: BTreeMap::new(),
+        removed: Vec::new(),
+        handing_over: Vec::new(),
+    };
+    for zone in input.zones {
+        let current_replicas = zone.current.unwrap_or(0);
+        let value = if zone.target >= current_replicas {
+            zone.target
+        } else {
+            let leaving: Vec<String> = (zone.target..current_replicas)
+                .map(|i| input.cluster.pod_name(&zone.name, i))
+                .collect();
+            let still_member = leaving.iter().any(|id| ring_ids.contains(id.as_str()));
+            let busy: Vec<String> = leaving
+                .iter()
+                .filter(|id| !handed_over(id, current.ring.epoch, input))
+                .cloned()
+                .collect();
+            if still_member || !progress_now.complete() {
+                current_replicas
+            } else if !busy.is_empty() {
+                result.handing_over.extend(busy);
+                current_replicas
+            } else {
+                result.removed.extend(leaving);
+                zone.target
+            }
+        };
+        result.replicas.insert(zone.name.clone(), value);
+    }
+    result
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use dynamo_ring::TransferReport;
+
+    /// The transfer report of `node` at `epoch`, with nothing pending,
+    /// retired or hinted.
+    pub fn settled_report(node: &str, epoch: u64) -> TransferReport {
+        TransferReport {
+            node: node.into(),
+            epoch,
+            pending: 0,
+            done: 0,
+            hints_pending: 0,
+            retired: 0,
+            partitions: vec![],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::fixtures::settled_report;
     use super::*;
     use crate::resources::fixtures::cluster_ref;
 
@@ -355,8 +451,6 @@ mod tests {
             }
         }
 
-        /// Every member of the published ring reports the epoch, with
-        /// `pending` partitions left.
         /// Every ready pod reports the published ring (the operator sends
         /// it to all of them): members with `pending` partitions to
         /// receive, pods that left it with their lost partitions retired
@@ -368,13 +462,10 @@ mod tests {
                 self.reports.insert(
                     id.clone(),
                     TransferReport {
-                        node: id.clone(),
-                        epoch: ring.epoch,
                         pending: if member { pending } else { 0 },
                         done: 1,
-                        hints_pending: 0,
                         retired: u32::from(!member && pending > 0),
-                        partitions: vec![],
+                        ..settled_report(id, ring.epoch)
                     },
                 );
             }
@@ -594,20 +685,44 @@ mod tests {
     }
 
     #[test]
+    fn zones_of_the_spec_come_first_then_leftovers_by_name_with_target_zero() {
+        let mut sim = Sim::new(&[("c", 1), ("a", 1), ("b", 1), ("d", 1)]);
+        sim.step();
+        let spec = [("b".to_string(), 2), ("a".to_string(), 1)];
+        let current = BTreeMap::from([("a".to_string(), 1), ("e".to_string(), 3)]);
+        let zones = zone_states(&spec, &current, sim.ring.as_ref());
+        let got: Vec<(&str, i32, Option<i32>)> = zones
+            .iter()
+            .map(|z| (z.name.as_str(), z.target, z.current))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("b", 2, None),
+                ("a", 1, Some(1)),
+                ("c", 0, None),
+                ("d", 0, None),
+                ("e", 0, Some(3))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pod_needs_the_ring_unless_it_reports_that_epoch_or_a_newer_one() {
+        let report = |epoch| settled_report("demo-a-0", epoch);
+        assert!(needs_ring(None, 1));
+        assert!(needs_ring(Some(&report(1)), 2));
+        assert!(!needs_ring(Some(&report(2)), 2));
+        assert!(!needs_ring(Some(&report(3)), 2));
+    }
+
+    #[test]
     fn progress_counts_only_members_of_the_ring_epoch() {
         let mut sim = steady_cluster();
         let ring = sim.ring.clone().expect("ring").ring;
         sim.reports.insert(
             "demo-a-0".into(),
-            TransferReport {
-                node: "demo-a-0".into(),
-                epoch: ring.epoch + 1,
-                pending: 0,
-                done: 0,
-                hints_pending: 0,
-                retired: 0,
-                partitions: vec![],
-            },
+            settled_report("demo-a-0", ring.epoch + 1),
         );
         let p = progress(&ring, &sim.reports);
         assert_eq!(p.incomplete, vec!["demo-a-0".to_string()]);

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use dynamo_ring::{RingDocument, TransferReport};
+use dynamo_testkit::pki::TestCa;
 use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -20,6 +23,7 @@ use crate::crd::DynamoCluster;
 use crate::metrics::Metrics;
 use crate::node_client::{BearerToken, NodeAdmin, NodeError, PublishOutcome, TrustedCa};
 use crate::resources::configmap::RING_JSON_KEY;
+use crate::ring_steps::fixtures::settled_report;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
@@ -418,15 +422,7 @@ fn four_nodes_at_epoch_one() -> (String, FakeNodes) {
             let pod = format!("demo-{zone}-{i}");
             nodes.reports.insert(
                 format!("{pod}.demo-{zone}.default.svc:7000"),
-                TransferReport {
-                    node: pod,
-                    epoch: 1,
-                    pending: 0,
-                    done: 0,
-                    hints_pending: 0,
-                    retired: 0,
-                    partitions: vec![],
-                },
+                settled_report(&pod, 1),
             );
         }
     }
@@ -665,23 +661,13 @@ fn tls_secret(data: Value) -> Value {
            "data": data})
 }
 
-/// A CA certificate made for the test: its PEM and the PEM's base64.
-fn ca_pem() -> (String, String) {
-    use base64::Engine;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let key = rcgen::KeyPair::generate().expect("key");
-    let pem = params.self_signed(&key).expect("CA").pem();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&pem);
-    (pem, encoded)
-}
-
 #[tokio::test]
 async fn the_tls_secret_is_read_and_its_ca_is_trusted_by_every_admin_call() {
     let (ring_json, nodes) = four_nodes_at_epoch_one();
     let c = with_tls(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
     let object = serde_json::to_value(&c).expect("json");
-    let (pem, encoded) = ca_pem();
+    let pem = TestCa::new("cluster CA").pem().to_string();
+    let encoded = STANDARD.encode(&pem);
     let (action, ctx) = run(c, nodes, |mut api| async move {
         observe_four_nodes(&mut api, ring_json).await;
         // "eA==" is base64 of "x": the node's files, not read by the operator.

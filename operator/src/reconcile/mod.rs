@@ -3,11 +3,14 @@
 //! 1. [`observe`]: read StatefulSets, pods, the ring ConfigMap, the
 //!    `spec.auth` and `spec.tls` Secrets and the nodes' transfer reports into a
 //!    [`observe::World`];
-//! 2. [`validate`]: refuse specs that are invalid or would lose data;
+//! 2. [`validate`]: refuse specs that are invalid or would lose data, hold
+//!    a cluster whose Secrets are unusable or whose volumes belong to a
+//!    previous cluster, and hand planning a [`validate::ValidatedCluster`];
 //! 3. [`plan`]: decide (pure) the desired objects, the ring step, the pod
-//!    to restart, the status and the events;
+//!    to restart ([`rolling_upgrade`]), the events and the status;
 //! 4. [`apply`]: server-side apply, ring publication, pod restart, events;
-//! 5. [`status`]: patch the status subresource.
+//! 5. [`status`]: compute the phase and conditions, and patch the status
+//!    subresource.
 //!
 //! Only observe, apply and status touch the API; the decisions are pure
 //! functions tested without a cluster.
@@ -15,6 +18,7 @@
 pub mod apply;
 pub mod observe;
 pub mod plan;
+pub mod rolling_upgrade;
 pub mod status;
 pub mod storage;
 pub mod validate;
@@ -29,13 +33,13 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::{Api, Resource, ResourceExt};
 
-use crate::crd::DynamoCluster;
+use crate::crd::{DynamoCluster, DynamoClusterStatus};
 use crate::metrics::Metrics;
 use crate::node_client::NodeAdmin;
 use crate::resources::ClusterRef;
 use crate::resources::configmap::RenderError;
 use crate::ring_steps::StepError;
-use plan::Outcome;
+use plan::{Decision, Outcome};
 
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "dynamo-operator";
@@ -163,27 +167,23 @@ pub async fn reconcile<N: NodeAdmin>(
     let action = match plan::plan(&cluster, &cref, &world, &now)? {
         Outcome::Refuse { status, decisions } => {
             tracing::warn!(reason = ?decisions, "spec refused");
-            status::patch_status(&api, &cref.name, &status).await?;
-            apply::record(&ctx.recorder, &cluster, &decisions).await?;
+            report(&api, &ctx.recorder, &cluster, &status, &decisions).await?;
             Action::await_change()
         }
         Outcome::Wait { status, decisions } => {
             tracing::warn!(reason = ?decisions, "waiting for the user");
-            status::patch_status(&api, &cref.name, &status).await?;
-            apply::record(&ctx.recorder, &cluster, &decisions).await?;
+            report(&api, &ctx.recorder, &cluster, &status, &decisions).await?;
             Action::requeue(BUSY_REQUEUE)
         }
         Outcome::Blocked { status, decisions } => {
             tracing::warn!(reason = ?decisions, "blocked on the auth or TLS Secret");
-            status::patch_status(&api, &cref.name, &status).await?;
-            apply::record(&ctx.recorder, &cluster, &decisions).await?;
+            report(&api, &ctx.recorder, &cluster, &status, &decisions).await?;
             ctx.metrics.observe_duration(started.elapsed());
             return Ok(Action::requeue(backoff(count_failure(&ctx, &cluster))));
         }
         Outcome::Act(plan) => {
             apply::apply(&ctx.client, &ctx.nodes, &cref, &plan).await?;
-            status::patch_status(&api, &cref.name, &plan.status).await?;
-            apply::record(&ctx.recorder, &cluster, &plan.decisions).await?;
+            report(&api, &ctx.recorder, &cluster, &plan.status, &plan.decisions).await?;
             ctx.metrics.set_ring_epoch(&cluster, plan.ring.ring.epoch);
             if plan.busy {
                 Action::requeue(BUSY_REQUEUE)
@@ -197,6 +197,18 @@ pub async fn reconcile<N: NodeAdmin>(
     }
     ctx.metrics.observe_duration(started.elapsed());
     Ok(action)
+}
+
+/// Writes `status` to `cluster`, then records `decisions` as its Events.
+async fn report(
+    api: &Api<DynamoCluster>,
+    recorder: &Recorder,
+    cluster: &DynamoCluster,
+    status: &DynamoClusterStatus,
+    decisions: &[Decision],
+) -> Result<(), Error> {
+    status::patch_status(api, &cluster.name_any(), status).await?;
+    apply::record(recorder, cluster, decisions).await
 }
 
 /// Counts one more consecutive failure of `cluster`; returns the count.

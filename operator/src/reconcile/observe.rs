@@ -3,7 +3,7 @@
 //! of `spec.auth`, the CA of `spec.tls` and what every ready node reports
 //! about its transfers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use dynamo_ring::{RingDocument, TransferReport};
 use futures::future::join_all;
@@ -58,6 +58,13 @@ pub struct PodState {
     /// Why the pod cannot run, when Kubernetes says so: it cannot be
     /// scheduled, or its container is waiting in a back-off.
     pub problem: Option<String>,
+}
+
+impl PodState {
+    /// Whether the pod is Ready and not being deleted.
+    pub fn is_ready(&self) -> bool {
+        self.ready && !self.terminating
+    }
 }
 
 /// Key of the `spec.auth` Secret that holds the nodes' bearer token (the
@@ -203,11 +210,28 @@ pub struct World {
 
 impl World {
     /// Names of the pods that are Ready and not being deleted.
-    pub fn ready_pods(&self) -> std::collections::BTreeSet<String> {
+    pub fn ready_pods(&self) -> BTreeSet<String> {
         self.pods
             .iter()
-            .filter(|p| p.ready && !p.terminating)
+            .filter(|p| p.is_ready())
             .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// `spec.replicas` of every zone StatefulSet, by zone.
+    pub fn statefulset_replicas(&self) -> BTreeMap<String, i32> {
+        self.statefulsets
+            .iter()
+            .map(|(zone, s)| (zone.clone(), s.replicas))
+            .collect()
+    }
+
+    /// `status.updateRevision` of every zone StatefulSet that has one, by
+    /// zone.
+    pub fn update_revisions(&self) -> BTreeMap<String, String> {
+        self.statefulsets
+            .iter()
+            .filter_map(|(zone, s)| s.update_revision.clone().map(|r| (zone.clone(), r)))
             .collect()
     }
 }
@@ -224,7 +248,6 @@ pub async fn observe<N: NodeAdmin>(
     spec: &DynamoClusterSpec,
     created: Option<&Time>,
 ) -> Result<World, Error> {
-    let (auth, tls) = (spec.auth.as_ref(), spec.tls.as_ref());
     let ns = cluster.namespace.as_str();
     let selected = ListParams::default().labels(&cluster.node_selector_string());
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), ns)
@@ -243,22 +266,7 @@ pub async fn observe<N: NodeAdmin>(
         .filter_map(pod_state)
         .collect();
     pods.sort_by(|a, b| a.name.cmp(&b.name));
-    let config_map = Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .get_opt(&cluster.config_map_name())
-        .await?;
-    let ring = match config_map
-        .as_ref()
-        .and_then(|cm| cm.data.as_ref())
-        .and_then(|d| d.get(RING_JSON_KEY))
-    {
-        Some(json) => Some(
-            serde_json::from_str(json).map_err(|source| Error::RingDocument {
-                config_map: cluster.config_map_name(),
-                source,
-            })?,
-        ),
-        None => None,
-    };
+    let ring = read_ring(client, cluster).await?;
     let previous_claims = match (&ring, created) {
         (None, Some(created)) => {
             let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
@@ -269,21 +277,17 @@ pub async fn observe<N: NodeAdmin>(
         }
         _ => Vec::new(),
     };
-    let auth = match auth {
+    let auth = match &spec.auth {
         None => AdminAuth::Open,
         Some(reference) => {
-            let secret = Api::<Secret>::namespaced(client.clone(), ns)
-                .get_opt(&reference.secret_name)
-                .await?;
+            let secret = read_secret(client, ns, &reference.secret_name).await?;
             admin_auth(&reference.secret_name, secret.as_ref())
         }
     };
-    let tls = match tls {
+    let tls = match &spec.tls {
         None => NodeTls::Plain,
         Some(reference) => {
-            let secret = Api::<Secret>::namespaced(client.clone(), ns)
-                .get_opt(&reference.secret_name)
-                .await?;
+            let secret = read_secret(client, ns, &reference.secret_name).await?;
             node_tls(&reference.secret_name, secret.as_ref())
         }
     };
@@ -300,6 +304,37 @@ pub async fn observe<N: NodeAdmin>(
         tls,
         previous_claims,
     })
+}
+
+/// The ring in the cluster's ConfigMap (`None`: no ConfigMap or no ring
+/// in it yet).
+async fn read_ring(
+    client: &kube::Client,
+    cluster: &ClusterRef,
+) -> Result<Option<RingDocument>, Error> {
+    let config_map = Api::<ConfigMap>::namespaced(client.clone(), &cluster.namespace)
+        .get_opt(&cluster.config_map_name())
+        .await?;
+    let Some(json) = config_map
+        .as_ref()
+        .and_then(|cm| cm.data.as_ref())
+        .and_then(|d| d.get(RING_JSON_KEY))
+    else {
+        return Ok(None);
+    };
+    serde_json::from_str(json)
+        .map(Some)
+        .map_err(|source| Error::RingDocument {
+            config_map: cluster.config_map_name(),
+            source,
+        })
+}
+
+/// The Secret `name` in namespace `ns` (`None`: not found).
+async fn read_secret(client: &kube::Client, ns: &str, name: &str) -> Result<Option<Secret>, Error> {
+    Ok(Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await?)
 }
 
 /// Names of the claims the zone StatefulSets of `spec` would adopt
@@ -384,7 +419,7 @@ async fn read_reports<N: NodeAdmin>(
     cluster: &ClusterRef,
     pods: &[PodState],
 ) -> BTreeMap<String, TransferReport> {
-    let asked: Vec<&PodState> = pods.iter().filter(|p| p.ready && !p.terminating).collect();
+    let asked: Vec<&PodState> = pods.iter().filter(|p| p.is_ready()).collect();
     let answers = join_all(asked.iter().map(|p| {
         let address = cluster.pod_address(&p.zone, &p.name);
         async move { nodes.transfers(&address, token, ca).await }
@@ -496,6 +531,10 @@ fn pod_problem(pod: &Pod) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use dynamo_testkit::pki::TestCa;
+
     use super::*;
     use crate::reconcile::fixtures::spec;
     use crate::resources::fixtures::cluster_ref;
@@ -657,19 +696,9 @@ mod tests {
         .expect("secret")
     }
 
-    /// base64 of a PEM CA certificate made for the test.
-    fn ca_pem_base64() -> String {
-        use base64::Engine;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().expect("key");
-        let pem = params.self_signed(&key).expect("CA").pem();
-        base64::engine::general_purpose::STANDARD.encode(pem)
-    }
-
     #[test]
     fn the_ca_comes_from_the_tls_secret_key_ca_crt() {
-        let ca = ca_pem_base64();
+        let ca = STANDARD.encode(TestCa::new("test CA").pem());
         // "eA==" is base64 of "x": the node's files, not read here.
         let tls = node_tls(
             "demo-tls",
@@ -678,10 +707,7 @@ mod tests {
             )),
         );
         let expected = {
-            use base64::Engine;
-            let pem = base64::engine::general_purpose::STANDARD
-                .decode(&ca)
-                .expect("base64");
+            let pem = STANDARD.decode(&ca).expect("base64");
             TrustedCa::from_pem(&pem).expect("CA")
         };
         assert_eq!(tls, NodeTls::Ca(expected.clone()));
@@ -697,7 +723,7 @@ mod tests {
             NodeTls::Unusable(TlsProblem::SecretMissing("demo-tls".into()))
         );
         assert_eq!(missing.ca(), None);
-        let ca = ca_pem_base64();
+        let ca = STANDARD.encode(TestCa::new("test CA").pem());
         let without_ca = node_tls(
             "demo-tls",
             Some(&tls_secret(

@@ -1,7 +1,9 @@
-//! Plan: the pure decision of a reconcile. From the cluster object and the
-//! observed [`World`] it computes every desired object, the ring step, the
-//! pod to restart, the status, the events and the token and CA of the
-//! admin calls; [`super::apply`] carries it out.
+//! Plan: the pure decision of a reconcile. The cluster object and the
+//! observed [`World`] are validated ([`validate_cluster`]); a rejected
+//! cluster gets a status saying why, and a [`ValidatedCluster`] gets every
+//! desired object, the ring step, the pod to restart, the events, the
+//! status ([`super::status`]) and the token and CA of the admin calls.
+//! [`super::apply`] carries it out.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,21 +14,21 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Error;
-use super::observe::{AdminAuth, NodeTls, World};
-use super::status::{ConditionUpdate, merge_conditions, refused, secret_blocked};
+use super::observe::World;
+use super::rolling_upgrade::{RestartDecision, next_restart, stuck_pod};
+use super::status::{Decided, acted_status, held_status, is_true, refused_status};
 use super::storage::{HeldStorage, held_storage};
-use super::validate::validate;
-use crate::crd::{
-    DynamoCluster, DynamoClusterStatus, Phase, RebalancingStatus, ZoneStatus, condition,
-};
+use super::validate::{Rejection, ValidatedCluster, validate_cluster};
+use crate::crd::{DynamoCluster, DynamoClusterSpec, DynamoClusterStatus, condition};
 use crate::node_client::{BearerToken, TrustedCa};
 use crate::resources::ClusterRef;
-use crate::resources::configmap::{config_hash, config_map, render_node_toml};
+use crate::resources::configmap::{config_hash, config_map};
 use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
 use crate::resources::service::{client_service, headless_service};
 use crate::resources::statefulset::{applied_template_hash, pod_zone, statefulset};
-use crate::ring_steps::{StepAction, StepInput, ZoneState, plan_step};
-use crate::rolling_upgrade::{RestartDecision, next_restart, stuck_pod};
+use crate::ring_steps::{
+    StepAction, StepInput, StepPlan, ZoneState, needs_ring, plan_step, zone_states,
+};
 
 /// An event to record about a decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +45,14 @@ impl Decision {
     fn normal(reason: &'static str, note: String) -> Self {
         Decision {
             warning: false,
+            reason,
+            note,
+        }
+    }
+
+    fn warning(reason: &'static str, note: String) -> Self {
+        Decision {
+            warning: true,
             reason,
             note,
         }
@@ -123,6 +133,153 @@ pub enum Outcome {
     },
 }
 
+/// Decides what to do about `cluster` given the observed `world`: act on
+/// it once validated, or say why not.
+pub fn plan(
+    cluster: &DynamoCluster,
+    cref: &ClusterRef,
+    world: &World,
+    now: &Time,
+) -> Result<Outcome, Error> {
+    match validate_cluster(cluster, cref, world) {
+        Ok(valid) => Ok(Outcome::Act(Box::new(plan_valid(&valid, world, now)?))),
+        Err(rejection) => Ok(rejected(cluster, &rejection, now)),
+    }
+}
+
+/// A rejected cluster: a status and a warning event saying why, nothing
+/// else. A refused spec waits for the user's edit, an unusable Secret
+/// backs off, volumes of a previous cluster are looked at again soon.
+fn rejected(cluster: &DynamoCluster, rejection: &Rejection, now: &Time) -> Outcome {
+    let (reason, message) = (rejection.reason(), rejection.to_string());
+    let decisions = vec![Decision::warning(reason, message.clone())];
+    match rejection {
+        Rejection::Spec(_) => Outcome::Refuse {
+            status: refused_status(cluster, &message, now),
+            decisions,
+        },
+        Rejection::Auth(_) | Rejection::Tls(_) => Outcome::Blocked {
+            status: held_status(cluster, reason, &message, now),
+            decisions,
+        },
+        Rejection::PreviousClusterVolumes { .. } => Outcome::Wait {
+            status: held_status(cluster, reason, &message, now),
+            decisions,
+        },
+    }
+}
+
+/// The plan of a validated cluster: the ring step first, then what
+/// follows from it (objects, removed zones, ring publication, restart,
+/// events, status).
+pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Result<Plan, Error> {
+    let (cref, spec) = (valid.cref, valid.spec());
+    let zones = zone_states(
+        &spec_zones(spec),
+        &world.statefulset_replicas(),
+        world.ring.as_ref(),
+    );
+    let ready = world.ready_pods();
+    let step = plan_step(&StepInput {
+        cluster: cref,
+        zones: &zones,
+        replication: spec.replication.n as usize,
+        partitions: spec.partitions,
+        ring: published_ring(valid, world)?,
+        ready_pods: &ready,
+        reports: &world.reports,
+    })?;
+    let held = held_storage(&spec.storage, &world.statefulsets);
+    let objects = desired_objects(valid, &step, &held)?;
+    let new_templates = zones_changing_template(&objects.statefulsets, world);
+    let (scale_removed, delete_zones) = removed_zones(valid, &zones, &step, world);
+    let restart = restart_decision(spec, world, &step.action);
+    let status = acted_status(
+        valid.object,
+        &Decided {
+            step: &step,
+            restart: &restart,
+            new_templates: &new_templates,
+            held: &held,
+            world,
+            ready: &ready,
+        },
+        now,
+    );
+    Ok(Plan {
+        publish_to: publish_targets(cref, world, &ready, step.ring.ring.epoch),
+        decisions: decisions(&held, &step, &zones, &restart),
+        restart: restarted_pod(&restart),
+        busy: !is_true(&status.conditions, condition::READY),
+        objects,
+        scale_removed,
+        delete_zones,
+        ring: step.ring,
+        status,
+        token: valid.token.clone(),
+        ca: valid.ca.clone(),
+    })
+}
+
+/// The zones of `spec` as `(name, replicas)`, in order.
+fn spec_zones(spec: &DynamoClusterSpec) -> Vec<(String, i32)> {
+    spec.zones
+        .iter()
+        .map(|z| (z.name.clone(), z.replicas))
+        .collect()
+}
+
+/// The ring in the ConfigMap, if any; an error when the status says a ring
+/// was published but the ConfigMap lost it (a fresh epoch-1 ring would
+/// contradict the nodes).
+fn published_ring<'w>(
+    valid: &ValidatedCluster<'_>,
+    world: &'w World,
+) -> Result<Option<&'w RingDocument>, Error> {
+    let status_epoch = valid.object.status.as_ref().and_then(|s| s.ring_epoch);
+    match (&world.ring, status_epoch) {
+        (None, Some(epoch)) => Err(Error::RingLost {
+            config_map: valid.cref.config_map_name(),
+            epoch,
+        }),
+        (ring, _) => Ok(ring.as_ref()),
+    }
+}
+
+/// Every object the cluster should own after `step`; a zone in `held`
+/// keeps its current claim template.
+fn desired_objects(
+    valid: &ValidatedCluster<'_>,
+    step: &StepPlan,
+    held: &[HeldStorage],
+) -> Result<DesiredObjects, Error> {
+    let (cref, spec) = (valid.cref, valid.spec());
+    let hash = config_hash(&valid.node_toml);
+    let mut services: Vec<Service> = spec
+        .zones
+        .iter()
+        .map(|z| headless_service(cref, &z.name))
+        .collect();
+    services.push(client_service(cref));
+    let statefulsets = spec
+        .zones
+        .iter()
+        .map(|z| {
+            let storage = held
+                .iter()
+                .find(|h| h.zone == z.name)
+                .map_or(&spec.storage, |h| &h.kept);
+            statefulset(cref, spec, z, storage, step.zone_replicas(&z.name), &hash)
+        })
+        .collect();
+    Ok(DesiredObjects {
+        config_map: config_map(cref, &valid.node_toml, Some(&step.ring))?,
+        services,
+        statefulsets,
+        pdb: pod_disruption_budget(cref, max_unavailable(spec.replication, spec.pod_disruption)),
+    })
+}
+
 /// Zones whose existing StatefulSet has another pod template than
 /// `desired`, or whose controller has not yet seen its latest spec: a
 /// rollout is starting there even though no pod is outdated yet.
@@ -139,486 +296,163 @@ fn zones_changing_template(desired: &[StatefulSet], world: &World) -> Vec<String
         .collect()
 }
 
-/// `SpecApplied`: true unless a zone keeps a claim template the spec no
-/// longer asks for.
-fn spec_applied(held: &[HeldStorage]) -> ConditionUpdate {
-    match held.is_empty() {
-        true => ConditionUpdate::new(condition::SPEC_APPLIED, true, "Applied", ""),
-        false => ConditionUpdate::new(
-            condition::SPEC_APPLIED,
-            false,
-            "StorageChangeRefused",
-            held.iter()
-                .map(|h| h.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-    }
-}
-
-/// Decides what to do about `cluster` given the observed `world`.
-pub fn plan(
-    cluster: &DynamoCluster,
-    cref: &ClusterRef,
+/// Zones gone from the spec: the StatefulSets to scale to the step's
+/// replicas, and the empty zones whose StatefulSet and Service can go.
+fn removed_zones(
+    valid: &ValidatedCluster<'_>,
+    zones: &[ZoneState],
+    step: &StepPlan,
     world: &World,
-    now: &Time,
-) -> Result<Outcome, Error> {
-    let spec = &cluster.spec;
-    let generation = cluster.metadata.generation;
-    let previous = cluster.status.clone().unwrap_or_default();
-    if let Err(problems) = validate(spec, world.ring.as_ref().map(|d| &d.ring)) {
-        let message = problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        let status = DynamoClusterStatus {
-            conditions: merge_conditions(&previous.conditions, &refused(&message), generation, now),
-            observed_generation: generation,
-            phase: Some(Phase::Invalid),
-            ..previous
-        };
-        let decisions = vec![Decision {
-            warning: true,
-            reason: "SpecRefused",
-            note: message,
-        }];
-        return Ok(Outcome::Refuse { status, decisions });
-    }
-    let unusable_secret = match (&world.auth, &world.tls) {
-        (AdminAuth::Unusable(problem), _) => Some((problem.reason(), problem.to_string())),
-        (_, NodeTls::Unusable(problem)) => Some((problem.reason(), problem.to_string())),
-        _ => None,
-    };
-    if let Some((reason, message)) = unusable_secret {
-        let status = DynamoClusterStatus {
-            conditions: merge_conditions(
-                &previous.conditions,
-                &secret_blocked(reason, &message),
-                generation,
-                now,
-            ),
-            observed_generation: generation,
-            ..previous
-        };
-        let decisions = vec![Decision {
-            warning: true,
-            reason,
-            note: message,
-        }];
-        return Ok(Outcome::Blocked { status, decisions });
-    }
-
-    if !world.previous_claims.is_empty() {
-        let message = format!(
-            "PersistentVolumeClaims {claims} are older than this DynamoCluster: they hold the data of a deleted cluster of the same name, which new nodes must not half-reuse. To start empty, delete them: kubectl delete pvc -n {ns} {claims}. To keep that data, delete this DynamoCluster and restore the data into a cluster of another name.",
-            claims = world.previous_claims.join(" "),
-            ns = cref.namespace,
-        );
-        let status = DynamoClusterStatus {
-            conditions: merge_conditions(
-                &previous.conditions,
-                &secret_blocked("PreviousClusterVolumes", &message),
-                generation,
-                now,
-            ),
-            observed_generation: generation,
-            ..previous
-        };
-        let decisions = vec![Decision {
-            warning: true,
-            reason: "PreviousClusterVolumes",
-            note: message,
-        }];
-        return Ok(Outcome::Wait { status, decisions });
-    }
-    if let (None, Some(epoch)) = (&world.ring, previous.ring_epoch) {
-        return Err(Error::RingLost {
-            config_map: cref.config_map_name(),
-            epoch,
-        });
-    }
-    let zones = zone_states(cluster, world);
-    let ready = world.ready_pods();
-    let step = plan_step(&StepInput {
-        cluster: cref,
-        zones: &zones,
-        replication: spec.replication.n as usize,
-        partitions: spec.partitions,
-        ring: world.ring.as_ref(),
-        ready_pods: &ready,
-        reports: &world.reports,
-    })?;
-
-    let held = held_storage(&spec.storage, &world.statefulsets);
-    let node_toml = render_node_toml(&spec.node_config)?;
-    let hash = config_hash(&node_toml);
-    let replicas = |zone: &str| step.replicas.get(zone).copied().unwrap_or(0);
-    let spec_zones: BTreeSet<&str> = spec.zones.iter().map(|z| z.name.as_str()).collect();
-    let mut services: Vec<Service> = spec
-        .zones
-        .iter()
-        .map(|z| headless_service(cref, &z.name))
-        .collect();
-    services.push(client_service(cref));
-    let objects = DesiredObjects {
-        config_map: config_map(cref, &node_toml, Some(&step.ring))?,
-        services,
-        statefulsets: spec
-            .zones
-            .iter()
-            .map(|z| {
-                let storage = held
-                    .iter()
-                    .find(|h| h.zone == z.name)
-                    .map_or(&spec.storage, |h| &h.kept);
-                statefulset(cref, spec, z, storage, replicas(&z.name), &hash)
-            })
-            .collect(),
-        pdb: pod_disruption_budget(cref, max_unavailable(spec.replication, spec.pod_disruption)),
-    };
-
-    let new_templates = zones_changing_template(&objects.statefulsets, world);
-    let mut scale_removed = Vec::new();
-    let mut delete_zones = Vec::new();
+) -> (Vec<(String, i32)>, Vec<String>) {
+    let spec_zones: BTreeSet<&str> = valid.spec().zones.iter().map(|z| z.name.as_str()).collect();
+    let mut scale = Vec::new();
+    let mut delete = Vec::new();
     for zone in zones
         .iter()
         .filter(|z| !spec_zones.contains(z.name.as_str()))
     {
-        let wanted = replicas(&zone.name);
+        let wanted = step.zone_replicas(&zone.name);
         let has_pods = world.pods.iter().any(|p| p.zone == zone.name);
         match zone.current {
             Some(current) if current != wanted => {
-                scale_removed.push((cref.zone_object_name(&zone.name), wanted));
+                scale.push((valid.cref.zone_object_name(&zone.name), wanted));
             }
-            Some(0) if !has_pods => delete_zones.push(zone.name.clone()),
+            Some(0) if !has_pods => delete.push(zone.name.clone()),
             _ => {}
         }
     }
+    (scale, delete)
+}
 
-    // Every ready pod gets a newer ring, members and leaving pods alike: a
-    // leaving pod that keeps the old ring keeps coordinating writes as an
-    // owner.
-    let publish_to: Vec<String> = world
+/// Admin addresses of the ready pods to send the ring of `epoch`
+/// ([`needs_ring`]).
+fn publish_targets(
+    cref: &ClusterRef,
+    world: &World,
+    ready: &BTreeSet<String>,
+    epoch: u64,
+) -> Vec<String> {
+    world
         .pods
         .iter()
         .filter(|p| ready.contains(&p.name))
-        .filter(|p| {
-            world
-                .reports
-                .get(&p.name)
-                .is_none_or(|r| r.epoch < step.ring.ring.epoch)
-        })
+        .filter(|p| needs_ring(world.reports.get(&p.name), epoch))
         .map(|p| cref.pod_address(&p.zone, &p.name))
-        .collect();
+        .collect()
+}
 
+/// The next pod to replace: once the ring is steady, by the rolling
+/// upgrade's rules; during a ring step, only an outdated pod that is not
+/// Ready (it serves nothing, and a member that never gets Ready would keep
+/// every step from completing).
+fn restart_decision(
+    spec: &DynamoClusterSpec,
+    world: &World,
+    action: &StepAction,
+) -> RestartDecision {
+    let revisions: BTreeMap<String, String> = world.update_revisions();
+    match action {
+        StepAction::Steady => {
+            let order: Vec<String> = spec.zones.iter().map(|z| z.name.clone()).collect();
+            next_restart(&world.pods, &order, &revisions, &world.reports)
+        }
+        _ => stuck_pod(&world.pods, &revisions).unwrap_or(RestartDecision::UpToDate),
+    }
+}
+
+/// The pod `restart` deletes, if any.
+fn restarted_pod(restart: &RestartDecision) -> Option<String> {
+    match restart {
+        RestartDecision::Restart { pod, .. } => Some(pod.clone()),
+        RestartDecision::UpToDate | RestartDecision::Wait { .. } => None,
+    }
+}
+
+/// The events of a plan, in order: storage changes held, the ring step,
+/// zones scaling up, the pod restarted.
+fn decisions(
+    held: &[HeldStorage],
+    step: &StepPlan,
+    zones: &[ZoneState],
+    restart: &RestartDecision,
+) -> Vec<Decision> {
     let mut decisions: Vec<Decision> = held
         .iter()
-        .map(|h| Decision {
-            warning: true,
-            reason: "StorageChangeRefused",
-            note: h.message.clone(),
-        })
+        .map(|h| Decision::warning("StorageChangeRefused", h.message.clone()))
         .collect();
+    decisions.extend(step_decision(step));
+    if step.action != StepAction::Create {
+        decisions.extend(scale_up_decisions(step, zones));
+    }
+    if let RestartDecision::Restart { pod, outdated } = restart {
+        decisions.push(Decision::normal(
+            "PodRestarted",
+            format!("deleting {pod} to move it to the new pod template ({outdated} outdated)"),
+        ));
+    }
+    decisions
+}
+
+/// The event of a ring step that publishes a ring or removes pods.
+fn step_decision(step: &StepPlan) -> Option<Decision> {
+    let epoch = step.ring.ring.epoch;
     match &step.action {
-        StepAction::Create => decisions.push(Decision::normal(
+        StepAction::Create => Some(Decision::normal(
             "RingPublished",
             format!(
                 "published the first ring (epoch 1) with {} members",
                 step.ring.ring.members.len()
             ),
         )),
-        StepAction::Publish { joining, leaving } => decisions.push(Decision::normal(
+        StepAction::Publish { joining, leaving } => Some(Decision::normal(
             "RingPublished",
-            format!(
-                "published ring epoch {}: joining {joining:?}, leaving {leaving:?}",
-                step.ring.ring.epoch
-            ),
+            format!("published ring epoch {epoch}: joining {joining:?}, leaving {leaving:?}"),
         )),
-        StepAction::Shrink { removed } => decisions.push(Decision::normal(
+        StepAction::Shrink { removed } => Some(Decision::normal(
             "ScaledDown",
-            format!(
-                "ring epoch {} confirmed by every member; removing pods {removed:?}",
-                step.ring.ring.epoch
-            ),
+            format!("ring epoch {epoch} confirmed by every member; removing pods {removed:?}"),
         )),
         StepAction::Steady
         | StepAction::WaitForPods { .. }
         | StepAction::Transferring
-        | StepAction::HandingOver { .. } => {}
+        | StepAction::HandingOver { .. } => None,
     }
-    if step.action != StepAction::Create {
-        for zone in &zones {
-            let current = zone.current.unwrap_or(0);
-            if replicas(&zone.name) > current {
-                decisions.push(Decision::normal(
-                    "ScalingUp",
-                    format!(
-                        "zone {}: StatefulSet replicas {current} -> {}; the ring follows once the new pods are ready",
-                        zone.name,
-                        replicas(&zone.name)
-                    ),
-                ));
-            }
-        }
-    }
-
-    let revisions: BTreeMap<String, String> = world
-        .statefulsets
-        .iter()
-        .filter_map(|(zone, s)| s.update_revision.clone().map(|r| (zone.clone(), r)))
-        .collect();
-    // A pod that is outdated and not Ready is replaced whatever the ring
-    // step: it serves nothing, and a member that never gets Ready would
-    // otherwise keep every step from completing.
-    let restart = match step.action {
-        StepAction::Steady => {
-            let order: Vec<String> = spec.zones.iter().map(|z| z.name.clone()).collect();
-            next_restart(&world.pods, &order, &revisions, &world.reports)
-        }
-        _ => stuck_pod(&world.pods, &revisions).unwrap_or(RestartDecision::UpToDate),
-    };
-    let restart_pod = match &restart {
-        RestartDecision::Restart { pod, outdated } => {
-            decisions.push(Decision::normal(
-                "PodRestarted",
-                format!("deleting {pod} to move it to the new pod template ({outdated} outdated)"),
-            ));
-            Some(pod.clone())
-        }
-        RestartDecision::UpToDate | RestartDecision::Wait { .. } => None,
-    };
-
-    let members: Vec<&str> = step
-        .ring
-        .ring
-        .members
-        .iter()
-        .map(|m| m.id.as_str())
-        .collect();
-    let unready: Vec<&str> = members
-        .iter()
-        .copied()
-        .filter(|id| !ready.contains(*id))
-        .collect();
-    let silent: Vec<&str> = members
-        .iter()
-        .copied()
-        .filter(|id| ready.contains(*id) && !world.reports.contains_key(*id))
-        .collect();
-    let epoch = step.ring.ring.epoch;
-    // Creating until the first ring has been complete once: a member that
-    // fails later is a degraded cluster, not one still being created.
-    let created_before = !matches!(previous.phase, None | Some(Phase::Creating));
-    let creating = epoch == 1 && !step.progress.complete() && !created_before;
-    let rebalancing = epoch > 1 && !step.progress.complete();
-    let (phase, progressing_reason, progressing_message) = match (&step.action, &restart) {
-        _ if creating => (
-            Phase::Creating,
-            "Creating",
-            "starting the first nodes".to_string(),
-        ),
-        (StepAction::WaitForPods { waiting }, _) => (
-            Phase::ScalingUp,
-            "WaitingForPods",
-            format!("waiting for {waiting:?} to be ready before they join the ring"),
-        ),
-        (StepAction::Shrink { .. }, _) => (
-            Phase::ScalingDown,
-            "ScalingDown",
-            "removing pods that left the ring".to_string(),
-        ),
-        (StepAction::HandingOver { pods }, _) => (
-            Phase::ScalingDown,
-            "HandingOver",
-            format!(
-                "waiting for {pods:?}, which left the ring, to hand their data to its new owners"
-            ),
-        ),
-        _ if rebalancing => (
-            Phase::Rebalancing,
-            "Rebalancing",
-            format!("moving partitions to ring epoch {epoch}"),
-        ),
-        _ if !new_templates.is_empty() => (
-            Phase::Upgrading,
-            "RollingUpgrade",
-            format!("applying a new pod template to zone(s) {new_templates:?}"),
-        ),
-        (_, RestartDecision::Restart { outdated, .. } | RestartDecision::Wait { outdated, .. }) => {
-            (
-                Phase::Upgrading,
-                "RollingUpgrade",
-                format!("{outdated} pod(s) to move to the new template"),
-            )
-        }
-        _ => (
-            Phase::Running,
-            "Idle",
-            "the cluster matches the spec".to_string(),
-        ),
-    };
-    let progressing = phase != Phase::Running;
-    let all_available = unready.is_empty() && silent.is_empty();
-    let pod_problems: Vec<String> = world
-        .pods
-        .iter()
-        .filter_map(|p| p.problem.as_ref().map(|why| format!("{}: {why}", p.name)))
-        .collect();
-    let degraded = (!creating && !all_available) || !pod_problems.is_empty();
-    let ready_now = !progressing && !degraded;
-    let progressing_message = match pod_problems.is_empty() {
-        true => progressing_message,
-        false => format!(
-            "{progressing_message}; blocked by {}",
-            pod_problems.join("; ")
-        ),
-    };
-    let updates = [
-        ConditionUpdate::new(
-            condition::READY,
-            ready_now,
-            if ready_now {
-                "AllNodesReady"
-            } else {
-                progressing_reason
-            },
-            if ready_now {
-                format!("{} nodes serve ring epoch {epoch}", members.len())
-            } else {
-                progressing_message.clone()
-            },
-        ),
-        ConditionUpdate::new(
-            condition::PROGRESSING,
-            progressing,
-            progressing_reason,
-            progressing_message,
-        ),
-        ConditionUpdate::new(
-            condition::DEGRADED,
-            degraded,
-            if degraded {
-                "NodesUnavailable"
-            } else {
-                "AllNodesAvailable"
-            },
-            if degraded {
-                let mut message = format!("not ready: {unready:?}; not answering: {silent:?}");
-                for problem in &pod_problems {
-                    message.push_str("; ");
-                    message.push_str(problem);
-                }
-                message
-            } else {
-                String::new()
-            },
-        ),
-        spec_applied(&held),
-        ConditionUpdate::new(
-            condition::REBALANCING,
-            rebalancing,
-            if rebalancing {
-                "Transferring"
-            } else {
-                "Settled"
-            },
-            if rebalancing {
-                format!(
-                    "{} partition copies pending; waiting for {:?}",
-                    step.progress.pending, step.progress.incomplete
-                )
-            } else {
-                String::new()
-            },
-        ),
-    ];
-    let zone_statuses: Vec<ZoneStatus> = spec
-        .zones
-        .iter()
-        .map(|z| ZoneStatus {
-            name: z.name.clone(),
-            desired: z.replicas,
-            ready: world
-                .pods
-                .iter()
-                .filter(|p| p.zone == z.name && ready.contains(&p.name))
-                .count()
-                .try_into()
-                .unwrap_or(i32::MAX),
-        })
-        .collect();
-    let status = DynamoClusterStatus {
-        conditions: merge_conditions(&previous.conditions, &updates, generation, now),
-        observed_generation: generation,
-        ring_epoch: Some(epoch),
-        phase: Some(phase),
-        ready_nodes: Some(zone_statuses.iter().map(|z| z.ready).sum()),
-        desired_nodes: Some(zone_statuses.iter().map(|z| z.desired).sum()),
-        zones: zone_statuses,
-        rebalancing: (!step.progress.complete()).then(|| RebalancingStatus {
-            epoch,
-            pending_partitions: step.progress.pending,
-            done_partitions: step.progress.done,
-            incomplete_nodes: step.progress.incomplete.clone(),
-        }),
-    };
-    Ok(Outcome::Act(Box::new(Plan {
-        objects,
-        scale_removed,
-        delete_zones,
-        ring: step.ring,
-        publish_to,
-        restart: restart_pod,
-        status,
-        decisions,
-        busy: !ready_now,
-        token: world.auth.token().cloned(),
-        ca: world.tls.ca().cloned(),
-    })))
 }
 
-/// Zones of the spec (in order), then zones only a StatefulSet or the ring
-/// still has (target 0).
-fn zone_states(cluster: &DynamoCluster, world: &World) -> Vec<ZoneState> {
-    let mut zones: Vec<ZoneState> = cluster
-        .spec
-        .zones
-        .iter()
-        .map(|z| ZoneState {
-            name: z.name.clone(),
-            target: z.replicas,
-            current: world.statefulsets.get(&z.name).map(|s| s.replicas),
-        })
-        .collect();
-    let ring_zones = world
-        .ring
-        .iter()
-        .flat_map(|d| d.ring.members.iter().map(|m| m.zone.clone()));
-    let leftover: BTreeSet<String> = world
-        .statefulsets
-        .keys()
-        .cloned()
-        .chain(ring_zones)
-        .filter(|zone| !cluster.spec.zones.iter().any(|z| &z.name == zone))
-        .collect();
-    zones.extend(leftover.into_iter().map(|name| ZoneState {
-        current: world.statefulsets.get(&name).map(|s| s.replicas),
-        name,
-        target: 0,
-    }));
+/// An event for every zone whose StatefulSet grows in this step.
+fn scale_up_decisions(step: &StepPlan, zones: &[ZoneState]) -> Vec<Decision> {
     zones
+        .iter()
+        .filter_map(|zone| {
+            let current = zone.current.unwrap_or(0);
+            let wanted = step.zone_replicas(&zone.name);
+            (wanted > current).then(|| {
+                Decision::normal(
+                    "ScalingUp",
+                    format!(
+                        "zone {}: StatefulSet replicas {current} -> {wanted}; the ring follows once the new pods are ready",
+                        zone.name
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use dynamo_ring::TransferReport;
+    use dynamo_testkit::pki::TestCa;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     use k8s_openapi::jiff::Timestamp;
 
     use super::*;
+    use crate::crd::Phase;
     use crate::reconcile::cluster_ref;
     use crate::reconcile::fixtures::{cluster, spec, with_auth, with_tls};
-    use crate::reconcile::observe::{AuthProblem, PodState, StatefulSetState, TlsProblem};
+    use crate::reconcile::observe::{
+        AdminAuth, AuthProblem, NodeTls, PodState, StatefulSetState, TlsProblem,
+    };
+    use crate::ring_steps::fixtures::settled_report;
 
     fn now() -> Time {
         Time(Timestamp::from_second(1_000).expect("time"))
@@ -633,6 +467,25 @@ mod tests {
                 panic!("not acted on: {:?}", status.conditions)
             }
         }
+    }
+
+    /// The outcome of planning `c` in `world`.
+    fn outcome(c: &DynamoCluster, world: &World) -> Outcome {
+        let cref = cluster_ref(c).expect("ref");
+        plan(c, &cref, world, &now()).expect("plan")
+    }
+
+    /// The plan of `c` in `world`, which must be acted on.
+    fn acted(c: &DynamoCluster, world: &World) -> Plan {
+        act(outcome(c, world))
+    }
+
+    /// A cluster with `zones`, and the world once its first plan settled
+    /// (every pod Ready on revision `r1`).
+    fn settled_cluster(zones: &[(&str, i32)]) -> (DynamoCluster, World) {
+        let c = cluster(spec(zones));
+        let first = acted(&c, &World::default());
+        (c, settled(&first, "r1"))
     }
 
     /// The world once every StatefulSet has the replicas of `plan` and
@@ -660,18 +513,8 @@ mod tests {
                     revision: Some(revision.into()),
                     problem: None,
                 });
-                world.reports.insert(
-                    name.clone(),
-                    TransferReport {
-                        node: name,
-                        epoch: plan.ring.ring.epoch,
-                        pending: 0,
-                        done: 0,
-                        hints_pending: 0,
-                        retired: 0,
-                        partitions: vec![],
-                    },
-                );
+                let report = settled_report(&name, plan.ring.ring.epoch);
+                world.reports.insert(name, report);
             }
             world.statefulsets.insert(
                 zone.clone(),
@@ -689,6 +532,15 @@ mod tests {
         world
     }
 
+    /// The condition `type_` of `status`, which must be there.
+    fn condition_of<'a>(status: &'a DynamoClusterStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition"))
+    }
+
     fn condition<'a>(status: &'a DynamoClusterStatus, type_: &str) -> &'a str {
         status
             .conditions
@@ -700,8 +552,7 @@ mod tests {
     #[test]
     fn a_new_cluster_gets_every_object_with_owner_and_labels() {
         let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let plan = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let plan = acted(&c, &World::default());
         let o = &plan.objects;
         let names: Vec<String> = std::iter::once(&o.config_map.metadata)
             .chain(o.services.iter().map(|s| &s.metadata))
@@ -749,11 +600,8 @@ mod tests {
 
     #[test]
     fn a_settled_cluster_is_ready_and_quiet() {
-        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
-        let world = settled(&first, "r1");
-        let steady = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        let (c, world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
+        let steady = acted(&c, &world);
         assert_eq!(steady.status.phase, Some(Phase::Running));
         assert_eq!(condition(&steady.status, condition::READY), "True");
         assert_eq!(condition(&steady.status, condition::DEGRADED), "False");
@@ -770,13 +618,10 @@ mod tests {
     /// sees pods on the old revision only, yet is not Ready.
     #[test]
     fn a_new_pod_template_is_not_ready_before_the_statefulset_has_a_new_revision() {
-        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
-        let mut world = settled(&first, "r1");
+        let (c, mut world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
         let mut changed = c.clone();
         changed.spec.image = "dynamo:2".into();
-        let applying = act(plan(&changed, &cref, &world, &now()).expect("plan"));
+        let applying = acted(&changed, &world);
         assert_eq!(applying.status.phase, Some(Phase::Upgrading));
         assert_eq!(condition(&applying.status, condition::READY), "False");
 
@@ -791,7 +636,7 @@ mod tests {
                 },
             );
         }
-        let waiting = act(plan(&changed, &cref, &world, &now()).expect("plan"));
+        let waiting = acted(&changed, &world);
         assert_eq!(condition(&waiting.status, condition::READY), "False");
     }
 
@@ -800,10 +645,7 @@ mod tests {
     /// replaced at once.
     #[test]
     fn an_outdated_member_that_is_not_ready_is_replaced_although_the_ring_is_incomplete() {
-        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
-        let mut world = settled(&first, "r1");
+        let (c, mut world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
         for sts in world.statefulsets.values_mut() {
             sts.update_revision = Some("r3".into());
         }
@@ -821,7 +663,7 @@ mod tests {
             phase: Some(Phase::Upgrading),
             ..DynamoClusterStatus::default()
         });
-        let outcome = act(plan(&running, &cref, &world, &now()).expect("plan"));
+        let outcome = acted(&running, &world);
         assert_eq!(outcome.restart.as_deref(), Some("demo-a-0"));
         assert_ne!(outcome.status.phase, Some(Phase::Creating));
         assert_eq!(condition(&outcome.status, condition::DEGRADED), "True");
@@ -829,14 +671,11 @@ mod tests {
 
     #[test]
     fn a_storage_class_change_keeps_the_claim_template_and_the_rest_is_applied() {
-        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
-        let world = settled(&first, "r1");
+        let (c, world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
         let mut changed = c.clone();
         changed.spec.storage.storage_class_name = Some("fast".into());
         changed.spec.image = "dynamo:2".into();
-        let outcome = act(plan(&changed, &cref, &world, &now()).expect("plan"));
+        let outcome = acted(&changed, &world);
         assert_eq!(condition(&outcome.status, condition::SPEC_APPLIED), "False");
         assert!(
             outcome
@@ -863,19 +702,14 @@ mod tests {
     #[test]
     fn volumes_of_a_previous_cluster_of_the_same_name_block_creation_and_say_what_to_do() {
         let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
         let world = World {
             previous_claims: vec!["data-demo-a-0".into()],
             ..World::default()
         };
-        match plan(&c, &cref, &world, &now()).expect("plan") {
+        match outcome(&c, &world) {
             Outcome::Wait { status, decisions } => {
                 assert_eq!(condition(&status, condition::READY), "False");
-                let ready = status
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == condition::READY)
-                    .expect("ready");
+                let ready = condition_of(&status, condition::READY);
                 assert_eq!(ready.reason, "PreviousClusterVolumes");
                 assert!(
                     ready.message.contains("kubectl delete pvc"),
@@ -893,15 +727,10 @@ mod tests {
         let mut s = spec(&[("a", 1), ("b", 1), ("c", 1)]);
         s.replication.w = 5;
         let c = cluster(s);
-        let cref = cluster_ref(&c).expect("ref");
-        match plan(&c, &cref, &World::default(), &now()).expect("plan") {
+        match outcome(&c, &World::default()) {
             Outcome::Refuse { status, decisions } => {
                 assert_eq!(status.phase, Some(Phase::Invalid));
-                let ready = status
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == condition::READY)
-                    .expect("ready");
+                let ready = condition_of(&status, condition::READY);
                 assert_eq!(ready.status, "False");
                 assert_eq!(ready.reason, "SpecRefused");
                 assert!(ready.message.contains("writeQuorum=5"), "{}", ready.message);
@@ -915,28 +744,19 @@ mod tests {
 
     #[test]
     fn changing_partitions_of_an_existing_ring_is_refused() {
-        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
-        let world = settled(&first, "r1");
+        let (c, world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
         let mut changed = c.clone();
         changed.spec.partitions = 128;
-        assert!(matches!(
-            plan(&changed, &cref, &world, &now()).expect("plan"),
-            Outcome::Refuse { .. }
-        ));
+        assert!(matches!(outcome(&changed, &world), Outcome::Refuse { .. }));
     }
 
     #[test]
     fn scale_down_keeps_the_statefulset_until_the_new_ring_is_confirmed() {
-        let c = cluster(spec(&[("a", 2), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
-        let mut world = settled(&first, "r1");
+        let (c, mut world) = settled_cluster(&[("a", 2), ("b", 1), ("c", 1)]);
         let mut smaller = c.clone();
         smaller.spec.zones[0].replicas = 1;
 
-        let publish = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        let publish = acted(&smaller, &world);
         let replicas_a = |p: &Plan| {
             p.objects.statefulsets[0]
                 .spec
@@ -952,7 +772,7 @@ mod tests {
         );
 
         world.ring = Some(publish.ring.clone());
-        let waiting = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        let waiting = acted(&smaller, &world);
         assert_eq!(
             replicas_a(&waiting),
             Some(2),
@@ -967,14 +787,14 @@ mod tests {
             report.epoch = 2;
         }
         world.reports.get_mut("demo-a-1").expect("report").retired = 1;
-        let handing_over = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        let handing_over = acted(&smaller, &world);
         assert_eq!(
             replicas_a(&handing_over),
             Some(2),
             "not before the leaving pod handed its data over"
         );
         world.reports.get_mut("demo-a-1").expect("report").retired = 0;
-        let shrink = act(plan(&smaller, &cref, &world, &now()).expect("plan"));
+        let shrink = acted(&smaller, &world);
         assert_eq!(replicas_a(&shrink), Some(1));
         assert_eq!(shrink.decisions[0].reason, "ScaledDown");
     }
@@ -995,14 +815,11 @@ mod tests {
 
     #[test]
     fn a_removed_zone_is_emptied_after_the_ring_then_deleted() {
-        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
-        let mut world = settled(&first, "r1");
+        let (c, mut world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1), ("d", 1)]);
         let mut without_d = c.clone();
         without_d.spec.zones.pop();
 
-        let publish = act(plan(&without_d, &cref, &world, &now()).expect("plan"));
+        let publish = acted(&without_d, &world);
         assert!(publish.ring.ring.members.iter().all(|m| m.zone != "d"));
         assert!(
             publish.scale_removed.is_empty(),
@@ -1014,26 +831,23 @@ mod tests {
         for report in world.reports.values_mut() {
             report.epoch = 2;
         }
-        let shrink = act(plan(&without_d, &cref, &world, &now()).expect("plan"));
+        let shrink = acted(&without_d, &world);
         assert_eq!(shrink.scale_removed, vec![("demo-d".to_string(), 0)]);
 
         world.statefulsets.get_mut("d").expect("d").replicas = 0;
         world.pods.retain(|p| p.zone != "d");
-        let delete = act(plan(&without_d, &cref, &world, &now()).expect("plan"));
+        let delete = acted(&without_d, &world);
         assert_eq!(delete.delete_zones, vec!["d".to_string()]);
         assert_eq!(delete.status.phase, Some(Phase::Running));
     }
 
     #[test]
     fn a_template_change_restarts_one_pod() {
-        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
-        let mut world = settled(&first, "r1");
+        let (c, mut world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
         for sts in world.statefulsets.values_mut() {
             sts.update_revision = Some("r2".into());
         }
-        let upgrade = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        let upgrade = acted(&c, &world);
         assert_eq!(upgrade.restart.as_deref(), Some("demo-a-0"));
         assert_eq!(upgrade.status.phase, Some(Phase::Upgrading));
         assert_eq!(upgrade.decisions[0].reason, "PodRestarted");
@@ -1042,14 +856,13 @@ mod tests {
     #[test]
     fn a_config_change_changes_the_pod_template() {
         let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let before = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let before = acted(&c, &World::default());
         let mut changed = c.clone();
         changed
             .spec
             .node_config
             .insert("fsync".into(), serde_json::json!(true));
-        let after = act(plan(&changed, &cref, &World::default(), &now()).expect("plan"));
+        let after = acted(&changed, &World::default());
         let template = |p: &Plan| {
             p.objects.statefulsets[0]
                 .spec
@@ -1061,12 +874,9 @@ mod tests {
 
     #[test]
     fn an_unready_member_degrades_the_cluster() {
-        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let cref = cluster_ref(&c).expect("ref");
-        let first = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
-        let mut world = settled(&first, "r1");
+        let (c, mut world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
         world.pods[1].ready = false;
-        let degraded = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        let degraded = acted(&c, &world);
         assert_eq!(condition(&degraded.status, condition::DEGRADED), "True");
         assert_eq!(condition(&degraded.status, condition::READY), "False");
         assert_eq!(degraded.status.zones[1].ready, 0);
@@ -1076,15 +886,14 @@ mod tests {
     #[test]
     fn the_plan_carries_the_token_of_the_auth_secret() {
         let c = with_auth(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
-        let cref = cluster_ref(&c).expect("ref");
         let token = BearerToken::new(b"s3cret").expect("token");
         let world = World {
             auth: AdminAuth::Token(token.clone()),
             ..World::default()
         };
-        let planned = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        let planned = acted(&c, &world);
         assert_eq!(planned.token, Some(token));
-        let open = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let open = acted(&c, &World::default());
         assert_eq!(open.token, None);
     }
 
@@ -1096,21 +905,16 @@ mod tests {
             phase: Some(Phase::Running),
             ..DynamoClusterStatus::default()
         });
-        let cref = cluster_ref(&c).expect("ref");
         let world = World {
             auth: AdminAuth::Unusable(AuthProblem::SecretMissing("demo-auth".into())),
             ..World::default()
         };
-        match plan(&c, &cref, &world, &now()).expect("plan") {
+        match outcome(&c, &world) {
             Outcome::Blocked { status, decisions } => {
                 assert_eq!(condition(&status, condition::READY), "False");
                 assert_eq!(condition(&status, condition::PROGRESSING), "False");
                 assert_eq!(condition(&status, condition::DEGRADED), "True");
-                let degraded = status
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == condition::DEGRADED)
-                    .expect("degraded");
+                let degraded = condition_of(&status, condition::DEGRADED);
                 assert_eq!(degraded.reason, "AuthSecretMissing");
                 assert!(
                     degraded.message.contains("demo-auth"),
@@ -1131,27 +935,21 @@ mod tests {
     #[test]
     fn a_spec_with_tls_is_acted_on_and_the_plan_carries_the_ca() {
         let c = with_tls(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
-        let cref = cluster_ref(&c).expect("ref");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().expect("key");
-        let pem = params.self_signed(&key).expect("CA").pem();
-        let ca = TrustedCa::from_pem(pem.as_bytes()).expect("CA");
+        let ca = TrustedCa::from_pem(TestCa::new("cluster CA").pem().as_bytes()).expect("CA");
         let world = World {
             tls: NodeTls::Ca(ca.clone()),
             ..World::default()
         };
-        let planned = act(plan(&c, &cref, &world, &now()).expect("plan"));
+        let planned = acted(&c, &world);
         assert_eq!(planned.ca, Some(ca));
         assert_ne!(planned.status.phase, Some(Phase::Invalid));
-        let plain = act(plan(&c, &cref, &World::default(), &now()).expect("plan"));
+        let plain = acted(&c, &World::default());
         assert_eq!(plain.ca, None);
     }
 
     #[test]
     fn an_unusable_tls_secret_blocks_with_conditions_and_a_warning() {
         let c = with_tls(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
-        let cref = cluster_ref(&c).expect("ref");
         for (problem, reason) in [
             (
                 TlsProblem::SecretMissing("demo-tls".into()),
@@ -1169,15 +967,11 @@ mod tests {
                 tls: NodeTls::Unusable(problem),
                 ..World::default()
             };
-            match plan(&c, &cref, &world, &now()).expect("plan") {
+            match outcome(&c, &world) {
                 Outcome::Blocked { status, decisions } => {
                     assert_eq!(condition(&status, condition::READY), "False");
                     assert_eq!(condition(&status, condition::DEGRADED), "True");
-                    let degraded = status
-                        .conditions
-                        .iter()
-                        .find(|c| c.type_ == condition::DEGRADED)
-                        .expect("degraded");
+                    let degraded = condition_of(&status, condition::DEGRADED);
                     assert_eq!(degraded.reason, reason);
                     assert!(
                         degraded.message.contains("demo-tls"),

@@ -1,14 +1,19 @@
-//! Turns a spec into one the operator may act on, or into problems a user
-//! can fix. Checks both the spec alone (quorums, partitions, zone names)
-//! and the spec against the published ring (changes that would lose data
-//! or that the ring cannot follow).
+//! Turns an observed cluster into a [`ValidatedCluster`] the operator may
+//! act on, or into a [`Rejection`] a user can act on. Checks the spec alone
+//! (quorums, partitions, zone names, `nodeConfig`) and against the
+//! published ring (changes that would lose data or that the ring cannot
+//! follow), then what the cluster needs from outside its spec: usable
+//! `auth` and `tls` Secrets, and no volumes of a previous cluster.
 
 use std::collections::BTreeSet;
 
 use dynamo_ring::Ring;
-use dynamo_ring::ring::MAX_PARTITIONS;
+use dynamo_ring::member::MAX_PARTITIONS;
 
-use crate::crd::DynamoClusterSpec;
+use super::observe::{AdminAuth, AuthProblem, NodeTls, TlsProblem, World};
+use crate::crd::{DynamoCluster, DynamoClusterSpec};
+use crate::node_client::{BearerToken, TrustedCa};
+use crate::resources::ClusterRef;
 use crate::resources::configmap::render_node_toml;
 
 /// Node settings the operator sets itself; `nodeConfig` may not override them.
@@ -96,9 +101,150 @@ pub enum SpecProblem {
     NodeConfig(String),
 }
 
-/// Checks `spec` alone and against the published `ring`. (Storage changes
-/// a StatefulSet cannot follow are not refusals: see `storage.rs`.)
+/// A cluster the operator may act on: its spec passed validation against
+/// the published ring, its `auth` and `tls` Secrets are usable and no
+/// volumes of a previous cluster are in the way; with what validation
+/// derived on the way.
+#[derive(Clone, Debug)]
+pub struct ValidatedCluster<'a> {
+    /// The cluster object.
+    pub object: &'a DynamoCluster,
+    /// Names, namespace and owner of everything the cluster owns.
+    pub cref: &'a ClusterRef,
+    /// `spec.nodeConfig` rendered as `node.toml`.
+    pub node_toml: String,
+    /// Bearer token of the admin calls (`spec.auth`).
+    pub token: Option<BearerToken>,
+    /// CA the admin calls trust, over HTTPS (`spec.tls`).
+    pub ca: Option<TrustedCa>,
+}
+
+impl<'a> ValidatedCluster<'a> {
+    /// The valid spec.
+    pub fn spec(&self) -> &'a DynamoClusterSpec {
+        &self.object.spec
+    }
+}
+
+/// Why a cluster cannot be acted on now; the message says what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The spec is invalid or would lose data: the user must edit it.
+    #[error("{}", join_problems(.0))]
+    Spec(Vec<SpecProblem>),
+    /// The `spec.auth` Secret gives no token.
+    #[error(transparent)]
+    Auth(AuthProblem),
+    /// The `spec.tls` Secret gives no usable CA.
+    #[error(transparent)]
+    Tls(TlsProblem),
+    /// Volume claims a zone StatefulSet would adopt are older than the
+    /// cluster: they hold the data of a deleted cluster of the same name.
+    #[error(
+        "PersistentVolumeClaims {names} are older than this DynamoCluster: they hold the data of a deleted cluster of the same name, which new nodes must not half-reuse. To start empty, delete them: kubectl delete pvc -n {namespace} {names}. To keep that data, delete this DynamoCluster and restore the data into a cluster of another name.",
+        names = .claims.join(" ")
+    )]
+    PreviousClusterVolumes {
+        /// Claim names.
+        claims: Vec<String>,
+        /// Namespace of the cluster and the claims.
+        namespace: String,
+    },
+}
+
+impl Rejection {
+    /// `PascalCase` reason for conditions and events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Spec(_) => "SpecRefused",
+            Rejection::Auth(problem) => problem.reason(),
+            Rejection::Tls(problem) => problem.reason(),
+            Rejection::PreviousClusterVolumes { .. } => "PreviousClusterVolumes",
+        }
+    }
+}
+
+/// The problems, `; `-separated.
+fn join_problems(problems: &[SpecProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Validates `cluster` (identified by `cref`) as observed in `world`: the
+/// spec first, then the `auth` and `tls` Secrets, then volumes of a
+/// previous cluster of the same name.
+pub fn validate_cluster<'a>(
+    cluster: &'a DynamoCluster,
+    cref: &'a ClusterRef,
+    world: &World,
+) -> Result<ValidatedCluster<'a>, Rejection> {
+    let ring = world.ring.as_ref().map(|d| &d.ring);
+    let node_toml = valid_node_toml(&cluster.spec, ring).map_err(Rejection::Spec)?;
+    let token = match &world.auth {
+        AdminAuth::Unusable(problem) => return Err(Rejection::Auth(problem.clone())),
+        auth => auth.token().cloned(),
+    };
+    let ca = match &world.tls {
+        NodeTls::Unusable(problem) => return Err(Rejection::Tls(problem.clone())),
+        tls => tls.ca().cloned(),
+    };
+    if !world.previous_claims.is_empty() {
+        return Err(Rejection::PreviousClusterVolumes {
+            claims: world.previous_claims.clone(),
+            namespace: cref.namespace.clone(),
+        });
+    }
+    Ok(ValidatedCluster {
+        object: cluster,
+        cref,
+        node_toml,
+        token,
+        ca,
+    })
+}
+
+/// The rendered `nodeConfig` of a spec that passes [`validate`] against
+/// `ring`; otherwise every problem, a `nodeConfig` TOML cannot hold last.
+fn valid_node_toml(
+    spec: &DynamoClusterSpec,
+    ring: Option<&Ring>,
+) -> Result<String, Vec<SpecProblem>> {
+    let mut problems = validate(spec, ring).err().unwrap_or_default();
+    match render_node_toml(&spec.node_config) {
+        Ok(node_toml) if problems.is_empty() => return Ok(node_toml),
+        Ok(_) => {}
+        Err(error) => problems.push(SpecProblem::NodeConfig(error.to_string())),
+    }
+    Err(problems)
+}
+
+/// Checks `spec` alone and against the published `ring`. (Whether
+/// `nodeConfig` renders as TOML is checked by [`validate_cluster`], which
+/// keeps the rendering; storage changes a StatefulSet cannot follow are
+/// not refusals: see `storage.rs`.)
 pub fn validate(spec: &DynamoClusterSpec, ring: Option<&Ring>) -> Result<(), Vec<SpecProblem>> {
+    let mut problems = zone_problems(spec);
+    problems.extend(replication_problems(spec));
+    if let Some(ring) = ring {
+        problems.extend(ring_problems(spec, ring));
+    }
+    for key in spec.node_config.keys() {
+        if MANAGED_NODE_KEYS.contains(&key.as_str()) {
+            problems.push(SpecProblem::ManagedNodeKey(key.clone()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Zones: at least one, unique DNS labels, no negative replica count.
+fn zone_problems(spec: &DynamoClusterSpec) -> Vec<SpecProblem> {
     let mut problems = Vec::new();
     if spec.zones.is_empty() {
         problems.push(SpecProblem::NoZones);
@@ -115,6 +261,13 @@ pub fn validate(spec: &DynamoClusterSpec, ring: Option<&Ring>) -> Result<(), Vec
             problems.push(SpecProblem::NegativeReplicas(zone.name.clone()));
         }
     }
+    problems
+}
+
+/// Quorums within `1..=N`, a partition count in range, and at least `N`
+/// nodes.
+fn replication_problems(spec: &DynamoClusterSpec) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
     let rep = spec.replication;
     if rep.n == 0 || !(1..=rep.n).contains(&rep.r) || !(1..=rep.n).contains(&rep.w) {
         problems.push(SpecProblem::Quorum {
@@ -134,41 +287,35 @@ pub fn validate(spec: &DynamoClusterSpec, ring: Option<&Ring>) -> Result<(), Vec
     if i64::from(rep.n) > nodes {
         problems.push(SpecProblem::ReplicationExceedsNodes { n: rep.n, nodes });
     }
-    if let Some(ring) = ring {
-        if usize::try_from(rep.n).ok() != Some(ring.replication) {
-            problems.push(SpecProblem::ReplicationChanged {
-                ring: ring.replication,
-                spec: rep.n,
-            });
-        }
-        if ring.partitions != spec.partitions {
-            problems.push(SpecProblem::PartitionsChanged {
-                ring: ring.partitions,
-                spec: spec.partitions,
-            });
-        }
-        let ring_zones: BTreeSet<&str> = ring.members.iter().map(|m| m.zone.as_str()).collect();
-        let remaining = spec.zones.iter().filter(|z| z.replicas > 0).count();
-        if ring_zones.len() >= ring.replication && remaining < ring.replication {
-            problems.push(SpecProblem::TooFewZones {
-                n: ring.replication,
-                remaining,
-            });
-        }
+    problems
+}
+
+/// Changes the published `ring` cannot follow: another `N` or `Q`, or
+/// fewer zones with nodes than the zones it spreads replicas over.
+fn ring_problems(spec: &DynamoClusterSpec, ring: &Ring) -> Vec<SpecProblem> {
+    let mut problems = Vec::new();
+    let n = spec.replication.n;
+    if usize::try_from(n).ok() != Some(ring.replication) {
+        problems.push(SpecProblem::ReplicationChanged {
+            ring: ring.replication,
+            spec: n,
+        });
     }
-    for key in spec.node_config.keys() {
-        if MANAGED_NODE_KEYS.contains(&key.as_str()) {
-            problems.push(SpecProblem::ManagedNodeKey(key.clone()));
-        }
+    if ring.partitions != spec.partitions {
+        problems.push(SpecProblem::PartitionsChanged {
+            ring: ring.partitions,
+            spec: spec.partitions,
+        });
     }
-    if let Err(error) = render_node_toml(&spec.node_config) {
-        problems.push(SpecProblem::NodeConfig(error.to_string()));
+    let ring_zones: BTreeSet<&str> = ring.members.iter().map(|m| m.zone.as_str()).collect();
+    let remaining = spec.zones.iter().filter(|z| z.replicas > 0).count();
+    if ring_zones.len() >= ring.replication && remaining < ring.replication {
+        problems.push(SpecProblem::TooFewZones {
+            n: ring.replication,
+            remaining,
+        });
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
+    problems
 }
 
 fn is_dns_label(name: &str) -> bool {

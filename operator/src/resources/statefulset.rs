@@ -342,14 +342,30 @@ pub fn pod_zone(labels: &BTreeMap<String, String>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::SecretReference;
     use crate::reconcile::fixtures::spec;
     use crate::resources::fixtures::cluster_ref;
 
+    /// The StatefulSet of the first zone of `spec`: 3 replicas, the spec's
+    /// storage, config hash `h1`.
+    fn first_zone_statefulset(spec: &DynamoClusterSpec) -> StatefulSet {
+        statefulset(&cluster_ref(), spec, &spec.zones[0], &spec.storage, 3, "h1")
+    }
+
+    /// The pod spec of [`first_zone_statefulset`].
+    fn first_zone_pod(spec: &DynamoClusterSpec) -> PodSpec {
+        first_zone_statefulset(spec)
+            .spec
+            .expect("spec")
+            .template
+            .spec
+            .expect("pod")
+    }
+
     #[test]
     fn zone_statefulset_follows_the_node_contract() {
-        let cluster = cluster_ref();
         let spec = spec(&[("a", 3)]);
-        let sts = statefulset(&cluster, &spec, &spec.zones[0], &spec.storage, 3, "h1");
+        let sts = first_zone_statefulset(&spec);
         assert_eq!(sts.metadata.name.as_deref(), Some("demo-a"));
         assert_eq!(
             sts.metadata.owner_references.as_ref().expect("owner")[0].uid,
@@ -428,16 +444,7 @@ mod tests {
 
     #[test]
     fn pods_meet_the_restricted_pod_security_standard() {
-        let spec = spec(&[("a", 3)]);
-        let sts = statefulset(
-            &cluster_ref(),
-            &spec,
-            &spec.zones[0],
-            &spec.storage,
-            3,
-            "h1",
-        );
-        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let pod = first_zone_pod(&spec(&[("a", 3)]));
         let pod_context = pod.security_context.expect("pod security context");
         assert_eq!(pod_context.run_as_non_root, Some(true));
         assert_eq!(
@@ -472,15 +479,7 @@ mod tests {
             }),
             ..Affinity::default()
         });
-        let sts = statefulset(
-            &cluster_ref(),
-            &spec,
-            &spec.zones[0],
-            &spec.storage,
-            3,
-            "h1",
-        );
-        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let pod = first_zone_pod(&spec);
         let required = pod
             .affinity
             .and_then(|a| a.node_affinity)
@@ -506,11 +505,9 @@ mod tests {
 
     #[test]
     fn a_node_selector_replaces_the_default_zone_affinity() {
-        let cluster = cluster_ref();
         let mut spec = spec(&[("a", 3)]);
         spec.zones[0].node_selector = BTreeMap::from([("pool".into(), "fast".into())]);
-        let sts = statefulset(&cluster, &spec, &spec.zones[0], &spec.storage, 3, "h1");
-        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let pod = first_zone_pod(&spec);
         let affinity = pod.affinity.expect("affinity");
         assert!(affinity.node_affinity.is_none());
         assert!(affinity.pod_anti_affinity.is_some());
@@ -530,8 +527,7 @@ mod tests {
     }
 
     fn secret_use(spec: &DynamoClusterSpec) -> SecretUse {
-        let sts = statefulset(&cluster_ref(), spec, &spec.zones[0], &spec.storage, 3, "h1");
-        let pod = sts.spec.expect("spec").template.spec.expect("pod");
+        let pod = first_zone_pod(spec);
         let secrets = pod
             .volumes
             .iter()
@@ -573,8 +569,8 @@ mod tests {
         }
     }
 
-    fn reference(name: &str) -> Option<crate::crd::SecretReference> {
-        Some(crate::crd::SecretReference {
+    fn reference(name: &str) -> Option<SecretReference> {
+        Some(SecretReference {
             secret_name: name.into(),
         })
     }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use dynamo_ring::TransferReport;
 
-use crate::reconcile::observe::PodState;
+use super::observe::PodState;
 
 /// What to do about outdated pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub fn next_restart(
         outdated: count,
         reason,
     };
-    if let Some(pod) = pods.iter().find(|p| p.terminating || !p.ready) {
+    if let Some(pod) = pods.iter().find(|p| !p.is_ready()) {
         return wait(format!("pod {} is not ready", pod.name));
     }
     for pod in pods {
@@ -121,6 +121,7 @@ pub fn next_restart(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ring_steps::fixtures::settled_report;
 
     fn pod(zone: &str, ordinal: i32, revision: &str) -> PodState {
         PodState {
@@ -140,13 +141,8 @@ mod tests {
                 (
                     p.name.clone(),
                     TransferReport {
-                        node: p.name.clone(),
-                        epoch: 1,
-                        pending: 0,
-                        done: 0,
                         hints_pending: hints,
-                        retired: 0,
-                        partitions: vec![],
+                        ..settled_report(&p.name, 1)
                     },
                 )
             })
