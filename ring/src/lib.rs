@@ -19,8 +19,6 @@
 //! - [`document`]: the JSON documents the node and the operator exchange
 //!   (published ring, transfer report).
 
-#![warn(missing_docs)]
-
 pub mod assign;
 pub mod document;
 mod error;
