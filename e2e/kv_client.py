@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Writer and checker of the e2e test (standard library only).
 
+The two commands e2e/run.sh runs:
+
   kv_client.py write  --url URL --acked FILE --phase-file FILE --stop-file FILE
       Writes new keys (one PUT each, never overwriting) until STOP-FILE
       exists or --max-writes is reached. Every write answered 204 is appended
@@ -26,8 +28,10 @@ import time
 import urllib.parse
 
 
-def request(url: str, method: str, key: str, body: bytes | None = None,
-            timeout: float = 5.0) -> tuple[int, bytes]:
+def request(
+    url: str, method: str, key: str, body: bytes | None = None, timeout: float = 5.0
+) -> tuple[int, bytes]:
+    """One request on `key` to the node at base URL `url`: the status and the body."""
     parsed = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
     try:
@@ -39,6 +43,7 @@ def request(url: str, method: str, key: str, body: bytes | None = None,
 
 
 def read_phase(path: str) -> str:
+    """The phase e2e/run.sh wrote to `path`; `unknown` before the first."""
     try:
         with open(path) as f:
             return f.read().strip() or "unknown"
@@ -46,7 +51,8 @@ def read_phase(path: str) -> str:
         return "unknown"
 
 
-def write(args) -> int:
+def write(args: argparse.Namespace) -> int:
+    """The `write` command (see the module documentation)."""
     run = os.urandom(4).hex()
     acked = collections.Counter()
     failed = collections.Counter()
@@ -76,7 +82,8 @@ def write(args) -> int:
     return 0
 
 
-def verify(args) -> int:
+def verify(args: argparse.Namespace) -> int:
+    """The `verify` command (see the module documentation)."""
     with open(args.acked) as f:
         rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
     if not rows:
@@ -98,25 +105,28 @@ def verify(args) -> int:
             bad.append(f"{key} ({phase}): expected 200 {value!r}, got {status} {body[:80]!r}")
     for line in bad[:20]:
         print(f"verify: LOST OR WRONG {line}", flush=True)
-    print(f"verify: {len(rows) - len(bad)} of {len(rows)} acknowledged writes read back exactly "
-          f"(per phase: {dict(per_phase)})", flush=True)
+    print(
+        f"verify: {len(rows) - len(bad)} of {len(rows)} acknowledged writes read back exactly "
+        f"(per phase: {dict(per_phase)})",
+        flush=True,
+    )
     return 1 if bad else 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    w = sub.add_parser("write")
-    w.add_argument("--url", required=True)
-    w.add_argument("--acked", required=True)
-    w.add_argument("--phase-file", required=True)
-    w.add_argument("--stop-file", required=True)
-    w.add_argument("--max-writes", type=int, default=200_000)
-    w.add_argument("--pause", type=float, default=0.02, help="seconds between writes")
-    v = sub.add_parser("verify")
-    v.add_argument("--url", required=True)
-    v.add_argument("--acked", required=True)
-    v.add_argument("--retry-seconds", type=float, default=30)
+    commands = parser.add_subparsers(dest="command", required=True)
+    writer = commands.add_parser("write")
+    writer.add_argument("--url", required=True)
+    writer.add_argument("--acked", required=True)
+    writer.add_argument("--phase-file", required=True)
+    writer.add_argument("--stop-file", required=True)
+    writer.add_argument("--max-writes", type=int, default=200_000)
+    writer.add_argument("--pause", type=float, default=0.02, help="seconds between writes")
+    checker = commands.add_parser("verify")
+    checker.add_argument("--url", required=True)
+    checker.add_argument("--acked", required=True)
+    checker.add_argument("--retry-seconds", type=float, default=30)
     args = parser.parse_args()
     return write(args) if args.command == "write" else verify(args)
 

@@ -197,23 +197,9 @@ apply_cluster() {
 cluster_pods_json() {
     kubectl -n "$namespace" get statefulsets,pods -o json
 }
+# One line per pod: name, ready|notready, images.
 pods_summary() {
-    cluster_pods_json | python3 -c '
-import json, sys
-items = json.load(sys.stdin)["items"]
-owned = {i["metadata"]["name"] for i in items if i["kind"] == "StatefulSet"
-         and any(o.get("kind") == "DynamoCluster" and o.get("name") == sys.argv[1]
-                 for o in i["metadata"].get("ownerReferences", []))}
-for p in items:
-    if p["kind"] != "Pod":
-        continue
-    owners = [o["name"] for o in p["metadata"].get("ownerReferences", []) if o.get("kind") == "StatefulSet"]
-    if not owners or owners[0] not in owned or p["metadata"].get("deletionTimestamp"):
-        continue
-    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
-    images = ",".join(c["image"] for c in p["spec"]["containers"])
-    print(p["metadata"]["name"], "ready" if ready else "notready", images)
-' "$cluster"
+    cluster_pods_json | python3 e2e/cluster_objects.py pods "$cluster"
 }
 
 # Waits until the operator has seen the latest spec, reports Ready, and
@@ -245,14 +231,7 @@ wait_cluster 3 "$(node_image "$tag1")"
 log "cluster ready"
 
 # The client Service: the non-headless Service the DynamoCluster owns.
-client_service=$(kubectl -n "$namespace" get services -o json | python3 -c '
-import json, sys
-for s in json.load(sys.stdin)["items"]:
-    owned = any(o.get("kind") == "DynamoCluster" and o.get("name") == sys.argv[1]
-                for o in s["metadata"].get("ownerReferences", []))
-    if owned and s["spec"].get("clusterIP") != "None":
-        print(s["metadata"]["name"]); break
-' "$cluster")
+client_service=$(kubectl -n "$namespace" get services -o json | python3 e2e/cluster_objects.py client-service "$cluster")
 [ -n "$client_service" ] || die "the DynamoCluster owns no client (non-headless) Service"
 client_port=$(kubectl -n "$namespace" get service "$client_service" -o jsonpath='{.spec.ports[0].port}')
 log "client Service $client_service:$client_port"

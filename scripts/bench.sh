@@ -10,6 +10,8 @@
 # Usage: scripts/bench.sh [SECONDS_PER_RUN] [--fsync]   (default 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/cluster.sh
+. scripts/lib/cluster.sh
 scripts/install-deps.sh
 secs=${1:-20}
 fsync=false
@@ -37,14 +39,10 @@ echo "== RocksDB alone (db_bench with the node's options)" >&2
 scripts/storage-floor.sh "$secs" > "$out/storage.json"
 
 echo "== 3-node cluster, data in $data, fsync=$fsync" >&2
-DYNAMO_FSYNC=$fsync $node local --nodes 3 --base-port 7101 --data-dir "$data" >&2 &
-cluster=$!
-for port in 7101 7102 7103; do
-    until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
-done
+DYNAMO_FSYNC=$fsync start_local_cluster "$node" 7101 "$data"
+urls=("${cluster_urls[@]}")
 pids=()
 for pid in $(pgrep -f "dynamo-node serve.*--data-dir $data"); do pids+=(--monitor-pid "$pid"); done
-urls=(--url http://127.0.0.1:7101 --url http://127.0.0.1:7102 --url http://127.0.0.1:7103)
 
 first=--prefill
 for workload in write read mixed; do

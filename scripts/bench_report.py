@@ -2,74 +2,168 @@
 """Prints the tables of docs/benchmarks.md from the JSON reports that
 scripts/bench.sh leaves in OUT_DIR.
 
-Usage: scripts/bench_report.py OUT_DIR FSYNC
+  scripts/bench_report.py OUT_DIR FSYNC
+
+FSYNC (true or false: whether the nodes ran with DYNAMO_FSYNC) is printed
+above the tables. OUT_DIR holds one dynamo-bench JSON report per run
+(baseline-{write,read}[-half], {write,read,mixed}-{max,half}, million) and
+storage.json from scripts/storage-floor.sh. Standard library only.
 """
-import json, os, sys
-out, fsync = sys.argv[1], sys.argv[2]
-def load(name):
-    with open(os.path.join(out, name + ".json")) as f:
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Report = dict[str, Any]
+
+PERCENTILES = ("p50", "p90", "p99", "p999", "max")
+# The load tool and the one-hop server; every other monitored process is a node.
+NOT_NODES = ("dynamo-bench", "baseline-server")
+BASELINE_WORKLOADS = ("write", "read")
+CLUSTER_WORKLOADS = ("write", "read", "mixed")
+
+THROUGHPUT_HEADER = (
+    "| target | workload | mode | ops/s | % of baseline | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
+    "| errors | node CPU % (sum) | node RSS MiB (max) |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+BUDGET_HEADER = (
+    "| target | allowed | load tool | one HTTP hop (server side) | RocksDB alone "
+    "| left for everything else | the nodes today, at max |\n"
+    "|---|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def load(out_dir: Path, name: str) -> Report:
+    """The report `name`.json of OUT_DIR."""
+    with open(out_dir / f"{name}.json") as f:
         return json.load(f)
-def lat(op):
-    l = op["latency_ms"] or {}
-    return " | ".join(f"{l.get(k, 0):.2f}" for k in ("p50", "p90", "p99", "p999", "max"))
-def is_node(name):
-    return name not in ("dynamo-bench", "baseline-server")
-def cpu_percent(report, keep):
+
+
+def latency_columns(operation: Report) -> str:
+    """The latency percentiles of one operation type, in ms (0 when none)."""
+    latency = operation["latency_ms"] or {}
+    return " | ".join(f"{latency.get(p, 0):.2f}" for p in PERCENTILES)
+
+
+def is_node(name: str) -> bool:
+    return name not in NOT_NODES
+
+
+def cpu_percent(report: Report, keep: Callable[[str], bool]) -> float:
     """CPU of the report's processes whose name `keep` accepts, summed."""
     return sum(p["cpu_percent"] for p in report["processes"] if keep(p["name"]))
-def nodes(report):
+
+
+def node_columns(report: Report) -> str:
+    """The nodes' CPU (summed) and largest RSS."""
     rss = max((p["rss_max_mib"] for p in report["processes"] if is_node(p["name"])), default=0)
     return f"{cpu_percent(report, is_node):.0f} | {rss:.0f}"
-base = {w: load(f"baseline-{w}")["ops_per_sec"] for w in ("write", "read")}
-print(f"fsync per write: {fsync}\n")
-print("| target | workload | mode | ops/s | % of baseline | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | node CPU % (sum) | node RSS MiB (max) |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for w in ("write", "read"):
-    r = load(f"baseline-{w}")
-    print(f"| baseline (one hop) | {w} | max | {r['ops_per_sec']:.0f} | 100 | {lat(r['operations'][w])} | {r['errors']} | - | - |")
-    r = load(f"baseline-{w}-half")
-    print(f"| baseline (one hop) | {w} | fixed {r['rate']:.0f}/s | {r['ops_per_sec']:.0f} | {100 * r['ops_per_sec'] / base[w]:.1f} | {lat(r['operations'][w])} | {r['errors']} | - | - |")
-for w in ("write", "read", "mixed"):
-    for mode in ("max", "half"):
-        r = load(f"{w}-{mode}")
-        ops = r["ops_per_sec"]
-        ref = base["read"] if w == "read" else base["write"] if w == "write" else (base["read"] + base["write"]) / 2
-        label = "max" if mode == "max" else f"fixed {r['rate']:.0f}/s"
-        kinds = ["read", "write"] if w == "mixed" else [w]
-        for k in kinds:
-            op = r["operations"][k]
-            name = w if w != "mixed" else f"mixed ({k}s)"
-            print(f"| cluster | {name} | {label} | {op['ops_per_sec']:.0f} | {100 * ops / ref:.1f} | {lat(op)} | {op['errors']['total']} | {nodes(r)} |")
 
-# The CPU a target leaves per operation on this machine, and what the load
-# tool and the trivial server (both from the one-hop run, where they are
-# cheapest per request) and RocksDB alone (db_bench) already take of it:
-# the rest is all the store may spend on HTTP handling beyond the trivial
-# server's, routing, versions and replication. The last column is what the
-# three nodes spend today.
-cores = os.cpu_count()
-storage = load("storage")
-def per_op(report, keep):
+
+def cpu_us_per_op(report: Report, keep: Callable[[str], bool]) -> float:
+    """CPU microseconds per operation of the processes `keep` accepts."""
     return cpu_percent(report, keep) * 1e4 / report["ops_per_sec"]
-def budget(target, workload, replicas_work, work_label):
-    allowed = cores * 1e6 / (target * base[workload])
-    hop = load(f"baseline-{workload}")
-    tool = per_op(hop, lambda name: name == "dynamo-bench")
-    server = per_op(hop, lambda name: name == "baseline-server")
-    left = allowed - tool - server - replicas_work
-    today = per_op(load(f"{workload}-max"), is_node)
-    print(f"| {workload}s at {100 * target:.0f}% of one hop | {allowed:.1f} | {tool:.1f} | {server:.1f} "
-          f"| {replicas_work:.1f} ({work_label}) | {left:.1f} | {today:.1f} |")
-print(f"\nCPU per operation the targets allow on this machine ({cores} CPUs), in microseconds"
-      f" (RocksDB measured without fsync):\n")
-print("| target | allowed | load tool | one HTTP hop (server side) | RocksDB alone | left for everything else | the nodes today, at max |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-get, put = storage["get_us"], storage["put_us"]
-budget(0.3, "write", 3 * (get + put), f"3 replicas x ({get:.1f} get + {put:.1f} put)")
-budget(0.3, "write", 3 * put, f"3 replicas x {put:.1f} put, never reading first")
-budget(0.5, "read", 2 * get, f"2 replicas x {get:.1f} get")
 
-m = load("million")
-print("\nAfter loading 1,000,000 keys of 1 KiB:")
-for p in m["processes"]:
-    print(f"- {p['name']} (pid {p['pid']}): RSS max {p['rss_max_mib']:.0f} MiB, at end {p['rss_end_mib']:.0f} MiB")
+
+def mode_label(report: Report, mode: str) -> str:
+    return "max" if mode == "max" else f"fixed {report['rate']:.0f}/s"
+
+
+def print_throughput_table(out_dir: Path, baseline: dict[str, float]) -> None:
+    """Throughput and latency of the one-hop baseline, then of the cluster
+    as a share of the baseline, with the nodes' CPU and memory."""
+    print(THROUGHPUT_HEADER)
+    for workload in BASELINE_WORKLOADS:
+        for mode in ("max", "half"):
+            report = load(out_dir, f"baseline-{workload}" + ("" if mode == "max" else "-half"))
+            ops = report["ops_per_sec"]
+            share = "100" if mode == "max" else f"{100 * ops / baseline[workload]:.1f}"
+            latency = latency_columns(report["operations"][workload])
+            print(
+                f"| baseline (one hop) | {workload} | {mode_label(report, mode)} | {ops:.0f} | {share} "
+                f"| {latency} | {report['errors']} | - | - |"
+            )
+    for workload in CLUSTER_WORKLOADS:
+        if workload == "mixed":
+            reference = (baseline["read"] + baseline["write"]) / 2
+            kinds = ["read", "write"]
+        else:
+            reference = baseline[workload]
+            kinds = [workload]
+        for mode in ("max", "half"):
+            report = load(out_dir, f"{workload}-{mode}")
+            share = 100 * report["ops_per_sec"] / reference
+            for kind in kinds:
+                operation = report["operations"][kind]
+                name = workload if workload != "mixed" else f"mixed ({kind}s)"
+                print(
+                    f"| cluster | {name} | {mode_label(report, mode)} | {operation['ops_per_sec']:.0f} "
+                    f"| {share:.1f} | {latency_columns(operation)} | {operation['errors']['total']} "
+                    f"| {node_columns(report)} |"
+                )
+
+
+def print_budget_table(out_dir: Path, baseline: dict[str, float], cores: int) -> None:
+    """The CPU a target leaves per operation on this machine, and what the
+    load tool and the trivial server (both from the one-hop run, where they
+    are cheapest per request) and RocksDB alone (db_bench) already take of
+    it: the rest is all the store may spend on HTTP handling beyond the
+    trivial server's, routing, versions and replication. The last column is
+    what the three nodes spend today."""
+
+    def budget_row(target: float, workload: str, storage_us: float, storage_label: str) -> None:
+        allowed = cores * 1e6 / (target * baseline[workload])
+        hop = load(out_dir, f"baseline-{workload}")
+        tool = cpu_us_per_op(hop, lambda name: name == "dynamo-bench")
+        server = cpu_us_per_op(hop, lambda name: name == "baseline-server")
+        left = allowed - tool - server - storage_us
+        today = cpu_us_per_op(load(out_dir, f"{workload}-max"), is_node)
+        print(
+            f"| {workload}s at {100 * target:.0f}% of one hop | {allowed:.1f} | {tool:.1f} | {server:.1f} "
+            f"| {storage_us:.1f} ({storage_label}) | {left:.1f} | {today:.1f} |"
+        )
+
+    print(
+        f"\nCPU per operation the targets allow on this machine ({cores} CPUs), in microseconds"
+        f" (RocksDB measured without fsync):\n"
+    )
+    print(BUDGET_HEADER)
+    storage = load(out_dir, "storage")
+    get, put = storage["get_us"], storage["put_us"]
+    budget_row(0.3, "write", 3 * (get + put), f"3 replicas x ({get:.1f} get + {put:.1f} put)")
+    budget_row(0.3, "write", 3 * put, f"3 replicas x {put:.1f} put, never reading first")
+    budget_row(0.5, "read", 2 * get, f"2 replicas x {get:.1f} get")
+
+
+def print_memory(out_dir: Path) -> None:
+    """Memory of every process after loading a million keys."""
+    print("\nAfter loading 1,000,000 keys of 1 KiB:")
+    for p in load(out_dir, "million")["processes"]:
+        print(
+            f"- {p['name']} (pid {p['pid']}): RSS max {p['rss_max_mib']:.0f} MiB, "
+            f"at end {p['rss_end_mib']:.0f} MiB"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="the JSON reports of scripts/bench.sh")
+    parser.add_argument("fsync", metavar="FSYNC", help="whether the nodes ran with fsync (printed as is)")
+    args = parser.parse_args()
+    baseline = {w: load(args.out_dir, f"baseline-{w}")["ops_per_sec"] for w in BASELINE_WORKLOADS}
+    print(f"fsync per write: {args.fsync}\n")
+    print_throughput_table(args.out_dir, baseline)
+    print_budget_table(args.out_dir, baseline, os.cpu_count())
+    print_memory(args.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

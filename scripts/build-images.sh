@@ -33,10 +33,9 @@ done
 scripts/docker-base.sh
 
 metadata=$(cargo metadata --format-version 1 --no-deps)
-target_dir=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])' <<<"$metadata")
+target_dir=$(python3 scripts/cargo_metadata.py target-directory <<<"$metadata")
 if [ -z "$tag" ]; then
-    tag=$(python3 -c 'import json, sys
-print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "dynamo-node"))' <<<"$metadata")
+    tag=$(python3 scripts/cargo_metadata.py version dynamo-node <<<"$metadata")
 fi
 cargo_flags=(--locked)
 [ "$profile" = debug ] || cargo_flags+=(--release)

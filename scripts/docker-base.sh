@@ -27,14 +27,9 @@ if [ "$force" -eq 0 ] && docker image inspect "$tag" >/dev/null 2>&1; then
     exit 0
 fi
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-
-if ! command -v debootstrap >/dev/null 2>&1; then
-    echo "installing debootstrap" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq debootstrap >/dev/null
-fi
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
+command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
 
 mirror="${DEBIAN_MIRROR:-}"
 if [ -z "$mirror" ]; then
@@ -46,12 +41,12 @@ if [ -z "$mirror" ]; then
 fi
 
 rootfs=$(mktemp -d /var/tmp/dynamo-base.XXXXXX)
-cleanup() { $sudo rm -rf "$rootfs"; }
+cleanup() { as_root rm -rf "$rootfs"; }
 trap cleanup EXIT
 
 echo "debootstrap bookworm (minbase + librocksdb7.8, ca-certificates) from $mirror" >&2
 start=$(date +%s)
-$sudo debootstrap --variant=minbase --include=librocksdb7.8,ca-certificates \
+as_root debootstrap --variant=minbase --include=librocksdb7.8,ca-certificates \
     bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
     tail -n 30 "$rootfs.log" >&2
     rm -f "$rootfs.log"
@@ -60,17 +55,17 @@ $sudo debootstrap --variant=minbase --include=librocksdb7.8,ca-certificates \
 rm -f "$rootfs.log"
 
 # The library must resolve inside the image, or the node cannot start.
-if ! $sudo chroot "$rootfs" sh -c 'ldconfig -p | grep -q "librocksdb.so.7.8"'; then
+if ! as_root chroot "$rootfs" sh -c 'ldconfig -p | grep -q "librocksdb.so.7.8"'; then
     echo "librocksdb.so.7.8 is missing from the debootstrapped root" >&2
     exit 1
 fi
 
 # Nothing at run time needs the package caches, lists or documentation.
-$sudo rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
+as_root rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
     "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
     "$rootfs"/usr/share/locale/* "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/*
 
-$sudo tar -C "$rootfs" --numeric-owner -c . | docker import \
+as_root tar -C "$rootfs" --numeric-owner -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["/bin/bash"]' \
     --message "debootstrap bookworm minbase with librocksdb7.8 and ca-certificates" \

@@ -7,17 +7,9 @@
 # Usage: scripts/install-deps.sh [PACKAGE ...]
 set -euo pipefail
 
-need=()
-for pkg in librocksdb-dev libclang-dev "$@"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-    echo "installing ${need[*]}" >&2
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# shellcheck source=scripts/lib/apt.sh
+. "$(dirname "$0")/lib/apt.sh"
+apt_install_missing librocksdb-dev libclang-dev "$@"
 
 if command -v rustup >/dev/null 2>&1; then
     for component in rustfmt clippy; do

@@ -12,6 +12,8 @@
 # Output: target/profile/WORKLOAD.svg and target/profile/WORKLOAD.folded
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/cluster.sh
+. scripts/lib/cluster.sh
 workload=${1:-read}
 secs=${2:-10}
 rate=${3:-}
@@ -28,12 +30,8 @@ mkdir -p "$out"
 data=$(mktemp -d)
 trap 'kill -INT "$cluster" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
 
-$node local --nodes 3 --base-port 7201 --data-dir "$data" >&2 &
-cluster=$!
-for port in 7201 7202 7203; do
-    until curl -fs "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
-done
-urls=(--url http://127.0.0.1:7201 --url http://127.0.0.1:7202 --url http://127.0.0.1:7203)
+start_local_cluster "$node" 7201 "$data"
+urls=("${cluster_urls[@]}")
 load=(--keys 100000 --value-size 1024 --concurrency 32)
 echo "== prefilling 100,000 keys" >&2
 $bench run "${urls[@]}" "${load[@]}" --workload write --prefill --ops 1 >/dev/null

@@ -10,6 +10,7 @@
 # flushes and compactions each workload leaves behind) for point reads and
 # for blind overwrites committed eight per batch. A replica's write is one
 # of each: it reads the stored versions, then commits the merge in a group.
+# scripts/db_bench_cpu.py does the measuring.
 # Usage: scripts/storage-floor.sh [SECONDS_PER_WORKLOAD]   (default 10)
 set -euo pipefail
 secs=${1:-10}
@@ -17,36 +18,4 @@ secs=${1:-10}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
-python3 - "$dir" "$secs" <<'PY'
-import json, re, resource, subprocess, sys
-db, secs = sys.argv[1], sys.argv[2]
-options = [
-    f"--db={db}/db", "--num=100000", "--key_size=16", "--value_size=1100",
-    "--compression_ratio=1.0", "--compression_type=snappy",
-    "--write_buffer_size=8388608", "--max_write_buffer_number=4",
-    "--db_write_buffer_size=33554432", "--level0_file_num_compaction_trigger=8",
-    "--level_compaction_dynamic_level_bytes=1", "--cache_size=67108864",
-    "--bloom_bits=10", "--cache_index_and_filter_blocks=1",
-    "--pin_l0_filter_and_index_blocks_in_cache=1", "--memtable_bloom_size_ratio=0.1",
-    "--memtable_whole_key_filtering=1", "--use_data_block_hash_index=1",
-    "--max_background_jobs=2", "--sync=0", "--threads=1",
-]
-
-def run(benchmark, *extra):
-    """CPU microseconds per operation of one db_bench workload, including
-    the flushes and compactions it leaves behind."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(["db_bench", *options, f"--benchmarks={benchmark},waitforcompaction", *extra],
-                         check=True, capture_output=True, text=True).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    ops = int(re.search(rf"^{benchmark}\s*:.* (\d+) operations", out, re.M).group(1))
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return round(cpu * 1e6 / ops, 2)
-
-run("fillrandom", "--use_existing_db=0")
-timed = ["--use_existing_db=1", f"--duration={secs}"]
-print(json.dumps({
-    "put_us": run("overwrite", *timed, "--batch_size=8"),
-    "get_us": run("readrandom", *timed),
-}))
-PY
+python3 "$(dirname "$0")/db_bench_cpu.py" "$dir" "$secs"

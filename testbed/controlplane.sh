@@ -41,15 +41,7 @@ usage() {
 
 # Print N distinct free TCP ports on 127.0.0.1.
 free_ports() {
-	python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
+	python3 "$here/free_ports.py" "$1"
 }
 
 # pid of process NAME started for DIR, if it is still that process.

@@ -96,6 +96,19 @@ fn plain(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     response
 }
 
+/// Makes the kernel kill the child `command` starts when this process
+/// dies first.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
 /// Starts `dynamo-bench baseline-server` as a child process on a free
 /// loopback port, runs the workload against it (monitoring the child), and
 /// stops it.
@@ -108,14 +121,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    // It makes the kernel kill the server if this process dies first.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    die_with_parent(&mut command);
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start {} baseline-server", exe.display()))?;

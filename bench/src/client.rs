@@ -157,6 +157,11 @@ impl Connection {
         }
     }
 
+    /// The URL of the node this connection goes to.
+    pub fn url(&self) -> &str {
+        self.target.url()
+    }
+
     /// Connects now, so start-up problems surface before the run.
     pub async fn connect(&mut self) -> Result<(), RequestError> {
         let sender = tokio::time::timeout(self.timeout, self.open())

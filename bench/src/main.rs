@@ -228,8 +228,12 @@ fn parse_url(s: &str) -> Result<TargetUrl, String> {
     TargetUrl::parse(s).map_err(|e| e.to_string())
 }
 
+fn parse_number(s: &str) -> Result<f64, String> {
+    s.parse().map_err(|_| format!("{s:?} is not a number"))
+}
+
 fn parse_ratio(s: &str) -> Result<f64, String> {
-    let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    let f = parse_number(s)?;
     if (0.0..=1.0).contains(&f) {
         Ok(f)
     } else {
@@ -238,7 +242,7 @@ fn parse_ratio(s: &str) -> Result<f64, String> {
 }
 
 fn parse_exponent(s: &str) -> Result<f64, String> {
-    let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    let f = parse_number(s)?;
     if f.is_finite() && f >= 0.0 {
         Ok(f)
     } else {
@@ -247,7 +251,7 @@ fn parse_exponent(s: &str) -> Result<f64, String> {
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
-    let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    let f = parse_number(s)?;
     if f.is_finite() && f > 0.0 {
         Ok(f)
     } else {

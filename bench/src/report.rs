@@ -35,7 +35,7 @@
 //! the whole operation; in the other workloads `rmw` has count 0.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -378,10 +378,31 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
-    /// The report as human-readable text.
+    /// The report as human-readable text: a header, a row per operation
+    /// type, the 404s and errors, and the processes' resource use.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        // Writing to a String cannot fail; the results are ignored below.
+        // Writing to a String cannot fail.
+        let _ = self.write_text(&mut out);
+        out
+    }
+
+    /// The sections of [`Report::to_text`], separated by blank lines.
+    fn write_text(&self, out: &mut String) -> fmt::Result {
+        let ops = self.op_rows();
+        self.write_header(out)?;
+        write_latency_table(out, &ops)?;
+        writeln!(out)?;
+        write_not_found(out, &ops)?;
+        write_errors(out, &ops)?;
+        if !self.processes.is_empty() {
+            write_processes(out, &self.processes)?;
+        }
+        Ok(())
+    }
+
+    /// What was run, against what, and the totals.
+    fn write_header(&self, out: &mut String) -> fmt::Result {
         let workload = match self.read_ratio {
             Some(ratio) => format!("mixed (read ratio {ratio:.2})"),
             None => format!("{:?}", self.workload).to_lowercase(),
@@ -394,97 +415,17 @@ impl Report {
             Some(rate) => format!("open loop at {rate} ops/s"),
             None => "closed loop".to_owned(),
         };
-        let _ = writeln!(out, "workload {workload} against {}", self.urls.join(", "));
-        let _ = writeln!(
+        writeln!(out, "workload {workload} against {}", self.urls.join(", "))?;
+        writeln!(
             out,
             "{} connections, {pacing}, {keys}, {}-byte values",
             self.concurrency, self.value_size
-        );
-        let _ = writeln!(
+        )?;
+        writeln!(
             out,
             "warmup {:.1} s, measured {:.2} s: {} ops, {:.1} ops/s, {} errors",
             self.warmup_s, self.elapsed_s, self.total_ops, self.ops_per_sec, self.errors
-        );
-        let _ = writeln!(
-            out,
-            "\n{:<6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "op", "count", "ops/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
-        );
-        let ops = self.op_rows();
-        for (name, op) in &ops {
-            let _ = write!(out, "{name:<6} {:>10} {:>11.1}", op.count, op.ops_per_sec);
-            match &op.latency_ms {
-                Some(l) => {
-                    let _ = writeln!(
-                        out,
-                        " {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-                        l.p50, l.p90, l.p99, l.p999, l.max
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        " {:>9} {:>9} {:>9} {:>9} {:>9}",
-                        "-", "-", "-", "-", "-"
-                    );
-                }
-            }
-        }
-        out.push('\n');
-        for (name, op) in &ops {
-            if op.not_found > 0 {
-                let _ = writeln!(out, "{name}: {} not found (404)", op.not_found);
-            }
-        }
-        let failing: Vec<_> = ops.iter().filter(|(_, op)| op.errors.total > 0).collect();
-        if failing.is_empty() {
-            let _ = writeln!(out, "errors: none");
-        }
-        for (name, op) in failing {
-            let e = &op.errors;
-            let mut kinds: Vec<String> = e
-                .status
-                .iter()
-                .map(|(code, n)| format!("HTTP {code}: {n}"))
-                .collect();
-            for (label, n) in [
-                ("connect", e.connect),
-                ("timeout", e.timeout),
-                ("other", e.other),
-            ] {
-                if n > 0 {
-                    kinds.push(format!("{label}: {n}"));
-                }
-            }
-            let _ = writeln!(out, "errors ({name}): {} ({})", e.total, kinds.join(", "));
-        }
-        if !self.processes.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n{:<20} {:>8} {:>8} {:>12} {:>12}",
-                "process", "pid", "cpu %", "rss max MiB", "rss end MiB"
-            );
-            let num = |v: Option<f64>, digits: usize| {
-                v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
-            };
-            for p in &self.processes {
-                let _ = write!(
-                    out,
-                    "{:<20} {:>8} {:>8} {:>12} {:>12}",
-                    p.name,
-                    p.pid,
-                    num(p.cpu_percent, 1),
-                    num(p.rss_max_mib, 1),
-                    num(p.rss_end_mib, 1)
-                );
-                if let Some(note) = &p.note {
-                    let _ = write!(out, "  ({note})");
-                }
-                out.push('\n');
-            }
-            let _ = writeln!(out, "(cpu % is of one core over the measured phase)");
-        }
-        out
+        )
     }
 
     /// The operation types worth a row: those this workload issues.
@@ -497,6 +438,109 @@ impl Report {
             Workload::Rmw => vec![("read", &o.read), ("write", &o.write), ("rmw", &o.rmw)],
         }
     }
+}
+
+/// A row per operation type: count, rate and latency percentiles.
+fn write_latency_table(out: &mut String, ops: &[(&str, &OpReport)]) -> fmt::Result {
+    writeln!(
+        out,
+        "\n{:<6} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "op", "count", "ops/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    )?;
+    for (name, op) in ops {
+        write!(out, "{name:<6} {:>10} {:>11.1}", op.count, op.ops_per_sec)?;
+        match &op.latency_ms {
+            Some(l) => writeln!(
+                out,
+                " {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                l.p50, l.p90, l.p99, l.p999, l.max
+            )?,
+            None => writeln!(
+                out,
+                " {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "-", "-", "-", "-", "-"
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// A line per operation type that had 404 answers.
+fn write_not_found(out: &mut String, ops: &[(&str, &OpReport)]) -> fmt::Result {
+    for (name, op) in ops {
+        if op.not_found > 0 {
+            writeln!(out, "{name}: {} not found (404)", op.not_found)?;
+        }
+    }
+    Ok(())
+}
+
+/// A line per operation type that failed, with its failures by kind, or
+/// `errors: none`.
+fn write_errors(out: &mut String, ops: &[(&str, &OpReport)]) -> fmt::Result {
+    let failing: Vec<_> = ops.iter().filter(|(_, op)| op.errors.total > 0).collect();
+    if failing.is_empty() {
+        writeln!(out, "errors: none")?;
+    }
+    for (name, op) in failing {
+        writeln!(
+            out,
+            "errors ({name}): {} ({})",
+            op.errors.total,
+            error_kinds(&op.errors)
+        )?;
+    }
+    Ok(())
+}
+
+/// `HTTP 503: 1, timeout: 2`: the kinds of failure that occurred, statuses
+/// first.
+fn error_kinds(e: &ErrorCounts) -> String {
+    let mut kinds: Vec<String> = e
+        .status
+        .iter()
+        .map(|(code, n)| format!("HTTP {code}: {n}"))
+        .collect();
+    for (label, n) in [
+        ("connect", e.connect),
+        ("timeout", e.timeout),
+        ("other", e.other),
+    ] {
+        if n > 0 {
+            kinds.push(format!("{label}: {n}"));
+        }
+    }
+    kinds.join(", ")
+}
+
+/// A row per process: pid, CPU and memory, and why a value is missing.
+fn write_processes(out: &mut String, processes: &[ProcessUsage]) -> fmt::Result {
+    writeln!(
+        out,
+        "\n{:<20} {:>8} {:>8} {:>12} {:>12}",
+        "process", "pid", "cpu %", "rss max MiB", "rss end MiB"
+    )?;
+    for p in processes {
+        write!(
+            out,
+            "{:<20} {:>8} {:>8} {:>12} {:>12}",
+            p.name,
+            p.pid,
+            one_decimal(p.cpu_percent),
+            one_decimal(p.rss_max_mib),
+            one_decimal(p.rss_end_mib)
+        )?;
+        if let Some(note) = &p.note {
+            write!(out, "  ({note})")?;
+        }
+        out.push('\n');
+    }
+    writeln!(out, "(cpu % is of one core over the measured phase)")
+}
+
+/// `v` with one decimal, or `-` when unknown.
+fn one_decimal(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
 }
 
 #[cfg(test)]
@@ -646,6 +690,92 @@ mod tests {
             text.contains("errors (write): 2 (HTTP 503: 1, timeout: 1)"),
             "{text}"
         );
+    }
+
+    /// A report that takes every branch of `to_text`: a mixed workload over
+    /// zipfian keys in an open loop, a 404, errors of every kind, an
+    /// operation type without latencies, and processes with missing values.
+    fn every_branch_report() -> Report {
+        let mut stats = known_stats();
+        for kind in [ErrorKind::Status(500), ErrorKind::Connect, ErrorKind::Other] {
+            stats.read.record(Outcome::Error(kind), Duration::ZERO);
+        }
+        let mut run = info(Workload::Rmw);
+        run.urls.push("http://127.0.0.1:7002".into());
+        run.key_dist = KeyDist::Zipfian;
+        run.rate = Some(250.5);
+        run.warmup = Duration::from_millis(1500);
+        stats
+            .rmw
+            .record(Outcome::Error(ErrorKind::Timeout), Duration::ZERO);
+        let processes = vec![
+            ProcessUsage {
+                pid: 4242,
+                name: "dynamo-bench".into(),
+                cpu_percent: Some(12.345),
+                rss_max_mib: Some(20.25),
+                rss_end_mib: Some(19.0),
+                note: None,
+            },
+            ProcessUsage {
+                pid: 77,
+                name: "dynamo-node".into(),
+                cpu_percent: None,
+                rss_max_mib: Some(100.0),
+                rss_end_mib: None,
+                note: Some("exited or unreadable during the run".into()),
+            },
+        ];
+        Report::new(run, &stats, Duration::from_millis(2500), processes)
+    }
+
+    #[test]
+    fn text_of_every_branch_is_exact() {
+        let want = r#"workload rmw against http://127.0.0.1:7001, http://127.0.0.1:7002
+4 connections, open loop at 250.5 ops/s, 100 keys (zipfian, s = 0.99), 1024-byte values
+warmup 1.5 s, measured 2.50 s: 1 ops, 0.4 ops/s, 1 errors
+
+op          count       ops/s    p50 ms    p90 ms    p99 ms  p99.9 ms    max ms
+read         1004       401.6   500.223   900.095   990.207   999.423  1000.447
+write           3         1.2     0.500     0.500     0.500     0.500     0.500
+rmw             1         0.4         -         -         -         -         -
+
+read: 1 not found (404)
+errors (read): 3 (HTTP 500: 1, connect: 1, other: 1)
+errors (write): 2 (HTTP 503: 1, timeout: 1)
+errors (rmw): 1 (timeout: 1)
+
+process                   pid    cpu %  rss max MiB  rss end MiB
+dynamo-bench             4242     12.3         20.2         19.0
+dynamo-node                77        -        100.0            -  (exited or unreadable during the run)
+(cpu % is of one core over the measured phase)
+"#;
+        assert_eq!(every_branch_report().to_text(), want);
+    }
+
+    #[test]
+    fn text_of_a_mixed_run_without_errors_is_exact() {
+        let mut stats = Stats::default();
+        for ms in 1..=10 {
+            stats.write.record(Outcome::Ok, Duration::from_millis(ms));
+        }
+        let report = Report::new(
+            info(Workload::Mixed),
+            &stats,
+            Duration::from_secs(1),
+            vec![],
+        );
+        let want = r#"workload mixed (read ratio 0.50) against http://127.0.0.1:7001
+4 connections, closed loop, 100 keys (uniform), 1024-byte values
+warmup 0.0 s, measured 1.00 s: 10 ops, 10.0 ops/s, 0 errors
+
+op          count       ops/s    p50 ms    p90 ms    p99 ms  p99.9 ms    max ms
+read            0         0.0         -         -         -         -         -
+write          10        10.0     5.003     9.007    10.007    10.007    10.007
+
+errors: none
+"#;
+        assert_eq!(report.to_text(), want);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
+use http::HeaderValue;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::task::JoinSet;
@@ -78,19 +79,30 @@ impl Plan {
         key: u64,
     ) -> Result<Reply, RequestError> {
         let context = self.contexts.as_ref().and_then(|c| c.get(key));
-        let result = connection
-            .put(
-                self.paths.write_path(path, key),
-                self.value.clone(),
-                context,
-            )
-            .await;
+        let result = self.put(connection, path, key, context).await;
         if let (Some(contexts), Ok(reply)) = (&self.contexts, &result)
             && reply.status.is_success()
         {
             contexts.set(key, reply.context.clone());
         }
         result
+    }
+
+    /// PUT the plan's value under `key` with `context`.
+    async fn put(
+        &self,
+        connection: &mut Connection,
+        path: &mut String,
+        key: u64,
+        context: Option<HeaderValue>,
+    ) -> Result<Reply, RequestError> {
+        connection
+            .put(
+                self.paths.write_path(path, key),
+                self.value.clone(),
+                context,
+            )
+            .await
     }
 }
 
@@ -210,15 +222,28 @@ async fn connect_all(
     settings: &Settings,
 ) -> anyhow::Result<Vec<Connection>> {
     let mut connections = Vec::with_capacity(settings.concurrency);
-    for target in targets.iter().cycle().take(settings.concurrency) {
-        let mut connection = Connection::new(Arc::clone(target), settings.timeout);
+    for mut connection in worker_connections(targets, settings) {
         connection
             .connect()
             .await
-            .with_context(|| format!("cannot connect to {}", target.url()))?;
+            .with_context(|| format!("cannot connect to {}", connection.url()))?;
         connections.push(connection);
     }
     Ok(connections)
+}
+
+/// `concurrency` connections, spread round-robin over the targets, not yet
+/// connected (each connects on first use).
+fn worker_connections<'a>(
+    targets: &'a [Arc<Target>],
+    settings: &Settings,
+) -> impl Iterator<Item = Connection> + 'a {
+    let timeout = settings.timeout;
+    targets
+        .iter()
+        .cycle()
+        .take(settings.concurrency)
+        .map(move |target| Connection::new(Arc::clone(target), timeout))
 }
 
 /// Writes every key once, untimed, on `concurrency` connections of its own.
@@ -233,8 +258,7 @@ async fn prefill(
     let progress = Arc::new(Progress::default());
     let printer = tokio::spawn(print_progress(Arc::clone(&progress), "prefill", None));
     let mut writers = JoinSet::new();
-    for target in targets.iter().cycle().take(settings.concurrency) {
-        let mut connection = Connection::new(Arc::clone(target), settings.timeout);
+    for mut connection in worker_connections(targets, settings) {
         let (next, plan, progress) = (Arc::clone(&next), Arc::clone(plan), Arc::clone(&progress));
         writers.spawn(async move {
             let mut path = String::new();
@@ -365,13 +389,7 @@ async fn read_modify_write(
         }
     };
     let put_start = Instant::now();
-    let result = connection
-        .put(
-            plan.paths.write_path(path, key),
-            plan.value.clone(),
-            context,
-        )
-        .await;
+    let result = plan.put(connection, path, key, context).await;
     let write = write_outcome(&result);
     record(&mut stats.write, slot, write, put_start);
     record(&mut stats.rmw, slot, write, start);

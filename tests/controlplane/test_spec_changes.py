@@ -406,9 +406,9 @@ def test_rolling_changes_one_pod_at_a_time_and_a_bad_config_recovers(testbed: Te
         now = {meta(p)["name"]: p for p in node_pods(testbed, name)}
         for pod in others:
             current = now.get(meta(pod)["name"])
-            assert (
-                current is not None and meta(current)["uid"] == meta(pod)["uid"]
-            ), f"{meta(pod)['name']} was replaced while {bad_name} crash-loops\n{summary(testbed, name)}"
+            assert current is not None and meta(current)["uid"] == meta(pod)["uid"], (
+                f"{meta(pod)['name']} was replaced while {bad_name} crash-loops\n{summary(testbed, name)}"
+            )
             assert available(current), f"{meta(pod)['name']} stopped serving\n{summary(testbed, name)}"
         assert watch.deleted_since(mark) == [bad_name], "only the first pod replaced"
         cluster = testbed.cluster(NS, name)

@@ -21,11 +21,15 @@ All requests go from the host to 127.0.0.1, to ports Docker publishes for the
 containers. Containers and the network are removed on exit, also on failure or
 Ctrl-C. Exits 0 with a SKIP line if no Docker engine is reachable.
 
-Standard library only. Usage: tests/docker/cluster.py [--keep-image]
+Standard library only.
+
+  tests/docker/cluster.py                the test; the image is removed after it
+  tests/docker/cluster.py --keep-image   keep the image dynamo-node:cluster-test-PID
 """
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -35,6 +39,9 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
+from types import FrameType
+from typing import NoReturn
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN_ID = f"{os.getpid()}"
@@ -43,9 +50,9 @@ NETWORK = PREFIX
 IMAGE_TAG = f"cluster-test-{RUN_ID}"  # per run: concurrent runs do not retag each other's image
 IMAGE = f"{os.environ.get('IMAGE_PREFIX', '')}dynamo-node:{IMAGE_TAG}"
 NODES = [("n1", "z1"), ("n2", "z2"), ("n3", "z3")]
-WRITER = "n1"   # never stopped nor disconnected: every write goes through it
+WRITER = "n1"  # never stopped nor disconnected: every write goes through it
 STOPPED = "n2"  # docker stop, later docker start
-CUT = "n3"      # docker network disconnect, later connect
+CUT = "n3"  # docker network disconnect, later connect
 
 REQUEST_TIMEOUT_S = 5.0
 
@@ -54,44 +61,76 @@ def log(message: str) -> None:
     print(f"[cluster] {message}", flush=True)
 
 
+def result_line(passed: bool) -> int:
+    """Prints the closing `passed, failed` line; the exit status that goes with it."""
+    print(f"cluster: {int(passed)} passed, {int(not passed)} failed", flush=True)
+    return 0 if passed else 1
+
+
 def docker(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["docker", *args], text=True,
-                            stdout=subprocess.PIPE if capture else None,
-                            stderr=subprocess.PIPE if capture else None)
+    """Runs `docker ARGS`; raises RuntimeError if it fails and `check` is set."""
+    result = subprocess.run(
+        ["docker", *args],
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+    )
     if check and result.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)} failed ({result.returncode}): "
-                           f"{(result.stderr or '').strip()}")
+        raise RuntimeError(
+            f"docker {' '.join(args)} failed ({result.returncode}): {(result.stderr or '').strip()}"
+        )
     return result
 
 
 def container(node: str) -> str:
+    """The name of the container of `node`."""
     return f"{PREFIX}-{node}"
 
 
 class Cluster:
+    """The network and containers of one run, removed by cleanup()."""
+
     def __init__(self) -> None:
         self.created: list[str] = []
         self.network = False
 
     def start(self) -> None:
+        """Creates the network and starts a container per node."""
         docker("network", "create", "--driver", "bridge", NETWORK)
         self.network = True
         peers = " ".join(f"{node}={container(node)}:7000,{zone}" for node, zone in NODES)
         for node, zone in NODES:
             name = container(node)
-            docker("run", "--detach", "--name", name, "--hostname", node,
-                   "--network", NETWORK, "--publish", "127.0.0.1::7000",
-                   "--env", f"DYNAMO_NODE_ID={node}",
-                   "--env", f"DYNAMO_ZONE={zone}",
-                   "--env", f"DYNAMO_PEERS={peers}",
-                   "--env", "DYNAMO_N=3", "--env", "DYNAMO_R=2", "--env", "DYNAMO_W=2",
-                   "--env", "DYNAMO_PARTITIONS=64",
-                   "--env", "DYNAMO_REQUEST_TIMEOUT_MS=500",
-                   "--env", "DYNAMO_WORKER_THREADS=2",
-                   IMAGE)
+            environment = {
+                "DYNAMO_NODE_ID": node,
+                "DYNAMO_ZONE": zone,
+                "DYNAMO_PEERS": peers,
+                "DYNAMO_N": "3",
+                "DYNAMO_R": "2",
+                "DYNAMO_W": "2",
+                "DYNAMO_PARTITIONS": "64",
+                "DYNAMO_REQUEST_TIMEOUT_MS": "500",
+                "DYNAMO_WORKER_THREADS": "2",
+            }
+            env_args = [arg for key, value in environment.items() for arg in ("--env", f"{key}={value}")]
+            docker(
+                "run",
+                "--detach",
+                "--name",
+                name,
+                "--hostname",
+                node,
+                "--network",
+                NETWORK,
+                "--publish",
+                "127.0.0.1::7000",
+                *env_args,
+                IMAGE,
+            )
             self.created.append(name)
 
     def port(self, node: str) -> int:
+        """The host port on 127.0.0.1 that Docker publishes for `node`'s 7000."""
         out = docker("port", container(node), "7000/tcp").stdout
         for line in out.splitlines():
             host, _, port = line.strip().rpartition(":")
@@ -100,6 +139,7 @@ class Cluster:
         raise RuntimeError(f"{container(node)} publishes no 127.0.0.1 port: {out!r}")
 
     def cleanup(self) -> None:
+        """Removes the containers and the network (whatever was created)."""
         for name in self.created:
             docker("rm", "--force", "--volumes", name, check=False)
         if self.network:
@@ -107,6 +147,7 @@ class Cluster:
         self.created, self.network = [], False
 
     def logs(self) -> None:
+        """Prints the last log lines of every container."""
         for name in self.created:
             result = docker("logs", "--tail", "30", name, check=False)
             log(f"--- last log lines of {name} ---")
@@ -114,6 +155,7 @@ class Cluster:
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    """One HTTP request to 127.0.0.1:`port`: the status and the body."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_S)
     try:
         conn.request(method, path, body=body)
@@ -124,10 +166,12 @@ def request(port: int, method: str, path: str, body: bytes | None = None) -> tup
 
 
 def key_path(key: str) -> str:
+    """The API path of `key`."""
     return "/v1/kv/" + urllib.parse.quote(key, safe="")
 
 
-def wait_until(what: str, predicate, timeout_s: float) -> None:
+def wait_until(what: str, predicate: Callable[[], bool], timeout_s: float) -> None:
+    """Calls `predicate` until it holds; AssertionError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last_error = None
     while time.monotonic() < deadline:
@@ -137,17 +181,24 @@ def wait_until(what: str, predicate, timeout_s: float) -> None:
         except (OSError, http.client.HTTPException, RuntimeError) as error:
             last_error = error
         time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}"
-                         + (f" (last error: {last_error})" if last_error else ""))
+    raise AssertionError(
+        f"timed out after {timeout_s:.0f} s waiting for {what}"
+        + (f" (last error: {last_error})" if last_error else "")
+    )
+
+
+def is_ready(cluster: Cluster, node: str) -> bool:
+    """Whether `node` answers /readyz with 200."""
+    return request(cluster.port(node), "GET", "/readyz")[0] == 200
 
 
 def sees_all_alive(cluster: Cluster, node: str) -> bool:
+    """Whether `node` knows every node and sees every peer alive."""
     status, body = request(cluster.port(node), "GET", "/v1/status")
     if status != 200:
         return False
     members = json.loads(body)["members"]
-    return len(members) == len(NODES) and all(
-        m["state"] == "alive" for m in members if m["id"] != node)
+    return len(members) == len(NODES) and all(m["state"] == "alive" for m in members if m["id"] != node)
 
 
 def write_phase(cluster: Cluster, phase: str, count: int, acked: dict[str, bytes]) -> dict[str, int]:
@@ -185,6 +236,7 @@ def report_views(cluster: Cluster) -> None:
 
 
 def verify(cluster: Cluster, acked: dict[str, bytes]) -> list[str]:
+    """Reads every acknowledged key from every node: what differs."""
     problems = []
     for node, _ in NODES:
         port = cluster.port(node)
@@ -195,101 +247,145 @@ def verify(cluster: Cluster, acked: dict[str, bytes]) -> list[str]:
     return problems
 
 
-def main() -> int:
+def docker_engine() -> str | None:
+    """The Docker engine's version; None (with a SKIP line) if there is none."""
     if shutil.which("docker") is None:
         print("SKIP tests/docker/cluster.py: no docker command on PATH", flush=True)
-        return 0
-    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
-                          text=True, capture_output=True)
+        return None
+    info = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"], text=True, capture_output=True, check=False
+    )
     if info.returncode != 0:
-        print(f"SKIP tests/docker/cluster.py: no Docker engine reachable ({info.stderr.strip()})",
-              flush=True)
-        return 0
-    log(f"docker engine {info.stdout.strip()}")
+        print(f"SKIP tests/docker/cluster.py: no Docker engine reachable ({info.stderr.strip()})", flush=True)
+        return None
+    return info.stdout.strip()
 
-    started = time.monotonic()
-    build = subprocess.run([os.path.join(REPO, "scripts", "build-images.sh"),
-                            "--tag", IMAGE_TAG, "node"], cwd=REPO)
+
+def build_image(started: float) -> bool:
+    """Builds IMAGE with scripts/build-images.sh; False if that failed."""
+    build = subprocess.run(
+        [os.path.join(REPO, "scripts", "build-images.sh"), "--tag", IMAGE_TAG, "node"], cwd=REPO, check=False
+    )
     if build.returncode != 0:
         log("building the node image failed")
-        return 1
+        return False
     log(f"image {IMAGE} ready after {time.monotonic() - started:.0f} s")
+    return True
+
+
+def start_cluster(cluster: Cluster, acked: dict[str, bytes]) -> None:
+    """Starts the nodes and waits until they are ready, run unprivileged,
+    acknowledge a first write (recorded in `acked`) and see each other."""
+    cluster.start()
+    for node, _ in NODES:
+        wait_until(f"{node} /readyz", lambda n=node: is_ready(cluster, n), 60)
+    uid = docker("exec", container(WRITER), "id", "-u").stdout.strip()
+    assert uid == "10001", f"the node runs as uid {uid}, not the unprivileged 10001"
+
+    # The first writes also establish the peer connections.
+    wait_until(
+        "a first acknowledged write",
+        lambda: request(cluster.port(WRITER), "PUT", key_path("warmup"), b"w")[0] == 204,
+        60,
+    )
+    acked["warmup"] = b"w"
+    for node, _ in NODES:
+        wait_until(f"{node} to see every peer alive", lambda n=node: sees_all_alive(cluster, n), 30)
+
+
+def write_under_faults(cluster: Cluster, acked: dict[str, bytes]) -> None:
+    """Writes while healthy, with one node stopped, and with a second one
+    cut off too; checks which writes W=2 allows."""
+    healthy = write_phase(cluster, "healthy", 150, acked)
+    assert healthy.get("204") == 150, f"a healthy cluster refused writes: {healthy}"
+
+    log(f"docker stop {container(STOPPED)}")
+    docker("stop", "--time", "5", container(STOPPED))
+    one_down = write_phase(cluster, "one-down", 150, acked)
+    assert one_down.get("204", 0) == 150, (
+        f"with one of three replicas down, W=2 writes must still succeed: {one_down}"
+    )
+
+    log(f"docker network disconnect {NETWORK} {container(CUT)}")
+    docker("network", "disconnect", NETWORK, container(CUT))
+    two_down = write_phase(cluster, "two-down", 20, acked)
+    assert two_down.get("204", 0) == 0, (
+        f"with only the coordinator reachable, a W=2 write cannot be acknowledged: {two_down}"
+    )
+
+
+def heal(cluster: Cluster, acked: dict[str, bytes]) -> None:
+    """Reconnects the cut node, restarts the stopped one, waits until every
+    node sees every peer alive, then checks that writes succeed again."""
+    log(f"docker network connect {NETWORK} {container(CUT)}; docker start {container(STOPPED)}")
+    docker("network", "connect", NETWORK, container(CUT))
+    docker("start", container(STOPPED))
+    wait_until(f"{STOPPED} /readyz after restart", lambda: is_ready(cluster, STOPPED), 60)
+    wait_until(f"{CUT} /readyz after reconnecting", lambda: is_ready(cluster, CUT), 60)
+    # Every node must see every peer alive again, the cut one included:
+    # its connections were opened from the address it had before the
+    # disconnect, and a node drops a connection that stays silent for a
+    # whole request timeout and dials again.
+    for node, _ in NODES:
+        wait_until(f"{node} to see every peer alive again", lambda n=node: sees_all_alive(cluster, n), 60)
+    healed = write_phase(cluster, "healed", 150, acked)
+    assert healed.get("204") == 150, f"the healed cluster refused writes: {healed}"
+
+
+def read_back(cluster: Cluster, acked: dict[str, bytes], started: float) -> int:
+    """Reads every acknowledged write from every node; prints the result line."""
+    report_views(cluster)
+    log(f"reading {len(acked)} acknowledged writes from each of {len(NODES)} nodes")
+    problems = verify(cluster, acked)
+    if problems:
+        for problem in problems[:20]:
+            log(f"LOST OR WRONG: {problem}")
+        log(f"{len(problems)} reads did not return the acknowledged value")
+        cluster.logs()
+        return result_line(passed=False)
+    log(
+        f"every acknowledged write ({len(acked)}) read back exactly from every node "
+        f"in {time.monotonic() - started:.0f} s"
+    )
+    return result_line(passed=True)
+
+
+def on_sigterm(signum: int, _frame: FrameType | None) -> NoReturn:
+    """Turns SIGTERM into KeyboardInterrupt, so the cleanup runs."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--keep-image", action="store_true", help="keep the image built for the test (removed by default)"
+    )
+    args = parser.parse_args()
+    version = docker_engine()
+    if version is None:
+        return 0
+    log(f"docker engine {version}")
+
+    started = time.monotonic()
+    if not build_image(started):
+        return 1
 
     cluster = Cluster()
-
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        cluster.start()
-        for node, _ in NODES:
-            wait_until(f"{node} /readyz", lambda n=node: request(cluster.port(n), "GET", "/readyz")[0] == 200, 60)
-        uid = docker("exec", container(WRITER), "id", "-u").stdout.strip()
-        assert uid == "10001", f"the node runs as uid {uid}, not the unprivileged 10001"
         acked: dict[str, bytes] = {}
-
-        # The first writes also establish the peer connections.
-        wait_until("a first acknowledged write",
-                   lambda: request(cluster.port(WRITER), "PUT", key_path("warmup"), b"w")[0] == 204, 60)
-        acked["warmup"] = b"w"
-        for node, _ in NODES:
-            wait_until(f"{node} to see every peer alive", lambda n=node: sees_all_alive(cluster, n), 30)
-
-        healthy = write_phase(cluster, "healthy", 150, acked)
-        assert healthy.get("204") == 150, f"a healthy cluster refused writes: {healthy}"
-
-        log(f"docker stop {container(STOPPED)}")
-        docker("stop", "--time", "5", container(STOPPED))
-        one_down = write_phase(cluster, "one-down", 150, acked)
-        assert one_down.get("204", 0) == 150, (
-            f"with one of three replicas down, W=2 writes must still succeed: {one_down}")
-
-        log(f"docker network disconnect {NETWORK} {container(CUT)}")
-        docker("network", "disconnect", NETWORK, container(CUT))
-        two_down = write_phase(cluster, "two-down", 20, acked)
-        assert two_down.get("204", 0) == 0, (
-            f"with only the coordinator reachable, a W=2 write cannot be acknowledged: {two_down}")
-
-        log(f"docker network connect {NETWORK} {container(CUT)}; docker start {container(STOPPED)}")
-        docker("network", "connect", NETWORK, container(CUT))
-        docker("start", container(STOPPED))
-        wait_until(f"{STOPPED} /readyz after restart",
-                   lambda: request(cluster.port(STOPPED), "GET", "/readyz")[0] == 200, 60)
-        wait_until(f"{CUT} /readyz after reconnecting",
-                   lambda: request(cluster.port(CUT), "GET", "/readyz")[0] == 200, 60)
-        # Every node must see every peer alive again, the cut one included:
-        # its connections were opened from the address it had before the
-        # disconnect, and a node drops a connection that stays silent for a
-        # whole request timeout and dials again.
-        for node, _ in NODES:
-            wait_until(f"{node} to see every peer alive again",
-                       lambda node=node: sees_all_alive(cluster, node), 60)
-        healed = write_phase(cluster, "healed", 150, acked)
-        assert healed.get("204") == 150, f"the healed cluster refused writes: {healed}"
-
-        report_views(cluster)
-        log(f"reading {len(acked)} acknowledged writes from each of {len(NODES)} nodes")
-        problems = verify(cluster, acked)
-        if problems:
-            for problem in problems[:20]:
-                log(f"LOST OR WRONG: {problem}")
-            log(f"{len(problems)} reads did not return the acknowledged value")
-            cluster.logs()
-            print("cluster: 0 passed, 1 failed", flush=True)
-            return 1
-        log(f"every acknowledged write ({len(acked)}) read back exactly from every node "
-            f"in {time.monotonic() - started:.0f} s")
-        print("cluster: 1 passed, 0 failed", flush=True)
-        return 0
+        start_cluster(cluster, acked)
+        write_under_faults(cluster, acked)
+        heal(cluster, acked)
+        return read_back(cluster, acked, started)
     except (AssertionError, RuntimeError) as error:
         log(f"FAILED: {error}")
         cluster.logs()
-        print("cluster: 0 passed, 1 failed", flush=True)
-        return 1
+        return result_line(passed=False)
     finally:
         cluster.cleanup()
-        docker("rmi", IMAGE, check=False)
+        if not args.keep_image:
+            docker("rmi", IMAGE, check=False)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,19 @@ VALUE_SETS = {
         "image": {"repository": "registry.example/dynamo-operator", "tag": "1.2.3", "pullPolicy": "Always"},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "dynamo", "effect": "NoSchedule"}],
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [
-                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}]}}},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
         "podAnnotations": {"example.com/scrape": "true"},
     },
 }
@@ -61,8 +71,10 @@ def load_yaml_all(text: str) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def rendered() -> dict[str, list[dict]]:
-    return {name: render_manifests.render_chart(values, name=RELEASE, namespace=NAMESPACE)
-            for name, values in VALUE_SETS.items()}
+    return {
+        name: render_manifests.render_chart(values, name=RELEASE, namespace=NAMESPACE)
+        for name, values in VALUE_SETS.items()
+    }
 
 
 def crd_documents() -> list[tuple[Path, dict]]:
@@ -113,8 +125,9 @@ def validate_dynamocluster(doc: dict) -> None:
     apiVersion) unless the CRD's schema accepts doc."""
     schema = dynamocluster_schema(doc["apiVersion"])
     # The API server checks apiVersion, kind and metadata itself.
-    schema["properties"] = {k: v for k, v in schema.get("properties", {}).items()
-                            if k not in ("apiVersion", "kind", "metadata")}
+    schema["properties"] = {
+        k: v for k, v in schema.get("properties", {}).items() if k not in ("apiVersion", "kind", "metadata")
+    }
     body = {k: v for k, v in doc.items() if k not in ("apiVersion", "kind", "metadata")}
     jsonschema.Draft7Validator(schema).validate(body)
 
@@ -126,8 +139,10 @@ def validate_kubernetes(doc: dict, version: str) -> None:
         kubernetes_validate.validate(doc, version, strict=True)
     except kubernetes_validate.ValidationError as error:
         where = "/".join(str(p) for p in error.absolute_path)
-        raise AssertionError(f"{doc['kind']}/{doc['metadata'].get('name')} invalid for Kubernetes "
-                             f"{version} at {where or '<root>'}: {error.message}") from None
+        raise AssertionError(
+            f"{doc['kind']}/{doc['metadata'].get('name')} invalid for Kubernetes "
+            f"{version} at {where or '<root>'}: {error.message}"
+        ) from None
 
 
 def non_string_keys(node, path="") -> list[str]:

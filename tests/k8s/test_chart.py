@@ -13,8 +13,19 @@ import jsonschema
 import pytest
 import yaml
 
-from conftest import (CHART, CUSTOM_KINDS, KUBE_VERSIONS, NAMESPACE, RELEASE, REPO, VALUE_SETS,
-                      non_string_keys, render_manifests, validate_dynamocluster, validate_kubernetes)
+from conftest import (
+    CHART,
+    CUSTOM_KINDS,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    VALUE_SETS,
+    non_string_keys,
+    render_manifests,
+    validate_dynamocluster,
+    validate_kubernetes,
+)
 
 # What the operator may do in a namespace it watches (its contract): the
 # DynamoClusters and their status, the objects it owns (server-side apply),
@@ -40,8 +51,11 @@ WATCH_GRANTS = (
 
 
 def objects(docs, kind=None, name=None):
-    return [d for d in docs if (kind is None or d["kind"] == kind)
-            and (name is None or d["metadata"]["name"] == name)]
+    return [
+        d
+        for d in docs
+        if (kind is None or d["kind"] == kind) and (name is None or d["metadata"]["name"] == name)
+    ]
 
 
 def one(docs, kind, name=None):
@@ -52,16 +66,25 @@ def one(docs, kind, name=None):
 
 def grants(rules):
     """(group, resource, verb, resourceNames) for every combination a rule allows."""
-    return {(group, resource, verb, tuple(rule.get("resourceNames", ())))
-            for rule in rules for group in rule["apiGroups"]
-            for resource in rule["resources"] for verb in rule["verbs"]}
+    return {
+        (group, resource, verb, tuple(rule.get("resourceNames", ())))
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
 
 
 @pytest.mark.parametrize("values_name", sorted(VALUE_SETS))
 def test_lint_strict(values_name):
     for kube_version in KUBE_VERSIONS:
-        report = helm.lint(str(CHART), VALUE_SETS[values_name], strict=True,
-                           kube_version=f"v{kube_version}", namespace=NAMESPACE)
+        report = helm.lint(
+            str(CHART),
+            VALUE_SETS[values_name],
+            strict=True,
+            kube_version=f"v{kube_version}",
+            namespace=NAMESPACE,
+        )
         problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
         assert not problems, f"helm lint --strict ({kube_version}) with {values_name}: {problems}"
         assert report["total_charts_linted"] == 1
@@ -72,7 +95,9 @@ def test_lint_catches_a_broken_template(tmp_path):
     broken = tmp_path / "dynamo-operator"
     with helm.Chart.load(str(CHART)) as chart:
         chart.save_dir(str(tmp_path))
-    (broken / "templates" / "broken.yaml").write_text("kind: ConfigMap\nmetadata: {{ .Values.nope.deeper }}\n")
+    (broken / "templates" / "broken.yaml").write_text(
+        "kind: ConfigMap\nmetadata: {{ .Values.nope.deeper }}\n"
+    )
     report = helm.lint(str(broken), strict=True)
     assert [m for m in report["messages"] if m["severity"] >= 2] or report["errors"]
 
@@ -110,12 +135,31 @@ def test_strict_kubernetes_validation_rejects_unknown_fields(rendered):
 
 def test_kinds_per_value_set(rendered):
     kinds = {name: sorted(d["kind"] for d in docs) for name, docs in rendered.items()}
-    assert kinds["defaults"] == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                                        "RoleBinding", "Service", "Deployment"])
+    assert kinds["defaults"] == sorted(
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "Deployment",
+        ]
+    )
     # A watched namespace: a Role and RoleBinding there, plus leader election.
-    assert kinds["namespaced-ha"] == sorted(["ServiceAccount", "Role", "Role", "RoleBinding",
-                                             "RoleBinding", "Service", "Deployment",
-                                             "ServiceMonitor", "DynamoCluster"])
+    assert kinds["namespaced-ha"] == sorted(
+        [
+            "ServiceAccount",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "Service",
+            "Deployment",
+            "ServiceMonitor",
+            "DynamoCluster",
+        ]
+    )
     assert "ServiceAccount" not in kinds["existing-service-account"]
 
 
@@ -126,7 +170,8 @@ def test_deployment(rendered):
         pod = deployment["spec"]["template"]["spec"]
         assert deployment["spec"]["replicas"] == values.get("replicaCount", 1)
         assert set(deployment["spec"]["selector"]["matchLabels"].items()) <= set(
-            deployment["spec"]["template"]["metadata"]["labels"].items())
+            deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
         (container,) = pod["containers"]
         env = {e["name"]: e for e in container["env"]}
         assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
@@ -139,7 +184,9 @@ def test_deployment(rendered):
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
         image = values.get("image", {})
-        assert container["image"] == f"{image.get('repository', 'dynamo-operator')}:{image.get('tag', '0.1.0')}"
+        assert (
+            container["image"] == f"{image.get('repository', 'dynamo-operator')}:{image.get('tag', '0.1.0')}"
+        )
         assert container["imagePullPolicy"] == image.get("pullPolicy", "IfNotPresent")
         security = pod["securityContext"]
         assert security["runAsNonRoot"] is True and security["runAsUser"] == 10001
@@ -164,7 +211,8 @@ def test_metrics_service_and_service_monitor(rendered):
         assert len(monitors) == int(enabled)
         for monitor in monitors:
             assert set(monitor["spec"]["selector"]["matchLabels"].items()) <= set(
-                service["metadata"]["labels"].items())
+                service["metadata"]["labels"].items()
+            )
             assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
             assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
             assert monitor["metadata"]["labels"]["release"] == "prom"
@@ -173,8 +221,11 @@ def test_metrics_service_and_service_monitor(rendered):
 def test_rbac_matches_the_contract_exactly(rendered):
     for name, docs in rendered.items():
         watch = VALUE_SETS[name].get("watchNamespaces", [])
-        roles = {(r["kind"], r["metadata"].get("namespace"), r["metadata"]["name"]): r
-                 for r in docs if r["kind"] in ("Role", "ClusterRole")}
+        roles = {
+            (r["kind"], r["metadata"].get("namespace"), r["metadata"]["name"]): r
+            for r in docs
+            if r["kind"] in ("Role", "ClusterRole")
+        }
         for role in roles.values():
             for rule in role["rules"]:
                 for field in ("apiGroups", "resources", "verbs", "resourceNames"):
@@ -183,8 +234,9 @@ def test_rbac_matches_the_contract_exactly(rendered):
                 if "secrets" in rule["resources"]:
                     # Reads the Secrets spec.auth and spec.tls name; listing or
                     # watching would expose every Secret of the namespace.
-                    assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"], \
+                    assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"], (
                         f"{name}: secrets beyond get in {role['kind']}"
+                    )
         leader = [r for k, r in roles.items() if k[2].endswith("-leader-election")]
         assert len(leader) == 1 and leader[0]["kind"] == "Role"
         assert leader[0]["metadata"]["namespace"] == NAMESPACE
@@ -196,7 +248,9 @@ def test_rbac_matches_the_contract_exactly(rendered):
         expected = {(g, r, v, ()) for g, r, v in WATCH_GRANTS}
         others = {k: r for k, r in roles.items() if not k[2].endswith("-leader-election")}
         if watch:
-            assert {k[0] for k in others} == {"Role"}, f"{name}: no cluster-wide role when namespaces are listed"
+            assert {k[0] for k in others} == {"Role"}, (
+                f"{name}: no cluster-wide role when namespaces are listed"
+            )
             assert sorted(k[1] for k in others) == sorted(watch)
         else:
             assert list(k[0] for k in others) == ["ClusterRole"]
@@ -208,15 +262,20 @@ def test_bindings_point_at_rendered_roles_and_the_operator_account(rendered):
     for name, docs in rendered.items():
         deployment = one(docs, "Deployment")
         account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-        roles = {(r["kind"], r["metadata"].get("namespace"), r["metadata"]["name"])
-                 for r in docs if r["kind"] in ("Role", "ClusterRole")}
+        roles = {
+            (r["kind"], r["metadata"].get("namespace"), r["metadata"]["name"])
+            for r in docs
+            if r["kind"] in ("Role", "ClusterRole")
+        }
         bindings = [b for b in docs if b["kind"] in ("RoleBinding", "ClusterRoleBinding")]
         assert len(bindings) == len(roles)
         for binding in bindings:
             ref = binding["roleRef"]
             namespace = binding["metadata"].get("namespace") if ref["kind"] == "Role" else None
             assert (ref["kind"], namespace, ref["name"]) in roles, f"{name}: dangling roleRef {ref}"
-            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
+            assert binding["subjects"] == [
+                {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+            ]
 
 
 def test_example_cluster(rendered):
@@ -235,8 +294,11 @@ def test_example_cluster_must_be_in_a_watched_namespace():
     with pytest.raises(helm.HelmError, match="not in watchNamespaces"):
         render_manifests.render_chart(values, name=RELEASE, namespace=NAMESPACE)
     values["exampleCluster"]["namespace"] = "team-a"
-    (cluster,) = [d for d in render_manifests.render_chart(values, name=RELEASE, namespace=NAMESPACE)
-                  if d["kind"] == "DynamoCluster"]
+    (cluster,) = [
+        d
+        for d in render_manifests.render_chart(values, name=RELEASE, namespace=NAMESPACE)
+        if d["kind"] == "DynamoCluster"
+    ]
     assert cluster["metadata"]["namespace"] == "team-a"
 
 
@@ -253,13 +315,16 @@ def test_example_cluster_schema_rejects_mistakes(rendered):
         validate_dynamocluster(wrong_type)
 
 
-@pytest.mark.parametrize("values,mistake", [
-    ({"watchNamespace": ["a"]}, "watchNamespace"),
-    ({"watchNamespaces": "team-a"}, "watchNamespaces"),
-    ({"replicaCount": "2"}, "replicaCount"),
-    ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "pullPolicy"),
-    ({"metrics": {"port": 70000}}, "port"),
-])
+@pytest.mark.parametrize(
+    "values,mistake",
+    [
+        ({"watchNamespace": ["a"]}, "watchNamespace"),
+        ({"watchNamespaces": "team-a"}, "watchNamespaces"),
+        ({"replicaCount": "2"}, "replicaCount"),
+        ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"metrics": {"port": 70000}}, "port"),
+    ],
+)
 def test_values_schema_rejects_mistakes(values, mistake):
     with helm.Chart.load(str(CHART)) as chart:
         chart.validate_schema(VALUE_SETS["defaults"])
@@ -269,14 +334,18 @@ def test_values_schema_rejects_mistakes(values, mistake):
 
 def test_watch_namespaces_are_deduplicated():
     docs = render_manifests.render_chart({"watchNamespaces": ["a", "a"]}, name=RELEASE, namespace=NAMESPACE)
-    roles = [d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")]
+    roles = [
+        d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")
+    ]
     assert [r["metadata"]["namespace"] for r in roles] == ["a"]
 
 
 def test_several_watched_namespaces_get_a_role_each_and_one_list():
     """The operator takes a comma-separated WATCH_NAMESPACE, one watch each."""
     docs = render_manifests.render_chart({"watchNamespaces": ["a", "b"]}, name=RELEASE, namespace=NAMESPACE)
-    roles = [d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")]
+    roles = [
+        d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")
+    ]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     deployment = next(d for d in docs if d["kind"] == "Deployment")

@@ -19,8 +19,12 @@ def structural_problems(node: dict, path: str = "") -> list[str]:
         return [f"{path}: not a schema object"]
     if not node.get("type") and not node.get(INT_OR_STRING) and not node.get(PRESERVE):
         problems.append(f"{path or '<root>'}: no type (nor {INT_OR_STRING} or {PRESERVE})")
-    if node.get("type") == "object" and not node.get(PRESERVE) \
-            and "properties" not in node and "additionalProperties" not in node:
+    if (
+        node.get("type") == "object"
+        and not node.get(PRESERVE)
+        and "properties" not in node
+        and "additionalProperties" not in node
+    ):
         problems.append(f"{path or '<root>'}: object with no properties: its content would be pruned")
     if node.get("type") == "array" and "items" not in node:
         problems.append(f"{path}: array without items")
@@ -88,10 +92,16 @@ def test_structural_check_finds_holes():
     assert structural_problems({"type": "object", "properties": {"a": {}}})
     assert structural_problems({"type": "object", "properties": {"a": {"type": "object"}}})
     assert structural_problems({"type": "object", "properties": {"a": {"type": "array"}}})
-    assert not structural_problems({"type": "object", "properties": {
-        "a": {"type": "object", PRESERVE: True},
-        "b": {INT_OR_STRING: True},
-        "c": {"type": "object", "additionalProperties": {"type": "string"}}}})
+    assert not structural_problems(
+        {
+            "type": "object",
+            "properties": {
+                "a": {"type": "object", PRESERVE: True},
+                "b": {INT_OR_STRING: True},
+                "c": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        }
+    )
 
 
 def test_chart_holds_an_identical_copy():
@@ -102,6 +112,7 @@ def test_chart_holds_an_identical_copy():
 
 def test_yaml11_checks_catch_unquoted_n():
     from conftest import load_yaml_all, render_manifests
+
     text = "replication:\n  n: 3\n  'r': 2\nrequired:\n- n\n- 'w'\nflag: true\n"
     (doc,) = load_yaml_all(text)
     assert non_string_keys(doc) == ["/replication/False"]
@@ -111,6 +122,8 @@ def test_yaml11_checks_catch_unquoted_n():
 @pytest.mark.parametrize("path", sorted(CRDS.glob("*.yaml")), ids=lambda p: p.name)
 def test_crd_reads_the_same_in_yaml_1_1(path):
     from conftest import render_manifests
+
     ambiguous = render_manifests.yaml11_ambiguities(path.read_text())
-    assert not ambiguous, (f"{path.name}: kubectl and Helm read these plain scalars as booleans, "
-                           f"quote them: {ambiguous}")
+    assert not ambiguous, (
+        f"{path.name}: kubectl and Helm read these plain scalars as booleans, quote them: {ambiguous}"
+    )

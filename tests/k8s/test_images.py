@@ -16,7 +16,7 @@ IMAGES = REPO / "images"
 def runtime_stage(path):
     lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
     last_from = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
-    stage = lines[last_from + 1:]
+    stage = lines[last_from + 1 :]
     # The binary comes from the builder stage or from the build context.
     return [re.sub(r"^COPY (--from=builder )?/?", "COPY ", line) for line in stage]
 
@@ -27,7 +27,7 @@ def test_source_and_prebuilt_runtime_stages_agree(image):
     prebuilt = runtime_stage(IMAGES / f"{image}-prebuilt.Dockerfile")
     assert source == prebuilt
     assert "USER 10001:10001" in source
-    assert any(line.startswith("ENTRYPOINT [\"/usr/local/bin/dynamo-") for line in source)
+    assert any(line.startswith('ENTRYPOINT ["/usr/local/bin/dynamo-') for line in source)
 
 
 @pytest.mark.parametrize("name", ["node.Dockerfile", "operator.Dockerfile"])

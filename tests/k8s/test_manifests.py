@@ -8,8 +8,16 @@ import subprocess
 
 import pytest
 
-from conftest import (CUSTOM_KINDS, KUBE_VERSIONS, MANIFESTS, load_yaml_all, non_string_keys,
-                      render_manifests, validate_dynamocluster, validate_kubernetes)
+from conftest import (
+    CUSTOM_KINDS,
+    KUBE_VERSIONS,
+    MANIFESTS,
+    load_yaml_all,
+    non_string_keys,
+    render_manifests,
+    validate_dynamocluster,
+    validate_kubernetes,
+)
 
 
 def test_generated_files_are_up_to_date():
@@ -23,8 +31,10 @@ def test_staleness_is_detected():
     files[target] = files[target] + b"# changed\n"
     assert "manifests/install.yaml" in render_manifests.stale_files(files)
     del files[render_manifests.CHART / "crds" / "dynamoclusters.kv.dynamo.dev.yaml"]
-    assert any(s.startswith("helm/dynamo-operator/crds/") and "not generated" in s
-               for s in render_manifests.stale_files(files))
+    assert any(
+        s.startswith("helm/dynamo-operator/crds/") and "not generated" in s
+        for s in render_manifests.stale_files(files)
+    )
 
 
 @pytest.mark.parametrize("path", sorted(MANIFESTS.rglob("*.yaml")), ids=lambda p: p.name)
@@ -58,13 +68,16 @@ def test_kustomize_build_is_valid_and_equals_install_yaml():
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed: `kubectl kustomize manifests/` not checked")
-    out = subprocess.run([kubectl, "kustomize", str(MANIFESTS)], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [kubectl, "kustomize", str(MANIFESTS)], check=True, capture_output=True, text=True
+    ).stdout
     built = load_yaml_all(out)
     for doc in built:
         validate(doc)
 
     def key(d):
         return d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]
+
     install = load_yaml_all((MANIFESTS / "install.yaml").read_text())
     assert sorted(built, key=key) == sorted(install, key=key)
 

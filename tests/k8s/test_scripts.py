@@ -8,23 +8,43 @@ from __future__ import annotations
 import py_compile
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from conftest import REPO
 
-SHELL_SCRIPTS = sorted([*REPO.glob("scripts/*.sh"), *REPO.glob("e2e/*.sh"), *REPO.glob("tests/docker/*.sh"),
-                        *REPO.glob("testbed/*.sh"), *REPO.glob("testbed/controlplane/*.sh"),
-                        *REPO.glob("tests/controlplane/*.sh")])
+SHELL_SCRIPTS = sorted(
+    [
+        *REPO.glob("scripts/*.sh"),
+        *REPO.glob("e2e/*.sh"),
+        *REPO.glob("tests/docker/*.sh"),
+        *REPO.glob("testbed/*.sh"),
+        *REPO.glob("testbed/controlplane/*.sh"),
+        *REPO.glob("tests/controlplane/*.sh"),
+    ]
+)
 # Sourced by the scripts above: no shebang, no `set`, checked the same way.
 SHELL_LIBRARIES = sorted(REPO.glob("scripts/lib/*.sh"))
-PYTHON_SCRIPTS = sorted([*REPO.glob("scripts/*.py"), *REPO.glob("tests/docker/*.py")])
+PYTHON_SCRIPTS = sorted(
+    [
+        *REPO.glob("scripts/*.py"),
+        *REPO.glob("e2e/*.py"),
+        *REPO.glob("tests/docker/*.py"),
+        *REPO.glob("testbed/*.py"),
+    ]
+)
 
 
 def test_the_scripts_exist():
     names = {p.relative_to(REPO).as_posix() for p in SHELL_SCRIPTS + PYTHON_SCRIPTS}
-    assert {"e2e/run.sh", "scripts/docker-base.sh", "scripts/build-images.sh",
-            "scripts/render-manifests.py", "tests/docker/cluster.py"} <= names
+    assert {
+        "e2e/run.sh",
+        "scripts/docker-base.sh",
+        "scripts/build-images.sh",
+        "scripts/render-manifests.py",
+        "tests/docker/cluster.py",
+    } <= names
 
 
 @pytest.mark.parametrize("path", SHELL_SCRIPTS, ids=lambda p: p.relative_to(REPO).as_posix())
@@ -58,8 +78,10 @@ def test_python_script_compiles(path, tmp_path):
 
 def test_e2e_cluster_matches_the_crd():
     from conftest import load_yaml_all, render_manifests, validate_dynamocluster
-    out = subprocess.run([str(REPO / "e2e" / "run.sh"), "--print-cluster-spec"],
-                         check=True, capture_output=True, text=True).stdout
+
+    out = subprocess.run(
+        [str(REPO / "e2e" / "run.sh"), "--print-cluster-spec"], check=True, capture_output=True, text=True
+    ).stdout
     assert not render_manifests.yaml11_ambiguities(out)
     (cluster,) = load_yaml_all(out)
     validate_dynamocluster(cluster)
@@ -70,11 +92,16 @@ def _report(ops, processes, kinds, rate=None):
     """A dynamo-bench JSON report with what scripts/bench_report.py reads."""
     latency = {"p50": 1.0, "p90": 2.0, "p99": 3.0, "p999": 4.0, "max": 5.0}
     return {
-        "ops_per_sec": ops, "rate": rate, "errors": 0,
-        "operations": {k: {"ops_per_sec": ops / len(kinds), "latency_ms": latency, "errors": {"total": 0}}
-                       for k in kinds},
-        "processes": [{"pid": i, "name": name, "cpu_percent": cpu, "rss_max_mib": 100.0, "rss_end_mib": 90.0}
-                      for i, (name, cpu) in enumerate(processes)],
+        "ops_per_sec": ops,
+        "rate": rate,
+        "errors": 0,
+        "operations": {
+            k: {"ops_per_sec": ops / len(kinds), "latency_ms": latency, "errors": {"total": 0}} for k in kinds
+        },
+        "processes": [
+            {"pid": i, "name": name, "cpu_percent": cpu, "rss_max_mib": 100.0, "rss_end_mib": 90.0}
+            for i, (name, cpu) in enumerate(processes)
+        ],
     }
 
 
@@ -83,10 +110,13 @@ def test_bench_report_budget(tmp_path):
     tool and trivial server (from the one-hop run) and RocksDB alone."""
     import json
     import os
+
     reports = {"storage": {"get_us": 5.0, "put_us": 10.0}}
     for w, ops in (("write", 100_000), ("read", 200_000)):
         # 100% CPU at 100k ops/s is 10 us per op; 80% is 8 us.
-        reports[f"baseline-{w}"] = _report(ops, [("dynamo-bench", ops / 1e3), ("baseline-server", ops / 1.25e3)], [w])
+        reports[f"baseline-{w}"] = _report(
+            ops, [("dynamo-bench", ops / 1e3), ("baseline-server", ops / 1.25e3)], [w]
+        )
         reports[f"baseline-{w}-half"] = _report(ops / 2, [], [w], rate=ops / 2)
     for w in ("write", "read", "mixed"):
         kinds = ["read", "write"] if w == "mixed" else [w]
@@ -96,17 +126,73 @@ def test_bench_report_budget(tmp_path):
     reports["million"] = _report(1_000, [("dynamo-node", 10.0)], ["read"])
     for name, report in reports.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(report))
-    out = subprocess.run([str(REPO / "scripts" / "bench_report.py"), str(tmp_path), "false"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [str(REPO / "scripts" / "bench_report.py"), str(tmp_path), "false"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     rows = [line.split(" | ") for line in out.splitlines() if " of one hop |" in line]
     cores = os.cpu_count()
     write_allowed = cores * 1e6 / (0.3 * 100_000)
     read_allowed = cores * 1e6 / (0.5 * 200_000)
     # columns: target, allowed, tool, server, RocksDB, left, nodes today
-    assert [r[1:4] for r in rows] == [[f"{write_allowed:.1f}", "10.0", "8.0"]] * 2 + [[f"{read_allowed:.1f}", "10.0", "8.0"]]
+    assert [r[1:4] for r in rows] == [[f"{write_allowed:.1f}", "10.0", "8.0"]] * 2 + [
+        [f"{read_allowed:.1f}", "10.0", "8.0"]
+    ]
     assert rows[0][4].startswith("45.0 (3 replicas x (5.0 get + 10.0 put))")
     assert rows[1][4].startswith("30.0 (3 replicas x 10.0 put")
     assert rows[2][4].startswith("10.0 (2 replicas x 5.0 get)")
-    assert [r[5] for r in rows] == [f"{write_allowed - 63:.1f}", f"{write_allowed - 48:.1f}", f"{read_allowed - 28:.1f}"]
+    assert [r[5] for r in rows] == [
+        f"{write_allowed - 63:.1f}",
+        f"{write_allowed - 48:.1f}",
+        f"{read_allowed - 28:.1f}",
+    ]
     # the three nodes at 50% each over 10,000 ops/s: 150 us per operation
     assert [r[6].rstrip(" |") for r in rows] == ["150.0"] * 3
+
+
+def test_e2e_cluster_objects():
+    """e2e/cluster_objects.py finds the pods and the client Service a
+    DynamoCluster owns, as e2e/run.sh reads them from kubectl."""
+    import json
+
+    def owned_by(kind, name):
+        return {"ownerReferences": [{"kind": kind, "name": name}]}
+
+    def pod(name, statefulset, ready, **metadata):
+        return {
+            "kind": "Pod",
+            "metadata": {"name": name, **owned_by("StatefulSet", statefulset), **metadata},
+            "spec": {"containers": [{"image": "dynamo-node:1"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+        }
+
+    pods = [
+        {"kind": "StatefulSet", "metadata": {"name": "e2e-a", **owned_by("DynamoCluster", "e2e")}},
+        {"kind": "StatefulSet", "metadata": {"name": "other-a", **owned_by("DynamoCluster", "other")}},
+        pod("e2e-a-0", "e2e-a", ready=True),
+        pod("e2e-a-1", "e2e-a", ready=False),
+        pod("e2e-a-2", "e2e-a", ready=True, deletionTimestamp="2026-01-01T00:00:00Z"),
+        pod("other-a-0", "other-a", ready=True),
+    ]
+    services = [
+        {
+            "metadata": {"name": "e2e-peers", **owned_by("DynamoCluster", "e2e")},
+            "spec": {"clusterIP": "None"},
+        },
+        {"metadata": {"name": "e2e", **owned_by("DynamoCluster", "e2e")}, "spec": {"clusterIP": "10.0.0.1"}},
+    ]
+
+    def run(command, items):
+        return subprocess.run(
+            [sys.executable, str(REPO / "e2e" / "cluster_objects.py"), command, "e2e"],
+            input=json.dumps({"items": items}),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    assert run("pods", pods) == "e2e-a-0 ready dynamo-node:1\ne2e-a-1 notready dynamo-node:1\n"
+    assert run("client-service", services) == "e2e\n"
+    assert run("client-service", services[:1]) == ""

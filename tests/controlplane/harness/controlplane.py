@@ -106,8 +106,7 @@ class ControlPlane:
         )
         if check and result.returncode != 0:
             raise RuntimeError(
-                f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout}\n{result.stderr}"
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
             )
         return result
 

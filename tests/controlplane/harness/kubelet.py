@@ -302,7 +302,7 @@ def container_environment(
             if value is None:
                 if ref.get("optional"):
                     continue
-                raise EnvError(f'couldn\'t find key {ref["key"]} in ConfigMap {namespace}/{ref["name"]}')
+                raise EnvError(f"couldn't find key {ref['key']} in ConfigMap {namespace}/{ref['name']}")
             env[name] = value
         elif "secretKeyRef" in source:
             ref = source["secretKeyRef"]
@@ -311,7 +311,7 @@ def container_environment(
             if raw is None:
                 if ref.get("optional"):
                     continue
-                raise EnvError(f'couldn\'t find key {ref["key"]} in Secret {namespace}/{ref["name"]}')
+                raise EnvError(f"couldn't find key {ref['key']} in Secret {namespace}/{ref['name']}")
             env[name] = base64.b64decode(raw).decode()
         elif "resourceFieldRef" in source:
             env[name] = "0"
