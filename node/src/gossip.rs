@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use dynamo_ring::NodeId;
 use rand::seq::IndexedRandom;
 use serde::Serialize;
-use tokio::sync::watch;
 
-use crate::background::every;
-use crate::config::Peer;
 use crate::membership::Membership;
-use crate::transfer::Transfers;
+use crate::peer::Peer;
+use crate::periodic::{PeriodicTask, RoundError};
+use crate::ring_adoption::RingAdoption;
+use crate::sync::lock;
 use crate::transport::{Dialing, GossipDigest, Request, Response, Transport};
 
 /// A seed is contacted at least every this many rounds.
@@ -36,20 +36,30 @@ pub struct Heartbeat {
 /// Gossip state: heartbeats and the seeds.
 pub struct Gossip {
     membership: Arc<Membership>,
-    transfers: Arc<Transfers>,
+    rings: Arc<RingAdoption>,
     seeds: Vec<Peer>,
+    transport: Transport,
+    interval: Duration,
     round: AtomicU64,
     heartbeats: Mutex<HashMap<NodeId, (u64, Instant)>>,
 }
 
 impl Gossip {
-    /// Gossip for this node; `seeds` are contacted to join and to heal
-    /// logical partitions.
-    pub fn new(membership: Arc<Membership>, transfers: Arc<Transfers>, seeds: Vec<Peer>) -> Self {
+    /// Gossip for this node every `interval`; `seeds` are contacted to
+    /// join and to heal logical partitions.
+    pub fn new(
+        membership: Arc<Membership>,
+        rings: Arc<RingAdoption>,
+        seeds: Vec<Peer>,
+        dialing: Dialing,
+        interval: Duration,
+    ) -> Self {
         Self {
             membership,
-            transfers,
+            rings,
             seeds,
+            transport: Transport::dialing(dialing),
+            interval,
             round: AtomicU64::new(0),
             heartbeats: Mutex::new(HashMap::new()),
         }
@@ -58,8 +68,7 @@ impl Gossip {
     /// This node's digest for a gossip exchange.
     pub fn digest(&self) -> GossipDigest {
         let me = self.membership.me().to_string();
-        let mut heartbeats: Vec<(NodeId, u64)> = self
-            .lock()
+        let mut heartbeats: Vec<(NodeId, u64)> = lock(&self.heartbeats)
             .iter()
             .map(|(id, (counter, _))| (id.clone(), *counter))
             .collect();
@@ -75,12 +84,12 @@ impl Gossip {
     /// Takes in a peer's digest: a newer ring is adopted, higher heartbeat
     /// counters are recorded.
     pub fn absorb(&self, digest: GossipDigest) {
-        if let Err(error) = self.transfers.adopt(digest.ring) {
+        if let Err(error) = self.rings.adopt(digest.ring) {
             tracing::warn!(from = %digest.from, %error, "ignoring a gossiped ring");
         }
         let me = self.membership.me();
         let now = Instant::now();
-        let mut heartbeats = self.lock();
+        let mut heartbeats = lock(&self.heartbeats);
         for (id, counter) in digest.heartbeats {
             if id == me {
                 continue;
@@ -94,7 +103,7 @@ impl Gossip {
 
     /// Heartbeats of every member this node has heard of.
     pub fn heartbeats(&self) -> HashMap<NodeId, Heartbeat> {
-        self.lock()
+        lock(&self.heartbeats)
             .iter()
             .map(|(id, (counter, at))| {
                 let age_ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -109,40 +118,12 @@ impl Gossip {
             .collect()
     }
 
-    /// Gossips every `interval` until `stop` turns true.
-    pub async fn run(
-        self: Arc<Self>,
-        interval: Duration,
-        dialing: Dialing,
-        stop: watch::Receiver<bool>,
-    ) {
-        let transport = Transport::dialing(dialing);
-        every(interval, stop, || self.round(&transport)).await;
-    }
-
-    /// One round: exchange digests with this round's partners.
-    async fn round(&self, transport: &Transport) {
-        let round = self.round.fetch_add(1, Ordering::Relaxed) + 1;
-        for peer in self.partners(round) {
-            let request = Request::Gossip(Box::new(self.digest()));
-            match transport.call(&peer, &request).await {
-                Ok(Response::Gossip(reply)) => {
-                    self.membership.liveness().record_success(&peer.member.id);
-                    self.absorb(*reply);
-                }
-                Ok(_) => tracing::debug!(peer = %peer.member.id, "unexpected gossip reply"),
-                Err(error) => tracing::debug!(peer = %peer.member.id, %error, "gossip failed"),
-            }
-        }
-    }
-
     /// Whom to gossip with this round: a random other member, plus a random
     /// seed every [`SEED_EVERY`] rounds or while this node is not a member.
     fn partners(&self, round: u64) -> Vec<Peer> {
         let view = self.membership.view();
         let me = self.membership.me();
-        let others: Vec<&Arc<crate::config::Peer>> =
-            view.all().filter(|p| p.member.id != me).collect();
+        let others: Vec<&Arc<Peer>> = view.all().filter(|p| p.member.id != me).collect();
         let mut rng = rand::rng();
         let mut partners: Vec<Peer> = others
             .choose(&mut rng)
@@ -162,8 +143,33 @@ impl Gossip {
         }
         partners
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, (u64, Instant)>> {
-        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner())
+impl PeriodicTask for Gossip {
+    fn name(&self) -> &'static str {
+        "gossip"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Exchanges digests with this round's partners; a partner that fails
+    /// is skipped (logged at debug level), the others are still gossiped
+    /// with.
+    async fn round(&self) -> Result<(), RoundError> {
+        let round = self.round.fetch_add(1, Ordering::Relaxed) + 1;
+        for peer in self.partners(round) {
+            let request = Request::Gossip(Box::new(self.digest()));
+            match self.transport.call(&peer, &request).await {
+                Ok(Response::Gossip(reply)) => {
+                    self.membership.liveness().record_success(&peer.member.id);
+                    self.absorb(*reply);
+                }
+                Ok(_) => tracing::debug!(peer = %peer.member.id, "unexpected gossip reply"),
+                Err(error) => tracing::debug!(peer = %peer.member.id, %error, "gossip failed"),
+            }
+        }
+        Ok(())
     }
 }

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::watch;
 
-use crate::background::{every, pace};
-use crate::config::Peer;
+use crate::config::Pacing;
 use crate::membership::{Membership, by_peer};
+use crate::pacing::pace;
+use crate::peer::Peer;
+use crate::periodic::{PeriodicTask, RoundError};
 use crate::storage::{Hint, Storage};
 use crate::transport::{Dialing, Request, Response, Transport};
 use crate::version::Object;
@@ -50,23 +51,25 @@ pub struct Handoff {
     storage: Arc<Storage>,
     membership: Arc<Membership>,
     transport: Transport,
+    interval: Duration,
     keys_per_sec: u64,
     stats: HandoffStats,
 }
 
 impl Handoff {
-    /// Handoff over this node's store, at most `keys_per_sec` keys a second.
+    /// Handoff over this node's store, paced by `pacing`.
     pub fn new(
         storage: Arc<Storage>,
         membership: Arc<Membership>,
         dialing: Dialing,
-        keys_per_sec: u64,
+        pacing: Pacing,
     ) -> Self {
         Self {
             storage,
             membership,
             transport: Transport::dialing(dialing),
-            keys_per_sec: keys_per_sec.max(1),
+            interval: pacing.interval,
+            keys_per_sec: pacing.keys_per_sec.max(1),
             stats: HandoffStats::default(),
         }
     }
@@ -80,25 +83,12 @@ impl Handoff {
         }
     }
 
-    /// Delivers hints every `interval` until `stop` turns true.
-    pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
-        every(interval, stop, || async {
-            if self.storage.hints_pending() > 0 {
-                self.deliver_all().await;
-            }
-        })
-        .await;
-    }
-
     /// One pass over every owner this node holds hints for.
-    async fn deliver_all(&self) {
-        let owners = match self.storage.hinted_owners() {
-            Ok(owners) => owners,
-            Err(error) => {
-                tracing::warn!(%error, "listing hints");
-                return;
-            }
-        };
+    async fn deliver_all(&self) -> Result<(), RoundError> {
+        let owners = self
+            .storage
+            .hinted_owners()
+            .map_err(|error| RoundError::local("listing hints", error))?;
         let view = self.membership.view();
         for owner in owners {
             // Hints for a member that left the ring go to the key's current
@@ -112,10 +102,7 @@ impl Handoff {
                 let hints = match self.storage.hints_for(&owner, BATCH) {
                     Ok(hints) if !hints.is_empty() => hints,
                     Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "reading hints");
-                        return;
-                    }
+                    Err(error) => return Err(RoundError::local("reading hints", error)),
                 };
                 let count = hints.len();
                 if !self.deliver(&owner, hints).await {
@@ -125,6 +112,7 @@ impl Handoff {
                 pace(count, self.keys_per_sec, started).await;
             }
         }
+        Ok(())
     }
 
     /// Hands one batch of `owner`'s hints over; says whether it was taken.
@@ -201,5 +189,23 @@ impl Handoff {
             Ok(true) => {}
             Err(error) => tracing::warn!(%error, "checking hints"),
         }
+    }
+}
+
+impl PeriodicTask for Handoff {
+    fn name(&self) -> &'static str {
+        "handoff"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Delivers every pending hint, if there are any.
+    async fn round(&self) -> Result<(), RoundError> {
+        if self.storage.hints_pending() > 0 {
+            self.deliver_all().await?;
+        }
+        Ok(())
     }
 }

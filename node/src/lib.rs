@@ -1,29 +1,47 @@
 //! The Dynamo node: a replicated, versioned key-value store.
 //!
-//! Layers, bottom up: [`version`] (dotted version vectors), [`storage`]
-//! (RocksDB), [`membership`] (ring and liveness), [`transport`]
-//! (node-to-node streams), [`coordinator`] (sloppy-quorum reads and
-//! writes), [`replica`] (answering peers), [`api`] (HTTP routes),
-//! [`server`] (wiring) and [`local`] (the one-command cluster). Background
-//! work that keeps replicas converged: [`gossip`] (ring and heartbeats),
-//! [`handoff`] (hinted handoff), [`antientropy`] (Merkle trees),
-//! [`transfer`] (ring changes and partition streaming) and [`tombstones`]
-//! (purging deletes).
-
-#![warn(missing_docs)]
+//! Layers, bottom up; a module uses only modules of the layers below it
+//! (and of its own layer where listed in that order):
+//!
+//! 1. Plain building blocks that use nothing of the crate: [`peer`] (a
+//!    member and its address), [`version`] (dotted version vectors),
+//!    [`merkle`] (per-partition hash trees), [`tls`], [`sync`]
+//!    (poison-tolerant locks), [`pacing`] (rate limits) and [`periodic`]
+//!    (the shape of periodic tasks and their runner).
+//! 2. [`config`]: the settings, their defaults and the node configuration
+//!    every layer reads (including each layer's own settings).
+//! 3. [`storage`] (RocksDB, keeping the Merkle trees), [`membership`]
+//!    (ring view and failure detector) and [`transport`] (node-to-node
+//!    streams).
+//! 4. [`coordinator`] (sloppy-quorum reads and writes), [`probe`]
+//!    (liveness probes), [`transfer`] (streaming gained partitions) and,
+//!    above it, [`ring_adoption`] (switching to newer rings).
+//! 5. The maintenance tasks that keep replicas converged: [`gossip`]
+//!    (rings and heartbeats), [`handoff`] (hinted handoff),
+//!    [`antientropy`] (Merkle exchanges) and [`tombstones`] (purging
+//!    deletes).
+//! 6. [`rpc_handler`] (answering peers' requests), [`api`] (HTTP routes),
+//!    [`server`] (wiring, `dynamo-node serve`) and [`local`] (the
+//!    one-command cluster).
 
 pub mod antientropy;
 pub mod api;
-pub mod background;
 pub mod config;
 pub mod coordinator;
 pub mod gossip;
 pub mod handoff;
 pub mod local;
 pub mod membership;
-pub mod replica;
+pub mod merkle;
+pub mod pacing;
+pub mod peer;
+pub mod periodic;
+pub mod probe;
+pub mod ring_adoption;
+pub mod rpc_handler;
 pub mod server;
 pub mod storage;
+pub mod sync;
 pub mod tls;
 pub mod tombstones;
 pub mod transfer;

@@ -1,7 +1,7 @@
 //! `dynamo-node local`: a multi-node cluster on loopback, one OS process per
 //! node, stopped cleanly with Ctrl-C.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ pub struct LocalArgs {
 
 struct LocalNode {
     id: String,
+    zone: String,
     url: String,
     child: Child,
 }
@@ -58,31 +59,69 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    let specs = node_specs(&args);
+    let mut nodes = start_nodes(&args, &specs, &data_dir)?;
+    print_endpoints(&nodes, &data_dir);
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        (id, status) = first_exit(&mut nodes) => {
+            eprintln!("{id} exited unexpectedly ({status}); stopping the others");
+        }
+    }
+    stop_all(&mut nodes).await;
+    Ok(())
+}
+
+/// One node of the cluster: its id, address and zone.
+struct NodeSpec {
+    id: String,
+    address: String,
+    zone: String,
+}
+
+/// Node i is `node{i+1}`, listens on base-port + i and has a zone of its
+/// own (`zone-a`, `zone-b`, ...).
+fn node_specs(args: &LocalArgs) -> Vec<NodeSpec> {
+    (0..args.nodes)
+        .map(|i| NodeSpec {
+            id: format!("node{}", i + 1),
+            address: format!("127.0.0.1:{}", usize::from(args.base_port) + i),
+            zone: format!("zone-{}", (b'a' + (i % 26) as u8) as char),
+        })
+        .collect()
+}
+
+/// Starts one `dynamo-node serve` process per node, each listing every node
+/// as a peer, with a data directory under `data_dir`.
+fn start_nodes(
+    args: &LocalArgs,
+    specs: &[NodeSpec],
+    data_dir: &Path,
+) -> anyhow::Result<Vec<LocalNode>> {
     let exe = std::env::current_exe().context("locating the dynamo-node executable")?;
     let worker_threads = args
         .worker_threads
         .unwrap_or_else(|| (available_cpus() / args.nodes).max(1));
-
-    let specs: Vec<(String, String, String)> = (0..args.nodes)
-        .map(|i| {
-            let id = format!("node{}", i + 1);
-            let address = format!("127.0.0.1:{}", usize::from(args.base_port) + i);
-            let zone = format!("zone-{}", (b'a' + (i % 26) as u8) as char);
-            (id, address, zone)
-        })
-        .collect();
     let mut nodes = Vec::new();
-    for (id, address, zone) in &specs {
+    for spec in specs {
+        let id = &spec.id;
         let mut command = Command::new(&exe);
         command
             .arg("serve")
-            .args(["--node-id", id, "--listen", address, "--zone", zone])
+            .args([
+                "--node-id",
+                id,
+                "--listen",
+                &spec.address,
+                "--zone",
+                &spec.zone,
+            ])
             .arg("--data-dir")
             .arg(data_dir.join(id));
-        for (peer, peer_address, peer_zone) in &specs {
+        for peer in specs {
             command
                 .arg("--peer")
-                .arg(format!("{peer}={peer_address},{peer_zone}"));
+                .arg(format!("{}={},{}", peer.id, peer.address, peer.zone));
         }
         for (flag, value) in [("--n", args.n), ("--r", args.r), ("--w", args.w)] {
             if let Some(value) = value {
@@ -99,26 +138,23 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         let child = command.spawn().with_context(|| format!("starting {id}"))?;
         nodes.push(LocalNode {
             id: id.clone(),
-            url: format!("http://{address}"),
+            zone: spec.zone.clone(),
+            url: format!("http://{}", spec.address),
             child,
         });
     }
+    Ok(nodes)
+}
 
+/// Prints where the nodes serve and how to try them.
+fn print_endpoints(nodes: &[LocalNode], data_dir: &Path) {
     println!(
         "dynamo local cluster: {} nodes, data under {}",
         nodes.len(),
         data_dir.display()
     );
-    for node in &nodes {
-        println!(
-            "  {}  {}  (zone {})",
-            node.id,
-            node.url,
-            specs
-                .iter()
-                .find(|s| s.0 == node.id)
-                .map_or("", |s| s.2.as_str())
-        );
+    for node in nodes {
+        println!("  {}  {}  (zone {})", node.id, node.url, node.zone);
     }
     if let Some(first) = nodes.first() {
         println!(
@@ -131,15 +167,6 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         );
     }
     println!("Ctrl-C stops all nodes.");
-
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        (id, status) = first_exit(&mut nodes) => {
-            eprintln!("{id} exited unexpectedly ({status}); stopping the others");
-        }
-    }
-    stop_all(&mut nodes).await;
-    Ok(())
 }
 
 async fn first_exit(nodes: &mut [LocalNode]) -> (String, String) {

@@ -1,7 +1,7 @@
 //! `dynamo-node`: run one node (`serve`) or a local cluster (`local`).
 
 use clap::{Parser, Subcommand};
-use dynamo_node::config::ServeArgs;
+use dynamo_node::config::ExplicitServeArgs;
 use dynamo_node::local::{self, LocalArgs};
 use dynamo_node::server;
 use tracing_subscriber::EnvFilter;
@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node.
-    Serve(Box<ServeArgs>),
+    Serve(Box<ExplicitServeArgs>),
     /// Run a multi-node cluster on this machine, one process per node.
     Local(LocalArgs),
 }
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     init_logging();
     match cli.command {
         Command::Serve(args) => {
-            let config = (*args).resolve()?;
+            let config = args.0.resolve()?;
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(config.worker_threads)
                 .enable_all()

@@ -6,170 +6,68 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use dynamo_ring::RingDocument;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::antientropy::AntiEntropy;
-use crate::api::{self, AppState, BackgroundTasks};
-use crate::background::every;
+use crate::api::{self, AppState, MaintenanceTasks};
 use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
 use crate::handoff::Handoff;
 use crate::membership::Membership;
-use crate::replica::ReplicaService;
+use crate::periodic;
+use crate::probe::Prober;
+use crate::ring_adoption::RingAdoption;
+use crate::rpc_handler::RpcHandler;
 use crate::storage::{Storage, StorageOptions};
 use crate::tombstones::TombstoneGc;
 use crate::transfer::Transfers;
-use crate::transport::{Dialing, Request, Transport};
+use crate::transport::{Dialing, Transport};
 
 /// Longest wait for open TLS connections to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often each peer is probed.
-const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Runs a node until a shutdown signal arrives.
 pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let initial = config.initial_ring()?;
-    let storage_options = StorageOptions {
-        fsync: config.fsync,
-        block_cache_bytes: config.block_cache_bytes,
-        partitions: initial.ring.partitions,
-    };
-    let storage = Arc::new(
-        Storage::open(&config.data_dir, &storage_options)
-            .with_context(|| format!("opening RocksDB in {}", config.data_dir.display()))?,
-    );
-    let persisted = Transfers::persisted_ring(&storage).context("reading the persisted ring")?;
-    if let Some(persisted) = &persisted
-        && persisted.ring.partitions != initial.ring.partitions
-    {
-        anyhow::bail!(
-            "the data directory holds a ring of {} partitions but the configuration has {}",
-            persisted.ring.partitions,
-            initial.ring.partitions
-        );
-    }
-    let dialing = config.dialing();
-    let membership = Arc::new(Membership::new(
-        config.node_id.clone(),
-        persisted.clone().unwrap_or_else(|| initial.clone()),
-    ));
-    let background = &config.background;
+    let (storage, start, initial) = open_store(&config)?;
+    let dialing = Dialing::for_node(&config);
+    let membership = Arc::new(Membership::new(config.node_id.clone(), start));
     let transfers = Arc::new(
         Transfers::new(
             storage.clone(),
             membership.clone(),
             dialing.clone(),
-            background.transfer_keys_per_sec,
+            config.maintenance.transfer_keys_per_sec,
         )
         .context("loading the transfer plan")?,
     );
-    transfers
-        .adopt(initial)
-        .context("adopting the configured ring")?;
-    transfers.persist_current().context("persisting the ring")?;
+    let rings = adopt_configured_ring(&storage, &membership, &transfers, initial)?;
     let transport = Arc::new(Transport::dialing(dialing.clone()));
-    let coordinator = Coordinator::new(storage.clone(), membership.clone(), transport.clone())
-        .with_read_repair_chance(config.read_repair_chance);
-    let seeds = config
-        .peers
-        .iter()
-        .filter(|p| p.member.id != config.node_id)
-        .cloned()
-        .collect();
-    let tasks = BackgroundTasks {
-        gossip: Arc::new(Gossip::new(membership.clone(), transfers.clone(), seeds)),
-        handoff: Arc::new(Handoff::new(
-            storage.clone(),
-            membership.clone(),
-            dialing.clone(),
-            background.handoff_keys_per_sec,
-        )),
-        anti_entropy: Arc::new(AntiEntropy::new(
-            storage.clone(),
-            membership.clone(),
-            transfers.clone(),
-            dialing.clone(),
-            background.anti_entropy_keys_per_sec,
-        )),
-        tombstones: Arc::new(TombstoneGc::new(
-            storage.clone(),
-            membership.clone(),
-            transfers.clone(),
-            dialing.clone(),
-            background.tombstones,
-        )),
-    };
-    let service = Arc::new(ReplicaService::new(
+    let coordinator = Coordinator::new(
+        storage.clone(),
+        membership.clone(),
+        transport,
+        config.read_repair_chance,
+    );
+    let tasks = maintenance_tasks(&config, &storage, &membership, &rings, &transfers, &dialing);
+    let rpc = Arc::new(RpcHandler::new(
         coordinator.clone(),
         transfers.clone(),
         tasks.gossip.clone(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(probe_peers(
-        membership.clone(),
-        dialing.clone(),
-        stop_rx.clone(),
-    ));
-    tokio::spawn(tasks.gossip.clone().run(
-        background.gossip_interval,
-        dialing.clone(),
-        stop_rx.clone(),
-    ));
-    tokio::spawn(
-        tasks
-            .handoff
-            .clone()
-            .run(background.handoff_interval, stop_rx.clone()),
-    );
-    tokio::spawn(
-        tasks
-            .anti_entropy
-            .clone()
-            .run(background.anti_entropy_interval, stop_rx.clone()),
-    );
-    tokio::spawn(
-        tasks
-            .tombstones
-            .clone()
-            .run(background.tombstone_scan_interval, stop_rx.clone()),
-    );
-    tokio::spawn(transfers.clone().run(stop_rx.clone()));
-    let state = Arc::new(AppState::new(coordinator, &config, transfers, tasks));
-
-    let client = api::client_router(state.clone(), config.auth_token.clone());
-    let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
-    let internal = api::internal_router(service, config.auth_token.clone());
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let mut servers = tokio::task::JoinSet::new();
-    match config.internal_listen {
-        Some(address) => {
-            let internal_listener = TcpListener::bind(address)
-                .await
-                .with_context(|| format!("binding internal address {address}"))?;
-            servers.spawn(run(
-                internal_listener,
-                internal,
-                tls.clone(),
-                stop_rx.clone(),
-            ));
-            servers.spawn(run(listener, client, tls, stop_rx.clone()));
-        }
-        None => {
-            servers.spawn(run(listener, client.merge(internal), tls, stop_rx.clone()));
-        }
-    }
+    let prober = Arc::new(Prober::new(membership.clone(), dialing));
+    spawn_maintenance(prober, &tasks, &transfers, &stop_rx);
+    let state = Arc::new(AppState::new(coordinator, &config, rings, transfers, tasks));
+    let mut servers = listen(&config, state.clone(), rpc, &stop_rx).await?;
     tracing::info!(
         node = %config.node_id,
         listen = %config.listen,
@@ -192,17 +90,173 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the store under the data directory (creating it). Returns it with
+/// the ring to start from (the one persisted by an earlier run, else the
+/// configured one) and the configured ring.
+fn open_store(config: &NodeConfig) -> anyhow::Result<(Arc<Storage>, RingDocument, RingDocument)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let initial = config.initial_ring()?;
+    let storage_options = StorageOptions {
+        fsync: config.fsync,
+        block_cache_bytes: config.block_cache_bytes,
+        partitions: initial.ring.partitions,
+    };
+    let storage = Arc::new(
+        Storage::open(&config.data_dir, &storage_options)
+            .with_context(|| format!("opening RocksDB in {}", config.data_dir.display()))?,
+    );
+    let persisted = RingAdoption::persisted_ring(&storage).context("reading the persisted ring")?;
+    if let Some(persisted) = &persisted
+        && persisted.ring.partitions != initial.ring.partitions
+    {
+        anyhow::bail!(
+            "the data directory holds a ring of {} partitions but the configuration has {}",
+            persisted.ring.partitions,
+            initial.ring.partitions
+        );
+    }
+    let start = persisted.unwrap_or_else(|| initial.clone());
+    Ok((storage, start, initial))
+}
+
+/// Ring adoption for this node, having adopted the configured ring if it
+/// is newer than the one the node started from, and persisted the result.
+fn adopt_configured_ring(
+    storage: &Arc<Storage>,
+    membership: &Arc<Membership>,
+    transfers: &Arc<Transfers>,
+    initial: RingDocument,
+) -> anyhow::Result<Arc<RingAdoption>> {
+    let rings = Arc::new(RingAdoption::new(
+        storage.clone(),
+        membership.clone(),
+        transfers.clone(),
+    ));
+    rings
+        .adopt(initial)
+        .context("adopting the configured ring")?;
+    rings.persist_current().context("persisting the ring")?;
+    Ok(rings)
+}
+
+/// The maintenance tasks, paced as configured; the members given with
+/// --peer (but this node) are gossip's seeds.
+fn maintenance_tasks(
+    config: &NodeConfig,
+    storage: &Arc<Storage>,
+    membership: &Arc<Membership>,
+    rings: &Arc<RingAdoption>,
+    transfers: &Arc<Transfers>,
+    dialing: &Dialing,
+) -> MaintenanceTasks {
+    let maintenance = &config.maintenance;
+    let seeds = config
+        .peers
+        .iter()
+        .filter(|p| p.member.id != config.node_id)
+        .cloned()
+        .collect();
+    MaintenanceTasks {
+        gossip: Arc::new(Gossip::new(
+            membership.clone(),
+            rings.clone(),
+            seeds,
+            dialing.clone(),
+            maintenance.gossip_interval,
+        )),
+        handoff: Arc::new(Handoff::new(
+            storage.clone(),
+            membership.clone(),
+            dialing.clone(),
+            maintenance.handoff,
+        )),
+        anti_entropy: Arc::new(AntiEntropy::new(
+            storage.clone(),
+            membership.clone(),
+            transfers.clone(),
+            dialing.clone(),
+            maintenance.anti_entropy,
+        )),
+        tombstones: Arc::new(TombstoneGc::new(
+            storage.clone(),
+            membership.clone(),
+            transfers.clone(),
+            dialing.clone(),
+            maintenance.tombstones,
+            maintenance.tombstone_scan_interval,
+        )),
+    }
+}
+
+/// Starts the periodic tasks and the partition transfer task; all of them
+/// end when `stop` turns true.
+fn spawn_maintenance(
+    prober: Arc<Prober>,
+    tasks: &MaintenanceTasks,
+    transfers: &Arc<Transfers>,
+    stop: &watch::Receiver<bool>,
+) {
+    periodic::spawn(prober, stop.clone());
+    periodic::spawn(tasks.gossip.clone(), stop.clone());
+    periodic::spawn(tasks.handoff.clone(), stop.clone());
+    periodic::spawn(tasks.anti_entropy.clone(), stop.clone());
+    periodic::spawn(tasks.tombstones.clone(), stop.clone());
+    tokio::spawn(transfers.clone().run(stop.clone()));
+}
+
+/// Binds the listeners and starts serving the client and internal routers
+/// on them (one listener for both unless an internal address is set) until
+/// `stop` turns true.
+async fn listen(
+    config: &NodeConfig,
+    state: Arc<AppState>,
+    rpc: Arc<RpcHandler>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<JoinSet<anyhow::Result<()>>> {
+    let client = api::client_router(state, config.auth_token.clone());
+    let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
+    let internal = api::internal_router(rpc, config.auth_token.clone());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let mut servers = JoinSet::new();
+    match config.internal_listen {
+        Some(address) => {
+            let internal_listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding internal address {address}"))?;
+            servers.spawn(serve_router(
+                internal_listener,
+                internal,
+                tls.clone(),
+                stop.clone(),
+            ));
+            servers.spawn(serve_router(listener, client, tls, stop.clone()));
+        }
+        None => {
+            servers.spawn(serve_router(
+                listener,
+                client.merge(internal),
+                tls,
+                stop.clone(),
+            ));
+        }
+    }
+    Ok(servers)
+}
+
 /// Serves `router` until `stop` turns true. Every accepted connection gets
 /// TCP_NODELAY: replies are small frames, and Nagle's algorithm combined with
 /// the peer's delayed ACKs would hold them for up to 40 ms at low load.
-async fn run(
+async fn serve_router(
     listener: TcpListener,
     router: axum::Router,
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     if let Some(tls) = tls {
-        return run_tls(listener, router, tls, stop).await;
+        return serve_router_tls(listener, router, tls, stop).await;
     }
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
@@ -219,7 +273,7 @@ async fn run(
 
 /// Serves `router` over TLS until `stop` turns true, then lets open
 /// connections finish (at most [`DRAIN_TIMEOUT`]).
-async fn run_tls(
+async fn serve_router_tls(
     listener: TcpListener,
     router: axum::Router,
     tls: TlsAcceptor,
@@ -266,31 +320,6 @@ async fn run_tls(
         tracing::warn!("connections still open after the drain timeout");
     }
     Ok(())
-}
-
-/// Pings every peer each [`PROBE_INTERVAL`] over a transport of its own
-/// (short timeout, so a paused peer is noticed quickly).
-async fn probe_peers(membership: Arc<Membership>, dialing: Dialing, stop: watch::Receiver<bool>) {
-    let transport = Transport::dialing(Dialing {
-        timeout: dialing.timeout.min(PROBE_INTERVAL / 2),
-        ..dialing
-    });
-    every(PROBE_INTERVAL, stop, || async {
-        let view = membership.view();
-        let others = view.all().filter(|p| p.member.id != membership.me());
-        let probes = others.map(|peer| {
-            let transport = &transport;
-            let membership = &membership;
-            async move {
-                match transport.call(peer, &Request::Ping).await {
-                    Ok(_) => membership.liveness().record_success(&peer.member.id),
-                    Err(_) => membership.liveness().record_failure(&peer.member.id),
-                }
-            }
-        });
-        futures::future::join_all(probes).await;
-    })
-    .await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

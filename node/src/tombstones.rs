@@ -30,12 +30,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
-use crate::background::every;
-use crate::config::Peer;
+use crate::config::TombstonePolicy;
 use crate::membership::{Membership, View};
+use crate::peer::Peer;
+use crate::periodic::{PeriodicTask, RoundError};
 use crate::storage::{Storage, StorageError, now_ms};
+use crate::sync::lock;
 use crate::transfer::Transfers;
 use crate::transport::{Dialing, KeyHolding, Request, Response, TombstoneCheckReply, Transport};
 
@@ -43,16 +44,6 @@ use crate::transport::{Dialing, KeyHolding, Request, Response, TombstoneCheckRep
 const BATCH: usize = 256;
 /// Meta record of the members seen and those that left the ring (JSON).
 const META_DEPARTED: &str = "departed-members";
-
-/// When tombstones may go.
-#[derive(Clone, Copy, Debug)]
-pub struct TombstonePolicy {
-    /// Youngest tombstone purged.
-    pub min_age: Duration,
-    /// How long a member removed from the ring that cannot be reached keeps
-    /// blocking purges (it may hold hints written before a delete).
-    pub departed_wait: Duration,
-}
 
 /// Purge counters.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -85,6 +76,7 @@ pub struct TombstoneGc {
     transfers: Arc<Transfers>,
     transport: Transport,
     policy: TombstonePolicy,
+    scan_interval: Duration,
     departures: Mutex<Departures>,
     purged: AtomicU64,
     blocked: AtomicU64,
@@ -106,13 +98,15 @@ struct Answer {
 }
 
 impl TombstoneGc {
-    /// Purging under `policy`.
+    /// Purging under `policy`, scanning the tombstone index every
+    /// `scan_interval`.
     pub fn new(
         storage: Arc<Storage>,
         membership: Arc<Membership>,
         transfers: Arc<Transfers>,
         dialing: Dialing,
         policy: TombstonePolicy,
+        scan_interval: Duration,
     ) -> Self {
         let departures = match storage.meta_get(META_DEPARTED) {
             Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
@@ -131,6 +125,7 @@ impl TombstoneGc {
             transfers,
             transport: Transport::dialing(dialing),
             policy,
+            scan_interval,
             departures: Mutex::new(departures),
             purged: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
@@ -148,27 +143,19 @@ impl TombstoneGc {
         }
     }
 
-    /// Scans the tombstone index every `interval` until `stop` turns true.
-    pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
-        every(interval, stop, || self.sweep()).await;
-    }
-
     /// One pass over the tombstone index.
-    pub async fn sweep(&self) {
+    async fn sweep(&self) -> Result<(), RoundError> {
         let view = self.membership.view();
         self.note_departures(&view);
         if view.peer(self.membership.me()).is_none() {
-            return;
+            return Ok(());
         }
         let mut after: Option<Bytes> = None;
         loop {
             let batch = match self.storage.tombstones(after.as_deref(), BATCH) {
                 Ok(batch) if !batch.is_empty() => batch,
-                Ok(_) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "reading the tombstone index");
-                    return;
-                }
+                Ok(_) => return Ok(()),
+                Err(error) => return Err(RoundError::local("reading the tombstone index", error)),
             };
             after = batch.last().map(|(key, _)| key.clone());
             let now = now_ms();
@@ -179,9 +166,16 @@ impl TombstoneGc {
                 })
                 .map(|(key, _)| key)
                 .collect();
-            if !self.purge(&view, old_enough).await {
-                self.blocked.fetch_add(1, Ordering::Relaxed);
-                return;
+            match self.purge(&view, old_enough).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.blocked.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(error) => {
+                    self.blocked.fetch_add(1, Ordering::Relaxed);
+                    return Err(RoundError::local("reading tombstones to purge", error));
+                }
             }
         }
     }
@@ -246,23 +240,18 @@ impl TombstoneGc {
     }
 
     /// Purges what can be purged of `keys`; returns false when the sweep
-    /// must stop because some node blocks every purge for now.
-    async fn purge(&self, view: &View, keys: Vec<Bytes>) -> bool {
-        let local = match self.local_candidates(view, keys) {
-            Ok(local) => local,
-            Err(error) => {
-                tracing::warn!(%error, "reading tombstones to purge");
-                return false;
-            }
-        };
+    /// must stop because some node blocks every purge for now, and an
+    /// error when this node's own records cannot be read.
+    async fn purge(&self, view: &View, keys: Vec<Bytes>) -> Result<bool, StorageError> {
+        let local = self.local_candidates(view, keys)?;
         if local.is_empty() {
-            return true;
+            return Ok(true);
         }
         if !settled(&self.transfers.report(), view.epoch()) {
-            return false;
+            return Ok(false);
         }
         let Some(answers) = self.ask_everyone(view, &local).await else {
-            return false;
+            return Ok(false);
         };
         let mut holders: Vec<Vec<Arc<Peer>>> = vec![Vec::new(); local.len()];
         let mut safe = vec![true; local.len()];
@@ -297,7 +286,7 @@ impl TombstoneGc {
             })
             .collect();
         self.delete_everywhere(confirmed).await;
-        true
+        Ok(true)
     }
 
     /// The keys of `keys` this node owns whose record here is a tombstone
@@ -307,8 +296,7 @@ impl TombstoneGc {
         view: &View,
         keys: Vec<Bytes>,
     ) -> Result<Vec<(Bytes, u64)>, StorageError> {
-        let hinted = self.storage.hinted_owners()?;
-        let hinted: Vec<&str> = hinted.iter().map(String::as_str).collect();
+        let hinted = self.storage.hinted_keys()?;
         let mut local = Vec::new();
         for key in keys {
             let owned = view
@@ -316,7 +304,7 @@ impl TombstoneGc {
                 .owners()
                 .iter()
                 .any(|p| self.membership.is_me(p));
-            if !owned || self.storage.has_hint(&key, &hinted)? {
+            if !owned || hinted.contains(&key)? {
                 continue;
             }
             match self.storage.get_with_digest(&key)? {
@@ -422,18 +410,28 @@ fn settled(report: &dynamo_ring::TransferReport, epoch: u64) -> bool {
 
 /// What this node holds of `keys`, for another node's purge check.
 pub fn holdings(storage: &Storage, keys: &[Bytes]) -> Result<Vec<KeyHolding>, StorageError> {
-    let hinted = storage.hinted_owners()?;
-    let hinted: Vec<&str> = hinted.iter().map(String::as_str).collect();
+    let hinted = storage.hinted_keys()?;
     keys.iter()
         .map(|key| {
             Ok(KeyHolding {
                 digest: storage.digest(key)?,
-                hinted: storage.has_hint(key, &hinted)?,
+                hinted: hinted.contains(key)?,
             })
         })
         .collect()
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
+impl PeriodicTask for TombstoneGc {
+    fn name(&self) -> &'static str {
+        "tombstone purge"
+    }
+
+    fn interval(&self) -> Duration {
+        self.scan_interval
+    }
+
+    /// One pass over the tombstone index.
+    async fn round(&self) -> Result<(), RoundError> {
+        self.sweep().await
+    }
 }

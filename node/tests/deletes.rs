@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dynamo_node::config::Peer;
+use dynamo_node::peer::Peer;
 use dynamo_node::storage::object_digest;
 use dynamo_node::transport::{Request, Response, Transport};
 use dynamo_ring::{Member, key_hash};

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::transfer::AdoptError;
+use crate::ring_adoption::AdoptError;
 
 /// `PUT /v1/admin/ring`: adopt a published ring if it is newer.
 pub(super) async fn put_ring(
@@ -63,7 +63,7 @@ pub(super) struct NewMember {
 }
 
 fn default_zone() -> String {
-    crate::config::DEFAULT_ZONE.to_string()
+    crate::config::defaults::ZONE.to_string()
 }
 
 /// Body of `POST /v1/admin/members`.
@@ -144,7 +144,7 @@ pub(super) async fn merkle(State(state): State<Arc<AppState>>) -> Json<serde_jso
 }
 
 fn adopt(state: &AppState, doc: RingDocument) -> Result<bool, ApiError> {
-    state.transfers.adopt(doc).map_err(|error| match error {
+    state.rings.adopt(doc).map_err(|error| match error {
         AdoptError::Invalid(e) => ApiError::bad_request("invalid_ring", e.to_string()),
         AdoptError::Storage(e) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())

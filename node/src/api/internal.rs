@@ -7,10 +7,10 @@ use axum::routing::get;
 use axum::{Router, middleware};
 
 use super::auth;
-use crate::replica::ReplicaService;
+use crate::rpc_handler::RpcHandler;
 use crate::transport::{self, STREAM_PATH};
 
-pub(super) fn router(service: Arc<ReplicaService>, token: Option<Arc<str>>) -> Router {
+pub(super) fn router(service: Arc<RpcHandler>, token: Option<Arc<str>>) -> Router {
     let router = Router::new().route(
         STREAM_PATH,
         get(move |request: Request| transport::accept_stream(service.clone(), request)),

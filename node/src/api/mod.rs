@@ -4,22 +4,27 @@
 
 mod admin;
 pub mod auth;
-mod client;
 mod error;
 mod internal;
+mod kv;
 mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Router, middleware};
 
 use crate::antientropy::AntiEntropy;
 use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
 use crate::handoff::Handoff;
-use crate::replica::ReplicaService;
+use crate::ring_adoption::RingAdoption;
+use crate::rpc_handler::RpcHandler;
 use crate::tombstones::TombstoneGc;
 use crate::transfer::Transfers;
 pub use error::ApiError;
@@ -38,15 +43,18 @@ pub struct AppState {
     pub w: usize,
     /// Largest accepted value in bytes.
     pub max_value_bytes: usize,
-    /// Ring changes and partition transfer.
+    /// Ring adoption (admin calls publish rings through it).
+    pub rings: Arc<RingAdoption>,
+    /// Partition transfer.
     pub transfers: Arc<Transfers>,
-    /// The background tasks whose counters `/v1/status` shows.
-    pub background: BackgroundTasks,
+    /// The maintenance tasks whose state `/v1/status` shows.
+    pub tasks: MaintenanceTasks,
     ready: AtomicBool,
 }
 
-/// The node's background tasks, for their counters.
-pub struct BackgroundTasks {
+/// The node's periodic maintenance tasks (those with state to show; the
+/// liveness probes report through the failure detector).
+pub struct MaintenanceTasks {
     /// Membership gossip.
     pub gossip: Arc<Gossip>,
     /// Hinted handoff.
@@ -62,13 +70,15 @@ impl AppState {
     pub fn new(
         coordinator: Coordinator,
         config: &NodeConfig,
+        rings: Arc<RingAdoption>,
         transfers: Arc<Transfers>,
-        background: BackgroundTasks,
+        tasks: MaintenanceTasks,
     ) -> Self {
         Self {
             coordinator,
+            rings,
             transfers,
-            background,
+            tasks,
             zone: config.zone.clone(),
             n: config.n,
             r: config.r,
@@ -88,12 +98,54 @@ impl AppState {
     }
 }
 
-/// The client-facing router; with a token, `/v1` routes require it.
+/// The client-facing router: `/v1/kv/{key}`, `/v1/status`, the admin
+/// routes, `/healthz` and `/readyz`; with a token, `/v1` routes require it.
 pub fn client_router(state: Arc<AppState>, token: Option<Arc<str>>) -> Router {
-    client::router(state, token)
+    let limit = state.max_value_bytes;
+    let mut v1 = Router::new()
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv),
+        )
+        .route("/v1/kv", any(kv::empty_key))
+        .route("/v1/kv/", any(kv::empty_key))
+        .route("/v1/status", get(status::status))
+        .route("/v1/admin/ring", get(admin::get_ring).put(admin::put_ring))
+        .route("/v1/admin/members", post(admin::change_members))
+        .route("/v1/admin/transfers", get(admin::transfers))
+        .route("/v1/admin/merkle", get(admin::merkle));
+    if let Some(token) = token {
+        v1 = v1.route_layer(middleware::from_fn_with_state(token, auth::require));
+    }
+    v1.route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// `GET /readyz`: ready until the node starts shutting down.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.is_ready() {
+        "ready".into_response()
+    } else {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "node is shutting down",
+        )
+        .into_response()
+    }
 }
 
 /// The node-to-node router; with a token, the stream upgrade requires it.
-pub fn internal_router(service: Arc<ReplicaService>, token: Option<Arc<str>>) -> Router {
+pub fn internal_router(service: Arc<RpcHandler>, token: Option<Arc<str>>) -> Router {
     internal::router(service, token)
 }

@@ -13,7 +13,7 @@ pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
     let view = membership.view();
     let ring = view.ring();
     let me = membership.me();
-    let heartbeats = state.background.gossip.heartbeats();
+    let heartbeats = state.tasks.gossip.heartbeats();
     let members: Vec<Value> = view
         .all()
         .map(|peer| {
@@ -58,8 +58,8 @@ pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
             "pending": transfers.pending,
             "done": transfers.done,
         },
-        "hints": state.background.handoff.report(),
-        "anti_entropy": state.background.anti_entropy.report(),
-        "tombstones": state.background.tombstones.report(),
+        "hints": state.tasks.handoff.report(),
+        "anti_entropy": state.tasks.anti_entropy.report(),
+        "tombstones": state.tasks.tombstones.report(),
     }))
 }

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 
 use super::{Coordinator, Target};
-use crate::config::Peer;
+use crate::peer::Peer;
 use crate::version::Object;
 
 /// Replica writes in flight for one key.

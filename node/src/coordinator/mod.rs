@@ -20,8 +20,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::Peer;
 use crate::membership::{Membership, Replicas};
+use crate::peer::Peer;
 use crate::storage::{Storage, StorageError};
 use crate::transport::{QuorumShortfall, Request, Response, RpcError, Transport};
 use crate::version::Object;
@@ -51,25 +51,21 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// A coordinator over the local store and the cluster view.
+    /// `read_repair_chance` is the share of reads that ask all N replicas
+    /// and repair the stale ones; the others ask only R (more when some
+    /// fail). Anti-entropy repairs what reads do not.
     pub fn new(
         storage: Arc<Storage>,
         membership: Arc<Membership>,
         transport: Arc<Transport>,
+        read_repair_chance: f64,
     ) -> Self {
         Self {
             storage,
             membership,
             transport,
-            read_repair_chance: 1.0,
+            read_repair_chance: read_repair_chance.clamp(0.0, 1.0),
         }
-    }
-
-    /// Share of reads that ask all N replicas and repair the stale ones;
-    /// the others ask only R (more when some fail). Anti-entropy repairs
-    /// what reads do not.
-    pub fn with_read_repair_chance(mut self, chance: f64) -> Self {
-        self.read_repair_chance = chance.clamp(0.0, 1.0);
-        self
     }
 
     /// The cluster view this coordinator routes by.

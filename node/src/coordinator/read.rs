@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 
 use super::{Coordinator, CoordinatorError};
-use crate::config::Peer;
+use crate::peer::Peer;
 use crate::transport::QuorumShortfall;
 use crate::version::Object;
 

@@ -7,8 +7,8 @@ use bytes::Bytes;
 
 use super::fanout::WriteFanout;
 use super::{Coordinator, CoordinatorError, Target, unexpected};
-use crate::config::Peer;
 use crate::membership::Replicas;
+use crate::peer::Peer;
 use crate::transport::{CoordinateWrite, QuorumShortfall, Request, Response};
 use crate::version::{Object, VersionVector};
 

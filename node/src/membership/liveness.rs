@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use dynamo_ring::NodeId;
 use serde::Serialize;
 
+use crate::sync::{read, write};
+
 /// Consecutive failures after which a suspect peer is considered down.
 const DOWN_AFTER_FAILURES: u32 = 3;
 
@@ -82,7 +84,7 @@ impl Liveness {
 
     /// Current view of `id`.
     pub fn status(&self, id: &str) -> PeerStatus {
-        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        let records = read(&self.records);
         let Some(record) = records.get(id) else {
             return PeerStatus {
                 state: PeerState::Unknown,
@@ -106,7 +108,7 @@ impl Liveness {
 
     /// Whether `id` is believed reachable (alive or not yet known).
     pub fn is_usable(&self, id: &str) -> bool {
-        let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+        let records = read(&self.records);
         records
             .get(id)
             .is_none_or(|r| r.failures.load(Ordering::Relaxed) < DOWN_AFTER_FAILURES)
@@ -114,13 +116,13 @@ impl Liveness {
 
     fn with_record(&self, id: &str, update: impl Fn(&Record)) {
         {
-            let records = self.records.read().unwrap_or_else(|p| p.into_inner());
+            let records = read(&self.records);
             if let Some(record) = records.get(id) {
                 update(record);
                 return;
             }
         }
-        let mut records = self.records.write().unwrap_or_else(|p| p.into_inner());
+        let mut records = write(&self.records);
         update(records.entry(id.to_string()).or_default());
     }
 }

@@ -15,7 +15,7 @@ use dynamo_ring::document::DocumentError;
 use dynamo_ring::{NodeId, Ring, RingDocument};
 use tokio::sync::watch;
 
-use crate::config::Peer;
+use crate::peer::Peer;
 pub use liveness::{Liveness, PeerState, PeerStatus};
 
 /// One version of the cluster layout, with lookups precomputed.

@@ -20,7 +20,8 @@ use dynamo_ring::{NodeId, key_hash};
 use rocksdb::{BlockBasedOptions, Cache, DB, Options, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::antientropy::{MerkleForest, record_digest};
+use crate::config::defaults;
+use crate::merkle::{MerkleForest, record_digest};
 use crate::version::{Actor, Object, VersionVector};
 pub use layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF};
 use layout::{
@@ -48,11 +49,12 @@ pub struct StorageOptions {
 }
 
 impl Default for StorageOptions {
+    /// The settings' defaults.
     fn default() -> Self {
         Self {
-            fsync: false,
-            block_cache_bytes: 64 << 20,
-            partitions: 1024,
+            fsync: defaults::FSYNC,
+            block_cache_bytes: defaults::BLOCK_CACHE_MB << 20,
+            partitions: defaults::PARTITIONS,
         }
     }
 }
@@ -464,13 +466,22 @@ impl Storage {
         Ok(out)
     }
 
+    /// The keys holding a hint marker for any owner, to check one by one
+    /// (the owners with markers are listed once, here).
+    pub fn hinted_keys(&self) -> Result<HintedKeys<'_>, StorageError> {
+        Ok(HintedKeys {
+            storage: self,
+            owners: self.hinted_owners()?,
+        })
+    }
+
     /// Whether any hint marker for `key` names one of `owners`.
-    pub fn has_hint(&self, key: &[u8], owners: &[&str]) -> Result<bool, StorageError> {
+    pub fn has_hint<S: AsRef<str>>(&self, key: &[u8], owners: &[S]) -> Result<bool, StorageError> {
         let dk = data_key(key);
         for owner in owners {
             if self
                 .db
-                .get_pinned_cf(self.cf(HINTS_CF), hint_key(owner, &dk))?
+                .get_pinned_cf(self.cf(HINTS_CF), hint_key(owner.as_ref(), &dk))?
                 .is_some()
             {
                 return Ok(true);
@@ -524,6 +535,19 @@ impl Storage {
         self.db
             .cf_handle(name)
             .expect("column families are created at open")
+    }
+}
+
+/// The keys holding a hint marker, as of [`Storage::hinted_keys`].
+pub struct HintedKeys<'a> {
+    storage: &'a Storage,
+    owners: Vec<NodeId>,
+}
+
+impl HintedKeys<'_> {
+    /// Whether `key` holds a hint marker for any owner.
+    pub fn contains(&self, key: &[u8]) -> Result<bool, StorageError> {
+        self.storage.has_hint(key, &self.owners)
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::dots::{Dots, META_DOTS};
 use super::layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF, data_key, hint_key};
 use super::{StorageError, decode};
-use crate::antientropy::{MerkleForest, record_digest};
+use crate::merkle::{MerkleForest, record_digest};
 use crate::version::{Object, VersionVector};
 
 /// Most writes committed in one batch.
@@ -111,6 +111,12 @@ pub(super) fn spawn(
     mpsc::UnboundedSender<WriteOp>,
     Option<std::thread::JoinHandle<()>>,
 )> {
+    // Unbounded, and it needs no bound: every op is queued by a caller that
+    // then awaits its reply (see `Storage::request`), so the queue never
+    // holds more ops than there are writes in flight, and those are already
+    // limited where they start (requests being served, peer frames being
+    // answered, background batches of at most a few hundred keys). A bound
+    // would only move that wait from the reply to the send.
     let (tx, rx) = mpsc::unbounded_channel();
     let mut write_options = WriteOptions::default();
     write_options.set_sync(fsync);
@@ -319,22 +325,22 @@ fn finish<D>(shared: &Shared<D>, applied: Applied, committed: Result<(), Storage
 /// Applies `ops` (emptied) to their keys' current states and builds the
 /// batch that stores the result.
 fn prepare(db: &DB, dots: &mut Dots, ops: &mut Vec<WriteOp>, next_seq: &mut u64) -> Group {
-    let cf = |name| {
-        db.cf_handle(name)
-            .expect("column families are created at open")
-    };
-    let (data, hints, tombs) = (cf(DATA_CF), cf(HINTS_CF), cf(TOMBS_CF));
+    let cf = Families::of(db);
     // Each key's state is read once per group and updated in queue order.
     let mut states: HashMap<Vec<u8>, KeyState> = HashMap::with_capacity(ops.len());
-    // Hint markers touched by this group: key -> new value (None: deleted).
-    let mut markers: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
-    let mut marker_delta: i64 = 0;
+    let mut markers = Markers {
+        db,
+        cf: cf.hints,
+        touched: HashMap::new(),
+        delta: 0,
+        next_seq,
+    };
     let mut outcomes = Vec::with_capacity(ops.len());
     for op in ops.drain(..) {
         let key = op.key().clone();
         let dk = data_key(&key);
         if !states.contains_key(&dk) {
-            match load(db, data, &key, &dk) {
+            match load(db, cf.data, &key, &dk) {
                 Ok(state) => {
                     states.insert(dk.clone(), state);
                 }
@@ -345,137 +351,231 @@ fn prepare(db: &DB, dots: &mut Dots, ops: &mut Vec<WriteOp>, next_seq: &mut u64)
             }
         }
         let state = states.get_mut(&dk).expect("loaded above");
-        let mut mark = |owner: &str, seq: u64| -> Result<(), StorageError> {
-            let hk = hint_key(owner, &dk);
-            let existed = match markers.get(&hk) {
-                Some(value) => value.is_some(),
-                None => db.get_pinned_cf(hints, &hk)?.is_some(),
-            };
-            if !existed {
-                marker_delta += 1;
-            }
-            markers.insert(hk, Some(seq));
-            Ok(())
+        let target = Target {
+            key: &key,
+            dk: &dk,
+            state,
         };
-        match op {
-            WriteOp::Coordinate {
-                context,
-                value,
-                hints: owners,
-                reply,
-                ..
-            } => {
-                let dot = match dots.issue(&state.object, &context) {
-                    Ok(dot) => dot,
-                    Err(error) => {
-                        drop(reply.send(Err(error)));
-                        continue;
-                    }
-                };
-                if let Err(error) = owners.iter().try_for_each(|o| mark(o, *next_seq)) {
-                    drop(reply.send(Err(error)));
-                    continue;
-                }
-                *next_seq += 1;
-                if let Err(stale) = state.object.write(dot, &context, value) {
-                    drop(reply.send(Err(stale.into())));
-                    continue;
-                }
-                state.dirty = true;
-                outcomes.push(Outcome::Object(reply, state.object.clone()));
-            }
-            WriteOp::Merge {
-                object: incoming,
-                hint,
-                reply,
-                ..
-            } => {
-                if let Some(owner) = hint {
-                    if let Err(error) = mark(&owner, *next_seq) {
-                        drop(reply.send(Err(error)));
-                        continue;
-                    }
-                    *next_seq += 1;
-                }
-                state.dirty |= state.object.merge(&incoming);
-                outcomes.push(Outcome::Unit(reply));
-            }
-            WriteOp::DeleteIf { digest, reply, .. } => {
-                let current = state.current_digest(key_hash(&key));
-                let matches = current != 0 && current == digest;
-                if matches {
-                    state.object = Object::new();
-                    state.dirty = true;
-                }
-                outcomes.push(Outcome::Flag(reply, matches));
-            }
-            WriteOp::ClearHint {
-                owner, seq, reply, ..
-            } => {
-                let hk = hint_key(&owner, &dk);
-                let current = match markers.get(&hk) {
-                    Some(value) => Ok(*value),
-                    None => db
-                        .get_pinned_cf(hints, &hk)
-                        .map(|v| v.and_then(|v| decode_seq(&v))),
-                };
-                match current {
-                    Ok(Some(current)) if current == seq => {
-                        markers.insert(hk, None);
-                        marker_delta -= 1;
-                        outcomes.push(Outcome::Flag(reply, true));
-                    }
-                    Ok(_) => outcomes.push(Outcome::Flag(reply, false)),
-                    Err(error) => drop(reply.send(Err(error.into()))),
-                }
-            }
+        if let Some(outcome) = apply(op, target, &mut markers, dots) {
+            outcomes.push(outcome);
         }
     }
-
     let mut batch = WriteBatch::default();
-    let mut leaf_updates = Vec::new();
-    let now = now_ms();
-    for (dk, state) in &states {
-        if !state.dirty {
-            continue;
-        }
-        let hash = u64::from_be_bytes(dk[..8].try_into().expect("data keys start with a hash"));
-        let new_digest = if state.object.is_empty() {
-            batch.delete_cf(data, dk);
-            0
-        } else {
-            let bytes = encode(&state.object);
-            let digest = record_digest(hash, &bytes);
-            batch.put_cf(data, dk, bytes);
-            digest
-        };
-        let tombstone = state.object.is_tombstone();
-        if tombstone && !state.old_tombstone {
-            batch.put_cf(tombs, dk, now.to_be_bytes());
-        } else if !tombstone && state.old_tombstone {
-            batch.delete_cf(tombs, dk);
-        }
-        leaf_updates.push((hash, state.old_digest, new_digest));
-    }
-    for (hk, value) in &markers {
+    let leaf_updates = store_states(&mut batch, &cf, &states);
+    for (hk, value) in &markers.touched {
         match value {
-            Some(seq) => batch.put_cf(hints, hk, seq.to_be_bytes()),
-            None => batch.delete_cf(hints, hk),
+            Some(seq) => batch.put_cf(cf.hints, hk, seq.to_be_bytes()),
+            None => batch.delete_cf(cf.hints, hk),
         }
     }
     let reservation = dots.pending_reservation();
     if let Some(end) = reservation {
-        batch.put_cf(cf(META_CF), META_DOTS, end.to_be_bytes());
+        batch.put_cf(cf.meta, META_DOTS, end.to_be_bytes());
     }
     Group {
         batch,
         sync: reservation.is_some(),
         applied: Applied {
             leaf_updates,
-            marker_delta,
+            marker_delta: markers.delta,
             outcomes,
         },
     }
+}
+
+/// The column families a group writes to.
+struct Families<'a> {
+    data: &'a rocksdb::ColumnFamily,
+    hints: &'a rocksdb::ColumnFamily,
+    tombs: &'a rocksdb::ColumnFamily,
+    meta: &'a rocksdb::ColumnFamily,
+}
+
+impl<'a> Families<'a> {
+    fn of(db: &'a DB) -> Self {
+        let cf = |name| {
+            db.cf_handle(name)
+                .expect("column families are created at open")
+        };
+        Self {
+            data: cf(DATA_CF),
+            hints: cf(HINTS_CF),
+            tombs: cf(TOMBS_CF),
+            meta: cf(META_CF),
+        }
+    }
+}
+
+/// The hint markers a group touches.
+struct Markers<'a> {
+    db: &'a DB,
+    cf: &'a rocksdb::ColumnFamily,
+    /// Marker key -> new value (`None`: deleted).
+    touched: HashMap<Vec<u8>, Option<u64>>,
+    /// How the number of markers changes.
+    delta: i64,
+    /// The sequence number of the next write's markers.
+    next_seq: &'a mut u64,
+}
+
+impl Markers<'_> {
+    /// Marks data key `dk` for each of `owners`, all with the next sequence
+    /// number, which is then used up (also when there is no owner).
+    fn mark(&mut self, owners: &[NodeId], dk: &[u8]) -> Result<(), StorageError> {
+        for owner in owners {
+            let hk = hint_key(owner, dk);
+            let existed = match self.touched.get(&hk) {
+                Some(value) => value.is_some(),
+                None => self.db.get_pinned_cf(self.cf, &hk)?.is_some(),
+            };
+            if !existed {
+                self.delta += 1;
+            }
+            self.touched.insert(hk, Some(*self.next_seq));
+        }
+        *self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Deletes the marker of (`owner`, data key `dk`) if it still has
+    /// `seq`; says whether it did.
+    fn clear(&mut self, owner: &str, dk: &[u8], seq: u64) -> Result<bool, StorageError> {
+        let hk = hint_key(owner, dk);
+        let current = match self.touched.get(&hk) {
+            Some(value) => *value,
+            None => self
+                .db
+                .get_pinned_cf(self.cf, &hk)?
+                .and_then(|v| decode_seq(&v)),
+        };
+        if current != Some(seq) {
+            return Ok(false);
+        }
+        self.touched.insert(hk, None);
+        self.delta -= 1;
+        Ok(true)
+    }
+}
+
+/// The key one write applies to, and its state within the group.
+struct Target<'a> {
+    key: &'a Bytes,
+    dk: &'a [u8],
+    state: &'a mut KeyState,
+}
+
+/// Applies one write to its key's state; returns the outcome to send once
+/// the group is committed (`None` when the write failed and its caller was
+/// answered already).
+fn apply(
+    op: WriteOp,
+    target: Target<'_>,
+    markers: &mut Markers<'_>,
+    dots: &mut Dots,
+) -> Option<Outcome> {
+    let Target { key, dk, state } = target;
+    match op {
+        WriteOp::Coordinate {
+            context,
+            value,
+            hints: owners,
+            reply,
+            ..
+        } => match coordinate(state, dk, &context, value, &owners, markers, dots) {
+            Ok(()) => Some(Outcome::Object(reply, state.object.clone())),
+            Err(error) => {
+                drop(reply.send(Err(error)));
+                None
+            }
+        },
+        WriteOp::Merge {
+            object: incoming,
+            hint,
+            reply,
+            ..
+        } => {
+            if let Some(owner) = hint
+                && let Err(error) = markers.mark(&[owner], dk)
+            {
+                drop(reply.send(Err(error)));
+                return None;
+            }
+            state.dirty |= state.object.merge(&incoming);
+            Some(Outcome::Unit(reply))
+        }
+        WriteOp::DeleteIf { digest, reply, .. } => {
+            let current = state.current_digest(key_hash(key));
+            let matches = current != 0 && current == digest;
+            if matches {
+                state.object = Object::new();
+                state.dirty = true;
+            }
+            Some(Outcome::Flag(reply, matches))
+        }
+        WriteOp::ClearHint {
+            owner, seq, reply, ..
+        } => match markers.clear(&owner, dk, seq) {
+            Ok(cleared) => Some(Outcome::Flag(reply, cleared)),
+            Err(error) => {
+                drop(reply.send(Err(error)));
+                None
+            }
+        },
+    }
+}
+
+/// Adds a new version of the key (data key `dk`) written with `context`,
+/// with a new dot from `dots`, marking it for the `owners` a stand-in
+/// writes it for.
+fn coordinate(
+    state: &mut KeyState,
+    dk: &[u8],
+    context: &VersionVector,
+    value: Option<Bytes>,
+    owners: &[NodeId],
+    markers: &mut Markers<'_>,
+    dots: &mut Dots,
+) -> Result<(), StorageError> {
+    let dot = dots.issue(&state.object, context)?;
+    markers.mark(owners, dk)?;
+    state.object.write(dot, context, value)?;
+    state.dirty = true;
+    Ok(())
+}
+
+/// Adds the changed key states (records, tombstone index entries) to
+/// `batch`; returns the Merkle leaf updates, (key hash, old digest, new
+/// digest), to make once it is committed.
+fn store_states(
+    batch: &mut WriteBatch,
+    cf: &Families<'_>,
+    states: &HashMap<Vec<u8>, KeyState>,
+) -> Vec<(u64, u64, u64)> {
+    let mut leaf_updates = Vec::new();
+    let now = now_ms();
+    for (dk, state) in states {
+        if !state.dirty {
+            continue;
+        }
+        let hash = u64::from_be_bytes(dk[..8].try_into().expect("data keys start with a hash"));
+        let new_digest = if state.object.is_empty() {
+            batch.delete_cf(cf.data, dk);
+            0
+        } else {
+            let bytes = encode(&state.object);
+            let digest = record_digest(hash, &bytes);
+            batch.put_cf(cf.data, dk, bytes);
+            digest
+        };
+        let tombstone = state.object.is_tombstone();
+        if tombstone && !state.old_tombstone {
+            batch.put_cf(cf.tombs, dk, now.to_be_bytes());
+        } else if !tombstone && state.old_tombstone {
+            batch.delete_cf(cf.tombs, dk);
+        }
+        leaf_updates.push((hash, state.old_digest, new_digest));
+    }
+    leaf_updates
 }
 
 /// Reads a key's record. A record that does not decode counts as absent

@@ -1,13 +1,12 @@
-//! Ring changes and partition transfer.
+//! Partition transfer after ring changes.
 //!
-//! Every new ring, whether published by the operator, made by an admin call
-//! or learned through gossip, goes through [`Transfers::adopt`]: the node
-//! switches to it, persists it, and plans which partitions it gained. A
-//! background task then streams each gained partition from every reachable
-//! previous owner (merging, so nothing any of them holds is missed).
-//! Until a partition is complete the node answers reads for it with
-//! "not ready", so it never serves as an owner before it has the data;
-//! writes to it are accepted (they merge with what arrives later).
+//! Every ring the node adopts (see the `ring_adoption` module, which sits
+//! above this one) replans which partitions it gained
+//! ([`Transfers::replan`]). A task then streams each gained partition from
+//! every reachable previous owner (merging, so nothing any of them holds
+//! is missed). Until a partition is complete the node answers reads for it
+//! with "not ready", so it never serves as an owner before it has the
+//! data; writes to it are accepted (they merge with what arrives later).
 //!
 //! Partitions the node lost are retired: it keeps their data (new owners
 //! stream from it) until every new owner reports it has received them,
@@ -24,19 +23,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dynamo_ring::document::{DocumentError, TransferState};
+use dynamo_ring::document::TransferState;
 use dynamo_ring::{Member, RingDocument, TransferReport};
 use tokio::sync::{Notify, watch};
 
-use crate::background::pace;
-use crate::config::Peer;
 use crate::membership::Membership;
+use crate::pacing::pace;
+use crate::peer::Peer;
 use crate::storage::{Storage, StorageError};
+use crate::sync::lock;
 use crate::transport::{Dialing, Request, Response, Transport};
 pub use plan::{Incoming, Plan, Source};
 
-/// Meta record holding the current ring document (JSON).
-const META_RING: &str = "ring";
 /// Meta record holding the transfer plan (JSON).
 const META_PLAN: &str = "transfers";
 /// Records per streamed page.
@@ -44,18 +42,7 @@ const PAGE: u32 = 256;
 /// How often, when idle, retired partitions are checked for deletion.
 const RETIRED_CHECK: Duration = Duration::from_secs(5);
 
-/// Why a ring could not be adopted.
-#[derive(Debug, thiserror::Error)]
-pub enum AdoptError {
-    /// The document is inconsistent.
-    #[error(transparent)]
-    Invalid(#[from] DocumentError),
-    /// It could not be persisted.
-    #[error("persisting the ring: {0}")]
-    Storage(#[from] StorageError),
-}
-
-/// Ring adoption plus the background streaming of gained partitions.
+/// The plan of partitions to receive, and the task streaming them.
 pub struct Transfers {
     storage: Arc<Storage>,
     membership: Arc<Membership>,
@@ -63,13 +50,13 @@ pub struct Transfers {
     plan: Mutex<Plan>,
     /// Per partition: still being received (read by the replica path).
     receiving: Box<[AtomicBool]>,
-    adopting: Mutex<()>,
     wake: Notify,
     keys_per_sec: u64,
 }
 
 impl Transfers {
-    /// Loads the persisted plan; `start` is the ring the node starts from.
+    /// Loads the persisted plan, if it is for the ring `membership` starts
+    /// from.
     pub fn new(
         storage: Arc<Storage>,
         membership: Arc<Membership>,
@@ -93,7 +80,6 @@ impl Transfers {
             transport: Transport::dialing(dialing),
             plan: Mutex::new(plan),
             receiving,
-            adopting: Mutex::new(()),
             wake: Notify::new(),
             keys_per_sec: keys_per_sec.max(1),
         };
@@ -101,49 +87,39 @@ impl Transfers {
         Ok(transfers)
     }
 
-    /// The ring document persisted by an earlier run, if any.
-    pub fn persisted_ring(storage: &Storage) -> Result<Option<RingDocument>, StorageError> {
-        Ok(storage
-            .meta_get(META_RING)?
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
-    }
-
-    /// Switches to `doc` if it supersedes the current ring: persists it,
-    /// plans the partitions to receive and wakes the transfer task. Returns
-    /// whether the ring changed.
-    pub fn adopt(&self, doc: RingDocument) -> Result<bool, AdoptError> {
-        let _one_at_a_time = lock(&self.adopting);
-        let Some(previous) = self.membership.adopt(doc)? else {
-            return Ok(false);
-        };
-        let view = self.membership.view();
+    /// Moves the plan from ring `previous` to ring `next`, which the node
+    /// has just switched to, and persists it; returns how many partitions
+    /// it now receives. [`Transfers::resume`] starts receiving them.
+    pub fn replan(
+        &self,
+        previous: &RingDocument,
+        next: &RingDocument,
+    ) -> Result<usize, StorageError> {
         let plan = {
             let mut plan = lock(&self.plan);
-            plan.advance(previous.doc(), view.doc(), self.membership.me());
+            plan.advance(previous, next, self.membership.me());
             plan.clone()
         };
-        self.persist(view.doc(), &plan)?;
+        self.persist(&plan)?;
+        Ok(plan.unfinished().count())
+    }
+
+    /// Marks the partitions of a new plan as being received and wakes the
+    /// transfer task.
+    pub fn resume(&self) {
         self.refresh_receiving();
         self.wake.notify_one();
-        tracing::info!(
-            epoch = view.epoch(),
-            receiving = plan.unfinished().count(),
-            "adopted a new ring"
-        );
-        Ok(true)
     }
 
-    /// Persists the ring the node starts from (first start).
-    pub fn persist_current(&self) -> Result<(), StorageError> {
+    /// Persists the current plan.
+    pub fn persist_plan(&self) -> Result<(), StorageError> {
         let plan = lock(&self.plan).clone();
-        self.persist(self.membership.view().doc(), &plan)
+        self.persist(&plan)
     }
 
-    fn persist(&self, doc: &RingDocument, plan: &Plan) -> Result<(), StorageError> {
+    fn persist(&self, plan: &Plan) -> Result<(), StorageError> {
         let plan_json = serde_json::to_vec(plan).expect("a plan serializes");
-        let ring_json = serde_json::to_vec(doc).expect("a ring serializes");
-        self.storage.meta_put(META_PLAN, &plan_json)?;
-        self.storage.meta_put(META_RING, &ring_json)
+        self.storage.meta_put(META_PLAN, &plan_json)
     }
 
     fn refresh_receiving(&self) {
@@ -251,8 +227,7 @@ impl Transfers {
             if let Some(flag) = self.receiving.get(partition as usize) {
                 flag.store(false, Ordering::Relaxed);
             }
-            let plan = lock(&self.plan).clone();
-            if let Err(error) = self.persist(self.membership.view().doc(), &plan) {
+            if let Err(error) = self.persist_plan() {
                 tracing::warn!(%error, "persisting transfer progress");
             }
             tracing::info!(partition, "partition received");
@@ -354,7 +329,7 @@ impl Transfers {
                         plan.retired.remove(&partition);
                         plan.clone()
                     };
-                    if let Err(error) = self.persist(view.doc(), &plan) {
+                    if let Err(error) = self.persist(&plan) {
                         tracing::warn!(%error, "persisting transfer progress");
                     }
                     tracing::info!(partition, deleted, "retired partition deleted");
@@ -419,11 +394,10 @@ impl Transfers {
     async fn drop_partition(&self, partition: u32) -> Result<usize, StorageError> {
         let range =
             dynamo_ring::partition_range(partition, self.membership.view().ring().partitions);
-        let hinted = self.storage.hinted_owners()?;
-        let hinted: Vec<&str> = hinted.iter().map(String::as_str).collect();
+        let hinted = self.storage.hinted_keys()?;
         let mut deleted = 0;
         for (key, digest) in self.storage.digests(&range)? {
-            if self.storage.has_hint(&key, &hinted)? {
+            if hinted.contains(&key)? {
                 continue;
             }
             deleted += usize::from(self.storage.delete_if(key, digest).await?);
@@ -443,8 +417,4 @@ impl Transfers {
 
 fn value_len(sibling: &crate::version::Sibling) -> usize {
     sibling.value.as_ref().map_or(0, |v| v.len())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsConnector;
 
 use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL, frame};
-use crate::config::Peer;
+use crate::config::NodeConfig;
+use crate::peer::Peer;
+use crate::sync::{lock, read, write};
 
 /// Longest HTTP response head accepted during the upgrade.
 const MAX_HEAD: usize = 16 << 10;
@@ -29,6 +31,21 @@ pub struct Dialing {
     pub token: Option<Arc<str>>,
     /// TLS to peers, if the cluster uses it.
     pub tls: Option<TlsConnector>,
+}
+
+impl Dialing {
+    /// How the node configured by `config` dials peers: its request
+    /// timeout, and its own internal IP as the source address unless it
+    /// listens on all interfaces.
+    pub fn for_node(config: &NodeConfig) -> Self {
+        let ip = config.internal_listen.unwrap_or(config.listen).ip();
+        Self {
+            timeout: config.request_timeout,
+            source: (!ip.is_unspecified()).then_some(ip),
+            token: config.auth_token.clone(),
+            tls: config.tls.as_ref().map(|t| t.connector.clone()),
+        }
+    }
 }
 
 /// Client side of the node-to-node transport, shared by all tasks.
@@ -61,10 +78,7 @@ struct Connection {
 impl Connection {
     fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        lock(&self.pending).clear();
     }
 
     fn is_open(&self) -> bool {
@@ -84,10 +98,7 @@ impl Connection {
     }
 
     fn forget(&self, id: u64) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        lock(&self.pending).remove(&id);
     }
 }
 
@@ -118,11 +129,7 @@ impl Transport {
         let connection = self.connection(peer).await?;
         let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        connection
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
+        lock(&connection.pending).insert(id, tx);
         if connection.queue.send(frame::encode(id, request)).is_err() {
             connection.close();
             return Err(lost(peer));
@@ -153,7 +160,7 @@ impl Transport {
 
     async fn connection(&self, peer: &Peer) -> Result<Arc<Connection>, RpcError> {
         let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = lock(&self.slots);
             slots.entry(peer.address.clone()).or_default().clone()
         };
         if let Some(live) = slot.open() {
@@ -179,19 +186,14 @@ impl Transport {
             peer: peer.member.id.clone(),
             reason,
         })?;
-        *slot.live.write().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
+        *write(&slot.live) = Some(connection.clone());
         Ok(connection)
     }
 }
 
 impl Slot {
     fn open(&self) -> Option<Arc<Connection>> {
-        self.live
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .filter(|c| c.is_open())
-            .cloned()
+        read(&self.live).as_ref().filter(|c| c.is_open()).cloned()
     }
 }
 
@@ -249,6 +251,12 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    // Unbounded, and it needs no bound: each frame is a call whose caller
+    // waits for the answer, at most one timeout. When the peer stops
+    // reading, nothing comes back either, so within one timeout the
+    // connection is closed (see `Transport::call`) and later calls go to a
+    // new one: a stalled connection collects at most one timeout's worth of
+    // calls, and the failure detector soon stops most calls to that peer.
     let (queue, rx) = mpsc::unbounded_channel();
     let connection = Arc::new(Connection {
         queue,
@@ -326,11 +334,7 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, connection: Arc<Connection>)
         match frame::read::<_, Response>(&mut reader, &mut buf).await {
             Ok((id, response)) => {
                 connection.heard();
-                let waiter = connection
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                let waiter = lock(&connection.pending).remove(&id);
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(response);
                 }

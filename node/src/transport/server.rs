@@ -61,6 +61,12 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
+    // Unbounded, and it needs no bound: it holds answers to the requests
+    // the peer has in flight on this stream, which its transport limits
+    // (each caller waits for its answer, at most one timeout, and the
+    // peer's stream is replaced when it stays silent that long); the peer
+    // reads answers continuously, in a task of its own. A bound would let a
+    // slow socket stall the reading of requests, even those answered at once.
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(frame::write_loop(writer, rx));
     let mut reader = BufReader::with_capacity(256 << 10, reader);

@@ -12,7 +12,7 @@ use dynamo_ring::Member;
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::config::Peer;
+use crate::peer::Peer;
 use crate::version::{Dot, Object};
 
 /// Echoes reads with an empty object named after the key length, answers

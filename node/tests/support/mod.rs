@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dynamo_node::config::Peer;
+use dynamo_node::peer::Peer;
 use dynamo_node::transport::{Request, Response, RpcError, Transport};
 use dynamo_node::version::Object;
 use dynamo_ring::Member;

@@ -1,4 +1,6 @@
-//! Periodic exchanges between replicas of the same partitions.
+//! Anti-entropy: periodic exchanges between replicas of the same
+//! partitions, comparing their Merkle trees (see [`crate::merkle`]) and
+//! moving only the keys of differing segments.
 //!
 //! Each round this node picks the next reachable peer and, for every
 //! partition both own: compares Merkle roots (one request for all shared
@@ -15,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::watch;
 
-use super::{SEGMENTS, segment_range};
-use crate::background::{every, pace};
-use crate::config::Peer;
+use crate::config::Pacing;
 use crate::membership::Membership;
+use crate::merkle::{SEGMENTS, segment_range};
+use crate::pacing::pace;
+use crate::peer::Peer;
+use crate::periodic::{PeriodicTask, RoundError};
 use crate::storage::Storage;
 use crate::transfer::Transfers;
 use crate::transport::{Dialing, Request, Response, Transport};
@@ -63,26 +66,29 @@ pub struct AntiEntropy {
     membership: Arc<Membership>,
     transfers: Arc<Transfers>,
     transport: Transport,
+    interval: Duration,
     keys_per_sec: u64,
     counters: Counters,
     next_peer: AtomicU64,
 }
 
 impl AntiEntropy {
-    /// Anti-entropy repairing at most `keys_per_sec` keys a second.
+    /// Anti-entropy paced by `pacing`: one exchange per interval,
+    /// repairing at most so many keys a second.
     pub fn new(
         storage: Arc<Storage>,
         membership: Arc<Membership>,
         transfers: Arc<Transfers>,
         dialing: Dialing,
-        keys_per_sec: u64,
+        pacing: Pacing,
     ) -> Self {
         Self {
             storage,
             membership,
             transfers,
             transport: Transport::dialing(dialing),
-            keys_per_sec: keys_per_sec.max(1),
+            interval: pacing.interval,
+            keys_per_sec: pacing.keys_per_sec.max(1),
             counters: Counters::default(),
             next_peer: AtomicU64::new(0),
         }
@@ -99,24 +105,6 @@ impl AntiEntropy {
             bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
         }
-    }
-
-    /// Exchanges with one peer every `interval` until `stop` turns true.
-    pub async fn run(self: Arc<Self>, interval: Duration, stop: watch::Receiver<bool>) {
-        every(interval, stop, || async {
-            let Some(peer) = self.pick_peer() else {
-                return;
-            };
-            match self.exchange(&peer).await {
-                Ok(()) => {
-                    self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(error) => {
-                    tracing::debug!(peer = %peer.member.id, %error, "anti-entropy exchange failed")
-                }
-            }
-        })
-        .await;
     }
 
     /// The next reachable peer in id order.
@@ -299,5 +287,31 @@ impl AntiEntropy {
             Response::Failed(why) => Err(why),
             other => Ok(other),
         }
+    }
+}
+
+impl PeriodicTask for AntiEntropy {
+    fn name(&self) -> &'static str {
+        "anti-entropy"
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// One exchange with the next reachable peer.
+    async fn round(&self) -> Result<(), RoundError> {
+        let Some(peer) = self.pick_peer() else {
+            return Ok(());
+        };
+        self.exchange(&peer).await.map_err(|error| {
+            RoundError::peer(
+                "anti-entropy exchange failed",
+                peer.member.id.clone(),
+                error,
+            )
+        })?;
+        self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }

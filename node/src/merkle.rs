@@ -1,4 +1,6 @@
-//! Incrementally maintained hash trees, one per partition.
+//! Merkle trees over the stored records: incrementally maintained hash
+//! trees, one per partition, kept by the storage writer and compared by
+//! anti-entropy.
 //!
 //! Each partition's hash range is cut into [`SEGMENTS`] contiguous segments.
 //! A segment's leaf is the XOR of the digests of its keys' stored records,

@@ -1,26 +1,27 @@
-//! What a node does when a peer asks it something: read or store replicas,
-//! coordinate a write it was handed, serve anti-entropy and transfer
-//! requests, and gossip.
+//! The inbound side of node-to-node RPC: the [`RequestHandler`] that
+//! dispatches peers' requests arriving over the transport (read or store
+//! replicas, coordinate a write this node was handed, serve anti-entropy,
+//! transfer and tombstone requests, and gossip).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::antientropy::segment_range;
 use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
+use crate::merkle::segment_range;
 use crate::transfer::Transfers;
 use crate::transport::{Request, RequestHandler, Response, TombstoneCheckReply};
 
 /// Answers peers' requests from the local store and coordinator.
-pub struct ReplicaService {
+pub struct RpcHandler {
     coordinator: Coordinator,
     transfers: Arc<Transfers>,
     gossip: Arc<Gossip>,
 }
 
-impl ReplicaService {
-    /// A service over this node's coordinator (and through it, its store).
+impl RpcHandler {
+    /// A handler over this node's coordinator (and through it, its store).
     pub fn new(coordinator: Coordinator, transfers: Arc<Transfers>, gossip: Arc<Gossip>) -> Self {
         Self {
             coordinator,
@@ -114,7 +115,7 @@ impl ReplicaService {
     }
 }
 
-impl RequestHandler for ReplicaService {
+impl RequestHandler for RpcHandler {
     fn handle_now(&self, request: Request) -> Result<Response, Request> {
         self.answer_now(request)
     }

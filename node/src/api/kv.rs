@@ -1,20 +1,18 @@
-//! Client routes: `/v1/kv/{key}`, `/v1/status`, `/healthz`, `/readyz`.
+//! The key-value routes: `GET`, `PUT` and `DELETE` of `/v1/kv/{key}`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
-use axum::{Router, middleware};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::{ApiError, AppState, admin, auth, status};
+use super::{ApiError, AppState};
 use crate::version::{VersionVector, decode_context, encode_context};
 
 /// Header carrying the opaque causal context.
@@ -22,52 +20,8 @@ pub const CONTEXT_HEADER: &str = "x-dynamo-context";
 /// Longest accepted key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
-pub(super) fn router(state: Arc<AppState>, token: Option<Arc<str>>) -> Router {
-    let limit = state.max_value_bytes;
-    let mut v1 = Router::new()
-        .route("/v1/kv/{*key}", get(get_kv).put(put_kv).delete(delete_kv))
-        .route("/v1/kv", any(empty_key))
-        .route("/v1/kv/", any(empty_key))
-        .route("/v1/status", get(status::status))
-        .route("/v1/admin/ring", get(admin::get_ring).put(admin::put_ring))
-        .route("/v1/admin/members", post(admin::change_members))
-        .route("/v1/admin/transfers", get(admin::transfers))
-        .route("/v1/admin/merkle", get(admin::merkle));
-    if let Some(token) = token {
-        v1 = v1.route_layer(middleware::from_fn_with_state(token, auth::require));
-    }
-    v1.route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state)
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_ready() {
-        "ready".into_response()
-    } else {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            "node is shutting down",
-        )
-        .into_response()
-    }
-}
-
-async fn empty_key() -> ApiError {
-    ApiError::bad_request("invalid_key", "the key is empty; use /v1/kv/{key}")
-}
-
-async fn put_kv(
+/// `PUT /v1/kv/{key}`: writes a value, superseding what the context covers.
+pub(super) async fn put_kv(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -93,7 +47,9 @@ async fn put_kv(
     Ok(no_content(&context))
 }
 
-async fn delete_kv(
+/// `DELETE /v1/kv/{key}`: writes a tombstone, superseding what the context
+/// (or, without one, a read) covers.
+pub(super) async fn delete_kv(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -116,7 +72,8 @@ async fn delete_kv(
     Ok(no_content(&context))
 }
 
-async fn get_kv(
+/// `GET /v1/kv/{key}`: the value, or every sibling with their context.
+pub(super) async fn get_kv(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -167,6 +124,11 @@ async fn get_kv(
         .headers_mut()
         .insert(CONTEXT_HEADER, header_value(&context));
     Ok(response)
+}
+
+/// Any method on `/v1/kv` or `/v1/kv/`: a key is required.
+pub(super) async fn empty_key() -> ApiError {
+    ApiError::bad_request("invalid_key", "the key is empty; use /v1/kv/{key}")
 }
 
 fn parse_key(path: Result<Path<String>, PathRejection>) -> Result<Bytes, ApiError> {

@@ -1,0 +1,90 @@
+//! Ring adoption.
+//!
+//! Every new ring, whether published by the operator, made by an admin call
+//! or learned through gossip, goes through [`RingAdoption::adopt`]: the
+//! node switches to it if it supersedes the current one, has its partition
+//! transfers replanned (see [`crate::transfer`]) and persists both the plan
+//! and the ring, so a restart resumes from them.
+
+use std::sync::{Arc, Mutex};
+
+use dynamo_ring::RingDocument;
+use dynamo_ring::document::DocumentError;
+
+use crate::membership::Membership;
+use crate::storage::{Storage, StorageError};
+use crate::sync::lock;
+use crate::transfer::Transfers;
+
+/// Meta record holding the current ring document (JSON).
+const META_RING: &str = "ring";
+
+/// Why a ring could not be adopted.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// The document is inconsistent.
+    #[error(transparent)]
+    Invalid(#[from] DocumentError),
+    /// It could not be persisted.
+    #[error("persisting the ring: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// Switches the node to newer rings, one at a time.
+pub struct RingAdoption {
+    storage: Arc<Storage>,
+    membership: Arc<Membership>,
+    transfers: Arc<Transfers>,
+    adopting: Mutex<()>,
+}
+
+impl RingAdoption {
+    /// Adoption into `membership`, replanning `transfers`.
+    pub fn new(
+        storage: Arc<Storage>,
+        membership: Arc<Membership>,
+        transfers: Arc<Transfers>,
+    ) -> Self {
+        Self {
+            storage,
+            membership,
+            transfers,
+            adopting: Mutex::new(()),
+        }
+    }
+
+    /// The ring document persisted by an earlier run, if any.
+    pub fn persisted_ring(storage: &Storage) -> Result<Option<RingDocument>, StorageError> {
+        Ok(storage
+            .meta_get(META_RING)?
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+    }
+
+    /// Switches to `doc` if it supersedes the current ring: plans the
+    /// partitions to receive, persists the plan and the ring, and wakes the
+    /// transfer task. Returns whether the ring changed.
+    pub fn adopt(&self, doc: RingDocument) -> Result<bool, AdoptError> {
+        let _one_at_a_time = lock(&self.adopting);
+        let Some(previous) = self.membership.adopt(doc)? else {
+            return Ok(false);
+        };
+        let view = self.membership.view();
+        let receiving = self.transfers.replan(previous.doc(), view.doc())?;
+        self.persist(view.doc())?;
+        self.transfers.resume();
+        tracing::info!(epoch = view.epoch(), receiving, "adopted a new ring");
+        Ok(true)
+    }
+
+    /// Persists the transfer plan and the ring the node starts from (first
+    /// start).
+    pub fn persist_current(&self) -> Result<(), StorageError> {
+        self.transfers.persist_plan()?;
+        self.persist(self.membership.view().doc())
+    }
+
+    fn persist(&self, doc: &RingDocument) -> Result<(), StorageError> {
+        let ring_json = serde_json::to_vec(doc).expect("a ring serializes");
+        self.storage.meta_put(META_RING, &ring_json)
+    }
+}
