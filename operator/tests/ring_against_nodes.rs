@@ -22,20 +22,24 @@
 //! remaining replicas must converge.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use dynamo_operator::node_client::{
     BearerToken, HttpNodeAdmin, NodeAdmin, PublishOutcome, TrustedCa,
 };
 use dynamo_operator::resources::ClusterRef;
-use dynamo_operator::ring_steps::{StepAction, StepInput, StepPlan, ZoneState, plan_step};
+use dynamo_operator::ring_steps::{
+    StepAction, StepInput, StepPlan, needs_ring, plan_step, zone_states,
+};
 use dynamo_ring::{RingDocument, TransferReport};
+use dynamo_testkit::checks::{self, Convergence};
+use dynamo_testkit::pki::TestCa;
+use dynamo_testkit::process::{
+    FAST_BACKGROUND, NodeProcess, free_ports, node_binary, serve_command,
+};
+use dynamo_testkit::writer::Writer;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 /// Replication factor `N` (with `R = W = 2`).
@@ -47,123 +51,19 @@ const TOKEN: &str = "ring-test-token";
 /// Every zone the scenario uses, one pod (ordinal 0) each at most.
 const ZONES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 
-/// The `dynamo-node` binary of the same target directory: this test runs
-/// as `<target>/debug/deps/<test>-<hash>`, the node is
-/// `<target>/debug/dynamo-node`.
-fn node_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from <target>/debug/deps");
-    let binary = profile_dir.join("dynamo-node");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build -p dynamo-node` first \
-         (`cargo test --workspace`, as scripts/test.sh runs it, builds it)",
-        binary.display()
-    );
-    binary
-}
-
-/// `count` distinct loopback ports that are free right now (all bound at
-/// once, so none repeats).
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address").port())
-        .collect()
-}
-
 /// One running node process, the stand-in for a pod. Killed (SIGKILL) when
 /// dropped, including when the test panics.
 struct Pod {
-    child: Child,
+    process: NodeProcess,
     data_dir: PathBuf,
 }
 
 impl Pod {
     /// Removes the pod as a StatefulSet scale-down does: SIGTERM, a clean
     /// exit, then its volume (data directory) is deleted.
-    fn remove(mut self, name: &str) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) with a pid of a child this test spawned and has
-        // not reaped yet; no memory is involved.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(sent, 0, "SIGTERM to {name}");
-        let status = self.child.wait().expect("waiting for the node to exit");
-        assert!(status.success(), "{name} exited with {status}");
+    fn remove(self) {
+        self.process.stop();
         std::fs::remove_dir_all(&self.data_dir).expect("deleting the data directory");
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        // Already reaped after `remove`; then both calls are harmless no-ops.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A background client writing fresh keys, round robin through the
-/// current ring members, recording every acknowledged (2xx) write.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    attempts: Arc<AtomicUsize>,
-    acked: Arc<Mutex<Vec<(String, String)>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Writer {
-    /// Starts writing through the `HOST:PORT`s in `targets`, which may
-    /// change while it runs.
-    fn start(http: reqwest::Client, targets: Arc<Mutex<Vec<String>>>) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let attempts = Arc::new(AtomicUsize::new(0));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn({
-            let (stop, attempts, acked) = (stop.clone(), attempts.clone(), acked.clone());
-            async move {
-                let mut n = 0usize;
-                while !stop.load(Ordering::SeqCst) {
-                    let address = {
-                        let targets = targets.lock().expect("targets");
-                        targets[n % targets.len()].clone()
-                    };
-                    let key = format!("w-{n}");
-                    let value = format!("value-of-{key}");
-                    attempts.fetch_add(1, Ordering::SeqCst);
-                    let sent = http
-                        .put(format!("https://{address}/v1/kv/{key}"))
-                        .body(value.clone())
-                        .send()
-                        .await;
-                    if sent.is_ok_and(|r| r.status().is_success()) {
-                        acked.lock().expect("acked").push((key, value));
-                    }
-                    n += 1;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
-        });
-        Writer {
-            stop,
-            attempts,
-            acked,
-            task,
-        }
-    }
-
-    /// Stops writing; returns every acknowledged (key, value) and the
-    /// number of writes attempted.
-    async fn stop(self) -> (Vec<(String, String)>, usize) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.task.await.expect("writer task");
-        let acked = self.acked.lock().expect("acked").clone();
-        (acked, self.attempts.load(Ordering::SeqCst))
     }
 }
 
@@ -182,7 +82,7 @@ struct Cluster {
     ring: Option<RingDocument>,
     /// Loopback `HOST:PORT` standing in for each pod's DNS name.
     addresses: BTreeMap<String, String>,
-    /// `HOST:PORT` of the current ring's members, for the writer.
+    /// Base URLs of the current ring's members, for the writer.
     members: Arc<Mutex<Vec<String>>>,
     /// Every epoch published, in order.
     epochs: Vec<u64>,
@@ -205,11 +105,12 @@ impl Cluster {
     /// The cluster `demo` with zones a/b/c of one node each; nothing runs
     /// and no ring exists yet.
     fn new() -> Cluster {
-        // When the whole workspace builds together, reqwest carries the
-        // node tests' rustls feature without a crypto provider of its own.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temporary directory");
-        let (tls_dir, ca_pem) = write_tls_secret(dir.path());
+        // The TLS Secret: a fresh CA and one certificate for 127.0.0.1 it
+        // signed, which every node serves.
+        let ca = TestCa::new("demo CA");
+        let tls_dir = dir.path().join("tls");
+        ca.write_tls_dir(&tls_dir, &["127.0.0.1"]);
         let cluster = ClusterRef {
             name: "demo".into(),
             namespace: "default".into(),
@@ -238,10 +139,9 @@ impl Cluster {
             epochs: Vec::new(),
             admin: HttpNodeAdmin::new(Duration::from_secs(5)).expect("admin client"),
             token: BearerToken::new(TOKEN.as_bytes()).expect("token"),
-            ca: TrustedCa::from_pem(ca_pem.as_bytes()).expect("CA"),
+            ca: TrustedCa::from_pem(ca.pem().as_bytes()).expect("CA"),
             tls_dir,
-            http: reqwest::Client::builder()
-                .use_preconfigured_tls(client_tls(&ca_pem))
+            http: dynamo_testkit::http::builder(Some(ca.pem()))
                 .timeout(Duration::from_secs(5))
                 .default_headers(reqwest::header::HeaderMap::from_iter([(
                     reqwest::header::AUTHORIZATION,
@@ -263,6 +163,11 @@ impl Cluster {
         dir
     }
 
+    /// The base URL (HTTPS) of pod `name`.
+    fn url(&self, name: &str) -> String {
+        format!("https://{}", self.addresses[name])
+    }
+
     /// The ConfigMap's ring file, read by pods when they start.
     fn ring_file(&self) -> PathBuf {
         self.dir.path().join("ring.json")
@@ -278,56 +183,17 @@ impl Cluster {
         local
     }
 
-    /// Zones as the operator passes them to `plan_step`: those of the spec
-    /// in order, then zones only a StatefulSet or the ring still has
-    /// (target 0).
-    fn zone_states(&self) -> Vec<ZoneState> {
-        let mut zones: Vec<ZoneState> = self
-            .spec
-            .iter()
-            .map(|(name, target)| ZoneState {
-                name: name.clone(),
-                target: *target,
-                current: self.statefulsets.get(name).copied(),
-            })
-            .collect();
-        let ring_zones = self
-            .ring
-            .iter()
-            .flat_map(|d| d.ring.members.iter().map(|m| m.zone.clone()));
-        let leftover: BTreeSet<String> = self
-            .statefulsets
-            .keys()
-            .cloned()
-            .chain(ring_zones)
-            .filter(|zone| !self.spec.iter().any(|(name, _)| name == zone))
-            .collect();
-        zones.extend(leftover.into_iter().map(|name| ZoneState {
-            current: self.statefulsets.get(&name).copied(),
-            name,
-            target: 0,
-        }));
-        zones
-    }
-
     /// Ready pods (answering `/readyz`) and the transfer reports the
     /// operator's client gets from them (absent when the call fails).
     async fn observe(&self) -> (BTreeSet<String>, BTreeMap<String, TransferReport>) {
         let mut ready = BTreeSet::new();
         let mut reports = BTreeMap::new();
         for name in self.pods.keys() {
-            let address = &self.addresses[name];
-            let answered = self
-                .http
-                .get(format!("https://{address}/readyz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
-            if answered {
+            if checks::ready(&self.http, &self.url(name)).await {
                 ready.insert(name.clone());
                 if let Ok(report) = self
                     .admin
-                    .transfers(address, Some(&self.token), Some(&self.ca))
+                    .transfers(&self.addresses[name], Some(&self.token), Some(&self.ca))
                     .await
                 {
                     reports.insert(name.clone(), report);
@@ -344,7 +210,7 @@ impl Cluster {
     /// ones included (the operator's `publish_to` rule).
     async fn reconcile(&mut self) -> StepPlan {
         let (ready, reports) = self.observe().await;
-        let zones = self.zone_states();
+        let zones = zone_states(&self.spec, &self.statefulsets, self.ring.as_ref());
         let plan = plan_step(&StepInput {
             cluster: &self.cluster,
             zones: &zones,
@@ -373,15 +239,14 @@ impl Cluster {
             for ordinal in replicas..current {
                 let name = self.cluster.pod_name(zone, ordinal);
                 let pod = self.pods.remove(&name).expect("a running pod");
-                pod.remove(&name);
+                pod.remove();
             }
             self.statefulsets.insert(zone.clone(), replicas);
         }
 
         let epoch = plan.ring.ring.epoch;
         for name in &ready {
-            let stale = reports.get(name).is_none_or(|r| r.epoch < epoch);
-            if stale {
+            if needs_ring(reports.get(name), epoch) {
                 let outcome = self
                     .admin
                     .publish_ring(
@@ -400,7 +265,7 @@ impl Cluster {
             .ring
             .members
             .iter()
-            .map(|m| self.addresses[&m.id].clone())
+            .map(|m| self.url(&m.id))
             .collect();
         plan
     }
@@ -445,30 +310,20 @@ impl Cluster {
     fn start_pod(&mut self, zone: &str, ordinal: i32) {
         let name = self.cluster.pod_name(zone, ordinal);
         let data_dir = self.dir.path().join(&name);
-        let child = Command::new(&self.binary)
-            .arg("serve")
-            .args(["--node-id", &name])
-            .args(["--listen", &self.addresses[&name]])
-            .arg("--data-dir")
-            .arg(&data_dir)
+        let mut command =
+            serve_command(&self.binary, &name, &self.addresses[&name], zone, &data_dir);
+        command
             .arg("--ring-file")
             .arg(self.ring_file())
             .arg("--auth-dir")
             .arg(self.auth_dir())
             .arg("--tls-dir")
             .arg(&self.tls_dir)
-            .args(["--zone", zone])
             .args(["--n", "3", "--r", "2", "--w", "2"])
             .args(["--partitions", &PARTITIONS.to_string()])
-            .args(["--request-timeout-ms", "1000"])
-            .args(["--anti-entropy-interval-ms", "300"])
-            .args(["--gossip-interval-ms", "300"])
-            .args(["--handoff-interval-ms", "300"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawning dynamo-node");
-        self.pods.insert(name, Pod { child, data_dir });
+            .args(FAST_BACKGROUND);
+        let process = NodeProcess::spawn(&name, &mut command);
+        self.pods.insert(name, Pod { process, data_dir });
     }
 
     /// Reconciles until `plan_step` says `Steady`; returns every plan.
@@ -503,91 +358,24 @@ impl Cluster {
     /// Reads every acknowledged write through the running pods (round
     /// robin) and panics listing those not readable with their value.
     async fn assert_all_readable(&self, acked: &[(String, String)]) {
-        let via: Vec<&String> = self.pods.keys().map(|name| &self.addresses[name]).collect();
-        let mut missing = Vec::new();
-        for (n, (key, value)) in acked.iter().enumerate() {
-            let response = self
-                .http
-                .get(format!("https://{}/v1/kv/{key}", via[n % via.len()]))
-                .header("accept", "application/json")
-                .send()
-                .await
-                .expect("GET");
-            let status = response.status();
-            let values: Vec<String> = if status.is_success() {
-                let body: serde_json::Value = response.json().await.expect("JSON body");
-                body["values"]
-                    .as_array()
-                    .expect("values")
-                    .iter()
-                    .map(|v| {
-                        let bytes = base64::engine::general_purpose::STANDARD
-                            .decode(v.as_str().expect("base64 string"))
-                            .expect("base64");
-                        String::from_utf8_lossy(&bytes).into_owned()
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            if !values.contains(value) {
-                missing.push(format!("{key} ({status}, {values:?})"));
-            }
-        }
-        assert!(
-            missing.is_empty(),
-            "{} of {} acknowledged writes are not readable: {:?}",
-            missing.len(),
-            acked.len(),
-            &missing[..missing.len().min(10)]
-        );
+        let via = self.running();
+        checks::assert_all_readable(&self.http, acked, &via).await;
     }
 
-    /// Waits (up to 60 s) until every running pod uses ring `epoch` and,
-    /// for every partition, all `N` owners report equal Merkle roots.
+    /// Waits until every running pod uses ring `epoch` and, for every
+    /// partition, all `N` owners report equal Merkle roots.
     async fn wait_converged(&self, epoch: u64) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut epochs = Vec::new();
-            let mut roots: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for name in self.pods.keys() {
-                let body: serde_json::Value = self
-                    .http
-                    .get(format!("https://{}/v1/admin/merkle", self.addresses[name]))
-                    .send()
-                    .await
-                    .expect("GET /v1/admin/merkle")
-                    .json()
-                    .await
-                    .expect("Merkle JSON");
-                epochs.push(body["epoch"].as_u64().expect("epoch"));
-                for (partition, root) in body["roots"].as_object().expect("roots") {
-                    let root = root.as_str().expect("hex root").to_string();
-                    roots.entry(partition.clone()).or_default().push(root);
-                }
-            }
-            let differing: Vec<&String> = roots
-                .iter()
-                .filter(|(_, r)| r.len() != N || r.iter().any(|x| x != &r[0]))
-                .map(|(p, _)| p)
-                .collect();
-            let same_epoch = epochs.iter().all(|e| *e == epoch);
-            if same_epoch && differing.is_empty() && roots.len() == PARTITIONS as usize {
-                println!(
-                    "converged: {} partitions with equal roots on {:?} at epoch {epoch}",
-                    roots.len(),
-                    self.pods.keys().collect::<Vec<_>>()
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no convergence: epochs {epochs:?}, partitions differing {differing:?}, \
-                 {} partitions reported",
-                roots.len()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let want = Convergence {
+            epoch: Some(epoch),
+            replicas: Some(N),
+            partitions: Some(PARTITIONS as usize),
+        };
+        checks::wait_converged(&self.http, &self.running(), want).await;
+    }
+
+    /// Base URLs of the running pods.
+    fn running(&self) -> Vec<String> {
+        self.pods.keys().map(|name| self.url(name)).collect()
     }
 }
 
@@ -634,7 +422,7 @@ async fn operator_ring_steps_move_a_cluster_to_three_other_nodes_under_a_writer(
     assert_eq!(created[0].ring.ring.epoch, 1);
     assert_eq!(members(&c), pods(&c.cluster, &["a", "b", "c"]));
 
-    let writer = Writer::start(c.http.clone(), c.members.clone());
+    let writer = Writer::start_shared(c.http.clone(), "w", c.members.clone());
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Scale up to four nodes: the StatefulSet of zone d grows, its pod
@@ -705,53 +493,11 @@ async fn operator_ring_steps_move_a_cluster_to_three_other_nodes_under_a_writer(
     );
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (acked, attempts) = writer.stop().await;
-    println!(
-        "writer: {} of {attempts} writes acknowledged; epochs traversed {:?}",
-        acked.len(),
-        c.epochs
-    );
+    let acked = writer.stop().await;
+    println!("epochs traversed {:?}", c.epochs);
     assert_eq!(c.epochs, [1, 2, 3, 4]);
     assert!(acked.len() > 100, "the writer made progress");
     c.assert_all_readable(&acked).await;
     c.wait_converged(final_epoch).await;
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());
-}
-
-/// Writes a TLS Secret's files (`tls.crt`, `tls.key`, `ca.crt`) into
-/// `parent/tls`: a fresh CA and one certificate for 127.0.0.1 it signed,
-/// which every node serves. Returns the directory and the CA's PEM.
-fn write_tls_secret(parent: &Path) -> (PathBuf, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
-    let ca_key = KeyPair::generate().expect("CA key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("node key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("node params");
-    params.subject_alt_names = vec![SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]))];
-    let cert = params.signed_by(&key, &issuer).expect("node certificate");
-    let dir = parent.join("tls");
-    std::fs::create_dir_all(&dir).expect("TLS directory");
-    std::fs::write(dir.join("tls.crt"), cert.pem()).expect("tls.crt");
-    std::fs::write(dir.join("tls.key"), key.serialize_pem()).expect("tls.key");
-    std::fs::write(dir.join("ca.crt"), ca.pem()).expect("ca.crt");
-    (dir, ca.pem())
-}
-
-/// A rustls client configuration trusting only the PEM CA `pem`.
-fn client_tls(pem: &str) -> rustls::ClientConfig {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        roots.add(cert.expect("CA PEM")).expect("CA root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
 }

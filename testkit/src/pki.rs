@@ -115,13 +115,14 @@ mod tests {
     use super::*;
     use rustls::pki_types::ServerName;
 
-    /// Runs a TLS handshake in memory; `Err` when the client refuses the
-    /// server's certificate.
+    /// Runs a TLS handshake in memory with the server called `name`;
+    /// `Err` when the client refuses the server's certificate.
     fn handshake(
+        name: &str,
         client: rustls::ClientConfig,
         server: rustls::ServerConfig,
     ) -> Result<(), rustls::Error> {
-        let name = ServerName::try_from("localhost").expect("server name");
+        let name = ServerName::try_from(name.to_string()).expect("server name");
         let mut client = rustls::ClientConnection::new(Arc::new(client), name)?;
         let mut server = rustls::ServerConnection::new(Arc::new(server))?;
         while client.is_handshaking() || server.is_handshaking() {
@@ -145,9 +146,17 @@ mod tests {
     fn a_client_trusting_the_ca_accepts_its_certificates_and_no_other() {
         let ca = TestCa::new("test CA");
         let server = ca.issue(&["localhost", "127.0.0.1"]).server_config();
-        assert!(handshake(ca.client_config(), server.clone()).is_ok());
+        assert!(handshake("localhost", ca.client_config(), server.clone()).is_ok());
         let stranger = TestCa::new("another CA");
-        assert!(handshake(stranger.client_config(), server).is_err());
+        assert!(handshake("localhost", stranger.client_config(), server).is_err());
+    }
+
+    #[test]
+    fn names_written_as_ip_addresses_are_ip_names() {
+        let ca = TestCa::new("test CA");
+        let server = ca.issue(&["127.0.0.1"]).server_config();
+        assert!(handshake("127.0.0.1", ca.client_config(), server.clone()).is_ok());
+        assert!(handshake("127.0.0.2", ca.client_config(), server).is_err());
     }
 
     #[test]

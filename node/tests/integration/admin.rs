@@ -1,13 +1,12 @@
 //! The admin API over real processes: publishing rings and changing
 //! members, with clear errors for bad requests.
 
-mod support;
-
 use dynamo_node::membership::supersedes;
 use dynamo_ring::{Ring, RingDocument};
 use reqwest::StatusCode;
 use serde_json::json;
-use support::TestCluster;
+
+use crate::support::TestCluster;
 
 async fn put_ring(
     c: &TestCluster,

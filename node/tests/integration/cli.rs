@@ -1,14 +1,14 @@
 //! The command line: `local` starts and stops a cluster; `serve` takes its
 //! settings from the environment and a config file; bad settings fail fast.
 
-mod support;
-
 use std::process::{Command, Stdio};
 
+use dynamo_testkit::checks::wait_ready;
+use dynamo_testkit::http::{get_json, http_client};
+use dynamo_testkit::process::{free_port, free_port_run};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
-use support::{free_port, free_port_run, get_json_value, wait_ready};
 
 const EXE: &str = env!("CARGO_BIN_EXE_dynamo-node");
 
@@ -31,7 +31,7 @@ async fn local_starts_a_cluster_and_ctrl_c_stops_every_node() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let http = support::http_client();
+    let http = http_client();
     let urls: Vec<String> = (0..3)
         .map(|i| format!("http://127.0.0.1:{}", base + i))
         .collect();
@@ -96,10 +96,10 @@ async fn serve_reads_environment_and_config_file() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let http = support::http_client();
+    let http = http_client();
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&http, &url).await;
-    let status = get_json_value(&http, &format!("{url}/v1/status")).await;
+    let status = get_json(&http, &format!("{url}/v1/status")).await;
     assert_eq!(status["node_id"], "solo");
     assert_eq!(status["zone"], "from-env");
     assert_eq!(status["ring"]["partitions"], 16);

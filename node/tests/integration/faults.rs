@@ -5,13 +5,14 @@
 //! reading every acknowledged write back and checking that all replicas
 //! have equal Merkle roots.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use dynamo_ring::key_hash;
+use dynamo_testkit::http::CONTEXT;
+use dynamo_testkit::writer::Writer;
 use reqwest::StatusCode;
-use support::{ClusterOptions, TestCluster, Writer, fast, wait_state};
+
+use crate::support::{ClusterOptions, TestCluster, fast, wait_state};
 
 async fn start(count: usize, proxies: bool, extra: &[&str]) -> TestCluster {
     let options = ClusterOptions {
@@ -20,10 +21,6 @@ async fn start(count: usize, proxies: bool, extra: &[&str]) -> TestCluster {
         ..ClusterOptions::default()
     };
     TestCluster::start_with(count, options).await
-}
-
-fn urls(c: &TestCluster, nodes: &[usize]) -> Vec<String> {
-    nodes.iter().map(|&i| c.url(i)).collect()
 }
 
 /// Counts the acknowledged keys node `i` does not hold itself.
@@ -42,10 +39,10 @@ async fn missing_locally(c: &TestCluster, i: usize, acked: &[(String, String)]) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_under_a_writer_then_the_node_catches_up() {
     let mut c = start(3, false, &[]).await;
-    let writer = Writer::start(c.http.clone(), "k9", urls(&c, &[0, 1, 2]));
+    let writer = Writer::start(c.http.clone(), "k9", c.urls(&[0, 1, 2]));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     c.kill(2);
-    *writer.targets.lock().unwrap() = urls(&c, &[0, 1]);
+    *writer.targets.lock().unwrap() = c.urls(&[0, 1]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     c.restart(2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -60,7 +57,7 @@ async fn kill_9_under_a_writer_then_the_node_catches_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigstop_past_failure_detection_then_sigcont() {
     let c = start(3, false, &[]).await;
-    let writer = Writer::start(c.http.clone(), "stop", urls(&c, &[0, 1]));
+    let writer = Writer::start(c.http.clone(), "stop", c.urls(&[0, 1]));
     tokio::time::sleep(Duration::from_secs(1)).await;
     c.pause(2, true);
     wait_state(&c, 0, 2, "down").await;
@@ -83,7 +80,7 @@ async fn sigstop_past_failure_detection_then_sigcont() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_cut_off_from_its_peers_then_healed() {
     let c = start(3, true, &[]).await;
-    let writer = Writer::start(c.http.clone(), "cut", urls(&c, &[0, 1, 2]));
+    let writer = Writer::start(c.http.clone(), "cut", c.urls(&[0, 1, 2]));
     tokio::time::sleep(Duration::from_secs(1)).await;
     c.isolate(2, true);
     wait_state(&c, 0, 2, "down").await;
@@ -269,7 +266,7 @@ async fn wait_no_leftovers(c: &TestCluster, keys: &[(String, String)], nodes: &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_a_fourth_node_and_remove_an_original_under_a_writer() {
     let mut c = start(3, false, &[]).await;
-    let writer = Writer::start(c.http.clone(), "move", urls(&c, &[0, 1, 2]));
+    let writer = Writer::start(c.http.clone(), "move", c.urls(&[0, 1, 2]));
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let newcomer = c.start_joining_node().await;
@@ -281,7 +278,7 @@ async fn join_a_fourth_node_and_remove_an_original_under_a_writer() {
     // them, they delete their old copies.
     let before_join = writer.acked.lock().unwrap().clone();
     wait_no_leftovers(&c, &before_join, &[0, 1, 2, newcomer]).await;
-    *writer.targets.lock().unwrap() = urls(&c, &[1, 2, newcomer]);
+    *writer.targets.lock().unwrap() = c.urls(&[1, 2, newcomer]);
 
     let left = c.retire(1, 0).await;
     let epoch = left["epoch"].as_u64().unwrap();
@@ -424,7 +421,7 @@ async fn tombstones_are_purged_once_every_replica_holds_them_and_never_resurrect
         let r = c
             .http
             .delete(c.kv(1, key))
-            .header(support::CONTEXT, context.as_str())
+            .header(CONTEXT, context.as_str())
             .send()
             .await
             .unwrap();
@@ -451,7 +448,7 @@ async fn tombstones_are_purged_once_every_replica_holds_them_and_never_resurrect
     let r = c
         .http
         .delete(c.kv(0, "r"))
-        .header(support::CONTEXT, context.unwrap())
+        .header(CONTEXT, context.unwrap())
         .send()
         .await
         .unwrap();

@@ -3,8 +3,6 @@
 //! Each test ends with every replica equal and the last acknowledged write
 //! (or the delete) readable from every node.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,8 +10,10 @@ use dynamo_node::peer::Peer;
 use dynamo_node::storage::object_digest;
 use dynamo_node::transport::{Request, Response, Transport};
 use dynamo_ring::{Member, key_hash};
+use dynamo_testkit::http::CONTEXT;
 use reqwest::StatusCode;
-use support::{CONTEXT, ClusterOptions, TestCluster, fast, wait_state};
+
+use crate::support::{ClusterOptions, TestCluster, fast, wait_state};
 
 async fn start(count: usize, proxies: bool, extra: &[&str]) -> TestCluster {
     let options = ClusterOptions {

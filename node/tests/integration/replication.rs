@@ -1,9 +1,9 @@
 //! Reads, writes, siblings and deletes across real node processes.
 
-mod support;
-
+use dynamo_testkit::http::CONTEXT;
 use reqwest::StatusCode;
-use support::{CONTEXT, TestCluster};
+
+use crate::support::TestCluster;
 
 #[tokio::test]
 async fn write_through_one_node_read_through_another() {

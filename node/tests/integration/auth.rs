@@ -1,10 +1,9 @@
 //! Bearer-token authentication over real processes.
 
-mod support;
-
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
-use support::TestCluster;
+
+use crate::support::TestCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_v1_route_and_peer_stream_needs_the_token() {

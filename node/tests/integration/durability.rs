@@ -1,12 +1,11 @@
 //! Node failures: kill -9, restarts, read repair. No acknowledged write may
 //! be lost.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use support::TestCluster;
+
+use crate::support::TestCluster;
 
 #[tokio::test]
 async fn one_node_down_keeps_reads_and_writes_working() {

@@ -1,36 +1,28 @@
 //! TLS on every listener and between nodes, over real processes, with a
 //! CA and node certificates made for the test.
 
-mod support;
-
 use std::net::{IpAddr, Ipv4Addr};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+use dynamo_testkit::http::{http_client, https_client};
+use dynamo_testkit::pki::TestCa;
 use reqwest::StatusCode;
-use support::{ClusterOptions, TestCluster};
+
+use crate::support::{self, ClusterOptions, TestCluster};
 
 /// A CA, and one certificate it signed for all of `ips`, in a directory
 /// laid out as `--tls-dir` expects.
 fn tls_dir(ips: &[IpAddr]) -> (tempfile::TempDir, String) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let node_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
-    let cert = params.signed_by(&node_key, &issuer).unwrap();
+    let ca = TestCa::new("tls test CA");
+    let names: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("tls.key"), node_key.serialize_pem()).unwrap();
-    std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
-    (dir, ca.pem())
+    ca.write_tls_dir(dir.path(), &names);
+    (dir, ca.pem().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_and_peers_speak_tls_checked_against_the_ca() {
-    let subnet = rand::random_range(1..=254u8);
+    let subnet = support::fresh_subnet();
     let ips: Vec<IpAddr> = (1..=3)
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, subnet, i)))
         .collect();
@@ -57,11 +49,11 @@ async fn clients_and_peers_speak_tls_checked_against_the_ca() {
 
     // Plain HTTP gets no answer, and a client that does not trust the CA
     // cannot connect.
-    let plain = support::http_client();
+    let plain = http_client();
     let url = c.url(2).replacen("https://", "http://", 1);
     assert!(plain.get(format!("{url}/healthz")).send().await.is_err());
     let (_, other_ca) = tls_dir(&ips);
-    let stranger = support::https_client(&other_ca);
+    let stranger = https_client(&other_ca);
     assert!(
         stranger
             .get(format!("{}/healthz", c.url(2)))

@@ -12,17 +12,17 @@
 //! `DYNAMO_HISTORY_SECS` sets how long faults are injected (default 30, as
 //! in CI); `DYNAMO_HISTORY_SEED` replays a history's random choices.
 
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use dynamo_testkit::http::{CONTEXT, decode_values};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
-use support::{CONTEXT, ClusterOptions, TestCluster, decode_values, fast};
+
+use crate::support::{ClusterOptions, TestCluster, fast};
 
 /// Keys written, each by one client in sequence.
 const KEYS: usize = 32;

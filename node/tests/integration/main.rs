@@ -1,0 +1,20 @@
+//! The node's integration tests, one test binary: clusters of real
+//! `dynamo-node` processes on loopback with real RocksDB, one module per
+//! topic. Run one module with
+//! `cargo test -p dynamo-node --test integration history::`.
+//!
+//! Every test runs in this one process, on parallel threads: each cluster
+//! gets a loopback /24 no other cluster of the process uses
+//! ([`support::fresh_subnet`]), and everything else a test uses (ports,
+//! directories, processes) is its own.
+
+mod admin;
+mod auth;
+mod cli;
+mod deletes;
+mod durability;
+mod faults;
+mod history;
+mod replication;
+mod support;
+mod tls;
