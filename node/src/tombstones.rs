@@ -13,8 +13,11 @@
 //!   and no node, owners included, holds a hint marker for it (a hinted
 //!   copy written before the delete would bring the old value back when
 //!   delivered);
-//! - members removed from the ring are asked the same until they report no
-//!   pending hints at all (or stayed unreachable for `departed_wait`).
+//! - members removed from the ring are asked the same until they report
+//!   the current epoch with no retired partition kept and no pending hints
+//!   at all (or stayed unreachable for `departed_wait`): a removed member
+//!   keeps the partitions it lost until it has handed them to their new
+//!   owners, and that hand-over would bring back what a purge removed.
 //!
 //! Then the record is deleted on every node that holds it, each only if
 //! its record still has that digest. A purge that stops halfway (one owner
@@ -339,8 +342,18 @@ impl TombstoneGc {
                 }
             };
             if departed {
-                if reply.transfers.hints_pending == 0 {
-                    self.forget(&peer.member.id, "it holds no hints");
+                // Until it has handed over and dropped the partitions it
+                // lost (it keeps them, retired, for their new owners), a
+                // removed member holds old copies that its hand-over would
+                // merge back into owners that purged a tombstone: its
+                // answers below keep such keys' purges waiting. Forgotten
+                // only once it uses this ring with nothing retired and no
+                // hints, it can no longer bring anything back.
+                if reply.transfers.hints_pending == 0 && settled(&reply.transfers, view.epoch()) {
+                    self.forget(
+                        &peer.member.id,
+                        "it holds no hints and no retired partitions",
+                    );
                 }
             } else if !settled(&reply.transfers, view.epoch()) {
                 return None;

@@ -242,3 +242,106 @@ async fn hints_for_a_member_that_left_the_ring_reach_the_current_owners() {
         );
     }
 }
+
+/// Whether node `i` holds `value` live in its own record of `key`.
+async fn holds(c: &TestCluster, i: usize, key: &str, value: &str) -> bool {
+    c.replica(i, key)
+        .await
+        .is_some_and(|o| o.live_values().any(|v| v.as_ref() == value.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_member_still_holding_a_deleted_value_blocks_the_purge_until_it_dropped_it() {
+    let c = start(4, true, &QUICK_PURGE).await;
+    let key = "departed";
+    let (owners, _) = owners_and_others(&c, 0, key).await;
+    let (via, leaving) = (owners[0], owners[1]);
+    let (status, _) = c.put(via, key, "old", None, "?w=3").await;
+    assert!(status.is_success());
+    assert!(holds(&c, leaving, key, "old").await);
+
+    // The leaving owner is removed, but for now it cannot call the others
+    // (they can still call it): it keeps the partitions it lost, "old"
+    // included, as a removed node does until it has handed them over.
+    for j in (0..c.nodes.len()).filter(|&j| j != leaving) {
+        c.proxies[j].set_blocked(c.nodes[leaving].ip, true);
+    }
+    c.retire(via, leaving).await;
+    let ring = c.ring(via).await;
+    let r = c
+        .http
+        .put(format!("{}/v1/admin/ring", c.url(leaving)))
+        .json(&ring)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "the removed node adopts the new ring"
+    );
+    let members: Vec<usize> = (0..c.nodes.len()).filter(|&i| i != leaving).collect();
+    c.wait_transfers_done(&members, ring.ring.epoch).await;
+
+    // Deleted under the new ring: the removed node never sees the delete.
+    let (_, context, values) = c.get_json(via, key, "?r=3").await;
+    assert_eq!(values, ["old"]);
+    delete(&c, via, key, &context.unwrap(), "?w=3").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut purged_early = Vec::new();
+    for &i in &members {
+        if c.replica(i, key).await.is_none() {
+            purged_early.push(i);
+        }
+    }
+    assert!(holds(&c, leaving, key, "old").await);
+
+    // Unblocked: the removed node hands its retired partitions over and
+    // drops them. The old value must not come back, on any member.
+    for j in (0..c.nodes.len()).filter(|&j| j != leaving) {
+        c.proxies[j].set_blocked(c.nodes[leaving].ip, false);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.transfers(leaving).await["retired"] != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the removed node never dropped its retired partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(c.replica(leaving, key).await.is_none());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.wait_converged(&members).await;
+    for &i in &members {
+        let (_, _, values) = c.get_json(i, key, "?r=3").await;
+        assert!(
+            values.is_empty(),
+            "deleted value back on node {i}: {values:?} (the tombstone was purged on \
+             {purged_early:?} while the removed node still held the old value)"
+        );
+    }
+    assert!(
+        purged_early.is_empty(),
+        "members {purged_early:?} purged the tombstone while a removed node held the old value"
+    );
+    // Then the tombstone goes everywhere, and "old" stays gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut gone = true;
+        for &i in &members {
+            gone &= c.replica(i, key).await.is_none();
+        }
+        if gone {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tombstone was never purged");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for &i in &members {
+        let (status, _, values) = c.get_json(i, key, "?r=3").await;
+        assert_eq!(
+            (status, values),
+            (StatusCode::NOT_FOUND, Vec::<String>::new()),
+            "node {i} after the purge"
+        );
+    }
+}
