@@ -19,6 +19,8 @@ echo "== cargo doc (broken doc links fail)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== HTTP API against docs/openapi.yaml (tests/api/run.sh, schemathesis)"
+tests/api/run.sh
 echo "== Kubernetes packaging: chart, CRDs, manifests, scripts (scripts/k8s-tests.sh)"
 scripts/k8s-tests.sh
 echo "== Real Kubernetes control plane: build it (cached per machine; testbed/build.sh)"

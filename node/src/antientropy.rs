@@ -176,19 +176,7 @@ impl AntiEntropy {
         if segments.is_empty() {
             return Ok(());
         }
-        let remote = match self
-            .call(
-                peer,
-                Request::SegmentDigests {
-                    partition,
-                    segments: segments.clone(),
-                },
-            )
-            .await?
-        {
-            Response::Digests(digests) => digests,
-            _ => return Err("bad reply to a digests request".into()),
-        };
+        let remote = self.segment_digests(peer, partition, &segments).await?;
         let partitions = self.storage.forest().partitions();
         let mut local: HashMap<Bytes, u64> = HashMap::new();
         for segment in segments {
@@ -219,22 +207,61 @@ impl AntiEntropy {
         Ok(())
     }
 
+    /// The peer's (key, digest) pairs of `segments` of `partition`, asking
+    /// again for the segments a reply leaves out (one that would be too
+    /// large holds the first segments only).
+    async fn segment_digests(
+        &self,
+        peer: &Peer,
+        partition: u32,
+        segments: &[u16],
+    ) -> Result<Vec<(Bytes, u64)>, String> {
+        let mut digests = Vec::new();
+        let mut rest = segments;
+        while !rest.is_empty() {
+            let request = Request::SegmentDigests {
+                partition,
+                segments: rest.to_vec(),
+            };
+            match self.call(peer, request).await? {
+                Response::Digests(all) => return Ok([digests, all].concat()),
+                Response::DigestsPrefix {
+                    digests: some,
+                    segments: covered,
+                } if (1..=rest.len()).contains(&usize::from(covered)) => {
+                    digests.extend(some);
+                    rest = &rest[usize::from(covered)..];
+                }
+                _ => return Err("bad reply to a digests request".into()),
+            }
+        }
+        Ok(digests)
+    }
+
+    /// Reads `keys` from the peer and merges them here, asking again for
+    /// the keys a reply leaves out (one that would be too large holds the
+    /// first states only).
     async fn pull(&self, peer: &Peer, keys: Vec<Bytes>) -> Result<(), String> {
         let started = Instant::now();
         let count = keys.len();
-        let objects = match self
-            .call(peer, Request::ReadBatch { keys: keys.clone() })
-            .await?
-        {
-            Response::Objects(objects) if objects.len() == keys.len() => objects,
-            _ => return Err("bad reply to a batch read".into()),
-        };
-        let merges = keys
-            .into_iter()
-            .zip(objects)
-            .filter_map(|(key, object)| object.map(|o| self.storage.merge(key, o)));
-        for result in futures::future::join_all(merges).await {
-            result.map_err(|e| e.to_string())?;
+        let mut rest = keys.as_slice();
+        while !rest.is_empty() {
+            let request = Request::ReadBatch {
+                keys: rest.to_vec(),
+            };
+            let objects = match self.call(peer, request).await? {
+                Response::Objects(objects) if (1..=rest.len()).contains(&objects.len()) => objects,
+                _ => return Err("bad reply to a batch read".into()),
+            };
+            let (read, unread) = rest.split_at(objects.len());
+            let merges = read
+                .iter()
+                .zip(objects)
+                .filter_map(|(key, object)| object.map(|o| self.storage.merge(key.clone(), o)));
+            for result in futures::future::join_all(merges).await {
+                result.map_err(|e| e.to_string())?;
+            }
+            rest = unread;
         }
         self.repaired(count, started).await;
         Ok(())

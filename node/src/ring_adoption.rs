@@ -4,7 +4,8 @@
 //! or learned through gossip, goes through [`RingAdoption::adopt`]: the
 //! node switches to it if it supersedes the current one, has its partition
 //! transfers replanned (see [`crate::transfer`]) and persists both the plan
-//! and the ring, so a restart resumes from them.
+//! and the ring, so a restart resumes from them. Adopting a large ring
+//! takes a while: callers on the async runtime run it on a blocking thread.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +13,7 @@ use dynamo_ring::RingDocument;
 use dynamo_ring::document::DocumentError;
 
 use crate::membership::Membership;
+use crate::storage::meta::read_json;
 use crate::storage::{Storage, StorageError};
 use crate::sync::lock;
 use crate::transfer::Transfers;
@@ -22,7 +24,7 @@ const META_RING: &str = "ring";
 /// Why a ring could not be adopted.
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {
-    /// The document is inconsistent.
+    /// The document is inconsistent, or may not follow the current ring.
     #[error(transparent)]
     Invalid(#[from] DocumentError),
     /// It could not be persisted.
@@ -53,11 +55,19 @@ impl RingAdoption {
         }
     }
 
-    /// The ring document persisted by an earlier run, if any.
+    /// The ring document persisted by an earlier run, if any. One that
+    /// does not parse or is not a valid ring (written by another release,
+    /// or damaged) is discarded with a warning: the node then starts from
+    /// its configured ring and learns the current one through gossip.
     pub fn persisted_ring(storage: &Storage) -> Result<Option<RingDocument>, StorageError> {
-        Ok(storage
-            .meta_get(META_RING)?
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+        let doc: Option<RingDocument> = read_json(storage, META_RING, "ring")?;
+        Ok(doc.filter(|doc| match doc.validate() {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "discarding the persisted ring: it is not a valid ring");
+                false
+            }
+        }))
     }
 
     /// Switches to `doc` if it supersedes the current ring: plans the

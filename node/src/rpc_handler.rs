@@ -2,15 +2,25 @@
 //! dispatches peers' requests arriving over the transport (read or store
 //! replicas, coordinate a write this node was handed, serve anti-entropy,
 //! transfer and tombstone requests, and gossip).
+//!
+//! Requests come from peers that may be hostile: a request that repeats a
+//! key or a segment is refused, and replies that gather states or digests
+//! stop at [`BATCH_BYTES`] and let the caller ask for the rest, so that no
+//! reply is much larger than what was asked.
 
+use std::collections::HashSet;
+use std::hash::Hash;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
-use crate::merkle::segment_range;
+use crate::merkle::{SEGMENTS, segment_range};
+use crate::storage::Storage;
 use crate::transfer::Transfers;
+use crate::transport::limits::BATCH_BYTES;
 use crate::transport::{Request, RequestHandler, Response, TombstoneCheckReply};
 
 /// Answers peers' requests from the local store and coordinator.
@@ -18,15 +28,25 @@ pub struct RpcHandler {
     coordinator: Coordinator,
     transfers: Arc<Transfers>,
     gossip: Arc<Gossip>,
+    stall_timeout: Duration,
 }
 
 impl RpcHandler {
     /// A handler over this node's coordinator (and through it, its store).
-    pub fn new(coordinator: Coordinator, transfers: Arc<Transfers>, gossip: Arc<Gossip>) -> Self {
+    /// A peer stalling for `stall_timeout` inside a frame, or leaving
+    /// replies unread that long, loses its stream: the node's request
+    /// timeout, after which the peer's callers have given up anyway.
+    pub fn new(
+        coordinator: Coordinator,
+        transfers: Arc<Transfers>,
+        gossip: Arc<Gossip>,
+        stall_timeout: Duration,
+    ) -> Self {
         Self {
             coordinator,
             transfers,
             gossip,
+            stall_timeout,
         }
     }
 
@@ -53,11 +73,7 @@ impl RpcHandler {
             Request::ReplicaRead { key } => self.read(&key),
             Request::Ping => Response::Pong,
             Request::TransferReport => Response::Transfers(Box::new(self.transfers.report())),
-            Request::ReadBatch { keys } => keys
-                .iter()
-                .map(|key| storage.get(key))
-                .collect::<Result<Vec<_>, _>>()
-                .map_or_else(failed, Response::Objects),
+            Request::ReadBatch { keys } => read_batch(storage, &keys),
             Request::MerkleRoots { partitions } => {
                 let forest = storage.forest();
                 let valid = partitions.iter().all(|&p| p < forest.partitions());
@@ -73,16 +89,7 @@ impl RpcHandler {
                 partition,
                 segments,
             } if partition < storage.forest().partitions() => {
-                let q = storage.forest().partitions();
-                let mut out = Vec::new();
-                for segment in segments {
-                    let range = segment_range(partition, usize::from(segment), q);
-                    match storage.digests(&range) {
-                        Ok(digests) => out.extend(digests),
-                        Err(error) => return Ok(failed(error)),
-                    }
-                }
-                Response::Digests(out)
+                segment_digests(storage, partition, &segments)
             }
             Request::ScanPartition {
                 partition,
@@ -91,7 +98,7 @@ impl RpcHandler {
             } if partition < storage.forest().partitions() => {
                 let range = dynamo_ring::partition_range(partition, storage.forest().partitions());
                 let limit = (limit as usize).clamp(1, 4096);
-                match storage.scan_page(&range, after.as_deref(), limit) {
+                match storage.scan_page(&range, after.as_deref(), limit, BATCH_BYTES) {
                     Ok((items, next)) => Response::Page {
                         items,
                         next: next.map(Bytes::from),
@@ -106,6 +113,15 @@ impl RpcHandler {
                 })),
                 Err(error) => failed(error),
             },
+            // Answered here rather than in a task: its reply (this node's
+            // ring) may be larger than the request, which only replies
+            // answered at once may be (see the stream's memory budget in
+            // `transport/server.rs`).
+            Request::Gossip(digest) => {
+                let reply = self.gossip.digest();
+                self.gossip.absorb(*digest);
+                Response::Gossip(Box::new(reply))
+            }
             Request::MerkleLeaves { .. }
             | Request::SegmentDigests { .. }
             | Request::ScanPartition { .. } => Response::Failed("partition out of range".into()),
@@ -143,15 +159,76 @@ impl RequestHandler for RpcHandler {
                     .map(|(key, digest)| storage.delete_if(key, digest));
                 written(futures::future::join_all(purges).await)
             }
-            Request::Gossip(digest) => {
-                let reply = self.gossip.digest();
-                self.gossip.absorb(*digest);
-                Response::Gossip(Box::new(reply))
-            }
             Request::CoordinateWrite(write) => self.coordinator.coordinate_forwarded(write).await,
             other => Response::Failed(format!("{} cannot be handled asynchronously", other.kind())),
         }
     }
+
+    fn stall_timeout(&self) -> Duration {
+        self.stall_timeout
+    }
+}
+
+/// The states of `keys`, in order, as many as fit in [`BATCH_BYTES`] (at
+/// least one); refused when a key repeats.
+fn read_batch(storage: &Storage, keys: &[Bytes]) -> Response {
+    if !distinct(keys) {
+        return Response::Failed("a read batch names a key more than once".into());
+    }
+    let mut objects = Vec::with_capacity(keys.len());
+    let mut bytes = 0;
+    for key in keys {
+        let object = match storage.get(key) {
+            Ok(object) => object,
+            Err(error) => return Response::Failed(error.to_string()),
+        };
+        let size = postcard::experimental::serialized_size(&object).unwrap_or(0);
+        if !objects.is_empty() && bytes + size > BATCH_BYTES {
+            break;
+        }
+        bytes += size;
+        objects.push(object);
+    }
+    Response::Objects(objects)
+}
+
+/// The (key, digest) pairs of `segments` of `partition`, whole segments in
+/// order, as many as fit in [`BATCH_BYTES`] (at least one); refused when
+/// a segment repeats or does not exist.
+fn segment_digests(storage: &Storage, partition: u32, segments: &[u16]) -> Response {
+    if segments.iter().any(|&s| usize::from(s) >= SEGMENTS) {
+        return Response::Failed(format!("segments are numbered below {SEGMENTS}"));
+    }
+    if !distinct(segments) {
+        return Response::Failed("a digests request names a segment more than once".into());
+    }
+    let q = storage.forest().partitions();
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for (done, &segment) in segments.iter().enumerate() {
+        let range = segment_range(partition, usize::from(segment), q);
+        let digests = match storage.digests(&range) {
+            Ok(digests) => digests,
+            Err(error) => return Response::Failed(error.to_string()),
+        };
+        // A key, its length and a digest, each encoded in at most 10 bytes.
+        let size: usize = digests.iter().map(|(key, _)| key.len() + 20).sum();
+        if done > 0 && bytes + size > BATCH_BYTES {
+            return Response::DigestsPrefix {
+                digests: out,
+                segments: u16::try_from(done).expect("at most 64 segments"),
+            };
+        }
+        bytes += size;
+        out.extend(digests);
+    }
+    Response::Digests(out)
+}
+
+/// Whether no item of `items` repeats.
+fn distinct<T: Eq + Hash>(items: &[T]) -> bool {
+    let mut seen = HashSet::with_capacity(items.len());
+    items.iter().all(|item| seen.insert(item))
 }
 
 /// `Written` when every store operation succeeded, else the first error.

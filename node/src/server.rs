@@ -1,24 +1,21 @@
 //! `dynamo-node serve`: opens the store, builds the ring, serves the APIs
 //! until SIGINT/SIGTERM, then drains and shuts down cleanly.
 
+mod connection;
+mod listener;
+mod open_files;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use dynamo_ring::RingDocument;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
 use crate::antientropy::AntiEntropy;
 use crate::api::{self, AppState, MaintenanceTasks};
-use crate::config::NodeConfig;
+use crate::config::{ConnectionLimits, NodeConfig};
 use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
 use crate::handoff::Handoff;
@@ -27,19 +24,19 @@ use crate::periodic;
 use crate::probe::Prober;
 use crate::ring_adoption::RingAdoption;
 use crate::rpc_handler::RpcHandler;
-use crate::storage::{Storage, StorageOptions};
+use crate::storage::{Storage, StorageOptions, meta};
 use crate::tombstones::TombstoneGc;
 use crate::transfer::Transfers;
 use crate::transport::{Dialing, Transport};
-
-/// Longest wait for open TLS connections to finish at shutdown.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+use listener::{Budget, Listener};
 
 /// Runs a node until a shutdown signal arrives.
 pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    let limits = open_files::fit_to_open_file_limit(config.connections.clone());
     let (storage, start, initial) = open_store(&config)?;
     let dialing = Dialing::for_node(&config);
     let membership = Arc::new(Membership::new(config.node_id.clone(), start));
+    warn_if_peers_refuse_certificate(&config, &membership);
     let transfers = Arc::new(
         Transfers::new(
             storage.clone(),
@@ -62,12 +59,13 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         coordinator.clone(),
         transfers.clone(),
         tasks.gossip.clone(),
+        config.request_timeout,
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let prober = Arc::new(Prober::new(membership.clone(), dialing));
     spawn_maintenance(prober, &tasks, &transfers, &stop_rx);
     let state = Arc::new(AppState::new(coordinator, &config, rings, transfers, tasks));
-    let mut servers = listen(&config, state.clone(), rpc, &stop_rx).await?;
+    let mut servers = listen(&config, &limits, state.clone(), rpc, &stop_rx).await?;
     tracing::info!(
         node = %config.node_id,
         listen = %config.listen,
@@ -83,7 +81,7 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     state.set_not_ready();
     let _ = stop_tx.send(true);
     while let Some(result) = servers.join_next().await {
-        result??;
+        result.context("a listener failed")?;
     }
     drop(state);
     tracing::info!(node = %config.node_id, "stopped");
@@ -106,6 +104,8 @@ fn open_store(config: &NodeConfig) -> anyhow::Result<(Arc<Storage>, RingDocument
         Storage::open(&config.data_dir, &storage_options)
             .with_context(|| format!("opening RocksDB in {}", config.data_dir.display()))?,
     );
+    meta::claim_for(&storage, &config.node_id)
+        .with_context(|| format!("data directory {}", config.data_dir.display()))?;
     let persisted = RingAdoption::persisted_ring(&storage).context("reading the persisted ring")?;
     if let Some(persisted) = &persisted
         && persisted.ring.partitions != initial.ring.partitions
@@ -118,6 +118,19 @@ fn open_store(config: &NodeConfig) -> anyhow::Result<(Arc<Storage>, RingDocument
     }
     let start = persisted.unwrap_or_else(|| initial.clone());
     Ok((storage, start, initial))
+}
+
+/// With TLS, warns if peers would refuse this node's certificate at the
+/// address the ring gives this node (else the configured one).
+fn warn_if_peers_refuse_certificate(config: &NodeConfig, membership: &Membership) {
+    let Some(tls) = &config.tls else {
+        return;
+    };
+    let view = membership.view();
+    let address = view
+        .peer(&config.node_id)
+        .map_or(config.address.as_str(), |peer| peer.address.as_str());
+    tls.warn_if_peers_refuse(address);
 }
 
 /// Ring adoption for this node, having adopted the configured ring if it
@@ -206,120 +219,43 @@ fn spawn_maintenance(
 }
 
 /// Binds the listeners and starts serving the client and internal routers
-/// on them (one listener for both unless an internal address is set) until
-/// `stop` turns true.
+/// on them (one listener for both unless an internal address is set),
+/// within `limits`, until `stop` turns true.
 async fn listen(
     config: &NodeConfig,
+    limits: &ConnectionLimits,
     state: Arc<AppState>,
     rpc: Arc<RpcHandler>,
     stop: &watch::Receiver<bool>,
-) -> anyhow::Result<JoinSet<anyhow::Result<()>>> {
+) -> anyhow::Result<JoinSet<()>> {
     let client = api::client_router(state, config.auth_token.clone());
-    let tls = config.tls.as_ref().map(|t| t.acceptor.clone());
     let internal = api::internal_router(rpc, config.auth_token.clone());
-    let listener = TcpListener::bind(config.listen)
+    let tcp = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let listener = |router, budget| Listener {
+        router,
+        tls: config.tls.as_ref().map(|t| t.acceptor.clone()),
+        budget,
+        limits: limits.clone(),
+    };
     let mut servers = JoinSet::new();
     match config.internal_listen {
         Some(address) => {
-            let internal_listener = TcpListener::bind(address)
+            let internal_tcp = TcpListener::bind(address)
                 .await
                 .with_context(|| format!("binding internal address {address}"))?;
-            servers.spawn(serve_router(
-                internal_listener,
-                internal,
-                tls.clone(),
-                stop.clone(),
-            ));
-            servers.spawn(serve_router(listener, client, tls, stop.clone()));
+            let internal = listener(internal, Budget::peers(limits));
+            servers.spawn(internal.serve(internal_tcp, stop.clone()));
+            let client = listener(client, Budget::clients(limits));
+            servers.spawn(client.serve(tcp, stop.clone()));
         }
         None => {
-            servers.spawn(serve_router(
-                listener,
-                client.merge(internal),
-                tls,
-                stop.clone(),
-            ));
+            let shared = listener(client.merge(internal), Budget::shared(limits));
+            servers.spawn(shared.serve(tcp, stop.clone()));
         }
     }
     Ok(servers)
-}
-
-/// Serves `router` until `stop` turns true. Every accepted connection gets
-/// TCP_NODELAY: replies are small frames, and Nagle's algorithm combined with
-/// the peer's delayed ACKs would hold them for up to 40 ms at low load.
-async fn serve_router(
-    listener: TcpListener,
-    router: axum::Router,
-    tls: Option<TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    if let Some(tls) = tls {
-        return serve_router_tls(listener, router, tls, stop).await;
-    }
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "setting TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-        .context("serving HTTP")
-}
-
-/// Serves `router` over TLS until `stop` turns true, then lets open
-/// connections finish (at most [`DRAIN_TIMEOUT`]).
-async fn serve_router_tls(
-    listener: TcpListener,
-    router: axum::Router,
-    tls: TlsAcceptor,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a connection");
-                    continue;
-                }
-            },
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "setting TCP_NODELAY");
-        }
-        let tls = tls.clone();
-        let service = TowerToHyperService::new(router.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tls.accept(tcp).await {
-                Ok(stream) => stream,
-                Err(error) => {
-                    tracing::debug!(%error, "TLS handshake failed");
-                    return;
-                }
-            };
-            let builder = ConnectionBuilder::new(TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after the drain timeout");
-    }
-    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

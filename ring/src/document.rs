@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::member::NodeId;
+use crate::member::{MAX_EPOCH_JUMP, NodeId};
 use crate::ring::{Ring, RingError};
 
 /// A ring plus where each of its members serves node-to-node traffic.
@@ -38,6 +38,17 @@ pub enum DocumentError {
         cluster: u32,
         /// The document's.
         document: u32,
+    },
+    /// The epoch is more than [`MAX_EPOCH_JUMP`] ahead of the ring in use.
+    #[error(
+        "epoch {document} is too far ahead of the ring in use (epoch {current}): \
+         a ring may be at most {MAX_EPOCH_JUMP} epochs newer"
+    )]
+    EpochJump {
+        /// The epoch of the ring in use.
+        current: u64,
+        /// The document's.
+        document: u64,
     },
     /// An address is not `HOST:PORT`.
     #[error("address {address:?} of member {id:?} must be HOST:PORT")]
@@ -67,6 +78,27 @@ impl RingDocument {
                     address: address.clone(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Checks the document (see [`RingDocument::validate`]) and that it may
+    /// follow `current`, the ring in use: the same partition count, and an
+    /// epoch at most [`MAX_EPOCH_JUMP`] above (an older epoch is no error
+    /// here: it simply does not supersede).
+    pub fn validate_successor(&self, current: &Ring) -> Result<(), DocumentError> {
+        self.validate()?;
+        if self.ring.partitions != current.partitions {
+            return Err(DocumentError::PartitionsChanged {
+                cluster: current.partitions,
+                document: self.ring.partitions,
+            });
+        }
+        if self.ring.epoch.saturating_sub(current.epoch) > MAX_EPOCH_JUMP {
+            return Err(DocumentError::EpochJump {
+                current: current.epoch,
+                document: self.ring.epoch,
+            });
         }
         Ok(())
     }
@@ -166,6 +198,38 @@ mod tests {
         assert!(matches!(
             doc.validate(),
             Err(DocumentError::BadAddress { .. })
+        ));
+    }
+
+    #[test]
+    fn a_successor_keeps_q_and_stays_within_the_epoch_jump() {
+        let current = document();
+        let mut next = document();
+        next.ring.epoch = current.ring.epoch + MAX_EPOCH_JUMP;
+        next.validate_successor(&current.ring)
+            .expect("within the jump");
+        next.ring.epoch += 1;
+        let error = next.validate_successor(&current.ring).unwrap_err();
+        assert!(matches!(error, DocumentError::EpochJump { current: 1, .. }));
+        assert!(error.to_string().contains(&next.ring.epoch.to_string()));
+        let mut older = current.clone();
+        older.ring.epoch = 1;
+        let mut later = current.clone();
+        later.ring.epoch = 7;
+        older
+            .validate_successor(&later.ring)
+            .expect("older is not a jump");
+        let members = current.ring.members.clone();
+        let other_q = RingDocument {
+            ring: Ring::build(members, 3, 32).expect("ring"),
+            addresses: current.addresses.clone(),
+        };
+        assert!(matches!(
+            other_q.validate_successor(&current.ring),
+            Err(DocumentError::PartitionsChanged {
+                cluster: 16,
+                document: 32
+            })
         ));
     }
 

@@ -1,6 +1,6 @@
 //! Why a ring could not be built, rebalanced or accepted.
 
-use crate::member::{MAX_MEMBERS, MAX_PARTITIONS, NodeId};
+use crate::member::{MAX_EPOCH, MAX_MEMBERS, MAX_PARTITIONS, MAX_ZONES, NodeId};
 
 /// Bad input to [`Ring::build`](crate::Ring::build) or
 /// [`Ring::rebalance`](crate::Ring::rebalance), or a malformed ring found by
@@ -16,11 +16,17 @@ pub enum RingError {
     /// Two members share an id.
     #[error("duplicate member id {0:?}")]
     DuplicateMember(NodeId),
-    /// More members than owner indices (`u16`) can address.
+    /// More members than [`MAX_MEMBERS`].
     #[error("{members} members is too many: a ring holds at most {MAX_MEMBERS}")]
     TooManyMembers {
         /// Number of members given.
         members: usize,
+    },
+    /// Members in more distinct zones than [`MAX_ZONES`].
+    #[error("{zones} zones is too many: a ring spans at most {MAX_ZONES}")]
+    TooManyZones {
+        /// Number of distinct zones given.
+        zones: usize,
     },
     /// The partition count is 0 or above [`MAX_PARTITIONS`].
     #[error("partition count {0} is out of range: it must be between 1 and {MAX_PARTITIONS}")]
@@ -39,9 +45,13 @@ pub enum RingError {
         /// Number of members.
         members: usize,
     },
-    /// The epoch is already `u64::MAX`, so no later ring can be numbered.
-    #[error("epoch {0} cannot be incremented")]
+    /// The epoch is already [`MAX_EPOCH`], so no later ring can be
+    /// numbered.
+    #[error("epoch {0} cannot be incremented: epochs stop at {MAX_EPOCH}")]
     EpochOverflow(u64),
+    /// A ring's epoch is above [`MAX_EPOCH`].
+    #[error("epoch {0} is above the highest epoch a ring may carry ({MAX_EPOCH})")]
+    EpochTooHigh(u64),
     /// A ring's members are not sorted by id (the named id is out of place).
     #[error("ring members are not sorted by id: {0:?} is out of order")]
     MembersNotSorted(NodeId),

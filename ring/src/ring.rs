@@ -1,12 +1,14 @@
 //! The ring document: members, partition owners and the epoch that versions
 //! them, plus building a first ring and deriving the next one.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::assign;
 pub use crate::error::RingError;
 use crate::hash::{key_hash, partition_of};
-use crate::member::{MAX_MEMBERS, MAX_PARTITIONS, Member};
+use crate::member::{MAX_EPOCH, MAX_MEMBERS, MAX_PARTITIONS, MAX_ZONES, Member};
 
 /// One version of partition ownership.
 ///
@@ -16,7 +18,8 @@ use crate::member::{MAX_MEMBERS, MAX_PARTITIONS, Member};
 /// identical value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ring {
-    /// Version number: 1 for a fresh ring, +1 for each rebalance.
+    /// Version number: 1 for a fresh ring, +1 for each rebalance; at most
+    /// [`MAX_EPOCH`].
     pub epoch: u64,
     /// Number of partitions `Q`: a power of two in `1..=65536`.
     pub partitions: u32,
@@ -62,9 +65,8 @@ impl Ring {
     /// function of `self` and the member set (in any order).
     pub fn rebalance(&self, members: Vec<Member>) -> Result<Ring, RingError> {
         self.validate()?;
-        let epoch = self
-            .epoch
-            .checked_add(1)
+        let epoch = Some(self.epoch + 1)
+            .filter(|&next| next <= MAX_EPOCH)
             .ok_or(RingError::EpochOverflow(self.epoch))?;
         let members = sorted_members(members)?;
         check_parameters(members.len(), self.replication, self.partitions)?;
@@ -98,11 +100,17 @@ impl Ring {
         })
     }
 
-    /// Checks the structure of a ring received from elsewhere: valid `Q` and
-    /// `N`, members sorted with unique non-empty ids, and `Q` owner lists of
-    /// `N` distinct valid indices. Zone spread and balance are not checked.
+    /// Checks the structure of a ring received from elsewhere: an epoch of
+    /// at most [`MAX_EPOCH`], valid `Q` and `N`, at most [`MAX_ZONES`]
+    /// zones, members sorted with unique non-empty ids, and `Q` owner lists
+    /// of `N` distinct valid indices. Zone spread and balance are not
+    /// checked. Linear in the size of the ring.
     pub fn validate(&self) -> Result<(), RingError> {
+        if self.epoch > MAX_EPOCH {
+            return Err(RingError::EpochTooHigh(self.epoch));
+        }
         check_parameters(self.members.len(), self.replication, self.partitions)?;
+        check_zones(&self.members)?;
         for pair in self.members.windows(2) {
             if pair[0].id == pair[1].id {
                 return Err(RingError::DuplicateMember(pair[1].id.clone()));
@@ -225,7 +233,8 @@ impl Ring {
     }
 }
 
-/// Sorts members by id and rejects empty, duplicate or too many ids.
+/// Sorts members by id and rejects empty, duplicate or too many ids, and
+/// too many zones.
 fn sorted_members(mut members: Vec<Member>) -> Result<Vec<Member>, RingError> {
     if members.is_empty() {
         return Err(RingError::NoMembers);
@@ -238,11 +247,21 @@ fn sorted_members(mut members: Vec<Member>) -> Result<Vec<Member>, RingError> {
     if members.iter().any(|m| m.id.is_empty()) {
         return Err(RingError::EmptyMemberId);
     }
+    check_zones(&members)?;
     members.sort_by(|a, b| a.id.cmp(&b.id));
     if let Some(pair) = members.windows(2).find(|pair| pair[0].id == pair[1].id) {
         return Err(RingError::DuplicateMember(pair[1].id.clone()));
     }
     Ok(members)
+}
+
+/// Checks that `members` span at most [`MAX_ZONES`] zones.
+fn check_zones(members: &[Member]) -> Result<(), RingError> {
+    let zones: BTreeSet<&str> = members.iter().map(|m| m.zone.as_str()).collect();
+    if zones.len() > MAX_ZONES {
+        return Err(RingError::TooManyZones { zones: zones.len() });
+    }
+    Ok(())
 }
 
 /// Checks `Q` and `N` against each other and the member count.

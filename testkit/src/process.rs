@@ -159,6 +159,11 @@ impl NodeProcess {
         .await;
     }
 
+    /// The process id (to read its `/proc/<pid>/status`, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The exit status, once the process has ended.
     fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().expect("polling the process")

@@ -22,6 +22,7 @@ SHELL_SCRIPTS = sorted(
         *REPO.glob("testbed/*.sh"),
         *REPO.glob("testbed/controlplane/*.sh"),
         *REPO.glob("tests/controlplane/*.sh"),
+        *REPO.glob("tests/api/*.sh"),
     ]
 )
 # Sourced by the scripts above: no shebang, no `set`, checked the same way.

@@ -1,13 +1,18 @@
 //! Admin routes: publish a ring, add or remove members, follow transfers,
 //! compare Merkle roots. Documented in `docs/api.md`.
+//!
+//! Parsing, validating, computing and adopting a ring take up to seconds
+//! for the largest rings, so the ring routes do that work on a blocking
+//! thread: the async runtime goes on answering health checks and requests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynamo_ring::{Member, RingDocument, TransferReport};
 use serde::Deserialize;
@@ -16,12 +21,60 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::ring_adoption::AdoptError;
 
+/// Largest `PUT /v1/admin/ring` body, in bytes: 16 MiB. The JSON of the
+/// largest ring (4,096 members with long ids and their addresses, 65,536
+/// partitions of 16 owners) is about 10 MiB; the limit of client values
+/// (`--max-value-bytes`) does not apply to it.
+const MAX_RING_BODY_BYTES: usize = 16 << 20;
+
 /// `PUT /v1/admin/ring`: adopt a published ring if it is newer.
 pub(super) async fn put_ring(
     State(state): State<Arc<AppState>>,
-    body: Result<Json<RingDocument>, JsonRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let Json(doc) = body.map_err(|e| ApiError::bad_request("invalid_ring", e.body_text()))?;
+    let bytes = read_ring_body(&headers, body).await?;
+    off_runtime(move || publish_ring(&state, &bytes)).await
+}
+
+/// The body of a ring publication, at most [`MAX_RING_BODY_BYTES`].
+async fn read_ring_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "ring_too_large",
+            format!("a ring document holds at most {MAX_RING_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_RING_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_RING_BODY_BYTES)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_ring", format!("reading the ring: {e}")))
+}
+
+/// Runs `work` on a blocking thread.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the ring work stopped: {e}"),
+        )
+    })?
+}
+
+/// Parses the ring document in `body` and adopts it if it is newer.
+fn publish_ring(state: &AppState, body: &[u8]) -> Result<Response, ApiError> {
+    let doc: RingDocument = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("invalid_ring", format!("parsing the ring: {e}")))?;
     let epoch = doc.ring.epoch;
     let current = state.coordinator.membership().view();
     if epoch < current.epoch() {
@@ -35,7 +88,7 @@ pub(super) async fn put_ring(
         ));
     }
     let same = doc == *current.doc();
-    let adopted = adopt(&state, doc)?;
+    let adopted = adopt(state, doc)?;
     if !adopted && !same {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -83,6 +136,12 @@ pub(super) async fn change_members(
     body: Result<Json<MemberChange>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(change) = body.map_err(|e| ApiError::bad_request("invalid_change", e.body_text()))?;
+    off_runtime(move || apply_change(&state, change)).await
+}
+
+/// Rebalances the current ring to the members `change` leaves and adopts
+/// the result.
+fn apply_change(state: &AppState, change: MemberChange) -> Result<Response, ApiError> {
     if change.add.is_empty() && change.remove.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_change",
@@ -91,36 +150,40 @@ pub(super) async fn change_members(
     }
     let view = state.coordinator.membership().view();
     let current = view.doc();
-    let mut members: Vec<Member> = current.ring.members.clone();
+    let mut members: BTreeMap<String, Member> = current
+        .ring
+        .members
+        .iter()
+        .map(|m| (m.id.clone(), m.clone()))
+        .collect();
     let mut addresses: BTreeMap<String, String> = current.addresses.clone();
     for id in &change.remove {
-        if !members.iter().any(|m| &m.id == id) {
+        if members.remove(id).is_none() {
             return Err(ApiError::bad_request(
                 "unknown_member",
                 format!("{id} is not a member"),
             ));
         }
-        members.retain(|m| &m.id != id);
         addresses.remove(id);
     }
     for new in change.add {
-        if members.iter().any(|m| m.id == new.id) {
+        if members.contains_key(&new.id) {
             return Err(ApiError::bad_request(
                 "duplicate_member",
                 format!("{} is already a member", new.id),
             ));
         }
-        members.push(Member::new(new.id.clone(), new.zone));
+        members.insert(new.id.clone(), Member::new(new.id.clone(), new.zone));
         addresses.insert(new.id, new.address);
     }
     let ring = current
         .ring
-        .rebalance(members)
+        .rebalance(members.into_values().collect())
         .map_err(|e| ApiError::bad_request("invalid_change", e.to_string()))?;
     let moved = current.ring.moved_replicas(&ring);
     let doc = RingDocument { ring, addresses };
     let epoch = doc.ring.epoch;
-    adopt(&state, doc)?;
+    adopt(state, doc)?;
     Ok(Json(json!({ "epoch": epoch, "moved_replicas": moved })).into_response())
 }
 

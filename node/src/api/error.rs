@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::coordinator::CoordinatorError;
-use crate::storage::StorageError;
+use crate::coordinator::{CoordinatorError, RejectionKind};
+use crate::storage::{StorageError, WriteFault};
 
 /// An error reply with a stable machine-readable code.
 #[derive(Debug)]
@@ -50,12 +50,33 @@ impl From<CoordinatorError> for ApiError {
                 "quorum_unavailable",
                 error.to_string(),
             ),
-            CoordinatorError::Storage(
-                e @ (StorageError::ImpossibleContext { .. } | StorageError::CounterExhausted),
-            ) => Self::bad_request("invalid_context", e.to_string()),
+            CoordinatorError::Rejected(rejection) => {
+                let status = match rejection.kind {
+                    RejectionKind::InvalidContext => StatusCode::BAD_REQUEST,
+                    RejectionKind::TooManySiblings | RejectionKind::ObjectTooLarge => {
+                        StatusCode::CONFLICT
+                    }
+                };
+                Self::new(status, rejection.kind.code(), rejection.message)
+            }
+            CoordinatorError::Storage(e @ StorageError::WritesUnavailable(fault)) => {
+                // Logged once by the store when writes became unavailable.
+                let (status, code) = match fault {
+                    WriteFault::NoSpace => {
+                        (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+                    }
+                    WriteFault::Io => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+                };
+                Self::new(status, code, e.to_string())
+            }
             CoordinatorError::Storage(e) => {
+                // The details (RocksDB's messages name files) go to the log only.
                 tracing::error!(error = %e, "storage failure");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the node's storage failed; the details are in its log",
+                )
             }
         }
     }

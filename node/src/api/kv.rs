@@ -65,7 +65,7 @@ pub(super) async fn delete_kv(
             if current.live_values().next().is_none() {
                 return Err(ApiError::not_found("key not found"));
             }
-            current.context().clone()
+            current.context()
         }
     };
     let context = state.coordinator.write(key, context, None, w).await?;
@@ -82,7 +82,7 @@ pub(super) async fn get_kv(
     let key = parse_key(path)?;
     let r = quorum_param(&query, "r", state.r, state.n)?;
     let object = state.coordinator.read(key, r).await?;
-    let context = encode_context(object.context());
+    let context = encode_context(&object.context());
     let values: Vec<&Bytes> = object.live_values().collect();
     if values.is_empty() {
         let mut response = ApiError::not_found("key not found").into_response();
@@ -167,9 +167,16 @@ fn quorum_param(
 }
 
 fn context_header(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
-    let Some(raw) = headers.get(CONTEXT_HEADER) else {
+    let mut given = headers.get_all(CONTEXT_HEADER).iter();
+    let Some(raw) = given.next() else {
         return Ok(None);
     };
+    if given.next().is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_context",
+            "X-Dynamo-Context is given more than once",
+        ));
+    }
     let text = raw
         .to_str()
         .map_err(|_| ApiError::bad_request("invalid_context", "X-Dynamo-Context must be ASCII"))?;

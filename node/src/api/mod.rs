@@ -7,6 +7,7 @@ pub mod auth;
 mod error;
 mod internal;
 mod kv;
+pub mod limits;
 mod status;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub w: usize,
     /// Largest accepted value in bytes.
     pub max_value_bytes: usize,
+    /// Most client requests in flight at once.
+    pub max_in_flight_requests: usize,
     /// Ring adoption (admin calls publish rings through it).
     pub rings: Arc<RingAdoption>,
     /// Partition transfer.
@@ -84,6 +87,7 @@ impl AppState {
             r: config.r,
             w: config.w,
             max_value_bytes: config.max_value_bytes,
+            max_in_flight_requests: config.connections.max_in_flight_requests,
             ready: AtomicBool::new(true),
         }
     }
@@ -100,8 +104,10 @@ impl AppState {
 
 /// The client-facing router: `/v1/kv/{key}`, `/v1/status`, the admin
 /// routes, `/healthz` and `/readyz`; with a token, `/v1` routes require it.
+/// Beyond the cap on requests in flight, `/v1` routes answer `503` at once.
 pub fn client_router(state: Arc<AppState>, token: Option<Arc<str>>) -> Router {
     let limit = state.max_value_bytes;
+    let in_flight = limits::InFlight::new(state.max_in_flight_requests);
     let mut v1 = Router::new()
         .route(
             "/v1/kv/{*key}",
@@ -117,6 +123,10 @@ pub fn client_router(state: Arc<AppState>, token: Option<Arc<str>>) -> Router {
     if let Some(token) = token {
         v1 = v1.route_layer(middleware::from_fn_with_state(token, auth::require));
     }
+    v1 = v1.route_layer(middleware::from_fn_with_state(
+        in_flight,
+        limits::limit_in_flight,
+    ));
     v1.route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })

@@ -61,5 +61,6 @@ pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
         "hints": state.tasks.handoff.report(),
         "anti_entropy": state.tasks.anti_entropy.report(),
         "tombstones": state.tasks.tombstones.report(),
+        "storage": state.coordinator.storage().write_health(),
     }))
 }

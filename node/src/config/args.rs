@@ -132,6 +132,29 @@ pub struct ServeArgs {
     /// Milliseconds between scans of the tombstone index.
     #[arg(long, env = "DYNAMO_TOMBSTONE_SCAN_INTERVAL_MS", default_value = text!(defaults::TOMBSTONE_SCAN_INTERVAL_MS))]
     pub tombstone_scan_interval_ms: Option<u64>,
+    /// Milliseconds a connection has to send a whole request head, from
+    /// its accept or from the first byte of a later request.
+    #[arg(long, env = "DYNAMO_HEADER_READ_TIMEOUT_MS", default_value = text!(defaults::HEADER_READ_TIMEOUT_MS))]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a request has to send its whole body (then 408).
+    #[arg(long, env = "DYNAMO_BODY_READ_TIMEOUT_MS", default_value = text!(defaults::BODY_READ_TIMEOUT_MS))]
+    pub body_read_timeout_ms: Option<u64>,
+    /// Milliseconds a keep-alive connection may sit idle between requests.
+    #[arg(long, env = "DYNAMO_IDLE_TIMEOUT_MS", default_value = text!(defaults::IDLE_TIMEOUT_MS))]
+    pub idle_timeout_ms: Option<u64>,
+    /// Milliseconds a TLS handshake may take.
+    #[arg(long, env = "DYNAMO_TLS_HANDSHAKE_TIMEOUT_MS", default_value = text!(defaults::TLS_HANDSHAKE_TIMEOUT_MS))]
+    pub tls_handshake_timeout_ms: Option<u64>,
+    /// Most open client connections; beyond them new connections may only
+    /// open node-to-node streams.
+    #[arg(long, env = "DYNAMO_MAX_CLIENT_CONNECTIONS", default_value = text!(defaults::MAX_CLIENT_CONNECTIONS))]
+    pub max_client_connections: Option<usize>,
+    /// Connections kept for node-to-node streams beyond the client ones.
+    #[arg(long, env = "DYNAMO_MAX_PEER_CONNECTIONS", default_value = text!(defaults::MAX_PEER_CONNECTIONS))]
+    pub max_peer_connections: Option<usize>,
+    /// Most client requests in flight at once (then 503).
+    #[arg(long, env = "DYNAMO_MAX_IN_FLIGHT_REQUESTS", default_value = text!(defaults::MAX_IN_FLIGHT_REQUESTS))]
+    pub max_in_flight_requests: Option<usize>,
 }
 
 /// [`ServeArgs`] holding only what was given explicitly, by flag or
@@ -220,6 +243,15 @@ impl ServeArgs {
             tombstone_scan_interval_ms: self
                 .tombstone_scan_interval_ms
                 .or(file.tombstone_scan_interval_ms),
+            header_read_timeout_ms: self.header_read_timeout_ms.or(file.header_read_timeout_ms),
+            body_read_timeout_ms: self.body_read_timeout_ms.or(file.body_read_timeout_ms),
+            idle_timeout_ms: self.idle_timeout_ms.or(file.idle_timeout_ms),
+            tls_handshake_timeout_ms: self
+                .tls_handshake_timeout_ms
+                .or(file.tls_handshake_timeout_ms),
+            max_client_connections: self.max_client_connections.or(file.max_client_connections),
+            max_peer_connections: self.max_peer_connections.or(file.max_peer_connections),
+            max_in_flight_requests: self.max_in_flight_requests.or(file.max_in_flight_requests),
         }
     }
 

@@ -49,3 +49,18 @@ pub const TOMBSTONE_MIN_AGE_SECS: u64 = 3600;
 pub const TOMBSTONE_DEPARTED_WAIT_SECS: u64 = 7 * 86_400;
 /// Milliseconds between tombstone index scans.
 pub const TOMBSTONE_SCAN_INTERVAL_MS: u64 = 60_000;
+/// Milliseconds a connection has to send a whole request head (from its
+/// accept, or from the first byte of a later request).
+pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Milliseconds a request has to send its whole body.
+pub const BODY_READ_TIMEOUT_MS: u64 = 30_000;
+/// Milliseconds a keep-alive connection may sit idle between requests.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Milliseconds a TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// Most open client connections.
+pub const MAX_CLIENT_CONNECTIONS: usize = 4096;
+/// Connections kept for node-to-node streams beyond the client ones.
+pub const MAX_PEER_CONNECTIONS: usize = 1024;
+/// Most client requests in flight at once.
+pub const MAX_IN_FLIGHT_REQUESTS: usize = 1024;

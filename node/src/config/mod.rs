@@ -8,6 +8,7 @@
 
 mod args;
 pub mod defaults;
+mod limits;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use dynamo_ring::{Member, Ring, RingDocument};
 
 use crate::peer::Peer;
 pub use args::{ExplicitServeArgs, ServeArgs};
+pub use limits::ConnectionLimits;
 
 /// How often a task runs, and how many keys a second it may move.
 #[derive(Clone, Copy, Debug)]
@@ -74,7 +76,7 @@ pub struct NodeConfig {
     /// members (with this node, unless joining), or seeds when a ring file
     /// or --join is used.
     pub peers: Vec<Peer>,
-    /// The ring document read from --ring-file, if the file exists.
+    /// The ring document read from --ring-file, if given.
     pub ring_document: Option<RingDocument>,
     /// Whether the node starts outside the ring.
     pub join: bool,
@@ -106,6 +108,8 @@ pub struct NodeConfig {
     pub worker_threads: usize,
     /// Maintenance work pacing.
     pub maintenance: Maintenance,
+    /// Timeouts and caps of the HTTP listeners.
+    pub connections: ConnectionLimits,
 }
 
 impl NodeConfig {
@@ -122,8 +126,10 @@ impl NodeConfig {
             .or(ring_document.as_ref().map(|d| d.ring.partitions))
             .unwrap_or(defaults::PARTITIONS);
         let max_value_bytes = args.max_value_bytes.unwrap_or(defaults::MAX_VALUE_BYTES);
-        if max_value_bytes == 0 {
-            bail!("max-value-bytes must be positive");
+        // A key holds at least three concurrent versions of the largest value.
+        let largest = crate::version::MAX_OBJECT_BYTES / 4;
+        if !(1..=largest).contains(&max_value_bytes) {
+            bail!("max-value-bytes={max_value_bytes} must be from 1 to {largest}");
         }
         Ok(NodeConfig {
             node_id,
@@ -162,11 +168,12 @@ impl NodeConfig {
             },
             address: members.self_address,
             maintenance: Maintenance::from_args(&args),
+            connections: ConnectionLimits::from_args(&args)?,
         })
     }
 
-    /// The ring this node starts from: the ring file when given and
-    /// present, else a fresh ring (epoch 1) of the --peer members.
+    /// The ring this node starts from: the ring file when given, else a
+    /// fresh ring (epoch 1) of the --peer members.
     pub fn initial_ring(&self) -> anyhow::Result<RingDocument> {
         if let Some(doc) = &self.ring_document {
             return Ok(doc.clone());
@@ -248,13 +255,10 @@ impl Members {
     }
 }
 
-/// The ring document of --ring-file, if the file exists, checked against
-/// --n and --partitions.
+/// The ring document of --ring-file, if given, checked against --n and
+/// --partitions.
 fn read_ring_document(args: &ServeArgs) -> anyhow::Result<Option<RingDocument>> {
-    let ring_document = match &args.ring_file {
-        Some(path) if path.exists() => Some(read_ring_file(path)?),
-        _ => None,
-    };
+    let ring_document = args.ring_file.as_deref().map(read_ring_file).transpose()?;
     if let Some(doc) = &ring_document {
         let ring = &doc.ring;
         if args.n.is_some_and(|n| n != ring.replication) {
@@ -357,8 +361,18 @@ fn read_token(dir: &Path) -> anyhow::Result<std::sync::Arc<str>> {
     Ok(token.into())
 }
 
-/// Reads and validates a ring document file.
+/// Reads and validates a ring document file. A missing file is an error:
+/// the operator writes the ring into the ConfigMap before it creates any
+/// node, so the file is there from a node's first start, and without it
+/// the node would start a ring of its own (of its --peer list, or itself
+/// alone) and never join the cluster's.
 fn read_ring_file(path: &Path) -> anyhow::Result<RingDocument> {
+    if !path.exists() {
+        bail!(
+            "ring file {} does not exist (--ring-file must name the cluster's ring)",
+            path.display()
+        );
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading ring file {}", path.display()))?;
     let doc: RingDocument = serde_json::from_str(&text)
@@ -478,6 +492,13 @@ mod tests {
         let mut broken = args(&[]);
         broken.ring_file = Some(path);
         assert!(broken.resolve().is_err());
+        let mut missing = args(&[]);
+        missing.ring_file = Some(dir.path().join("absent.json"));
+        let error = missing.resolve().unwrap_err();
+        assert!(
+            format!("{error:#}").contains("absent.json does not exist"),
+            "{error:#}"
+        );
     }
 
     #[test]
@@ -508,6 +529,12 @@ mod tests {
         let mut missing = args(&[]);
         missing.node_id = None;
         assert!(missing.resolve().is_err());
+        let largest = crate::version::MAX_OBJECT_BYTES / 4;
+        for (value, accepted) in [(0, false), (largest, true), (largest + 1, false)] {
+            let mut max_value = args(&[]);
+            max_value.max_value_bytes = Some(value);
+            assert_eq!(max_value.resolve().is_ok(), accepted, "{value}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod fanout;
 mod read;
+mod rejection;
 mod write;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::peer::Peer;
 use crate::storage::{Storage, StorageError};
 use crate::transport::{QuorumShortfall, Request, Response, RpcError, Transport};
 use crate::version::Object;
+pub use rejection::{Rejection, RejectionKind};
 
 /// Why a coordinated request failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,10 +36,24 @@ pub enum CoordinatorError {
     Quorum(#[from] QuorumShortfall),
     /// The local store failed.
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(StorageError),
+    /// The write was refused because of what the client sent (by this
+    /// node, or by the owner it forwarded the write to).
+    #[error(transparent)]
+    Rejected(Rejection),
     /// No replica of the key could be reached to coordinate a write.
     #[error("no replica of the key could coordinate the write: {0}")]
     NoCoordinator(String),
+}
+
+impl From<StorageError> for CoordinatorError {
+    /// A rejection when the client caused the error, else a failure.
+    fn from(error: StorageError) -> Self {
+        match Rejection::of(&error) {
+            Some(rejection) => CoordinatorError::Rejected(rejection),
+            None => CoordinatorError::Storage(error),
+        }
+    }
 }
 
 /// Coordinates reads and writes for this node.
@@ -182,4 +198,15 @@ fn unexpected(peer: &Peer, request: &'static str) -> RpcError {
         peer: peer.member.id.clone(),
         request,
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::transport::limits::MAX_FRAME;
+    use crate::version::MAX_OBJECT_BYTES;
+
+    /// A key at the size limit fits a node-to-node frame with room for the
+    /// merge of versions three more coordinators took concurrently (checked
+    /// when the tests build).
+    const _: () = assert!(4 * MAX_OBJECT_BYTES <= MAX_FRAME);
 }

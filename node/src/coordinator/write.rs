@@ -4,12 +4,15 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use super::fanout::WriteFanout;
+use super::rejection::Rejection;
 use super::{Coordinator, CoordinatorError, Target, unexpected};
 use crate::membership::Replicas;
 use crate::peer::Peer;
-use crate::transport::{CoordinateWrite, QuorumShortfall, Request, Response};
+use crate::transport::{CoordinateWrite, QuorumShortfall, Request, Response, RpcError};
 use crate::version::{Object, VersionVector};
 
 impl Coordinator {
@@ -39,13 +42,58 @@ impl Coordinator {
                 outcome => outcome,
             };
         }
+        self.catch_up(&key, &context, &replicas).await?;
         let object = self
             .storage
             .coordinate_write(key.clone(), context, value)
             .await?;
-        let context = object.context().clone();
+        let context = object.context();
         self.replicate(key, object, &replicas, w).await?;
         Ok(context)
+    }
+
+    /// Lets the local copy of `key` see what `context` claims, when other
+    /// replicas have: the client may have read replicas this one lags
+    /// behind, and a write supersedes only versions its coordinator has
+    /// seen (a context never enters a clock). Asks the key's other targets,
+    /// merges their states as they answer and stops once the context is
+    /// covered or all have answered; a replica that fails is skipped (the
+    /// write then supersedes less, never more).
+    async fn catch_up(
+        &self,
+        key: &Bytes,
+        context: &VersionVector,
+        replicas: &Replicas,
+    ) -> Result<(), CoordinatorError> {
+        let mut seen = self.storage.get(key)?.unwrap_or_default().clock().clone();
+        if seen.descends(context) {
+            return Ok(());
+        }
+        let (targets, _) = self.sloppy_targets(replicas);
+        let mut replies: FuturesUnordered<_> = targets
+            .into_iter()
+            .filter(|t| !self.is_me(&t.peer))
+            .map(|t| async move { (self.read_replica(&t.peer, key.clone()).await, t) })
+            .collect();
+        let mut learned = Object::new();
+        while let Some((reply, target)) = replies.next().await {
+            match reply {
+                Ok(object) => {
+                    learned.merge(&object.unwrap_or_default());
+                }
+                Err(error) => {
+                    tracing::debug!(peer = %target.peer.member.id, %error, "catch-up read failed");
+                }
+            }
+            seen.merge(learned.clock());
+            if seen.descends(context) {
+                break;
+            }
+        }
+        if !learned.is_empty() {
+            self.storage.merge(key.clone(), learned).await?;
+        }
+        Ok(())
     }
 
     /// Coordinates a write a non-replica node handed over.
@@ -72,6 +120,7 @@ impl Coordinator {
         {
             Ok(context) => Response::Coordinated(Ok(context)),
             Err(CoordinatorError::Quorum(shortfall)) => Response::Coordinated(Err(shortfall)),
+            Err(CoordinatorError::Rejected(rejection)) => Response::Failed(rejection.to_wire()),
             Err(other) => Response::Failed(other.to_string()),
         }
     }
@@ -112,7 +161,7 @@ impl Coordinator {
             .storage
             .coordinate_write_for(write.key.clone(), write.context, write.value, owners)
             .await?;
-        let context = object.context().clone();
+        let context = object.context();
         self.replicate_to(write.key, object, targets, reserve, replicas.n(), write.w)
             .await?;
         Ok(context)
@@ -167,7 +216,8 @@ impl Coordinator {
     }
 
     /// Hands a write to an owner of the key, trying them in preference
-    /// order (reachable ones first).
+    /// order (reachable ones first). An owner's rejection of what the
+    /// client sent is the answer: no other owner is asked to take it.
     async fn forward_write(
         &self,
         owners: &[Arc<Peer>],
@@ -182,7 +232,14 @@ impl Coordinator {
             match self.call(peer, &request).await {
                 Ok(Response::Coordinated(reply)) => return reply.map_err(CoordinatorError::from),
                 Ok(_) => errors.push(unexpected(peer, "coordinate write").to_string()),
-                Err(error) => errors.push(error.to_string()),
+                Err(error) => {
+                    if let RpcError::Remote { message, .. } = &error
+                        && let Some(rejection) = Rejection::from_wire(message)
+                    {
+                        return Err(CoordinatorError::Rejected(rejection));
+                    }
+                    errors.push(error.to_string());
+                }
             }
         }
         Err(CoordinatorError::NoCoordinator(errors.join("; ")))

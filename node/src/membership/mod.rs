@@ -5,11 +5,14 @@
 //! epoch. Every node holds one current [`View`] of it; a newer document
 //! arriving from the operator, an admin call or gossip replaces it
 //! atomically, and request paths pick the view up on their next request.
+//! A document is only adopted if it may follow the current one
+//! ([`RingDocument::validate_successor`]: same partition count, epoch at
+//! most `MAX_EPOCH_JUMP` ahead).
 
 mod liveness;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dynamo_ring::document::DocumentError;
 use dynamo_ring::{NodeId, Ring, RingDocument};
@@ -18,17 +21,24 @@ use tokio::sync::watch;
 use crate::peer::Peer;
 pub use liveness::{Liveness, PeerState, PeerStatus};
 
+/// A partition's members in walk order (see [`View::partition_replicas`]).
+type Walk = Arc<[Arc<Peer>]>;
+
 /// One version of the cluster layout, with lookups precomputed.
 pub struct View {
     doc: RingDocument,
     peers: BTreeMap<NodeId, Arc<Peer>>,
     /// Per partition, every member in walk order: the N owners first, then
-    /// the fallbacks of the extended preference list.
-    walks: Vec<Arc<[Arc<Peer>]>>,
+    /// the fallbacks of the extended preference list. Each is computed on
+    /// first use (`O(S log S)` for S members): computing all of them takes
+    /// `Q * S` steps, seconds for the largest rings, which would hold up
+    /// adoption.
+    walks: Box<[OnceLock<Walk>]>,
 }
 
 impl View {
-    /// Precomputes lookups for a validated document.
+    /// Lookups for a validated document; linear in the members and
+    /// partitions.
     pub fn new(doc: RingDocument) -> Self {
         let peers: BTreeMap<NodeId, Arc<Peer>> = doc
             .ring
@@ -43,16 +53,20 @@ impl View {
                 (m.id.clone(), Arc::new(peer))
             })
             .collect();
-        let walks = (0..doc.ring.partitions)
-            .map(|partition| {
-                doc.ring
-                    .extended_preference_list(partition)
-                    .into_iter()
-                    .filter_map(|m| peers.get(&m.id).cloned())
-                    .collect()
-            })
-            .collect();
+        let walks = (0..doc.ring.partitions).map(|_| OnceLock::new()).collect();
         Self { doc, peers, walks }
+    }
+
+    /// The walk of a partition of the ring.
+    fn walk(&self, partition: u32) -> &Walk {
+        self.walks[partition as usize].get_or_init(|| {
+            self.doc
+                .ring
+                .extended_preference_list(partition)
+                .into_iter()
+                .filter_map(|m| self.peers.get(&m.id).cloned())
+                .collect()
+        })
     }
 
     /// The ring.
@@ -87,13 +101,10 @@ impl View {
 
     /// The replicas of one partition.
     pub fn partition_replicas(&self, partition: u32) -> Replicas {
+        let walk = self.walk(partition).clone();
         Replicas {
-            walk: self.walks[partition as usize].clone(),
-            n: self
-                .doc
-                .ring
-                .replication
-                .min(self.walks[partition as usize].len()),
+            n: self.doc.ring.replication.min(walk.len()),
+            walk,
         }
     }
 }
@@ -101,7 +112,7 @@ impl View {
 /// A partition's members in walk order, the first `n` being its owners.
 #[derive(Clone)]
 pub struct Replicas {
-    walk: Arc<[Arc<Peer>]>,
+    walk: Walk,
     n: usize,
 }
 
@@ -183,16 +194,11 @@ impl Membership {
     }
 
     /// Installs `doc` if it supersedes the current one; returns the view it
-    /// replaced, or `None` when `doc` was not newer.
+    /// replaced, or `None` when `doc` was not newer. A document that may
+    /// not follow the current one (invalid, another partition count, an
+    /// epoch too far ahead) is an error.
     pub fn adopt(&self, doc: RingDocument) -> Result<Option<Arc<View>>, DocumentError> {
-        doc.validate()?;
-        let current = self.view();
-        if doc.ring.partitions != current.ring().partitions {
-            return Err(DocumentError::PartitionsChanged {
-                cluster: current.ring().partitions,
-                document: doc.ring.partitions,
-            });
-        }
+        doc.validate_successor(self.view().ring())?;
         let mut replaced = None;
         self.view.send_if_modified(|view| {
             if !supersedes(&doc, view.doc()) {
@@ -266,6 +272,29 @@ mod tests {
             .map(|p| p.member.id.as_str())
             .collect();
         assert_eq!(got, owner_ids);
+    }
+
+    #[test]
+    fn a_ring_far_ahead_is_refused_and_leaves_the_view_alone() {
+        use dynamo_ring::member::{MAX_EPOCH, MAX_EPOCH_JUMP};
+        let m = Membership::new("a".into(), doc(&["a", "b"], 1));
+        for epoch in [u64::MAX, MAX_EPOCH + 1, 2 + MAX_EPOCH_JUMP] {
+            assert!(m.adopt(doc(&["a", "b", "c"], epoch)).is_err(), "{epoch}");
+        }
+        assert_eq!(m.view().epoch(), 1);
+        let far = doc(&["a", "b", "c"], 1 + MAX_EPOCH_JUMP);
+        assert!(m.adopt(far).unwrap().is_some());
+    }
+
+    #[test]
+    fn walks_are_computed_once_on_first_use() {
+        let view = View::new(doc(&["a", "b", "c", "d"], 1));
+        assert!(view.walks.iter().all(|w| w.get().is_none()));
+        let first = view.partition_replicas(3);
+        let again = view.partition_replicas(3);
+        assert!(Arc::ptr_eq(&first.walk, &again.walk));
+        assert_eq!(first.walk().len(), 4);
+        assert_eq!(view.walks.iter().filter(|w| w.get().is_some()).count(), 1);
     }
 
     #[test]

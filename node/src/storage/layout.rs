@@ -19,19 +19,28 @@ pub const HINTS_CF: &str = "hints";
 pub const TOMBS_CF: &str = "tombstones";
 
 /// The column families of a store: the data column family with
-/// `data_options`, the others with RocksDB's defaults.
-pub fn column_families(data_options: rocksdb::Options) -> Vec<rocksdb::ColumnFamilyDescriptor> {
-    use rocksdb::{ColumnFamilyDescriptor, Options};
+/// `data_options`, the others (RocksDB's unused default one included) with
+/// `other_options`.
+pub fn column_families(
+    data_options: rocksdb::Options,
+    other_options: &rocksdb::Options,
+) -> Vec<rocksdb::ColumnFamilyDescriptor> {
+    use rocksdb::{ColumnFamilyDescriptor, DEFAULT_COLUMN_FAMILY_NAME};
     vec![
+        ColumnFamilyDescriptor::new(DEFAULT_COLUMN_FAMILY_NAME, other_options.clone()),
         ColumnFamilyDescriptor::new(DATA_CF, data_options),
-        ColumnFamilyDescriptor::new(META_CF, Options::default()),
-        ColumnFamilyDescriptor::new(HINTS_CF, Options::default()),
-        ColumnFamilyDescriptor::new(TOMBS_CF, Options::default()),
+        ColumnFamilyDescriptor::new(META_CF, other_options.clone()),
+        ColumnFamilyDescriptor::new(HINTS_CF, other_options.clone()),
+        ColumnFamilyDescriptor::new(TOMBS_CF, other_options.clone()),
     ]
 }
 
 /// Meta key under which the node's write actor id is stored.
 pub const META_ACTOR: &[u8] = b"actor";
+
+/// Meta key the write probe of an unavailable store writes (the time of
+/// the probe, ms since the Unix epoch, big-endian).
+pub const META_WRITE_PROBE: &[u8] = b"write-probe";
 
 /// The RocksDB key of a user key.
 pub fn data_key(key: &[u8]) -> Vec<u8> {

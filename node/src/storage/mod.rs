@@ -5,9 +5,15 @@
 //! commits them in groups (see `writer.rs`), keeping the per-partition
 //! Merkle leaves, the tombstone index and the hint markers in step with the
 //! data.
+//!
+//! A write failing with an I/O error (a full or failing volume) makes the
+//! store unavailable for writes until it takes them again (see
+//! `health.rs`); reads are served throughout.
 
 mod dots;
+mod health;
 mod layout;
+pub mod meta;
 mod writer;
 
 use std::ops::RangeInclusive;
@@ -23,6 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::defaults;
 use crate::merkle::{MerkleForest, record_digest};
 use crate::version::{Actor, Object, VersionVector};
+use health::WriteHealth;
+pub use health::{WriteFault, WriteHealthReport};
 pub use layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF};
 use layout::{
     META_ACTOR, column_families, data_key, hash_range_bounds, hint_key, hint_prefix,
@@ -34,6 +42,21 @@ use writer::{WriteOp, decode_seq};
 /// Memory all memtables may use together. With the block cache (which also
 /// holds index and filter blocks) this bounds RocksDB's memory.
 const MEMTABLE_BUDGET: usize = 32 << 20;
+
+/// Largest memtable of any column family. RocksDB waits for this much free
+/// space before it resumes writing after a full volume (it flushes the
+/// memtables first), and preallocates WAL files in blocks of about this
+/// size.
+const MEMTABLE_MAX: usize = MEMTABLE_BUDGET / 4;
+
+/// What RocksDB writes to its own info log (the `LOG` file in the data
+/// directory): fatal errors only (and the options, at open). Debian's
+/// librocksdb 7.8 is built with assertions, and its file logger asserts
+/// (`WritableFileWriter::AssertFalseAndGetStatusForPrevError`) on the
+/// first line logged after a write to `LOG` failed. On a full volume that
+/// is the warning RocksDB logs about the write that failed, so any lower
+/// level aborts the process. The node logs storage errors itself.
+const INFO_LOG_LEVEL: rocksdb::LogLevel = rocksdb::LogLevel::Fatal;
 
 /// Tuning and durability settings for the store.
 #[derive(Clone, Debug)]
@@ -109,9 +132,15 @@ pub enum StorageError {
     /// The key's clock is at the largest counter there is.
     #[error("the key's version counter is exhausted")]
     CounterExhausted,
-    /// A version was given a dot the key had seen (a bug, refused).
+    /// The key's versions refused the write: it would leave the key above
+    /// its sibling or size limit (a client's doing), or it was given a dot
+    /// the key had seen (a bug).
     #[error(transparent)]
-    StaleDot(#[from] crate::version::StaleDot),
+    Refused(#[from] crate::version::WriteRefused),
+    /// A write failed with an I/O error and writes are refused until the
+    /// volume takes them again; reads are served.
+    #[error("storage is unavailable for writes: {0}; reads are served")]
+    WritesUnavailable(WriteFault),
 }
 
 /// The node's RocksDB database.
@@ -122,6 +151,7 @@ pub struct Storage {
     actor: Actor,
     forest: Arc<MerkleForest>,
     hints_pending: Arc<AtomicU64>,
+    health: Arc<WriteHealth>,
 }
 
 impl Drop for Storage {
@@ -129,7 +159,8 @@ impl Drop for Storage {
     /// a writer task fails what is still queued (its callers are gone, as
     /// every write is awaited through a borrow of this storage). Either
     /// way the database is closed when this returns, except while a writer
-    /// task's group is being committed on another thread.
+    /// task's group is being committed on another thread, or a probe write
+    /// of an unavailable store is being made.
     fn drop(&mut self) {
         self.writer.take();
         if let Some(thread) = self.writer_thread.take() {
@@ -155,6 +186,7 @@ impl Storage {
         // The meta column family is written rarely, so its memtable would pin
         // old WAL files; past this size RocksDB flushes it and frees them.
         db_opts.set_max_total_wal_size(4 * MEMTABLE_BUDGET as u64);
+        db_opts.set_log_level(INFO_LOG_LEVEL);
 
         let cache = Cache::new_lru_cache(options.block_cache_bytes)?;
         let mut table = BlockBasedOptions::default();
@@ -167,7 +199,7 @@ impl Storage {
         table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
         let mut data_opts = Options::default();
         data_opts.set_block_based_table_factory(&table);
-        data_opts.set_write_buffer_size(MEMTABLE_BUDGET / 4);
+        data_opts.set_write_buffer_size(MEMTABLE_MAX);
         data_opts.set_max_write_buffer_number(4);
         data_opts.set_level_compaction_dynamic_level_bytes(true);
         // Most point reads miss the memtables (the data is in SST files):
@@ -179,18 +211,26 @@ impl Storage {
         // compacting 8 files at a time instead of 4 halves that rewriting.
         data_opts.set_level_zero_file_num_compaction_trigger(8);
 
+        // The other column families are small; RocksDB's default memtable
+        // (64 MiB, more than the whole budget) would only raise the free
+        // space RocksDB waits for after a full volume.
+        let mut other_opts = Options::default();
+        other_opts.set_write_buffer_size(MEMTABLE_MAX);
+
         let db = Arc::new(DB::open_cf_descriptors(
             &db_opts,
             dir,
-            column_families(data_opts),
+            column_families(data_opts, &other_opts),
         )?);
         let actor = load_or_create_actor(&db)?;
         let forest = Arc::new(build_forest(&db, options.partitions)?);
         let hints_pending = Arc::new(AtomicU64::new(count(&db, HINTS_CF)?));
+        let health = Arc::new(WriteHealth::new());
         let shared = writer::Shared {
             db: db.clone(),
             forest: forest.clone(),
             hints_pending: hints_pending.clone(),
+            health: health.clone(),
         };
         let dots = dots::Dots::load(&db, actor)?;
         let (writer, writer_thread) = writer::spawn(shared, dots, options.fsync)
@@ -202,7 +242,13 @@ impl Storage {
             actor,
             forest,
             hints_pending,
+            health,
         })
+    }
+
+    /// Whether the store takes writes, and since when it refuses them.
+    pub fn write_health(&self) -> WriteHealthReport {
+        self.health.report()
     }
 
     /// The per-partition Merkle trees over this node's records.
@@ -334,22 +380,28 @@ impl Storage {
     }
 
     /// Up to `limit` records whose hash lies in `range`, starting after
-    /// data key position `after` (exclusive), in hash order; plus the
-    /// position to continue from when more remain.
+    /// data key position `after` (exclusive), in hash order, stopping
+    /// before the record that would take the keys and stored records past
+    /// `max_bytes` (the first record always comes); plus the position to
+    /// continue from when more remain.
     pub fn scan_page(
         &self,
         range: &RangeInclusive<u64>,
         after: Option<&[u8]>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<(Records, Option<Vec<u8>>), StorageError> {
         let mut out = Vec::new();
         let mut last = None;
         let mut more = false;
+        let mut total = 0;
         self.walk(range, after, |dk, key, bytes| {
-            if out.len() >= limit {
+            let size = key.len() + bytes.len();
+            if out.len() >= limit || (!out.is_empty() && total + size > max_bytes) {
                 more = true;
                 return Ok(false);
             }
+            total += size;
             out.push((Bytes::copy_from_slice(key), decode(key, bytes)?));
             last = Some(dk.to_vec());
             Ok(true)
@@ -522,13 +574,15 @@ impl Storage {
         Ok(self.db.get_cf(self.cf(META_CF), name.as_bytes())?)
     }
 
-    /// Stores a metadata record durably (fsync), outside the write path.
+    /// Stores a metadata record durably (fsync), outside the write path;
+    /// refused like every write while the store is unavailable for writes.
     pub fn meta_put(&self, name: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.health.admit(1)?;
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        Ok(self
-            .db
-            .put_cf_opt(self.cf(META_CF), name.as_bytes(), value, &sync)?)
+        self.db
+            .put_cf_opt(self.cf(META_CF), name.as_bytes(), value, &sync)
+            .map_err(|e| self.health.failed(e.into(), &self.db))
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -661,12 +715,35 @@ mod tests {
         a.merge(key.clone(), o.clone()).await.unwrap();
         a.merge(key, o.clone()).await.unwrap();
         assert_eq!(a.get(b"k").unwrap(), Some(o.clone()));
-        let (all, more) = a.scan_page(&(0..=u64::MAX), None, 10).unwrap();
+        let (all, more) = a.scan_page(&(0..=u64::MAX), None, 10, usize::MAX).unwrap();
         assert_eq!(all, vec![(Bytes::from_static(b"k"), o)]);
         assert!(more.is_none());
         let h = dynamo_ring::key_hash(b"k");
         let empty = if h > 0 { 0..=h - 1 } else { 1..=u64::MAX };
-        assert!(a.scan_page(&empty, None, 10).unwrap().0.is_empty());
+        assert!(
+            a.scan_page(&empty, None, 10, usize::MAX)
+                .unwrap()
+                .0
+                .is_empty()
+        );
+    }
+
+    /// A page stops before the record that would pass its byte budget, but
+    /// holds one record whatever its size; the next page goes on from there.
+    #[tokio::test]
+    async fn scan_pages_stop_at_their_byte_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        for key in ["a", "b", "c"] {
+            s.coordinate_write(Bytes::from(key), VersionVector::new(), value("xxxx"))
+                .await
+                .unwrap();
+        }
+        let all = 0..=u64::MAX;
+        let (page, next) = s.scan_page(&all, None, 10, 1).unwrap();
+        assert_eq!(page.len(), 1);
+        let (rest, end) = s.scan_page(&all, next.as_deref(), 10, usize::MAX).unwrap();
+        assert_eq!((rest.len(), end), (2, None));
     }
 
     /// A purged key's next version gets a dot above every one it had, also
@@ -699,32 +776,42 @@ mod tests {
     }
 
     /// Many concurrent writes of one key land in shared groups; each must
-    /// see the previous ones (distinct dots, none lost).
+    /// see the previous ones (distinct dots, none lost), so blind writes
+    /// stop at exactly the sibling limit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_to_one_key_are_serialized_within_groups() {
+        use crate::version::{MAX_SIBLINGS, WriteRefused};
         let dir = tempfile::tempdir().unwrap();
         let s = Arc::new(open(dir.path()));
-        let writes = (0..200).map(|i| {
+        let writes = (0..MAX_SIBLINGS + 20).map(|i| {
             let s = s.clone();
             tokio::spawn(async move {
                 let v = Some(Bytes::from(format!("v{i}")));
                 s.coordinate_write(Bytes::from_static(b"hot"), VersionVector::new(), v)
                     .await
-                    .unwrap()
             })
         });
-        let results = futures::future::join_all(writes).await;
-        let mut counters: Vec<u64> = results
-            .into_iter()
-            .map(|r| r.unwrap().context().get(s.actor()))
-            .collect();
+        let mut counters = Vec::new();
+        for result in futures::future::join_all(writes).await {
+            match result.unwrap() {
+                Ok(object) => counters.push(object.context().get(s.actor())),
+                Err(error) => assert!(
+                    matches!(
+                        error,
+                        StorageError::Refused(WriteRefused::TooManySiblings { .. })
+                    ),
+                    "{error}"
+                ),
+            }
+        }
         counters.sort_unstable();
-        assert_eq!(counters, (1..=200).collect::<Vec<_>>());
+        counters.dedup();
+        assert_eq!(counters.len(), MAX_SIBLINGS);
         let stored = s.get(b"hot").unwrap().unwrap();
         assert_eq!(
             stored.live_values().count(),
-            200,
-            "blind writes are all siblings"
+            MAX_SIBLINGS,
+            "blind writes are all siblings, up to the limit"
         );
     }
 }

@@ -16,6 +16,11 @@
 //! stall) is handed to a blocking thread instead of stalling the runtime.
 //! With fsync the writer is a thread of its own, so an fsync never blocks
 //! request handling.
+//!
+//! A commit failing with an I/O error (a full or failing volume) makes the
+//! store unavailable for writes: from then on the writer fails every write
+//! at once, without going to RocksDB, until the store takes writes again
+//! (see `health.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +33,7 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use super::dots::{Dots, META_DOTS};
+use super::health::WriteHealth;
 use super::layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF, data_key, hint_key};
 use super::{StorageError, decode};
 use crate::merkle::{MerkleForest, record_digest};
@@ -98,6 +104,7 @@ pub(super) struct Shared<D> {
     pub db: D,
     pub forest: Arc<MerkleForest>,
     pub hints_pending: Arc<AtomicU64>,
+    pub health: Arc<WriteHealth>,
 }
 
 /// Starts the writer: a thread when `fsync` is set or no Tokio runtime is
@@ -126,6 +133,7 @@ pub(super) fn spawn(
                 db: Arc::downgrade(&shared.db),
                 forest: shared.forest,
                 hints_pending: shared.hints_pending,
+                health: shared.health,
             };
             runtime.spawn(run_task(shared, dots, write_options, rx));
             Ok((tx, None))
@@ -185,6 +193,18 @@ fn first_seq() -> u64 {
     now_ms().saturating_mul(1 << 10).max(1)
 }
 
+/// Fails every op of `ops` (emptied) while the store refuses writes; says
+/// whether it did.
+fn refused(health: &WriteHealth, ops: &mut Vec<WriteOp>) -> bool {
+    let Err(error) = health.admit(ops.len()) else {
+        return false;
+    };
+    for op in ops.drain(..) {
+        op.fail(error.clone());
+    }
+    true
+}
+
 /// Moves every op already queued (up to [`MAX_BATCH`]) into `ops`.
 fn drain_queued(rx: &mut mpsc::UnboundedReceiver<WriteOp>, ops: &mut Vec<WriteOp>) {
     while ops.len() < MAX_BATCH {
@@ -207,9 +227,13 @@ fn run_thread(
     while let Some(first) = rx.blocking_recv() {
         ops.push(first);
         drain_queued(&mut rx, &mut ops);
+        if refused(&shared.health, &mut ops) {
+            continue;
+        }
         let group = prepare(&shared.db, &mut dots, &mut ops, &mut next_seq);
         let options = if group.sync { &synced } else { write_options };
-        let committed = write(&shared.db, group.batch, options);
+        let committed = write(&shared.db, group.batch, options)
+            .map_err(|e| shared.health.failed(e, &shared.db));
         dots.committed(committed.is_ok());
         finish(shared, group.applied, committed);
     }
@@ -240,6 +264,9 @@ async fn run_task(
         // they share this commit.
         tokio::task::yield_now().await;
         drain_queued(&mut rx, &mut ops);
+        if refused(&shared.health, &mut ops) {
+            continue;
+        }
         let Some(db) = shared.db.upgrade() else {
             for op in ops.drain(..) {
                 op.fail(StorageError::WriterStopped);
@@ -249,7 +276,7 @@ async fn run_task(
         let group = prepare(&db, &mut dots, &mut ops, &mut next_seq);
         let committed = match group.sync {
             // A new block of dot counters: fsynced, off the runtime.
-            true => commit_blocking(db, group.batch, synced.clone()).await,
+            true => commit_blocking(db.clone(), group.batch, synced.clone()).await,
             false => {
                 // Writing consumes the batch: keep its bytes to redo a
                 // commit that RocksDB refuses to make without delay.
@@ -257,12 +284,13 @@ async fn run_task(
                 match write(&db, group.batch, &inline_options) {
                     Err(StorageError::Rocks(e)) if e.kind() == rocksdb::ErrorKind::Incomplete => {
                         let batch = WriteBatch::from_data(&retry);
-                        commit_blocking(db, batch, write_options.clone()).await
+                        commit_blocking(db.clone(), batch, write_options.clone()).await
                     }
                     committed => committed,
                 }
             }
-        };
+        }
+        .map_err(|e| shared.health.failed(e, &db));
         dots.committed(committed.is_ok());
         finish(&shared, group.applied, committed);
     }
@@ -637,7 +665,7 @@ mod tests {
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
-        DB::open_cf_descriptors(&db_opts, dir, column_families(data)).unwrap()
+        DB::open_cf_descriptors(&db_opts, dir, column_families(data, &Options::default())).unwrap()
     }
 
     /// A database whose data column family has two sorted runs, a slowdown
@@ -685,6 +713,7 @@ mod tests {
             db: db.clone(),
             forest: forest.clone(),
             hints_pending: Arc::new(AtomicU64::new(0)),
+            health: Arc::new(WriteHealth::new()),
         };
         let (tx, thread) = spawn(shared, Dots::starting_at(7, 1), false).unwrap();
         assert!(thread.is_none(), "without fsync the writer is a task");
@@ -715,6 +744,7 @@ mod tests {
             db: db.clone(),
             forest: Arc::new(MerkleForest::new(8)),
             hints_pending: Arc::new(AtomicU64::new(0)),
+            health: Arc::new(WriteHealth::new()),
         };
         let (tx, thread) = spawn(shared, Dots::starting_at(7, 1), true).unwrap();
         let (reply, done) = oneshot::channel();

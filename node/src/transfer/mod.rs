@@ -30,8 +30,10 @@ use tokio::sync::{Notify, watch};
 use crate::membership::Membership;
 use crate::pacing::pace;
 use crate::peer::Peer;
+use crate::storage::meta::read_json;
 use crate::storage::{Storage, StorageError};
 use crate::sync::lock;
+use crate::transport::limits::BATCH_BYTES;
 use crate::transport::{Dialing, Request, Response, Transport};
 pub use plan::{Incoming, Plan, Source};
 
@@ -41,6 +43,24 @@ const META_PLAN: &str = "transfers";
 const PAGE: u32 = 256;
 /// How often, when idle, retired partitions are checked for deletion.
 const RETIRED_CHECK: Duration = Duration::from_secs(5);
+
+/// Whether a persisted plan is for the ring of epoch `epoch`, the one the
+/// node starts from. A plan for another ring with partitions in it is
+/// discarded with a warning (the node replans when it adopts a ring, but
+/// loses track of what it was receiving and retiring).
+fn plan_applies(plan: &Plan, epoch: u64) -> bool {
+    if plan.epoch == epoch {
+        return true;
+    }
+    if !plan.partitions.is_empty() || !plan.retired.is_empty() {
+        tracing::warn!(
+            plan_epoch = plan.epoch,
+            ring_epoch = epoch,
+            "discarding the persisted transfer plan: it is for another ring"
+        );
+    }
+    false
+}
 
 /// The plan of partitions to receive, and the task streaming them.
 pub struct Transfers {
@@ -56,7 +76,7 @@ pub struct Transfers {
 
 impl Transfers {
     /// Loads the persisted plan, if it is for the ring `membership` starts
-    /// from.
+    /// from; a plan that does not parse is discarded with a warning.
     pub fn new(
         storage: Arc<Storage>,
         membership: Arc<Membership>,
@@ -64,13 +84,9 @@ impl Transfers {
         keys_per_sec: u64,
     ) -> Result<Self, StorageError> {
         let view = membership.view();
-        let plan = match storage.meta_get(META_PLAN)? {
-            Some(bytes) => serde_json::from_slice::<Plan>(&bytes)
-                .ok()
-                .filter(|p| p.epoch == view.epoch())
-                .unwrap_or_default(),
-            None => Plan::default(),
-        };
+        let plan = read_json::<Plan>(&storage, META_PLAN, "transfer plan")?
+            .filter(|plan| plan_applies(plan, view.epoch()))
+            .unwrap_or_default();
         let receiving = (0..view.ring().partitions)
             .map(|_| AtomicBool::new(false))
             .collect();
@@ -360,7 +376,8 @@ impl Transfers {
         Ok(())
     }
 
-    /// Sends every record of `partition` to `owner` in merge batches.
+    /// Sends every record of `partition` to `owner` in merge batches (of
+    /// at most [`BATCH_BYTES`] each, or one record).
     async fn push_partition(&self, partition: u32, owner: &Peer) -> Result<(), String> {
         let range =
             dynamo_ring::partition_range(partition, self.membership.view().ring().partitions);
@@ -369,7 +386,7 @@ impl Transfers {
             let started = Instant::now();
             let (items, next) = self
                 .storage
-                .scan_page(&range, after.as_deref(), PAGE as usize)
+                .scan_page(&range, after.as_deref(), PAGE as usize, BATCH_BYTES)
                 .map_err(|e| e.to_string())?;
             let count = items.len();
             match self

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -11,7 +11,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsConnector;
 
-use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL, frame};
+use super::frame::{self, FrameError};
+use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL};
 use crate::config::NodeConfig;
 use crate::peer::Peer;
 use crate::sync::{lock, read, write};
@@ -177,6 +178,7 @@ impl Transport {
                 self.source,
                 self.token.as_deref(),
                 self.tls.as_ref(),
+                self.timeout,
             ),
         )
         .await
@@ -205,19 +207,21 @@ fn lost(peer: &Peer) -> RpcError {
 }
 
 /// Connects, upgrades to the stream protocol, and starts the reader and
-/// writer tasks.
+/// writer tasks; a reply frame that stalls for `stall` half-way closes the
+/// connection.
 async fn dial(
     address: &str,
     source: Option<IpAddr>,
     token: Option<&str>,
     tls: Option<&TlsConnector>,
+    stall: Duration,
 ) -> Result<Arc<Connection>, String> {
     let mut stream = connect(address, source).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let Some(tls) = tls else {
         upgrade(&mut stream, address, token).await?;
         let (reader, writer) = stream.into_split();
-        return Ok(start(reader, writer));
+        return Ok(start(reader, writer, stall));
     };
     let name = crate::tls::server_name(address)?;
     let mut stream = tls
@@ -226,7 +230,7 @@ async fn dial(
         .map_err(|e| format!("TLS handshake: {e}"))?;
     upgrade(&mut stream, address, token).await?;
     let (reader, writer) = tokio::io::split(stream);
-    Ok(start(reader, writer))
+    Ok(start(reader, writer, stall))
 }
 
 /// Asks the peer to switch `stream` to the node-to-node protocol.
@@ -246,7 +250,7 @@ where
 }
 
 /// Starts the reader and writer tasks of an upgraded connection.
-fn start<R, W>(reader: R, writer: W) -> Arc<Connection>
+fn start<R, W>(reader: R, writer: W, stall: Duration) -> Arc<Connection>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -266,8 +270,11 @@ where
         opened: Instant::now(),
         last_heard_ms: AtomicU64::new(0),
     });
-    tokio::spawn(frame::write_loop(writer, rx));
-    tokio::spawn(read_loop(reader, connection.clone()));
+    // No stall timeout on writes: a peer that stops reading is pushing
+    // back (it has as much of this node's requests in hand as it takes),
+    // and calls time out on their own.
+    tokio::spawn(frame::write_loop(writer, rx, None));
+    tokio::spawn(read_loop(reader, Arc::downgrade(&connection), stall));
     connection
 }
 
@@ -327,23 +334,42 @@ async fn read_upgrade_response<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(reader: R, connection: Arc<Connection>) {
+/// Hands each reply to its caller until the stream ends or fails. A reply
+/// this node cannot decode (a kind a newer peer added) fails its call
+/// only: the frame was whole, so the stream goes on.
+///
+/// It holds the connection weakly: once nothing can call on it any more
+/// (its transport dropped it, or was dropped), the connection goes, its
+/// writer closes the stream, the peer closes its side, and this ends.
+async fn read_loop<R: AsyncRead + Unpin>(reader: R, connection: Weak<Connection>, stall: Duration) {
     let mut reader = BufReader::with_capacity(256 << 10, reader);
     let mut buf = Vec::new();
     loop {
-        match frame::read::<_, Response>(&mut reader, &mut buf).await {
-            Ok((id, response)) => {
-                connection.heard();
-                let waiter = lock(&connection.pending).remove(&id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(response);
-                }
+        let header = match frame::read_header::<_, Response>(&mut reader, stall).await {
+            Ok(header) => header,
+            Err(error) => return closed(&connection, &error),
+        };
+        let response = match frame::read_payload(&mut reader, &header, &mut buf, stall).await {
+            Ok(response) => response,
+            Err(FrameError::Decode(error)) => {
+                Response::Failed(format!("undecodable reply: {error}"))
             }
-            Err(error) => {
-                tracing::debug!(%error, "peer stream closed");
-                connection.close();
-                return;
-            }
+            Err(error) => return closed(&connection, &error),
+        };
+        let Some(connection) = connection.upgrade() else {
+            return;
+        };
+        connection.heard();
+        let waiter = lock(&connection.pending).remove(&header.id);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(response);
         }
+    }
+}
+
+fn closed(connection: &Weak<Connection>, error: &FrameError) {
+    tracing::debug!(%error, "peer stream closed");
+    if let Some(connection) = connection.upgrade() {
+        connection.close();
     }
 }

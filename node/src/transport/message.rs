@@ -1,9 +1,17 @@
 //! The messages nodes exchange.
+//!
+//! Both enums are postcard-encoded by position: append new variants (and
+//! never insert or reorder), and keep [`REQUEST_CAPS`] and
+//! [`RESPONSE_CAPS`] in step. Lists a peer sends are refused while
+//! decoding when longer than the protocol allows ([`bounded`]), before
+//! their elements are allocated.
 
 use bytes::Bytes;
 use dynamo_ring::{NodeId, RingDocument, TransferReport};
 use serde::{Deserialize, Serialize};
 
+use super::frame::Capped;
+use super::limits::{LIST_FRAME, MAX_FRAME, SMALL_FRAME, STATE_FRAME};
 use crate::version::{Object, VersionVector};
 
 /// A request from one node to another.
@@ -28,16 +36,19 @@ pub enum Request {
     /// [`Response::Written`] once all are durable.
     MergeBatch {
         /// (key, state) pairs.
+        #[serde(deserialize_with = "bounded::batch_items")]
         items: Vec<(Bytes, Object)>,
     },
     /// The stored states of many keys; answered with [`Response::Objects`].
     ReadBatch {
-        /// The user keys.
+        /// The user keys, each at most once.
+        #[serde(deserialize_with = "bounded::keys")]
         keys: Vec<Bytes>,
     },
     /// Merkle roots of partitions; answered with [`Response::Roots`].
     MerkleRoots {
         /// Partitions asked about.
+        #[serde(deserialize_with = "bounded::partitions")]
         partitions: Vec<u32>,
     },
     /// Merkle leaves of one partition; answered with [`Response::Leaves`].
@@ -50,7 +61,8 @@ pub enum Request {
     SegmentDigests {
         /// The partition.
         partition: u32,
-        /// Segment numbers.
+        /// Segment numbers, each at most once.
+        #[serde(deserialize_with = "bounded::segments")]
         segments: Vec<u16>,
     },
     /// A page of a partition's records, for a node that gained it; answered
@@ -67,6 +79,7 @@ pub enum Request {
     /// has the given digest); answered with [`Response::Written`].
     PurgeTombstones {
         /// (key, digest of the tombstone record).
+        #[serde(deserialize_with = "bounded::keyed")]
         items: Vec<(Bytes, u64)>,
     },
     /// The peer's transfer report; answered with [`Response::Transfers`].
@@ -84,6 +97,7 @@ pub enum Request {
     /// [`Response::TombstoneCheck`].
     TombstoneCheck {
         /// The user keys.
+        #[serde(deserialize_with = "bounded::keys")]
         keys: Vec<Bytes>,
     },
 }
@@ -121,13 +135,16 @@ pub enum Response {
     Coordinated(CoordinateWriteReply),
     /// Reply to [`Request::Ping`].
     Pong,
-    /// The states of [`Request::ReadBatch`], in request order.
+    /// The states of [`Request::ReadBatch`], in request order: all of them,
+    /// or the first ones when the rest would not fit in one reply (see
+    /// [`BATCH_BYTES`](super::limits::BATCH_BYTES)); the caller asks again
+    /// for the rest.
     Objects(Vec<Option<Object>>),
     /// Roots of [`Request::MerkleRoots`], in request order.
     Roots(Vec<u64>),
     /// Leaves of [`Request::MerkleLeaves`].
     Leaves(Vec<u64>),
-    /// (key, digest) pairs of [`Request::SegmentDigests`].
+    /// (key, digest) pairs of [`Request::SegmentDigests`], all segments.
     Digests(Vec<(Bytes, u64)>),
     /// A page of [`Request::ScanPartition`].
     Page {
@@ -147,6 +164,151 @@ pub enum Response {
     Failed(String),
     /// Reply to [`Request::TombstoneCheck`].
     TombstoneCheck(Box<TombstoneCheckReply>),
+    /// (key, digest) pairs of the first `segments` segments of a
+    /// [`Request::SegmentDigests`], when the rest would not fit in one reply
+    /// (see [`BATCH_BYTES`](super::limits::BATCH_BYTES)); the caller asks
+    /// again for the rest.
+    DigestsPrefix {
+        /// (key, digest) pairs.
+        digests: Vec<(Bytes, u64)>,
+        /// How many of the segments asked for they cover (at least one).
+        segments: u16,
+    },
+}
+
+/// Largest frame of each request kind, by tag (variant index).
+pub const REQUEST_CAPS: [usize; 14] = [
+    SMALL_FRAME, // ReplicaRead: one key
+    MAX_FRAME,   // ReplicaWrite: a key's state
+    MAX_FRAME,   // MergeBatch: states
+    LIST_FRAME,  // ReadBatch: keys
+    LIST_FRAME,  // MerkleRoots: partitions
+    SMALL_FRAME, // MerkleLeaves: a partition
+    SMALL_FRAME, // SegmentDigests: a partition, at most 64 segments
+    SMALL_FRAME, // ScanPartition: a partition and a position
+    LIST_FRAME,  // PurgeTombstones: (key, digest) pairs
+    SMALL_FRAME, // TransferReport
+    STATE_FRAME, // Gossip: a ring and heartbeats
+    MAX_FRAME,   // CoordinateWrite: a value
+    SMALL_FRAME, // Ping
+    LIST_FRAME,  // TombstoneCheck: keys
+];
+
+/// Largest frame of each response kind, by tag (variant index).
+pub const RESPONSE_CAPS: [usize; 15] = [
+    MAX_FRAME,   // Object: a key's state
+    SMALL_FRAME, // Written
+    LIST_FRAME,  // Coordinated: a version vector or a shortfall
+    SMALL_FRAME, // Pong
+    MAX_FRAME,   // Objects: states
+    LIST_FRAME,  // Roots: one per partition asked
+    SMALL_FRAME, // Leaves: 64 per partition
+    MAX_FRAME,   // Digests: as many as the segments hold
+    MAX_FRAME,   // Page: states
+    STATE_FRAME, // Transfers: a transfer report
+    STATE_FRAME, // Gossip: a ring and heartbeats
+    SMALL_FRAME, // NotReady
+    LIST_FRAME,  // Failed: an error message
+    STATE_FRAME, // TombstoneCheck: a transfer report and key holdings
+    MAX_FRAME,   // DigestsPrefix: as many as the segments hold
+];
+
+/// Tags beyond the table (a newer peer's request, or garbage) get the
+/// smallest cap; decoding then fails and the sender is told so.
+impl Capped for Request {
+    fn max_len(tag: u8) -> usize {
+        REQUEST_CAPS
+            .get(usize::from(tag))
+            .copied()
+            .unwrap_or(SMALL_FRAME)
+    }
+}
+
+impl Capped for Response {
+    fn max_len(tag: u8) -> usize {
+        RESPONSE_CAPS
+            .get(usize::from(tag))
+            .copied()
+            .unwrap_or(SMALL_FRAME)
+    }
+}
+
+/// Deserializers for lists a peer sends, refusing one longer than the
+/// protocol allows (see [`super::limits`]) from its announced length, before
+/// reading or allocating its elements. The encoding is a plain `Vec`'s.
+mod bounded {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use bytes::Bytes;
+    use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
+
+    use super::super::limits::{MAX_BATCH_ITEMS, MAX_HEARTBEATS, MAX_KEYS, MAX_ROOTS};
+    use crate::merkle::SEGMENTS;
+    use crate::version::Object;
+
+    pub fn keys<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Bytes>, D::Error> {
+        at_most(d, MAX_KEYS)
+    }
+
+    pub fn keyed<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Bytes, u64)>, D::Error> {
+        at_most(d, MAX_KEYS)
+    }
+
+    pub fn batch_items<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Bytes, Object)>, D::Error> {
+        at_most(d, MAX_BATCH_ITEMS)
+    }
+
+    pub fn partitions<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+        at_most(d, MAX_ROOTS)
+    }
+
+    pub fn segments<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u16>, D::Error> {
+        at_most(d, SEGMENTS)
+    }
+
+    pub fn heartbeats<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, u64)>, D::Error> {
+        at_most(d, MAX_HEARTBEATS)
+    }
+
+    fn at_most<'de, D, T>(deserializer: D, max: usize) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        deserializer.deserialize_seq(AtMost {
+            max,
+            items: PhantomData,
+        })
+    }
+
+    struct AtMost<T> {
+        max: usize,
+        items: PhantomData<T>,
+    }
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for AtMost<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a sequence of at most {} elements", self.max)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let announced = seq.size_hint().unwrap_or(0);
+            if announced > self.max {
+                return Err(A::Error::invalid_length(announced, &self));
+            }
+            let mut out = Vec::with_capacity(announced);
+            while let Some(item) = seq.next_element()? {
+                if out.len() == self.max {
+                    return Err(A::Error::invalid_length(self.max + 1, &self));
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
 }
 
 /// What a node holds of keys another node wants to purge.
@@ -177,6 +339,7 @@ pub struct GossipDigest {
     pub ring: RingDocument,
     /// Highest heartbeat counter the sender knows per node (each node bumps
     /// its own every gossip round).
+    #[serde(deserialize_with = "bounded::heartbeats")]
     pub heartbeats: Vec<(NodeId, u64)>,
 }
 

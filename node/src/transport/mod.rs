@@ -8,9 +8,16 @@
 //! plus a postcard-encoded [`Request`] or [`Response`]. Many requests are in
 //! flight at once, and every frame queued while the socket is busy goes out
 //! in the same write: under load, replica traffic is batched for free.
+//!
+//! Peers are not trusted to be well-behaved: frames are capped by kind and
+//! read as they arrive, a frame stalled half-way closes the stream, lists
+//! in requests are bounded, replies that gather states stop at a byte
+//! budget, and each stream has a memory budget past which the node stops
+//! reading it until the peer reads its replies ([`limits`]).
 
 mod client;
 mod frame;
+pub mod limits;
 mod message;
 mod server;
 

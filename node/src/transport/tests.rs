@@ -48,6 +48,10 @@ impl RequestHandler for TestHandler {
         tokio::time::sleep(Duration::from_millis(write.w as u64)).await;
         Response::Coordinated(Ok(write.context))
     }
+
+    fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
 }
 
 async fn start_server() -> (Peer, tokio::task::JoinHandle<()>) {
@@ -221,4 +225,406 @@ async fn a_silent_connection_is_dropped_and_redialed() {
         2,
         "redialed after the silence"
     );
+}
+
+/// Answers every replica read with a state of about 1 MiB and counts the
+/// requests it answered; stalls are tolerated for `stall`.
+struct LargeReplies {
+    answered: std::sync::atomic::AtomicUsize,
+    stall: Duration,
+}
+
+impl LargeReplies {
+    fn new(stall: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            answered: Default::default(),
+            stall,
+        })
+    }
+
+    fn answered(&self) -> usize {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl RequestHandler for LargeReplies {
+    fn handle_now(&self, request: Request) -> Result<Response, Request> {
+        self.answered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let Request::ReplicaRead { .. } = request else {
+            return Ok(Response::Pong);
+        };
+        let mut object = Object::new();
+        let dot = Dot {
+            actor: 1,
+            counter: 1,
+        };
+        let value = Bytes::from(vec![0u8; 1 << 20]);
+        object
+            .write(dot, &Default::default(), Some(value))
+            .expect("a new object takes any dot");
+        Ok(Response::Object(Some(object)))
+    }
+
+    async fn handle_async(self: Arc<Self>, _: Request) -> Response {
+        Response::Failed("?".into())
+    }
+
+    fn stall_timeout(&self) -> Duration {
+        self.stall
+    }
+}
+
+/// Writes `count` replica reads, one frame each, as fast as the node takes
+/// them; returns how many it could write before `patience` ran out.
+async fn flood<W: tokio::io::AsyncWrite + Unpin>(
+    peer: &mut W,
+    count: u64,
+    patience: Duration,
+) -> u64 {
+    use tokio::io::AsyncWriteExt;
+    for id in 0..count {
+        let frame = super::frame::encode(id, &read("k"));
+        match tokio::time::timeout(patience, peer.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            _ => return id,
+        }
+    }
+    count
+}
+
+/// A peer that sends many requests and reads no reply: the node stops
+/// reading it once the replies waiting for it fill the stream's budget,
+/// and when the peer reads again, every reply arrives, none dropped.
+#[tokio::test]
+async fn a_peer_that_reads_no_replies_stops_being_read_and_loses_none() {
+    let handler = LargeReplies::new(Duration::from_secs(60));
+    let (mut peer, node) = tokio::io::duplex(64 << 10);
+    tokio::spawn(super::server::serve(handler.clone(), node));
+    let sent = flood(&mut peer, 200, Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answered = handler.answered();
+    let budget = super::limits::CONNECTION_BYTES >> 20;
+    assert!(
+        answered <= budget + 2,
+        "{answered} replies of 1 MiB in hand for a peer that reads none (budget {budget} MiB)"
+    );
+
+    // Read every reply: the node goes on reading, and answers all.
+    let (mut reader, mut writer) = tokio::io::split(peer);
+    let rest = tokio::spawn(async move {
+        let more = flood(&mut writer, 200 - sent, Duration::from_secs(10)).await;
+        (writer, more)
+    });
+    let mut ids = Vec::new();
+    let mut buf = Vec::new();
+    while ids.len() < 200 {
+        let (id, response): (u64, Response) =
+            super::frame::read(&mut reader, &mut buf, Duration::from_secs(5))
+                .await
+                .unwrap();
+        assert!(matches!(response, Response::Object(Some(_))));
+        ids.push(id);
+        if ids.len() == 1 {
+            assert!(buf.capacity() <= 2 << 20);
+        }
+    }
+    let (_writer, more) = rest.await.unwrap();
+    assert_eq!(sent + more, 200);
+    ids.sort_unstable();
+    assert_eq!(ids, (0..200).collect::<Vec<_>>());
+}
+
+/// A peer that reads no reply for the stall timeout loses the stream, and
+/// with it everything the node held for it.
+#[tokio::test]
+async fn a_peer_that_reads_no_replies_for_the_stall_timeout_loses_the_stream() {
+    use tokio::io::AsyncReadExt;
+
+    let handler = LargeReplies::new(Duration::from_millis(200));
+    let (mut peer, node) = tokio::io::duplex(64 << 10);
+    let served = tokio::spawn(super::server::serve(handler.clone(), node));
+    flood(&mut peer, 100, Duration::from_millis(500)).await;
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("the node stopped serving the stream")
+        .unwrap();
+    // What was written before the node gave up, then the end.
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), peer.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "the stream is closed");
+}
+
+/// Requests a node cannot decode (garbage, a newer peer's kind, a list
+/// longer than allowed) are answered with an error, and the stream goes on.
+#[tokio::test]
+async fn an_undecodable_request_is_answered_with_an_error() {
+    use tokio::io::AsyncWriteExt;
+
+    let (mut peer, node) = tokio::io::duplex(1 << 20);
+    tokio::spawn(super::server::serve(Arc::new(TestHandler), node));
+    let mut garbage = 9u32.to_be_bytes().to_vec();
+    garbage.extend_from_slice(&1u64.to_be_bytes());
+    garbage.push(0x7f);
+    peer.write_all(&garbage).await.unwrap();
+    let too_many = Request::ReadBatch {
+        keys: vec![Bytes::from_static(b"k"); super::limits::MAX_KEYS + 1],
+    };
+    peer.write_all(&super::frame::encode(2, &too_many))
+        .await
+        .unwrap();
+    peer.write_all(&super::frame::encode(3, &Request::Ping))
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let stall = Duration::from_secs(5);
+    for expected in [1, 2] {
+        let (id, response): (u64, Response) = super::frame::read(&mut peer, &mut buf, stall)
+            .await
+            .unwrap();
+        assert_eq!(id, expected);
+        assert!(matches!(response, Response::Failed(_)), "{response:?}");
+    }
+    let (id, response): (u64, Response) = super::frame::read(&mut peer, &mut buf, stall)
+        .await
+        .unwrap();
+    assert!(matches!((id, response), (3, Response::Pong)));
+}
+
+/// The cap tables follow the variants' order: each kind's tag (the first
+/// byte of its encoding) finds the cap its name says.
+#[test]
+fn frame_caps_follow_the_variant_order() {
+    use super::frame::Capped;
+    use super::limits::{LIST_FRAME, MAX_FRAME, SMALL_FRAME, STATE_FRAME};
+
+    let key = || Bytes::from_static(b"k");
+    let ring = || {
+        let members = vec![Member::new("a", "z")];
+        let ring = dynamo_ring::Ring::build(members, 1, 1).unwrap();
+        let addresses = [("a".to_string(), "h:1".to_string())].into();
+        dynamo_ring::RingDocument { ring, addresses }
+    };
+    let digest = || GossipDigest {
+        from: "a".into(),
+        ring: ring(),
+        heartbeats: Vec::new(),
+    };
+    let report = || dynamo_ring::TransferReport {
+        node: "a".into(),
+        epoch: 1,
+        pending: 0,
+        done: 0,
+        hints_pending: 0,
+        retired: 0,
+        partitions: Vec::new(),
+    };
+    let requests = [
+        (Request::ReplicaRead { key: key() }, SMALL_FRAME),
+        (
+            Request::ReplicaWrite {
+                key: key(),
+                object: Object::new(),
+                hint_for: None,
+            },
+            MAX_FRAME,
+        ),
+        (Request::MergeBatch { items: Vec::new() }, MAX_FRAME),
+        (Request::ReadBatch { keys: Vec::new() }, LIST_FRAME),
+        (
+            Request::MerkleRoots {
+                partitions: Vec::new(),
+            },
+            LIST_FRAME,
+        ),
+        (Request::MerkleLeaves { partition: 0 }, SMALL_FRAME),
+        (
+            Request::SegmentDigests {
+                partition: 0,
+                segments: Vec::new(),
+            },
+            SMALL_FRAME,
+        ),
+        (
+            Request::ScanPartition {
+                partition: 0,
+                after: None,
+                limit: 1,
+            },
+            SMALL_FRAME,
+        ),
+        (Request::PurgeTombstones { items: Vec::new() }, LIST_FRAME),
+        (Request::TransferReport, SMALL_FRAME),
+        (Request::Gossip(Box::new(digest())), STATE_FRAME),
+        (
+            Request::CoordinateWrite(CoordinateWrite {
+                key: key(),
+                context: Default::default(),
+                value: None,
+                w: 1,
+            }),
+            MAX_FRAME,
+        ),
+        (Request::Ping, SMALL_FRAME),
+        (Request::TombstoneCheck { keys: Vec::new() }, LIST_FRAME),
+    ];
+    assert_eq!(requests.len(), super::message::REQUEST_CAPS.len());
+    for (i, (request, cap)) in requests.iter().enumerate() {
+        let tag = postcard::to_stdvec(request).unwrap()[0];
+        assert_eq!(usize::from(tag), i, "{}", request.kind());
+        assert_eq!(Request::max_len(tag), *cap, "{}", request.kind());
+    }
+    let responses = [
+        (Response::Object(None), MAX_FRAME),
+        (Response::Written, SMALL_FRAME),
+        (Response::Coordinated(Ok(Default::default())), LIST_FRAME),
+        (Response::Pong, SMALL_FRAME),
+        (Response::Objects(Vec::new()), MAX_FRAME),
+        (Response::Roots(Vec::new()), LIST_FRAME),
+        (Response::Leaves(Vec::new()), SMALL_FRAME),
+        (Response::Digests(Vec::new()), MAX_FRAME),
+        (
+            Response::Page {
+                items: Vec::new(),
+                next: None,
+            },
+            MAX_FRAME,
+        ),
+        (Response::Transfers(Box::new(report())), STATE_FRAME),
+        (Response::Gossip(Box::new(digest())), STATE_FRAME),
+        (Response::NotReady, SMALL_FRAME),
+        (Response::Failed(String::new()), LIST_FRAME),
+        (
+            Response::TombstoneCheck(Box::new(TombstoneCheckReply {
+                transfers: report(),
+                keys: Vec::new(),
+            })),
+            STATE_FRAME,
+        ),
+        (
+            Response::DigestsPrefix {
+                digests: Vec::new(),
+                segments: 1,
+            },
+            MAX_FRAME,
+        ),
+    ];
+    assert_eq!(responses.len(), super::message::RESPONSE_CAPS.len());
+    for (i, (response, cap)) in responses.iter().enumerate() {
+        let tag = postcard::to_stdvec(response).unwrap()[0];
+        assert_eq!(usize::from(tag), i, "{response:?}");
+        assert_eq!(Response::max_len(tag), *cap, "{response:?}");
+    }
+}
+
+/// A reply the node cannot decode (say, a kind a newer peer added) fails
+/// its call as an answer from the peer; the connection carries on.
+#[tokio::test]
+async fn an_undecodable_reply_fails_its_call_and_keeps_the_connection() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    head.push(socket.read_u8().await.unwrap());
+                }
+                let reply = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: dynamo-rpc/1\r\n\r\n";
+                socket.write_all(reply.as_bytes()).await.unwrap();
+                let mut buf = Vec::new();
+                for answer in 0.. {
+                    let Ok((id, _)) = super::frame::read::<_, Request>(
+                        &mut socket,
+                        &mut buf,
+                        Duration::from_secs(5),
+                    )
+                    .await
+                    else {
+                        return;
+                    };
+                    let frame = match answer {
+                        // Tag 0x7e: no response kind of this version.
+                        0 => {
+                            let mut frame = 9u32.to_be_bytes().to_vec();
+                            frame.extend_from_slice(&id.to_be_bytes());
+                            frame.push(0x7e);
+                            frame
+                        }
+                        _ => super::frame::encode(id, &Response::Pong),
+                    };
+                    socket.write_all(&frame).await.unwrap();
+                }
+            });
+        }
+    });
+    let peer = Peer {
+        member: Member {
+            id: "newer".into(),
+            zone: "z".into(),
+        },
+        address,
+    };
+    let transport = Transport::new(Duration::from_secs(5));
+    let error = transport.call(&peer, &Request::Ping).await.unwrap_err();
+    assert!(
+        matches!(&error, RpcError::Remote { message, .. } if message.contains("undecodable")),
+        "{error}"
+    );
+    assert!(matches!(
+        transport.call(&peer, &Request::Ping).await,
+        Ok(Response::Pong)
+    ));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection");
+}
+
+/// A transport dropped closes its connections: the peer sees the stream
+/// end instead of keeping it (and its share of connections) forever.
+#[tokio::test]
+async fn a_dropped_transport_closes_its_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(socket.read_u8().await.unwrap());
+        }
+        let reply = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: dynamo-rpc/1\r\n\r\n";
+        socket.write_all(reply.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let stall = Duration::from_secs(5);
+        while let Ok((id, _)) = super::frame::read::<_, Request>(&mut socket, &mut buf, stall).await
+        {
+            let pong = super::frame::encode(id, &Response::Pong);
+            socket.write_all(&pong).await.unwrap();
+        }
+        let _ = ended_tx.send(());
+    });
+    let peer = Peer {
+        member: Member {
+            id: "p".into(),
+            zone: "z".into(),
+        },
+        address,
+    };
+    let transport = Transport::new(Duration::from_secs(5));
+    assert!(matches!(
+        transport.call(&peer, &Request::Ping).await,
+        Ok(Response::Pong)
+    ));
+    drop(transport);
+    tokio::time::timeout(Duration::from_secs(10), ended)
+        .await
+        .expect("the stream stays open after its transport is gone")
+        .unwrap();
 }

@@ -11,7 +11,8 @@ pub type Actor = u64;
 pub struct Dot {
     /// The coordinator that created the event.
     pub actor: Actor,
-    /// Its per-key event counter, starting at 1.
+    /// Its event counter: the actor's node-wide sequence, from 1 up to
+    /// [`MAX_COUNTER`](super::MAX_COUNTER).
     pub counter: u64,
 }
 
@@ -39,8 +40,12 @@ impl VersionVector {
         dot.counter <= self.get(dot.actor)
     }
 
-    /// Raises the entry of `dot.actor` to at least `dot.counter`.
+    /// Raises the entry of `dot.actor` to at least `dot.counter`. A zero
+    /// counter (no event) adds nothing.
     pub fn add(&mut self, dot: Dot) {
+        if dot.counter == 0 {
+            return;
+        }
         match self.0.binary_search_by_key(&dot.actor, |(a, _)| *a) {
             Ok(i) => self.0[i].1 = self.0[i].1.max(dot.counter),
             Err(i) => self.0.insert(i, (dot.actor, dot.counter)),
@@ -67,6 +72,12 @@ impl VersionVector {
         &self.0
     }
 
+    /// Keeps the entries of the first `actors` actors only (a vector that
+    /// has seen less).
+    pub fn truncate(&mut self, actors: usize) {
+        self.0.truncate(actors);
+    }
+
     /// Whether every entry is sorted by strictly increasing actor with a
     /// non-zero counter (the invariant of a well-formed vector).
     pub fn is_well_formed(&self) -> bool {
@@ -89,6 +100,22 @@ mod tests {
 
     fn arb_vv() -> impl Strategy<Value = VersionVector> {
         proptest::collection::vec((0u64..5, 1u64..6), 0..6).prop_map(|e| vv(&e))
+    }
+
+    /// Numbers at the edges: 0, 1, the counter limit and the ends of `u64`.
+    fn extreme() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0),
+            Just(1),
+            Just(crate::version::MAX_COUNTER),
+            Just(u64::MAX - 1),
+            Just(u64::MAX),
+            any::<u64>(),
+        ]
+    }
+
+    fn arb_extreme_vv() -> impl Strategy<Value = VersionVector> {
+        proptest::collection::vec((extreme(), extreme()), 0..6).prop_map(|e| vv(&e))
     }
 
     #[test]
@@ -122,6 +149,26 @@ mod tests {
             prop_assert!(ab.is_well_formed());
             let mut aa = a.clone(); aa.merge(&a);
             prop_assert_eq!(&aa, &a);
+            let mut ab_c = ab.clone(); ab_c.merge(&c);
+            let mut bc = b.clone(); bc.merge(&c);
+            let mut a_bc = a.clone(); a_bc.merge(&bc);
+            prop_assert_eq!(ab_c, a_bc);
+        }
+
+        /// Extreme actors and counters: no panic, no wrap, a well-formed
+        /// vector (zero counters add nothing), and merge is still a join.
+        #[test]
+        fn extreme_counters_keep_merge_a_join(a in arb_extreme_vv(), b in arb_extreme_vv(), c in arb_extreme_vv()) {
+            prop_assert!(a.is_well_formed() && b.is_well_formed());
+            let mut ab = a.clone(); ab.merge(&b);
+            let mut ba = b.clone(); ba.merge(&a);
+            prop_assert_eq!(&ab, &ba);
+            prop_assert!(ab.is_well_formed() && ab.descends(&a) && ab.descends(&b));
+            for &(actor, counter) in ab.entries() {
+                prop_assert_eq!(counter, a.get(actor).max(b.get(actor)));
+                let dot = Dot { actor, counter };
+                prop_assert!(ab.covers(dot));
+            }
             let mut ab_c = ab.clone(); ab_c.merge(&c);
             let mut bc = b.clone(); bc.merge(&c);
             let mut a_bc = a.clone(); a_bc.merge(&bc);

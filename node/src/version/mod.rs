@@ -5,12 +5,19 @@
 //! seen for it. This is the "DVV set" of Preguiça et al., the scheme Riak 2.0
 //! and Garage K2V use: a write supersedes exactly the siblings its client
 //! context covers, concurrent writes become siblings, and stale writes never
-//! overwrite newer ones. See `docs/versioning.md`.
+//! overwrite newer ones. Whatever clients send, counters stay below
+//! [`MAX_COUNTER`], a key within [`MAX_SIBLINGS`] and [`MAX_OBJECT_BYTES`],
+//! and contexts within [`MAX_CONTEXT_LEN`]. See `docs/versioning.md`.
 
 mod clock;
 mod context;
+mod limits;
 mod object;
 
 pub use clock::{Actor, Dot, VersionVector};
 pub use context::{ContextError, decode_context, encode_context};
-pub use object::{Object, Sibling, StaleDot};
+pub use limits::{
+    MAX_CONTEXT_ACTORS, MAX_CONTEXT_BYTES, MAX_CONTEXT_LEN, MAX_COUNTER, MAX_OBJECT_BYTES,
+    MAX_SIBLINGS,
+};
+pub use object::{Object, Sibling, WriteRefused};

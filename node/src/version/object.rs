@@ -3,12 +3,44 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::limits::{MAX_CONTEXT_ACTORS, MAX_COUNTER, MAX_OBJECT_BYTES, MAX_SIBLINGS};
 use super::{Actor, Dot, VersionVector};
 
-/// A write was given a dot its key (or its context) has already seen.
+/// Bound of the encoded size of one clock entry: two varints.
+const ENTRY_BYTES: usize = 20;
+/// Bound of the encoded size of a sibling besides its value: its dot, the
+/// value's presence and length.
+const SIBLING_OVERHEAD: usize = ENTRY_BYTES + 11;
+/// Bound of the encoded size of the two list lengths of an object.
+const LENGTHS: usize = 20;
+
+/// Why a write was not applied (nothing changed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("dot {0:?} is not newer than what the key has seen of its actor")]
-pub struct StaleDot(pub Dot);
+pub enum WriteRefused {
+    /// The dot is not newer than what the key or the context has seen of
+    /// its actor, or is above [`MAX_COUNTER`]: two versions must never
+    /// share a dot.
+    #[error("dot {0:?} is not newer than what the key has seen of its actor")]
+    StaleDot(Dot),
+    /// The key would hold more than [`MAX_SIBLINGS`] concurrent versions.
+    #[error(
+        "the key would hold {siblings} concurrent versions; at most {MAX_SIBLINGS} are kept: \
+         read the key and write with its context to resolve them"
+    )]
+    TooManySiblings {
+        /// Siblings the write would leave.
+        siblings: usize,
+    },
+    /// The key's versions would be larger than [`MAX_OBJECT_BYTES`].
+    #[error(
+        "the key's versions would take about {bytes} bytes; at most {MAX_OBJECT_BYTES} are kept: \
+         read the key and write with its context to resolve them"
+    )]
+    TooLarge {
+        /// The encoded size (bound) the write would leave.
+        bytes: usize,
+    },
+}
 
 /// One concurrent version of a value: live bytes, or a tombstone (`None`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,11 +51,20 @@ pub struct Sibling {
     pub value: Option<Bytes>,
 }
 
+impl Sibling {
+    /// Bound of its encoded size.
+    fn size_bound(&self) -> usize {
+        let value = self.value.as_ref().map_or(0, Bytes::len);
+        value.saturating_add(SIBLING_OVERHEAD)
+    }
+}
+
 /// Everything a replica knows about one key.
 ///
 /// Invariants: sibling dots are unique, sorted, and covered by `clock`; no
 /// sibling is causally older than another (each was written without seeing
-/// the others).
+/// the others); the clock holds only dots some coordinator created (a
+/// client context never enters it).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Object {
     clock: VersionVector,
@@ -38,31 +79,63 @@ impl Object {
 
     /// The smallest counter `actor` may give a new version of this key
     /// written with `context`: above every event of `actor` the key or the
-    /// context has seen. `None` when that would overflow (a context no
-    /// coordinator could have issued).
+    /// context has seen. `None` when that would pass [`MAX_COUNTER`] (a
+    /// context no coordinator could have issued).
     pub fn next_counter(&self, actor: Actor, context: &VersionVector) -> Option<u64> {
-        self.clock.get(actor).max(context.get(actor)).checked_add(1)
+        self.clock
+            .get(actor)
+            .max(context.get(actor))
+            .checked_add(1)
+            .filter(|counter| *counter <= MAX_COUNTER)
     }
 
     /// Records a write with the new event `dot` from a client that had read
     /// `context`: the new version supersedes exactly the siblings the context
-    /// covers; everything else stays as a sibling. Refused (nothing changes)
-    /// when `dot` is not newer than what the key or the context has seen of
-    /// its actor, since two versions must never share a dot.
+    /// covers; everything else stays as a sibling. The context only selects
+    /// what is superseded: the clock takes the new dot, not the context's
+    /// counters, so a context claiming events this replica has not seen
+    /// supersedes none of them (they survive merges as siblings).
+    ///
+    /// Refused, with nothing changed, when `dot` is not newer than what the
+    /// key or the context has seen of its actor (two versions must never
+    /// share a dot), or when the key would be left above [`MAX_SIBLINGS`]
+    /// or [`MAX_OBJECT_BYTES`] and larger than it was (a write that
+    /// shrinks a key is always taken).
     pub fn write(
         &mut self,
         dot: Dot,
         context: &VersionVector,
         value: Option<Bytes>,
-    ) -> Result<(), StaleDot> {
-        if self.next_counter(dot.actor, context) > Some(dot.counter) {
-            return Err(StaleDot(dot));
+    ) -> Result<(), WriteRefused> {
+        let fresh = self
+            .next_counter(dot.actor, context)
+            .is_some_and(|min| (min..=MAX_COUNTER).contains(&dot.counter));
+        if !fresh {
+            return Err(WriteRefused::StaleDot(dot));
         }
+        let new = Sibling { dot, value };
+        self.check_limits(context, &new)?;
         self.siblings.retain(|s| !context.covers(s.dot));
-        self.clock.merge(context);
         self.clock.add(dot);
-        self.siblings.push(Sibling { dot, value });
+        self.siblings.push(new);
         self.siblings.sort_by_key(|s| s.dot);
+        Ok(())
+    }
+
+    /// Refuses a write of `new` with `context` that would leave the key
+    /// above a limit and larger than it is.
+    fn check_limits(&self, context: &VersionVector, new: &Sibling) -> Result<(), WriteRefused> {
+        let kept = || self.siblings.iter().filter(|s| !context.covers(s.dot));
+        let siblings = kept().count().saturating_add(1);
+        if siblings > MAX_SIBLINGS && siblings > self.siblings.len() {
+            return Err(WriteRefused::TooManySiblings { siblings });
+        }
+        let new_actor = usize::from(self.clock.get(new.dot.actor) == 0);
+        let clock_entries = self.clock.entries().len().saturating_add(new_actor);
+        let bytes = size_bound(clock_entries, kept().chain([new]));
+        if bytes > MAX_OBJECT_BYTES && bytes > self.size_bound() {
+            return Err(WriteRefused::TooLarge { bytes });
+        }
         Ok(())
     }
 
@@ -94,9 +167,24 @@ impl Object {
         self.clock.descends(&other.clock)
     }
 
-    /// The causal context to hand to a client that read this state.
-    pub fn context(&self) -> &VersionVector {
+    /// Every event this state has seen.
+    pub fn clock(&self) -> &VersionVector {
         &self.clock
+    }
+
+    /// The causal context to hand to a client that read this state: per
+    /// actor of a sibling, its newest sibling's counter. A write with it
+    /// supersedes exactly these siblings (what the clock covers beyond them
+    /// is superseded already, and merges drop it wherever it lingers), and
+    /// it names at most one actor per sibling, cut to
+    /// [`MAX_CONTEXT_ACTORS`], so it always fits the accepted context size.
+    pub fn context(&self) -> VersionVector {
+        let mut context = VersionVector::new();
+        for s in &self.siblings {
+            context.add(s.dot);
+        }
+        context.truncate(MAX_CONTEXT_ACTORS);
+        context
     }
 
     /// All concurrent versions, tombstones included, sorted by dot.
@@ -120,14 +208,31 @@ impl Object {
         !self.siblings.is_empty() && self.siblings.iter().all(|s| s.value.is_none())
     }
 
+    /// A bound of the size of this state once encoded.
+    fn size_bound(&self) -> usize {
+        size_bound(self.clock.entries().len(), self.siblings.iter())
+    }
+
     fn has_dot(&self, dot: Dot) -> bool {
         self.siblings.binary_search_by_key(&dot, |s| s.dot).is_ok()
     }
 }
 
+/// Bound of the encoded size of an object with `clock_entries` clock
+/// entries and `siblings`.
+fn size_bound<'a>(clock_entries: usize, siblings: impl Iterator<Item = &'a Sibling>) -> usize {
+    siblings.fold(
+        clock_entries
+            .saturating_mul(ENTRY_BYTES)
+            .saturating_add(LENGTHS),
+        |total, s| total.saturating_add(s.size_bound()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::version::{decode_context, encode_context};
     use proptest::prelude::*;
 
     fn val(s: &str) -> Option<Bytes> {
@@ -151,11 +256,11 @@ mod tests {
     fn two_writers_with_same_context_make_siblings_and_a_read_collapses_them() {
         let mut replica = Object::new();
         put(&mut replica, 1, &VersionVector::new(), val("v1"));
-        let ctx = replica.context().clone();
+        let ctx = replica.context();
         put(&mut replica, 1, &ctx, val("a"));
         put(&mut replica, 2, &ctx, val("b"));
         assert_eq!(live(&replica), vec![&b"a"[..], b"b"]);
-        let seen = replica.context().clone();
+        let seen = replica.context();
         put(&mut replica, 1, &seen, val("merged"));
         assert_eq!(live(&replica), vec![&b"merged"[..]]);
     }
@@ -164,7 +269,7 @@ mod tests {
     fn stale_write_does_not_overwrite_newer() {
         let mut replica = Object::new();
         put(&mut replica, 1, &VersionVector::new(), val("old"));
-        let stale = replica.context().clone();
+        let stale = replica.context();
         put(&mut replica, 1, &stale, val("new"));
         put(&mut replica, 2, &stale, val("late"));
         assert_eq!(live(&replica), vec![&b"new"[..], b"late"]);
@@ -175,7 +280,7 @@ mod tests {
         let mut a = Object::new();
         put(&mut a, 1, &VersionVector::new(), val("x"));
         let mut b = a.clone();
-        let ctx = a.context().clone();
+        let ctx = a.context();
         put(&mut a, 1, &ctx, None);
         assert_eq!(live(&a).len(), 0);
         assert!(b.merge(&a));
@@ -193,7 +298,7 @@ mod tests {
         };
         assert_eq!(
             o.write(reused, &VersionVector::new(), val("y")),
-            Err(StaleDot(reused))
+            Err(WriteRefused::StaleDot(reused))
         );
         let mut ctx = VersionVector::new();
         ctx.add(Dot {
@@ -217,6 +322,153 @@ mod tests {
         });
         assert_eq!(Object::new().next_counter(1, &ctx), None);
         assert_eq!(Object::new().next_counter(2, &ctx), Some(1));
+        for (seen, next) in [
+            (MAX_COUNTER - 1, Some(MAX_COUNTER)),
+            (MAX_COUNTER, None),
+            (u64::MAX - 1, None),
+        ] {
+            let mut ctx = VersionVector::new();
+            ctx.add(Dot {
+                actor: 1,
+                counter: seen,
+            });
+            assert_eq!(Object::new().next_counter(1, &ctx), next, "{seen}");
+        }
+    }
+
+    /// Dots at and past the counter limit are refused, also when the
+    /// key's clock is at the limit (no counter is left above it).
+    #[test]
+    fn dots_past_the_counter_limit_are_refused() {
+        let empty = VersionVector::new();
+        for counter in [MAX_COUNTER + 1, u64::MAX - 1, u64::MAX] {
+            let dot = Dot { actor: 1, counter };
+            assert_eq!(
+                Object::new().write(dot, &empty, val("x")),
+                Err(WriteRefused::StaleDot(dot))
+            );
+        }
+        let mut full = Object::new();
+        let last = Dot {
+            actor: 1,
+            counter: MAX_COUNTER,
+        };
+        full.write(last, &empty, val("x")).unwrap();
+        let reused = Dot {
+            actor: 1,
+            counter: 5,
+        };
+        assert_eq!(
+            full.write(reused, &empty, val("y")),
+            Err(WriteRefused::StaleDot(reused))
+        );
+        assert_eq!(live(&full), vec![&b"x"[..]]);
+    }
+
+    /// A context claiming events this replica has not seen supersedes what
+    /// it holds, and its counters do not enter the clock: the event it
+    /// claims, when it exists and arrives, is kept.
+    #[test]
+    fn a_context_claiming_unseen_events_does_not_enter_the_clock() {
+        let mut a = Object::new();
+        put(&mut a, 1, &VersionVector::new(), val("old"));
+        let mut b = Object::new();
+        let unseen = put(&mut b, 2, &VersionVector::new(), val("elsewhere"));
+        let mut claim = a.context();
+        claim.add(Dot {
+            actor: 2,
+            counter: 1 << 40,
+        });
+        put(&mut a, 1, &claim, val("new"));
+        assert_eq!(a.clock().get(2), 0);
+        assert_eq!(live(&a), vec![&b"new"[..]]);
+        a.merge(&b);
+        assert!(a.siblings().iter().any(|s| s.dot == unseen));
+        assert_eq!(live(&a), vec![&b"new"[..], b"elsewhere"]);
+    }
+
+    /// Blind writes stop at the sibling limit; a write that replaces a
+    /// sibling, or collapses them with the read context, is taken.
+    #[test]
+    fn blind_writes_stop_at_the_sibling_limit() {
+        let mut o = Object::new();
+        let blind = VersionVector::new();
+        for _ in 0..MAX_SIBLINGS {
+            put(&mut o, 1, &blind, val("b"));
+        }
+        let dot = Dot {
+            actor: 2,
+            counter: 1,
+        };
+        assert_eq!(
+            o.write(dot, &blind, val("one too many")),
+            Err(WriteRefused::TooManySiblings {
+                siblings: MAX_SIBLINGS + 1
+            })
+        );
+        assert_eq!(o.siblings().len(), MAX_SIBLINGS);
+        let mut one = VersionVector::new();
+        one.add(o.siblings()[0].dot);
+        put(&mut o, 2, &one, val("replaces one"));
+        assert_eq!(o.siblings().len(), MAX_SIBLINGS);
+        let read = o.context();
+        put(&mut o, 2, &read, val("resolved"));
+        assert_eq!(live(&o), vec![&b"resolved"[..]]);
+    }
+
+    /// A key above the limits (merges never refuse) takes every write that
+    /// shrinks it, and its context, cut to the most actors a context
+    /// names, shrinks it by that many: a few rounds of read and write
+    /// resolve it.
+    #[test]
+    fn a_key_merged_above_the_limits_can_be_shrunk_with_its_context() {
+        let mut o = Object::new();
+        let blind = VersionVector::new();
+        for actor in (1..).take(2 * MAX_SIBLINGS) {
+            let mut one = Object::new();
+            put(&mut one, actor, &blind, val("b"));
+            o.merge(&one);
+        }
+        assert_eq!(o.siblings().len(), 2 * MAX_SIBLINGS);
+        let context = o.context();
+        assert_eq!(context.entries().len(), MAX_CONTEXT_ACTORS);
+        assert_eq!(
+            decode_context(&encode_context(&context)),
+            Ok(context.clone())
+        );
+        put(&mut o, 1, &context, val("shrinks"));
+        assert_eq!(o.siblings().len(), MAX_SIBLINGS + 1);
+        let context = o.context();
+        put(&mut o, 1, &context, val("shrinks"));
+        assert_eq!(o.siblings().len(), 2);
+        let context = o.context();
+        put(&mut o, 1, &context, val("resolved"));
+        assert_eq!(live(&o), vec![&b"resolved"[..]]);
+    }
+
+    /// Large values stop at the object size limit; the key still takes a
+    /// write that resolves it.
+    #[test]
+    fn large_values_stop_at_the_object_size_limit() {
+        let mut o = Object::new();
+        let large = Some(Bytes::from(vec![7; MAX_OBJECT_BYTES / 4]));
+        let blind = VersionVector::new();
+        for _ in 0..3 {
+            put(&mut o, 1, &blind, large.clone());
+        }
+        let dot = Dot {
+            actor: 1,
+            counter: o.next_counter(1, &blind).unwrap(),
+        };
+        let refused = o.write(dot, &blind, large.clone());
+        assert!(
+            matches!(refused, Err(WriteRefused::TooLarge { bytes }) if bytes > MAX_OBJECT_BYTES),
+            "{refused:?}"
+        );
+        assert!(postcard::to_stdvec(&o).unwrap().len() <= o.size_bound());
+        let read = o.context();
+        put(&mut o, 1, &read, large);
+        assert_eq!(o.siblings().len(), 1);
     }
 
     /// The failure a per-key counter allows: a tombstone purged on one
@@ -227,7 +479,7 @@ mod tests {
     fn a_write_after_a_partial_purge_survives_with_a_never_repeating_counter() {
         let mut kept = Object::new();
         put(&mut kept, 1, &VersionVector::new(), val("old"));
-        let ctx = kept.context().clone();
+        let ctx = kept.context();
         put(&mut kept, 1, &ctx, None);
         let tombstone = kept.clone();
         let mut purged = Object::new();
@@ -255,7 +507,8 @@ mod tests {
     }
 
     /// A random history: replicas that take writes with contexts read from
-    /// random replicas, merge with each other, and purge tombstones.
+    /// random replicas, merge with each other, and purge tombstones; and
+    /// writes with crafted contexts.
     #[derive(Clone, Debug)]
     enum Op {
         Write {
@@ -275,6 +528,41 @@ mod tests {
         Purge {
             mask: u8,
         },
+        /// A write with a crafted context; the coordinator first catches up
+        /// from replica `catch_up`, as it does for any context it has not
+        /// seen all of.
+        Forged {
+            actor: Actor,
+            ctx: VersionVector,
+            catch_up: usize,
+        },
+    }
+
+    /// Numbers at the edges, and the small ones histories use.
+    fn extreme() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0..6u64,
+            Just(MAX_COUNTER - 1),
+            Just(MAX_COUNTER),
+            Just(u64::MAX - 1),
+            Just(u64::MAX),
+            any::<u64>(),
+        ]
+    }
+
+    fn arb_forged() -> impl Strategy<Value = Op> {
+        let entries = proptest::collection::vec((extreme(), extreme()), 0..5);
+        (1..4u64, entries, 0..3usize).prop_map(|(actor, entries, catch_up)| {
+            let mut ctx = VersionVector::new();
+            for (actor, counter) in entries {
+                ctx.add(Dot { actor, counter });
+            }
+            Op::Forged {
+                actor,
+                ctx,
+                catch_up,
+            }
+        })
     }
 
     fn arb_op() -> impl Strategy<Value = Op> {
@@ -292,26 +580,76 @@ mod tests {
         ]
     }
 
+    fn arb_hostile_op() -> impl Strategy<Value = Op> {
+        prop_oneof![3 => arb_op(), 1 => arb_forged()]
+    }
+
+    /// A version written: its dot, the context it was written with, the
+    /// clock of its coordinator's replica when it was written (what the
+    /// write could supersede), whether it was a delete.
+    #[derive(Debug)]
+    struct Written {
+        dot: Dot,
+        ctx: VersionVector,
+        known: VersionVector,
+        tombstone: bool,
+    }
+
+    impl Written {
+        /// Whether this write superseded `dot`: its context covers it and
+        /// its coordinator had seen it.
+        fn supersedes(&self, dot: Dot) -> bool {
+            self.ctx.covers(dot) && self.known.covers(dot)
+        }
+    }
+
     /// Replicas plus, per actor, the node-wide counter of the last dot it
     /// issued (what `Storage` keeps).
     struct History {
         replicas: Vec<Object>,
         issued: [u64; 4],
-        written: Vec<(Dot, VersionVector, bool)>,
+        written: Vec<Written>,
     }
 
     impl History {
         /// A write by `actor` at its own replica (actor % 3, as a
-        /// coordinator writes locally), with a never-repeating counter.
-        fn write(&mut self, actor: Actor, ctx: VersionVector, value: Option<Bytes>) {
+        /// coordinator writes locally), with a never-repeating counter,
+        /// after catching up from replica `catch_up` when the context
+        /// names events the replica has not seen. Refused like
+        /// `storage::Dots` refuses it (a counter of `actor` never issued,
+        /// or none left) or as `Object::write` does.
+        fn write(
+            &mut self,
+            actor: Actor,
+            ctx: VersionVector,
+            value: Option<Bytes>,
+            catch_up: usize,
+        ) -> Result<(), Option<WriteRefused>> {
             let i = actor as usize % 3;
-            let next = self.replicas[i].next_counter(actor, &ctx).unwrap();
-            let counter = next.max(self.issued[actor as usize] + 1);
-            self.issued[actor as usize] = counter;
-            let dot = Dot { actor, counter };
+            if !self.replicas[i].clock().descends(&ctx) {
+                let source = self.replicas[catch_up].clone();
+                self.replicas[i].merge(&source);
+            }
+            let issued = self.issued[actor as usize];
+            if ctx.get(actor) > issued {
+                return Err(None);
+            }
+            let next = self.replicas[i].next_counter(actor, &ctx).ok_or(None)?;
+            let dot = Dot {
+                actor,
+                counter: next.max(issued + 1),
+            };
+            let known = self.replicas[i].clock().clone();
             let tombstone = value.is_none();
-            self.replicas[i].write(dot, &ctx, value).unwrap();
-            self.written.push((dot, ctx, tombstone));
+            self.replicas[i].write(dot, &ctx, value).map_err(Some)?;
+            self.issued[actor as usize] = dot.counter;
+            self.written.push(Written {
+                dot,
+                ctx,
+                known,
+                tombstone,
+            });
+            Ok(())
         }
 
         fn purge(&mut self, mask: u8) {
@@ -327,34 +665,44 @@ mod tests {
         }
     }
 
-    /// Runs a history; returns the replicas and every version written with
-    /// its dot, the context it was written with and whether it was a delete.
-    fn run(ops: &[Op]) -> (Vec<Object>, Vec<(Dot, VersionVector, bool)>) {
+    /// Runs a history; returns the history: the replicas, the issued
+    /// counters and every version written.
+    fn run(ops: &[Op]) -> History {
         let mut h = History {
             replicas: vec![Object::new(); 3],
             issued: [0; 4],
             written: Vec::new(),
         };
         for op in ops {
-            match *op {
-                Op::Write {
+            match op {
+                &Op::Write {
                     ctx_from,
                     actor,
                     tombstone,
                 } => {
-                    let ctx = h.replicas[ctx_from].context().clone();
+                    let ctx = h.replicas[ctx_from].context();
                     let value = if tombstone { None } else { val("w") };
-                    h.write(actor, ctx, value);
+                    h.write(actor, ctx, value, ctx_from)
+                        .expect("a write with a read context is taken");
                 }
-                Op::Blind { actor } => h.write(actor, VersionVector::new(), val("b")),
-                Op::Sync { from, to } => {
+                &Op::Blind { actor } => h
+                    .write(actor, VersionVector::new(), val("b"), 0)
+                    .expect("a blind write is taken"),
+                &Op::Sync { from, to } => {
                     let src = h.replicas[from].clone();
                     h.replicas[to].merge(&src);
                 }
-                Op::Purge { mask } => h.purge(mask),
+                &Op::Purge { mask } => h.purge(mask),
+                Op::Forged {
+                    actor,
+                    ctx,
+                    catch_up,
+                } => {
+                    let _ = h.write(*actor, ctx.clone(), val("f"), *catch_up);
+                }
             }
         }
-        (h.replicas, h.written)
+        h
     }
 
     fn well_formed(o: &Object) -> bool {
@@ -371,8 +719,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn merge_is_commutative_associative_idempotent(ops in proptest::collection::vec(arb_op(), 0..40)) {
-            let (r, _) = run(&ops);
+        fn merge_is_commutative_associative_idempotent(ops in proptest::collection::vec(arb_hostile_op(), 0..40)) {
+            let r = run(&ops).replicas;
             prop_assert_eq!(merged(&r[0], &r[1]), merged(&r[1], &r[0]));
             prop_assert_eq!(merged(&merged(&r[0], &r[1]), &r[2]), merged(&r[0], &merged(&r[1], &r[2])));
             prop_assert_eq!(merged(&r[0], &r[0]), r[0].clone());
@@ -382,8 +730,8 @@ mod tests {
         }
 
         #[test]
-        fn merge_descends_both_and_descent_means_nothing_to_learn(ops in proptest::collection::vec(arb_op(), 0..40)) {
-            let (r, _) = run(&ops);
+        fn merge_descends_both_and_descent_means_nothing_to_learn(ops in proptest::collection::vec(arb_hostile_op(), 0..40)) {
+            let r = run(&ops).replicas;
             let m = merged(&r[0], &r[1]);
             prop_assert!(m.descends(&r[0]) && m.descends(&r[1]));
             if r[0].descends(&r[1]) {
@@ -392,30 +740,49 @@ mod tests {
         }
 
         /// After full sync every written value is either still a sibling or
-        /// was superseded by a later write whose context covered it, even
-        /// when tombstones were purged on some replicas and not others in
-        /// between: nothing is lost silently. (A purged tombstone may be
-        /// gone; that is what purging is for.)
+        /// was superseded by a later write whose context covered it and
+        /// whose coordinator had seen it, even when tombstones were purged
+        /// on some replicas and not others in between, and whatever
+        /// contexts clients crafted: nothing is lost silently. (A purged
+        /// tombstone may be gone; that is what purging is for.)
         #[test]
-        fn converged_state_keeps_exactly_the_unsuperseded_writes(ops in proptest::collection::vec(arb_op(), 0..60)) {
-            let (r, written) = run(&ops);
+        fn converged_state_keeps_exactly_the_unsuperseded_writes(ops in proptest::collection::vec(arb_hostile_op(), 0..60)) {
+            let h = run(&ops);
+            let r = &h.replicas;
             let all = merged(&merged(&r[0], &r[1]), &r[2]);
-            for (dot, _, tombstone) in &written {
-                let superseded = written.iter().any(|(_, ctx, _)| ctx.covers(*dot));
-                let present = all.siblings().iter().any(|s| s.dot == *dot);
-                if *tombstone {
-                    prop_assert!(!(present && superseded), "dot {:?}", dot);
+            for w in &h.written {
+                let superseded = h.written.iter().any(|later| later.supersedes(w.dot));
+                let present = all.siblings().iter().any(|s| s.dot == w.dot);
+                if w.tombstone {
+                    prop_assert!(!(present && superseded), "dot {:?}", w.dot);
                 } else {
-                    prop_assert_eq!(present, !superseded, "dot {:?}", dot);
+                    prop_assert_eq!(present, !superseded, "dot {:?}", w.dot);
                 }
+            }
+        }
+
+        /// No context enters a clock: every replica's clock names only the
+        /// actors that wrote, at counters they issued, however extreme the
+        /// crafted contexts; and every context a replica hands out is
+        /// accepted back.
+        #[test]
+        fn clocks_hold_only_issued_counters(ops in proptest::collection::vec(arb_hostile_op(), 0..60)) {
+            let h = run(&ops);
+            for o in &h.replicas {
+                prop_assert!(well_formed(o));
+                for &(actor, counter) in o.clock().entries() {
+                    prop_assert!((1..4).contains(&actor), "actor {}", actor);
+                    prop_assert!(counter <= h.issued[actor as usize]);
+                }
+                let context = o.context();
+                prop_assert_eq!(decode_context(&encode_context(&context)), Ok(context));
             }
         }
 
         /// Dots are unique forever: no two versions ever written share one.
         #[test]
-        fn no_two_versions_share_a_dot(ops in proptest::collection::vec(arb_op(), 0..60)) {
-            let (_, written) = run(&ops);
-            let mut dots: Vec<Dot> = written.iter().map(|(d, _, _)| *d).collect();
+        fn no_two_versions_share_a_dot(ops in proptest::collection::vec(arb_hostile_op(), 0..60)) {
+            let mut dots: Vec<Dot> = run(&ops).written.iter().map(|w| w.dot).collect();
             let count = dots.len();
             dots.sort_unstable();
             dots.dedup();

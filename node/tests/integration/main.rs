@@ -11,10 +11,15 @@
 mod admin;
 mod auth;
 mod cli;
+mod connection_limits;
 mod deletes;
+mod disk_full;
 mod durability;
 mod faults;
 mod history;
+mod hostile_admin;
+mod hostile_clients;
+mod hostile_peers;
 mod replication;
 mod support;
 mod tls;

@@ -471,13 +471,72 @@ fn malformed_rings_are_rejected() {
     bad.epoch = u64::MAX;
     assert_eq!(
         bad.rebalance(ring.members.clone()),
-        Err(RingError::EpochOverflow(u64::MAX))
+        Err(RingError::EpochTooHigh(u64::MAX))
     );
     // Lookups on a malformed ring answer without panicking.
     let mut bad = ring;
     bad.owners[2] = vec![9, 1];
     assert_eq!(bad.preference_list(2).len(), 1);
     assert_eq!(bad.extended_preference_list(2).len(), 3);
+}
+
+/// `count` members spread over `zones` zones in turn.
+fn spread(count: usize, zones: usize) -> Vec<Member> {
+    (0..count)
+        .map(|i| Member::new(format!("node-{i:05}"), format!("zone-{}", i % zones)))
+        .collect()
+}
+
+#[test]
+fn rings_beyond_the_size_limits_are_refused() {
+    assert_eq!(
+        Ring::build(spread(MAX_MEMBERS + 1, 16), 3, 64),
+        Err(RingError::TooManyMembers {
+            members: MAX_MEMBERS + 1
+        })
+    );
+    assert_eq!(
+        Ring::build(spread(MAX_ZONES + 1, MAX_ZONES + 1), 3, 16),
+        Err(RingError::TooManyZones {
+            zones: MAX_ZONES + 1
+        })
+    );
+    let mut received = Ring::build(spread(MAX_ZONES + 1, 1), 3, 16).unwrap();
+    for (i, member) in received.members.iter_mut().enumerate() {
+        member.zone = format!("zone-{i}");
+    }
+    assert_eq!(
+        received.validate(),
+        Err(RingError::TooManyZones {
+            zones: MAX_ZONES + 1
+        })
+    );
+    let message = RingError::TooManyMembers { members: 5000 }.to_string();
+    assert!(message.contains("5000") && message.contains(&MAX_MEMBERS.to_string()));
+}
+
+#[test]
+fn the_largest_ring_builds_validates_and_walks() {
+    let largest = Ring::build(spread(MAX_MEMBERS, MAX_ZONES), 3, 1024).unwrap();
+    largest.validate().unwrap();
+    for p in (0..largest.partitions).step_by(64) {
+        assert_eq!(largest.extended_preference_list(p).len(), MAX_MEMBERS);
+    }
+}
+
+#[test]
+fn epochs_stop_at_the_ceiling() {
+    let mut ring = Ring::build(members(&[0, 1, 2]), 2, 16).unwrap();
+    ring.epoch = MAX_EPOCH - 1;
+    let last = ring.rebalance(ring.members.clone()).unwrap();
+    assert_eq!(last.epoch, MAX_EPOCH);
+    assert_eq!(last.validate(), Ok(()));
+    assert_eq!(
+        last.rebalance(ring.members.clone()),
+        Err(RingError::EpochOverflow(MAX_EPOCH))
+    );
+    ring.epoch = MAX_EPOCH + 1;
+    assert_eq!(ring.validate(), Err(RingError::EpochTooHigh(MAX_EPOCH + 1)));
 }
 
 #[test]

@@ -409,6 +409,15 @@ impl TestCluster {
             .unwrap()
     }
 
+    /// Node `i`'s process id.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.nodes[i]
+            .process
+            .as_ref()
+            .expect("node is running")
+            .pid()
+    }
+
     /// Pauses (SIGSTOP) or resumes (SIGCONT) node `i`.
     pub fn pause(&self, i: usize, paused: bool) {
         let process = self.nodes[i].process.as_ref().expect("node is running");
