@@ -55,7 +55,15 @@ async fn read_ring_body(headers: &HeaderMap, body: Body) -> Result<bytes::Bytes,
     }
     axum::body::to_bytes(body, MAX_RING_BODY_BYTES)
         .await
-        .map_err(|e| ApiError::bad_request("invalid_ring", format!("reading the ring: {e}")))
+        .map_err(|e| {
+            let over_limit = std::error::Error::source(&e)
+                .is_some_and(|cause| cause.is::<http_body_util::LengthLimitError>());
+            if over_limit {
+                too_large()
+            } else {
+                ApiError::bad_request("invalid_ring", format!("reading the ring: {e}"))
+            }
+        })
 }
 
 /// Runs `work` on a blocking thread.
@@ -209,8 +217,36 @@ pub(super) async fn merkle(State(state): State<Arc<AppState>>) -> Json<serde_jso
 fn adopt(state: &AppState, doc: RingDocument) -> Result<bool, ApiError> {
     state.rings.adopt(doc).map_err(|error| match error {
         AdoptError::Invalid(e) => ApiError::bad_request("invalid_ring", e.to_string()),
-        AdoptError::Storage(e) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        }
+        AdoptError::Storage(e) => e.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body of `chunks` chunks of 1 MiB, with no `Content-Length`.
+    fn chunked(chunks: usize) -> Body {
+        let chunk = bytes::Bytes::from(vec![b' '; 1 << 20]);
+        let stream =
+            futures::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+        Body::from_stream(stream)
+    }
+
+    #[tokio::test]
+    async fn a_chunked_ring_body_over_the_limit_is_too_large() {
+        let error = read_ring_body(&HeaderMap::new(), chunked(17))
+            .await
+            .expect_err("over the limit");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("error body");
+        assert!(String::from_utf8_lossy(&body).contains("\"ring_too_large\""));
+        let body = read_ring_body(&HeaderMap::new(), chunked(16))
+            .await
+            .expect("at the limit");
+        assert_eq!(body.len(), MAX_RING_BODY_BYTES);
+    }
 }

@@ -59,7 +59,15 @@ impl From<CoordinatorError> for ApiError {
                 };
                 Self::new(status, rejection.kind.code(), rejection.message)
             }
-            CoordinatorError::Storage(e @ StorageError::WritesUnavailable(fault)) => {
+            CoordinatorError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::WritesUnavailable(fault) => {
                 // Logged once by the store when writes became unavailable.
                 let (status, code) = match fault {
                     WriteFault::NoSpace => {
@@ -67,11 +75,11 @@ impl From<CoordinatorError> for ApiError {
                     }
                     WriteFault::Io => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
                 };
-                Self::new(status, code, e.to_string())
+                Self::new(status, code, error.to_string())
             }
-            CoordinatorError::Storage(e) => {
+            error => {
                 // The details (RocksDB's messages name files) go to the log only.
-                tracing::error!(error = %e, "storage failure");
+                tracing::error!(error = %error, "storage failure");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

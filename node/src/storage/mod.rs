@@ -778,6 +778,34 @@ mod tests {
     /// Many concurrent writes of one key land in shared groups; each must
     /// see the previous ones (distinct dots, none lost), so blind writes
     /// stop at exactly the sibling limit.
+    #[tokio::test]
+    async fn a_refused_write_for_absent_owners_leaves_no_hint_marker() {
+        use crate::version::MAX_SIBLINGS;
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let key = Bytes::from_static(b"full");
+        for i in 0..MAX_SIBLINGS {
+            let value = Some(Bytes::from(format!("v{i}")));
+            s.coordinate_write(key.clone(), VersionVector::new(), value)
+                .await
+                .unwrap();
+        }
+        let refused = s
+            .coordinate_write_for(
+                key,
+                VersionVector::new(),
+                Some(Bytes::from_static(b"one too many")),
+                vec!["absent".to_string()],
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StorageError::Refused(_))),
+            "{refused:?}"
+        );
+        assert_eq!(s.hints_pending(), 0);
+        assert!(s.hints_for("absent", 10).unwrap().is_empty());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_to_one_key_are_serialized_within_groups() {
         use crate::version::{MAX_SIBLINGS, WriteRefused};

@@ -565,8 +565,12 @@ fn coordinate(
     dots: &mut Dots,
 ) -> Result<(), StorageError> {
     let dot = dots.issue(&state.object, context)?;
+    // Written on a copy first: a refused write (or a failed marker) must
+    // leave neither a new version nor a hint marker behind.
+    let mut object = state.object.clone();
+    object.write(dot, context, value)?;
     markers.mark(owners, dk)?;
-    state.object.write(dot, context, value)?;
+    state.object = object;
     state.dirty = true;
     Ok(())
 }
