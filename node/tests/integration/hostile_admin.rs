@@ -14,7 +14,7 @@ use dynamo_node::transport::{GossipDigest, Request, Response, Transport};
 use dynamo_ring::member::{MAX_EPOCH, MAX_EPOCH_JUMP, MAX_MEMBERS, MAX_ZONES};
 use dynamo_ring::{Member, Ring, RingDocument};
 use dynamo_testkit::checks::wait_ready;
-use dynamo_testkit::http::{get_json, http_client, https_client};
+use dynamo_testkit::http::{builder, get_json, http_client, https_client};
 use dynamo_testkit::pki::TestCa;
 use dynamo_testkit::process::{NodeProcess, free_port};
 use reqwest::StatusCode;
@@ -130,8 +130,15 @@ fn exit_status(child: &mut Child, what: &str) -> ExitStatus {
     }
 }
 
+/// PUTs `doc` as the ring. Patient: a ring of the largest size takes a
+/// debug build seconds to adopt, many more on a loaded machine, and the
+/// tests check what is answered meanwhile, not how fast.
 async fn put_ring(url: &str, doc: &serde_json::Value) -> (StatusCode, serde_json::Value) {
-    let r = http_client()
+    let patient = builder(None)
+        .timeout(Duration::from_secs(180))
+        .build()
+        .unwrap();
+    let r = patient
         .put(format!("{url}/v1/admin/ring"))
         .json(doc)
         .send()
