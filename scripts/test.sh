@@ -19,6 +19,8 @@ echo "== cargo doc (broken doc links fail)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== Fuzzing: every network decoder, 20 s each (scripts/fuzz.sh)"
+scripts/fuzz.sh 20
 echo "== HTTP API against docs/openapi.yaml (tests/api/run.sh, schemathesis)"
 tests/api/run.sh
 echo "== Kubernetes packaging: chart, CRDs, manifests, scripts (scripts/k8s-tests.sh)"
