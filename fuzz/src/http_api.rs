@@ -14,17 +14,14 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
-use dynamo_node::antientropy::AntiEntropy;
-use dynamo_node::api::{self, AppState, MaintenanceTasks};
+use dynamo_node::api::{self, AppState};
 use dynamo_node::config::{NodeConfig, ServeArgs};
 use dynamo_node::coordinator::Coordinator;
-use dynamo_node::gossip::Gossip;
-use dynamo_node::handoff::Handoff;
 use dynamo_node::membership::Membership;
 use dynamo_node::ring_adoption::RingAdoption;
 use dynamo_node::rpc_handler::RpcHandler;
+use dynamo_node::server;
 use dynamo_node::storage::{Storage, StorageOptions, meta};
-use dynamo_node::tombstones::TombstoneGc;
 use dynamo_node::transfer::Transfers;
 use dynamo_node::transport::{Dialing, Transport};
 use dynamo_ring::RingDocument;
@@ -120,37 +117,8 @@ fn wire(config: &NodeConfig) -> anyhow::Result<(Arc<AppState>, Arc<RpcHandler>)>
         Arc::new(Transport::dialing(dialing.clone())),
         config.read_repair_chance,
     );
-    let maintenance = &config.maintenance;
-    let tasks = MaintenanceTasks {
-        gossip: Arc::new(Gossip::new(
-            membership.clone(),
-            rings.clone(),
-            Vec::new(),
-            dialing.clone(),
-            maintenance.gossip_interval,
-        )),
-        handoff: Arc::new(Handoff::new(
-            storage.clone(),
-            membership.clone(),
-            dialing.clone(),
-            maintenance.handoff,
-        )),
-        anti_entropy: Arc::new(AntiEntropy::new(
-            storage.clone(),
-            membership.clone(),
-            transfers.clone(),
-            dialing.clone(),
-            maintenance.anti_entropy,
-        )),
-        tombstones: Arc::new(TombstoneGc::new(
-            storage.clone(),
-            membership.clone(),
-            transfers.clone(),
-            dialing,
-            maintenance.tombstones,
-            maintenance.tombstone_scan_interval,
-        )),
-    };
+    let tasks =
+        server::maintenance_tasks(config, &storage, &membership, &rings, &transfers, &dialing);
     let rpc = Arc::new(RpcHandler::new(
         coordinator.clone(),
         transfers.clone(),

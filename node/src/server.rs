@@ -154,8 +154,9 @@ fn adopt_configured_ring(
 }
 
 /// The maintenance tasks, paced as configured; the members given with
-/// --peer (but this node) are gossip's seeds.
-fn maintenance_tasks(
+/// --peer (but this node) are gossip's seeds. Built, not started (see
+/// `spawn_maintenance`).
+pub fn maintenance_tasks(
     config: &NodeConfig,
     storage: &Arc<Storage>,
     membership: &Arc<Membership>,
