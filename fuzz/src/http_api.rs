@@ -71,7 +71,12 @@ impl Node {
         .expect("the fuzzing node's configuration");
         let (state, rpc) = wire(&config).expect("wiring the fuzzing node");
         let ring = state.coordinator.membership().view().doc().clone();
-        let router = api::client_router(state.clone(), None).merge(api::internal_router(rpc, None));
+        let guard = api::auth::PeerGuard {
+            credentials: None,
+            certificate: false,
+        };
+        let router = api::client_router(state.clone(), None, true)
+            .merge(api::stream_router(rpc, guard));
         Node {
             router,
             state,

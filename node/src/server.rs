@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::antientropy::AntiEntropy;
+use crate::api::auth::{ClientReload, PeerGuard};
 use crate::api::{self, AppState, MaintenanceTasks};
 use crate::config::{ConnectionLimits, NodeConfig};
 use crate::coordinator::Coordinator;
@@ -64,6 +65,9 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let prober = Arc::new(Prober::new(membership.clone(), dialing));
     spawn_maintenance(prober, &tasks, &transfers, &stop_rx);
+    if let Some(credentials) = &config.credentials {
+        periodic::spawn(Arc::new(ClientReload(credentials.clone())), stop_rx.clone());
+    }
     let state = Arc::new(AppState::new(coordinator, &config, rings, transfers, tasks));
     let mut servers = listen(&config, &limits, state.clone(), rpc, &stop_rx).await?;
     tracing::info!(
@@ -219,9 +223,10 @@ fn spawn_maintenance(
     tokio::spawn(transfers.clone().run(stop.clone()));
 }
 
-/// Binds the listeners and starts serving the client and internal routers
-/// on them (one listener for both unless an internal address is set),
-/// within `limits`, until `stop` turns true.
+/// Binds the listeners and starts serving on them, within `limits`, until
+/// `stop` turns true: the client routes on `--listen`, and the admin
+/// routes with the node-to-node stream on `--internal-listen` when set
+/// (else everything on `--listen`).
 async fn listen(
     config: &NodeConfig,
     limits: &ConnectionLimits,
@@ -229,8 +234,14 @@ async fn listen(
     rpc: Arc<RpcHandler>,
     stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<JoinSet<()>> {
-    let client = api::client_router(state, config.auth_token.clone());
-    let internal = api::internal_router(rpc, config.auth_token.clone());
+    let credentials = config.credentials.clone();
+    let stream = api::stream_router(
+        rpc,
+        PeerGuard {
+            credentials: credentials.clone(),
+            certificate: config.tls.is_some(),
+        },
+    );
     let tcp = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -246,13 +257,16 @@ async fn listen(
             let internal_tcp = TcpListener::bind(address)
                 .await
                 .with_context(|| format!("binding internal address {address}"))?;
-            let internal = listener(internal, Budget::peers(limits));
+            let admin = api::admin_router(state.clone(), credentials.clone());
+            let internal = listener(admin.merge(stream), Budget::peers(limits));
             servers.spawn(internal.serve(internal_tcp, stop.clone()));
+            let client = api::client_router(state, credentials, false);
             let client = listener(client, Budget::clients(limits));
             servers.spawn(client.serve(tcp, stop.clone()));
         }
         None => {
-            let shared = listener(client.merge(internal), Budget::shared(limits));
+            let client = api::client_router(state, credentials, true);
+            let shared = listener(client.merge(stream), Budget::shared(limits));
             servers.spawn(shared.serve(tcp, stop.clone()));
         }
     }

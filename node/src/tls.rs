@@ -5,7 +5,10 @@
 //! PEM), `tls.key` (its private key, PEM) and `ca.crt` (the CA that signed
 //! every node's certificate). Listeners then speak HTTPS only, and a node
 //! dials its peers over TLS, checking their certificate against `ca.crt`
-//! for the host name of the peer's address.
+//! for the host name of the peer's address and presenting its own as a
+//! client certificate: listeners ask for one and check it against
+//! `ca.crt`, and the node-to-node stream requires it (mutual TLS), while
+//! clients and administrators may connect without one.
 //!
 //! A certificate that peers will refuse (expired, not yet valid, not
 //! signed by `ca.crt`, not for the node's address) does not stop the node,
@@ -22,7 +25,7 @@ use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_na
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
+use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -74,18 +77,24 @@ impl Tls {
                 .add(ca)
                 .context("adding ca.crt to the trusted roots")?;
         }
+        let peers =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots.clone()), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .context("checking client certificates against ca.crt")?;
         let mut server = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?
-            .with_no_client_auth()
-            .with_single_cert(chain.clone(), key)
+            .with_client_cert_verifier(peers)
+            .with_single_cert(chain.clone(), key.clone_key())
             .context("tls.crt and tls.key do not form a usable certificate")?;
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         let client = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .context("TLS protocol versions")?
             .with_root_certificates(roots.clone())
-            .with_no_client_auth();
+            .with_client_auth_cert(chain.clone(), key)
+            .context("tls.crt and tls.key as the client certificate to peers")?;
         let own = OwnCertificate {
             dir: dir.to_path_buf(),
             chain,

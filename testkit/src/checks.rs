@@ -78,9 +78,9 @@ pub struct Convergence {
     pub partitions: Option<usize>,
 }
 
-/// Waits (up to 90 s) until the nodes at `urls` (base URLs) use one ring
-/// and, for every partition, all of them that own it report equal Merkle
-/// roots, as `want` further requires.
+/// Waits (up to 90 s) until the nodes at `urls` (base URLs of their admin
+/// routes) use one ring and, for every partition, all of them that own it
+/// report equal Merkle roots, as `want` further requires.
 pub async fn wait_converged(http: &reqwest::Client, urls: &[String], want: Convergence) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

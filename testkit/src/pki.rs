@@ -78,6 +78,20 @@ impl TestCa {
 }
 
 impl Issued {
+    /// A rustls client configuration trusting only the CA certificates in
+    /// `ca_pem` and presenting this certificate as its client certificate.
+    pub fn client_config(&self, ca_pem: &str) -> rustls::ClientConfig {
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots(ca_pem))
+            .with_client_auth_cert(
+                vec![self.cert_der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
+            )
+            .expect("client configuration")
+    }
+
     /// A rustls server configuration presenting this certificate.
     pub fn server_config(&self) -> rustls::ServerConfig {
         rustls::ServerConfig::builder_with_provider(provider())
@@ -95,15 +109,20 @@ impl Issued {
 /// A rustls client configuration trusting only the CA certificates in
 /// `ca_pem`.
 pub fn client_config(ca_pem: &str) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots(ca_pem))
+        .with_no_client_auth()
+}
+
+/// The CA certificates in `ca_pem` as trusted roots.
+fn roots(ca_pem: &str) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(cert.expect("CA PEM")).expect("CA root");
     }
-    rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+    roots
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

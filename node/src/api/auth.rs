@@ -1,64 +1,168 @@
-//! Bearer-token authentication: with `--auth-dir`, every `/v1` route and
-//! the node-to-node stream require `Authorization: Bearer <token>`; the
-//! health probes stay open.
+//! Authentication and authorization of the routes, with `--auth-dir`
+//! (see [`crate::credentials`]): `/v1/kv` takes client tokens within
+//! their prefix and rights, the admin routes take the admin token,
+//! `/v1/status` either, and the node-to-node stream the peer token (and,
+//! with TLS, a client certificate signed by `ca.crt`). The health probes
+//! stay open. No token is `401 unauthorized`; a valid token used beyond
+//! its rights is `403 forbidden`.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
+use crate::credentials::{Credentials, Operation};
+use crate::periodic::{PeriodicTask, RoundError};
 
-/// Whether `headers` carry `Authorization: Bearer <token>`. Compares in
-/// time independent of where the first difference is.
-pub fn authorized(headers: &HeaderMap, token: &str) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
+/// How often the client token files are checked for changes.
+pub const CLIENT_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the client tokens again when their files change (a Secret
+/// edited on Kubernetes reaches the mounted files within a minute or so).
+pub struct ClientReload(pub Arc<Credentials>);
+
+impl PeriodicTask for ClientReload {
+    fn name(&self) -> &'static str {
+        "client credentials"
+    }
+
+    fn interval(&self) -> std::time::Duration {
+        CLIENT_RELOAD_INTERVAL
+    }
+
+    async fn round(&self) -> Result<(), RoundError> {
+        match self.0.reload_clients() {
+            Ok(true) => tracing::info!("client credentials changed: read them again"),
+            Ok(false) => {}
+            Err(error) => return Err(RoundError::local("reloading client credentials", error)),
+        }
+        Ok(())
+    }
+}
+
+/// Marks a request whose connection presented a client certificate that
+/// the TLS handshake checked against `ca.crt`.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientCertificate;
+
+/// What the node-to-node stream requires.
+#[derive(Clone)]
+pub struct PeerGuard {
+    /// The peer token, if the node has credentials.
+    pub credentials: Option<Arc<Credentials>>,
+    /// Whether a client certificate is required (the node serves TLS).
+    pub certificate: bool,
+}
+
+/// The bearer token of `headers`, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+fn unauthorized(message: &str) -> Response {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response()
+}
+
+fn forbidden(message: String) -> Response {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
+}
+
+/// `/v1/kv`: a client token whose prefix covers the key and whose rights
+/// cover the method. A key the path cannot hold goes on to the handler,
+/// which refuses it.
+pub async fn require_client(
+    State(credentials): State<Arc<Credentials>>,
+    key: Result<Path<String>, PathRejection>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(given) = bearer(request.headers()) else {
+        return unauthorized("this node requires Authorization: Bearer <client token>");
     };
-    let (given, token) = (given.as_bytes(), token.as_bytes());
-    let mut difference = given.len() ^ token.len();
-    for (i, expected) in token.iter().enumerate() {
-        difference |= usize::from(given.get(i).copied().unwrap_or(0) ^ expected);
+    let Some(client) = credentials.client(given) else {
+        if credentials.admin().matches(given) || credentials.peer().matches(given) {
+            return forbidden(
+                "the admin and peer tokens do not open /v1/kv: use a client token".into(),
+            );
+        }
+        return unauthorized("unknown token");
+    };
+    let operation = match *request.method() {
+        Method::GET | Method::HEAD => Operation::Read,
+        _ => Operation::Write,
+    };
+    if let Ok(Path(key)) = &key
+        && !client.may(operation, key.as_bytes())
+    {
+        let rights = match operation {
+            Operation::Read => "read",
+            Operation::Write => "write",
+        };
+        return forbidden(format!(
+            "client {:?} may not {rights} this key (its rights: {:?} on keys starting with {:?})",
+            client.name, client.access, client.prefix
+        ));
     }
-    difference == 0
+    next.run(request).await
 }
 
-/// Middleware refusing requests without the token with 401.
-pub async fn require(State(token): State<Arc<str>>, request: Request, next: Next) -> Response {
-    if authorized(request.headers(), &token) {
-        return next.run(request).await;
+/// The admin routes: the admin token only.
+pub async fn require_admin(
+    State(credentials): State<Arc<Credentials>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match bearer(request.headers()) {
+        Some(given) if credentials.admin().matches(given) => next.run(request).await,
+        Some(given) if credentials.client(given).is_some() || credentials.peer().matches(given) => {
+            forbidden("only the admin token opens the admin routes".into())
+        }
+        Some(_) => unauthorized("unknown token"),
+        None => unauthorized("this node requires Authorization: Bearer <admin token>"),
     }
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "this node requires Authorization: Bearer <token>",
-    )
-    .into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, value.parse().unwrap());
-        headers
+/// `/v1/status`: the admin token or any client token.
+pub async fn require_admin_or_client(
+    State(credentials): State<Arc<Credentials>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match bearer(request.headers()) {
+        Some(given)
+            if credentials.admin().matches(given) || credentials.client(given).is_some() =>
+        {
+            next.run(request).await
+        }
+        Some(_) => unauthorized("unknown token"),
+        None => unauthorized("this node requires Authorization: Bearer <token>"),
     }
+}
 
-    #[test]
-    fn only_the_exact_bearer_token_passes() {
-        assert!(authorized(&with("Bearer s3cret"), "s3cret"));
-        assert!(!authorized(&with("Bearer s3cre"), "s3cret"));
-        assert!(!authorized(&with("Bearer s3cretX"), "s3cret"));
-        assert!(!authorized(&with("Basic s3cret"), "s3cret"));
-        assert!(!authorized(&with("s3cret"), "s3cret"));
-        assert!(!authorized(&HeaderMap::new(), "s3cret"));
+/// The node-to-node stream: the peer token, and with TLS a client
+/// certificate signed by `ca.crt`.
+pub async fn require_peer(
+    State(guard): State<PeerGuard>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if guard.certificate && request.extensions().get::<ClientCertificate>().is_none() {
+        return unauthorized(
+            "the node-to-node stream requires a client certificate signed by the cluster's CA",
+        );
     }
+    if let Some(credentials) = &guard.credentials
+        && !bearer(request.headers()).is_some_and(|given| credentials.peer().matches(given))
+    {
+        return unauthorized("the node-to-node stream requires Authorization: Bearer <peer token>");
+    }
+    next.run(request).await
 }

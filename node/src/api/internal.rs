@@ -10,13 +10,13 @@ use super::auth;
 use crate::rpc_handler::RpcHandler;
 use crate::transport::{self, STREAM_PATH};
 
-pub(super) fn router(service: Arc<RpcHandler>, token: Option<Arc<str>>) -> Router {
+pub(super) fn router(service: Arc<RpcHandler>, guard: auth::PeerGuard) -> Router {
     let router = Router::new().route(
         STREAM_PATH,
         get(move |request: Request| transport::accept_stream(service.clone(), request)),
     );
-    match token {
-        Some(token) => router.route_layer(middleware::from_fn_with_state(token, auth::require)),
-        None => router,
+    if guard.credentials.is_none() && !guard.certificate {
+        return router;
     }
+    router.route_layer(middleware::from_fn_with_state(guard, auth::require_peer))
 }

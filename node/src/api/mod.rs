@@ -1,6 +1,7 @@
-//! HTTP routers: the client API (`/v1`, health) and the internal
-//! node-to-node API (`/internal/v1`), kept apart so each can get its own
-//! listener and, later, its own authentication.
+//! HTTP routers: the client API (`/v1/kv`, `/v1/status`, health), the
+//! admin API (`/v1/admin`) and the node-to-node stream (`/internal/v1`),
+//! each with its own credentials, kept apart so that the admin routes and
+//! the stream can get a listener of their own.
 
 mod admin;
 pub mod auth;
@@ -13,15 +14,17 @@ mod status;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use axum::{Router, middleware};
 
 use crate::antientropy::AntiEntropy;
 use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
+use crate::credentials::Credentials;
 use crate::gossip::Gossip;
 use crate::handoff::Handoff;
 use crate::ring_adoption::RingAdoption;
@@ -102,32 +105,75 @@ impl AppState {
     }
 }
 
-/// The client-facing router: `/v1/kv/{key}`, `/v1/status`, the admin
-/// routes, `/healthz` and `/readyz`; with a token, `/v1` routes require it.
-/// Beyond the cap on requests in flight, `/v1` routes answer `503` at once.
-pub fn client_router(state: Arc<AppState>, token: Option<Arc<str>>) -> Router {
-    let limit = state.max_value_bytes;
-    let in_flight = limits::InFlight::new(state.max_in_flight_requests);
-    let mut v1 = Router::new()
+/// The client routes: `/v1/kv/{key}`, `/v1/status`, `/healthz` and
+/// `/readyz`, and the admin routes too when `with_admin` (a node without
+/// a separate internal listener). With credentials, each `/v1` route
+/// requires its token (see [`auth`]). Beyond the cap on requests in
+/// flight, `/v1` routes answer `503` at once.
+pub fn client_router(
+    state: Arc<AppState>,
+    credentials: Option<Arc<Credentials>>,
+    with_admin: bool,
+) -> Router {
+    let mut v1 = kv_routes(&credentials).merge(status_routes(&credentials));
+    if with_admin {
+        v1 = v1.merge(admin_routes(&credentials));
+    }
+    finish(v1, state)
+}
+
+/// The admin routes (`/v1/admin/...`), `/v1/status` and the probes, for a
+/// listener of their own.
+pub fn admin_router(state: Arc<AppState>, credentials: Option<Arc<Credentials>>) -> Router {
+    finish(
+        admin_routes(&credentials).merge(status_routes(&credentials)),
+        state,
+    )
+}
+
+/// `/v1/kv/{key}`, requiring a client token with rights on the key.
+fn kv_routes(credentials: &Option<Arc<Credentials>>) -> Router<Arc<AppState>> {
+    let routes = Router::new()
         .route(
             "/v1/kv/{*key}",
             get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv),
         )
         .route("/v1/kv", any(kv::empty_key))
-        .route("/v1/kv/", any(kv::empty_key))
-        .route("/v1/status", get(status::status))
+        .route("/v1/kv/", any(kv::empty_key));
+    match credentials {
+        Some(c) => routes.route_layer(from_fn_with_state(c.clone(), auth::require_client)),
+        None => routes,
+    }
+}
+
+/// `/v1/status`, requiring the admin token or a client token.
+fn status_routes(credentials: &Option<Arc<Credentials>>) -> Router<Arc<AppState>> {
+    let routes = Router::new().route("/v1/status", get(status::status));
+    match credentials {
+        Some(c) => routes.route_layer(from_fn_with_state(c.clone(), auth::require_admin_or_client)),
+        None => routes,
+    }
+}
+
+/// `/v1/admin/...`, requiring the admin token.
+fn admin_routes(credentials: &Option<Arc<Credentials>>) -> Router<Arc<AppState>> {
+    let routes = Router::new()
         .route("/v1/admin/ring", get(admin::get_ring).put(admin::put_ring))
         .route("/v1/admin/members", post(admin::change_members))
         .route("/v1/admin/transfers", get(admin::transfers))
         .route("/v1/admin/merkle", get(admin::merkle));
-    if let Some(token) = token {
-        v1 = v1.route_layer(middleware::from_fn_with_state(token, auth::require));
+    match credentials {
+        Some(c) => routes.route_layer(from_fn_with_state(c.clone(), auth::require_admin)),
+        None => routes,
     }
-    v1 = v1.route_layer(middleware::from_fn_with_state(
-        in_flight,
-        limits::limit_in_flight,
-    ));
-    v1.route("/healthz", get(|| async { "ok" }))
+}
+
+/// `v1` with the cap on requests in flight, the probes, JSON answers for
+/// unknown routes and methods, and the body limit.
+fn finish(v1: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    let in_flight = limits::InFlight::new(state.max_in_flight_requests);
+    v1.route_layer(from_fn_with_state(in_flight, limits::limit_in_flight))
+        .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
@@ -137,7 +183,7 @@ pub fn client_router(state: Arc<AppState>, token: Option<Arc<str>>) -> Router {
                 "method not allowed on this route",
             )
         })
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(state.max_value_bytes))
         .with_state(state)
 }
 
@@ -155,7 +201,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// The node-to-node router; with a token, the stream upgrade requires it.
-pub fn internal_router(service: Arc<RpcHandler>, token: Option<Arc<str>>) -> Router {
-    internal::router(service, token)
+/// The node-to-node router: the stream upgrade, requiring what `guard`
+/// names.
+pub fn stream_router(service: Arc<RpcHandler>, guard: auth::PeerGuard) -> Router {
+    internal::router(service, guard)
 }

@@ -38,7 +38,8 @@ pub struct ServeArgs {
     /// --internal-listen is set).
     #[arg(long, env = "DYNAMO_LISTEN", default_value = text!(defaults::LISTEN))]
     pub listen: Option<SocketAddr>,
-    /// Optional separate address for node-to-node routes.
+    /// Optional separate address for the node-to-node stream and the
+    /// admin routes (which then leave the client address).
     #[arg(long, env = "DYNAMO_INTERNAL_LISTEN")]
     pub internal_listen: Option<SocketAddr>,
     /// Directory for RocksDB data.
@@ -91,8 +92,9 @@ pub struct ServeArgs {
     /// operator adds it.
     #[arg(long, env = "DYNAMO_JOIN", num_args = 0..=1, default_missing_value = "true", default_value = text!(defaults::JOIN))]
     pub join: Option<bool>,
-    /// Directory holding the bearer token (file `token`) that clients and
-    /// peers must present; no authentication when unset.
+    /// Directory of credentials: `admin-token`, `peer-token`, and client
+    /// tokens (`client-token`, `clients.json`); no authentication when
+    /// unset.
     #[arg(long, env = "DYNAMO_AUTH_DIR")]
     pub auth_dir: Option<PathBuf>,
     /// Directory with `tls.crt`, `tls.key` and `ca.crt`: serve HTTPS only

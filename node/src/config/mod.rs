@@ -82,8 +82,8 @@ pub struct NodeConfig {
     pub join: bool,
     /// Share of reads that ask all N replicas.
     pub read_repair_chance: f64,
-    /// Bearer token required from clients and peers, if any.
-    pub auth_token: Option<std::sync::Arc<str>>,
+    /// The tokens clients, administrators and peers must present, if any.
+    pub credentials: Option<std::sync::Arc<crate::credentials::Credentials>>,
     /// TLS for listeners and peers, if any.
     pub tls: Option<crate::tls::Tls>,
     /// This node's own internal address.
@@ -153,7 +153,12 @@ impl NodeConfig {
             },
             ring_document,
             join: members.join,
-            auth_token: args.auth_dir.as_deref().map(read_token).transpose()?,
+            credentials: args
+                .auth_dir
+                .as_deref()
+                .map(crate::credentials::Credentials::load)
+                .transpose()?
+                .map(std::sync::Arc::new),
             tls: args
                 .tls_dir
                 .as_deref()
@@ -344,21 +349,6 @@ impl Maintenance {
             },
         }
     }
-}
-
-/// Reads the bearer token from `dir/token`.
-fn read_token(dir: &Path) -> anyhow::Result<std::sync::Arc<str>> {
-    let path = dir.join("token");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading the auth token {}", path.display()))?;
-    let token = text.trim();
-    if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        bail!(
-            "the auth token in {} must be one non-empty word",
-            path.display()
-        );
-    }
-    Ok(token.into())
 }
 
 /// Reads and validates a ring document file. A missing file is an error:

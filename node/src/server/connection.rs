@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::{Instant, Sleep};
 
+use crate::api::auth::ClientCertificate;
 use crate::api::limits;
 use crate::config::ConnectionLimits;
 use crate::sync::lock;
@@ -41,6 +42,9 @@ pub struct Connection {
     /// Whether it was admitted on the peer reserve, beyond the client
     /// connections: then it may only open a node-to-node stream.
     pub peer_only: bool,
+    /// Whether it presented a client certificate signed by `ca.crt`
+    /// (checked in the TLS handshake).
+    pub client_certificate: bool,
     /// Its place among the listener's open connections, held as long as
     /// the socket is open (also once a stream upgrade took it over).
     pub slot: OwnedSemaphorePermit,
@@ -64,6 +68,7 @@ impl Connection {
             activity: activity.clone(),
             body_timeout: self.limits.body_read_timeout,
             peer_only: self.peer_only,
+            client_certificate: self.client_certificate,
         });
         let service = service_fn(move |request| requests.clone().answer(request));
         let builder = ConnectionBuilder::new(TokioExecutor::new());
@@ -234,6 +239,7 @@ struct Requests {
     activity: Arc<Activity>,
     body_timeout: Duration,
     peer_only: bool,
+    client_certificate: bool,
 }
 
 impl Requests {
@@ -253,12 +259,15 @@ impl Requests {
         }
         let expired = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + self.body_timeout;
-        let request = request.map(|body| DeadlineBody {
+        let mut request = request.map(|body| DeadlineBody {
             inner: body,
             deadline,
             sleep: None,
             expired: expired.clone(),
         });
+        if self.client_certificate {
+            request.extensions_mut().insert(ClientCertificate);
+        }
         let mut response = self.router.call(request).await?;
         if expired.load(Ordering::Relaxed) {
             response = closing(limits::body_timeout(self.body_timeout));

@@ -152,17 +152,25 @@ impl Listener {
 
     /// Serves an admitted connection, after its TLS handshake if any.
     async fn open(self: Arc<Self>, stream: TcpStream, admission: Admission, watcher: Watcher) {
-        let connection = Connection {
+        let mut connection = Connection {
             router: self.router.clone(),
             limits: self.limits.clone(),
             peer_only: admission.peer_only,
+            client_certificate: false,
             slot: admission.slot,
         };
         let Some(tls) = &self.tls else {
             return connection.serve(stream, watcher).await;
         };
         match tokio::time::timeout(self.limits.tls_handshake_timeout, tls.accept(stream)).await {
-            Ok(Ok(stream)) => connection.serve(stream, watcher).await,
+            Ok(Ok(stream)) => {
+                connection.client_certificate = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|chain| !chain.is_empty());
+                connection.serve(stream, watcher).await
+            }
             Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
             Err(_) => tracing::debug!("TLS handshake timed out"),
         }

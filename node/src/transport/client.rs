@@ -43,7 +43,10 @@ impl Dialing {
         Self {
             timeout: config.request_timeout,
             source: (!ip.is_unspecified()).then_some(ip),
-            token: config.auth_token.clone(),
+            token: config
+                .credentials
+                .as_ref()
+                .map(|c| c.peer().expose().clone()),
             tls: config.tls.as_ref().map(|t| t.connector.clone()),
         }
     }

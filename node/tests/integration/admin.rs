@@ -15,7 +15,7 @@ async fn put_ring(
 ) -> (StatusCode, serde_json::Value) {
     let r = c
         .http
-        .put(format!("{}/v1/admin/ring", c.url(i)))
+        .put(format!("{}/v1/admin/ring", c.admin_url(i)))
         .json(body)
         .send()
         .await
@@ -89,7 +89,7 @@ async fn rings_are_adopted_by_epoch_and_bad_ones_refused() {
     );
     let r = c
         .http
-        .put(format!("{}/v1/admin/ring", c.url(1)))
+        .put(format!("{}/v1/admin/ring", c.admin_url(1)))
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -114,7 +114,7 @@ async fn member_changes_are_validated() {
     let c = TestCluster::start(3, &["--partitions", "32"]).await;
     let post = |body: serde_json::Value| {
         let http = c.http.clone();
-        let url = format!("{}/v1/admin/members", c.url(0));
+        let url = format!("{}/v1/admin/members", c.admin_url(0));
         async move {
             let r = http.post(url).json(&body).send().await.unwrap();
             let status = r.status();

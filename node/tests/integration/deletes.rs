@@ -270,7 +270,7 @@ async fn a_removed_member_still_holding_a_deleted_value_blocks_the_purge_until_i
     let ring = c.ring(via).await;
     let r = c
         .http
-        .put(format!("{}/v1/admin/ring", c.url(leaving)))
+        .put(format!("{}/v1/admin/ring", c.admin_url(leaving)))
         .json(&ring)
         .send()
         .await

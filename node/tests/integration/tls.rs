@@ -1,11 +1,13 @@
 //! TLS on every listener and between nodes, over real processes, with a
-//! CA and node certificates made for the test.
+//! CA and node certificates made for the test; the node-to-node stream
+//! with mutual TLS.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use dynamo_testkit::http::{http_client, https_client};
+use dynamo_testkit::http::{builder, http_client, https_client};
 use dynamo_testkit::pki::TestCa;
 use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONNECTION, UPGRADE};
 
 use crate::support::{self, ClusterOptions, TestCluster};
 
@@ -68,4 +70,92 @@ async fn clients_and_peers_speak_tls_checked_against_the_ca() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_needs_a_client_certificate_signed_by_the_cluster_ca() {
+    let subnet = support::fresh_subnet();
+    let ips: Vec<IpAddr> = (1..=3)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, subnet, i)))
+        .collect();
+    let names: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ca = TestCa::new("mutual TLS test CA");
+    let tls = tempfile::tempdir().unwrap();
+    ca.write_tls_dir(tls.path(), &names);
+    let auth = tempfile::tempdir().unwrap();
+    for (file, token) in [
+        ("admin-token", "a"),
+        ("peer-token", "p"),
+        ("client-token", "c"),
+    ] {
+        std::fs::write(auth.path().join(file), token).unwrap();
+    }
+    let options = ClusterOptions {
+        extra: ["--tls-dir", tls.path().to_str().unwrap()]
+            .into_iter()
+            .chain(["--auth-dir", auth.path().to_str().unwrap()])
+            .map(str::to_string)
+            .collect(),
+        subnet: Some(subnet),
+        ca_pem: Some(ca.pem().to_string()),
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::start_with(3, options).await;
+    c.http = builder(Some(ca.pem()))
+        .default_headers(
+            [(AUTHORIZATION, "Bearer c".parse().unwrap())]
+                .into_iter()
+                .collect(),
+        )
+        .build()
+        .unwrap();
+
+    // Nodes present their certificates to each other: w=3 and r=3 work.
+    let (status, _) = c.put(0, "k", "mutual", None, "?w=3").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, values) = c.get_json(2, "k", "?r=3").await;
+    assert_eq!(
+        (status, values),
+        (StatusCode::OK, vec!["mutual".to_string()])
+    );
+
+    // The peer token alone does not open the stream without a certificate
+    // of the cluster's CA; with one, it does.
+    let stream = format!("{}/internal/v1/stream", c.admin_url(0));
+    let upgrade = |client: reqwest::Client| {
+        client
+            .get(&stream)
+            .header(CONNECTION, "upgrade")
+            .header(UPGRADE, "dynamo-rpc/1")
+            .bearer_auth("p")
+            .send()
+    };
+    let anonymous = upgrade(https_client(ca.pem())).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let member = ca.issue(&["peer"]).client_config(ca.pem());
+    let member = builder(None).use_preconfigured_tls(member).build().unwrap();
+    let r = upgrade(member).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let stranger = TestCa::new("another CA")
+        .issue(&["peer"])
+        .client_config(ca.pem());
+    let stranger = builder(None)
+        .use_preconfigured_tls(stranger)
+        .build()
+        .unwrap();
+    let refused = upgrade(stranger).await;
+    assert!(
+        refused.is_err(),
+        "a certificate of another CA is refused in the handshake: {refused:?}"
+    );
+    // Clients and the admin need no certificate.
+    let ring = c
+        .http
+        .get(format!("{}/v1/admin/ring", c.admin_url(1)))
+        .bearer_auth("a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ring.status(), StatusCode::OK);
 }

@@ -218,7 +218,7 @@ impl TestCluster {
     async fn admin_change(&self, via: usize, body: serde_json::Value) -> serde_json::Value {
         let r = self
             .http
-            .post(format!("{}/v1/admin/members", self.url(via)))
+            .post(format!("{}/v1/admin/members", self.admin_url(via)))
             .json(&body)
             .send()
             .await
@@ -257,6 +257,19 @@ impl TestCluster {
             None => "http",
         };
         format!("{scheme}://{}:{}", self.nodes[i].ip, self.nodes[i].port)
+    }
+
+    /// Base URL of node `i`'s internal listener (the admin routes and the
+    /// node-to-node stream), reached directly, not through its proxy.
+    pub fn admin_url(&self, i: usize) -> String {
+        let scheme = match self.options.ca_pem {
+            Some(_) => "https",
+            None => "http",
+        };
+        format!(
+            "{scheme}://{}:{}",
+            self.nodes[i].ip, self.nodes[i].internal_port
+        )
     }
 
     pub fn kv(&self, i: usize, key: &str) -> String {
@@ -368,12 +381,17 @@ impl TestCluster {
     /// Waits until `nodes` use one ring and, for every partition, all of
     /// them that own it have equal Merkle roots.
     pub async fn wait_converged(&self, nodes: &[usize]) {
-        checks::wait_converged(&self.http, &self.urls(nodes), Convergence::default()).await;
+        let admin_urls: Vec<String> = nodes.iter().map(|&i| self.admin_url(i)).collect();
+        checks::wait_converged(&self.http, &admin_urls, Convergence::default()).await;
     }
 
     /// Node `i`'s transfer report.
     pub async fn transfers(&self, i: usize) -> serde_json::Value {
-        get_json(&self.http, &format!("{}/v1/admin/transfers", self.url(i))).await
+        get_json(
+            &self.http,
+            &format!("{}/v1/admin/transfers", self.admin_url(i)),
+        )
+        .await
     }
 
     /// Waits until every node in `nodes` uses ring `epoch` and has received
@@ -400,7 +418,7 @@ impl TestCluster {
     /// The ring node `i` uses.
     pub async fn ring(&self, i: usize) -> dynamo_ring::RingDocument {
         self.http
-            .get(format!("{}/v1/admin/ring", self.url(i)))
+            .get(format!("{}/v1/admin/ring", self.admin_url(i)))
             .send()
             .await
             .unwrap()
