@@ -15,6 +15,8 @@ The two commands e2e/run.sh runs:
       retrying a key that fails with 5xx or a connection error for up to
       --retry-seconds. Exits 1 if any acknowledged write is missing or
       different, or if nothing was acknowledged at all.
+
+Both send `Authorization: Bearer $DYNAMO_TOKEN` when that variable is set.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def request(
     parsed = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
     try:
-        conn.request(method, "/v1/kv/" + urllib.parse.quote(key, safe=""), body=body)
+        token = os.environ.get("DYNAMO_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        conn.request(method, "/v1/kv/" + urllib.parse.quote(key, safe=""), body=body, headers=headers)
         response = conn.getresponse()
         return response.status, response.read()
     finally:

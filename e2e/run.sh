@@ -235,6 +235,11 @@ client_service=$(kubectl -n "$namespace" get services -o json | python3 e2e/clus
 [ -n "$client_service" ] || die "the DynamoCluster owns no client (non-headless) Service"
 client_port=$(kubectl -n "$namespace" get service "$client_service" -o jsonpath='{.spec.ports[0].port}')
 log "client Service $client_service:$client_port"
+# The operator generates the cluster's credentials; the writer uses the
+# client token (kv_client.py reads DYNAMO_TOKEN).
+DYNAMO_TOKEN=$(kubectl -n "$namespace" get secret "$cluster-auth" -o jsonpath='{.data.client-token}' | base64 -d)
+[ -n "$DYNAMO_TOKEN" ] || die "the generated Secret $cluster-auth has no client-token"
+export DYNAMO_TOKEN
 
 # Keeps a port-forward to the client Service running until $work/stop exists
 # (a port-forward ends when its pod goes away, so it is started again);

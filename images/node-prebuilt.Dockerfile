@@ -20,6 +20,6 @@ COPY dynamo-node /usr/local/bin/dynamo-node
 USER 10001:10001
 ENV DYNAMO_LISTEN=0.0.0.0:7000 \
     DYNAMO_DATA_DIR=/var/lib/dynamo
-EXPOSE 7000
+EXPOSE 7000 7001
 ENTRYPOINT ["/usr/local/bin/dynamo-node"]
 CMD ["serve"]

@@ -71,7 +71,8 @@ pub struct DynamoClusterSpec {
     pub resources: Option<ResourceRequirements>,
     /// Extra node settings (keys of the node's TOML file), rendered into
     /// `node.toml`. Settings the operator manages (node id, zone, listen
-    /// address, data dir, N/R/W, partitions, peers) are rejected.
+    /// addresses, auth dir, data dir, N/R/W, partitions, peers) are
+    /// rejected.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "free_form_object")]
     pub node_config: BTreeMap<String, serde_json::Value>,
@@ -79,19 +80,26 @@ pub struct DynamoClusterSpec {
     /// with keys `tls.crt` (PEM certificate chain), `tls.key` (PEM private
     /// key) and `ca.crt` (PEM CA that signed every node certificate);
     /// mounted at `/etc/dynamo-tls` (`DYNAMO_TLS_DIR`). The nodes then serve
-    /// HTTPS only (client and admin API, probes, node-to-node) and verify
-    /// peers against `ca.crt`; the operator calls their admin API over
-    /// HTTPS trusting `ca.crt`. The certificate must cover
-    /// `*.<cluster>-<zone>.<namespace>.svc` for every zone and
-    /// `<cluster>.<namespace>.svc`. Nodes read it when they start.
+    /// HTTPS only on both ports (client and admin API, probes,
+    /// node-to-node), and on the node-to-node stream present `tls.crt` as
+    /// client certificate and require one signed by `ca.crt`; the operator
+    /// calls their admin API over HTTPS trusting `ca.crt`. The certificate
+    /// must cover `*.<cluster>-<zone>.<namespace>.svc` for every zone and
+    /// `<cluster>.<namespace>.svc`, for server and client authentication.
+    /// Nodes read it when they start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SecretReference>,
-    /// Secret (same namespace) whose key `token` is the bearer token every
-    /// node requires on its `/v1` API and between nodes; mounted at
-    /// `/etc/dynamo-auth` (`DYNAMO_AUTH_DIR`). The operator reads it to
-    /// call the nodes' admin API. Nodes read it when they start.
+    /// Credentials the nodes require, mounted read-only at
+    /// `/etc/dynamo-auth` (`DYNAMO_AUTH_DIR`). Authentication is always on:
+    /// without `auth` (or without `auth.secretName`) the operator creates
+    /// the Secret `<cluster>-auth` with random tokens and uses it; there is
+    /// no way to turn authentication off through the operator. Clients of
+    /// `/v1/kv` on port 7000 send a client token; the admin routes are on
+    /// port 7001 only and take the admin token. Nodes read the admin and
+    /// peer tokens when they start (restart the pods after changing them)
+    /// and pick up changed client tokens by themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<SecretReference>,
+    pub auth: Option<AuthSpec>,
     /// Pod disruption budget settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_disruption: Option<PodDisruptionSpec>,
@@ -211,6 +219,37 @@ pub struct SecretReference {
     pub secret_name: String,
 }
 
+/// Where the nodes' credentials come from. Nodes read the admin and peer
+/// tokens when they start and pick up changed client tokens by themselves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Secret (same namespace) with the nodes' bearer tokens, one per key:
+    /// `admin-token` (opens the admin routes `/v1/admin/*` and
+    /// `/v1/status`; the operator sends it with its admin calls),
+    /// `peer-token` (nodes send it to each other on the node-to-node
+    /// stream), optionally `client-token` (one client with read-write
+    /// rights on every key under `/v1/kv`), or the legacy `token`, which
+    /// serves every role whose own key is absent. It must hold
+    /// `admin-token` and `peer-token`, or `token`; otherwise the cluster is
+    /// held with a `Degraded` condition. Unset: the operator creates the
+    /// Secret `<cluster>-auth` (if it does not exist; it never overwrites
+    /// it) with `admin-token`, `peer-token` and `client-token`, each 32
+    /// random bytes hex-encoded, owned by the cluster so it is deleted with
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: Option<String>,
+    /// Secret (same namespace) whose key `clients.json` holds scoped
+    /// application tokens: a JSON array of `{"name": "orders", "token":
+    /// "...", "prefix": "orders/", "access": "read" | "read-write"}`. It is
+    /// projected as `clients.json` next to the tokens; a missing Secret or
+    /// key holds the cluster with a `Degraded` condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub clients_secret_name: Option<String>,
+}
+
 /// Pod disruption budget settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -327,5 +366,24 @@ mod tests {
         assert_eq!(spec.replication, ReplicationSpec { n: 3, r: 2, w: 2 });
         assert_eq!(spec.partitions, DEFAULT_PARTITIONS);
         assert!(spec.node_config.is_empty());
+        assert_eq!(spec.auth, None);
+    }
+
+    #[test]
+    fn an_auth_secret_name_written_for_the_single_token_secret_still_parses() {
+        let spec: DynamoClusterSpec = serde_json::from_value(serde_json::json!({
+            "image": "dynamo:1",
+            "zones": [{"name": "a", "replicas": 3}],
+            "storage": {"size": "1Gi"},
+            "auth": {"secretName": "demo-auth"}
+        }))
+        .expect("spec with auth.secretName parses");
+        assert_eq!(
+            spec.auth,
+            Some(AuthSpec {
+                secret_name: Some("demo-auth".into()),
+                clients_secret_name: None,
+            })
+        );
     }
 }

@@ -5,9 +5,11 @@
 //!   already adopted), 409 when the node has a newer epoch, 400 when invalid.
 //! - `GET /v1/admin/transfers`: the node's [`TransferReport`].
 //!
-//! A cluster with `spec.auth` runs nodes that answer `/v1/...` only with
-//! `Authorization: Bearer <token>` (401 otherwise); every call then carries
-//! the cluster's [`BearerToken`].
+//! The calls go to a node's internal address (its ring address, port
+//! 7001), where the admin routes are served. Nodes answer them only with
+//! `Authorization: Bearer <admin token>` (401 otherwise); every call
+//! carries the cluster's admin [`BearerToken`] (the auth Secret's
+//! `admin-token`, or its legacy `token`).
 //!
 //! A cluster with `spec.tls` runs nodes that serve HTTPS only; calls then
 //! go to `https://` and trust only the cluster's [`TrustedCa`] (the

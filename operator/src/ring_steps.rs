@@ -499,7 +499,7 @@ mod tests {
         );
         assert_eq!(
             plan.ring.addresses["demo-b-0"],
-            "demo-b-0.demo-b.default.svc:7000"
+            "demo-b-0.demo-b.default.svc:7001"
         );
         assert_eq!(plan.replicas["a"], 2);
         plan.ring.validate().expect("valid document");

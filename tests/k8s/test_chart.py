@@ -29,8 +29,9 @@ from conftest import (
 
 # What the operator may do in a namespace it watches (its contract): the
 # DynamoClusters and their status, the objects it owns (server-side apply),
-# pods for rolling restarts, events, and get (only) on secrets to read the
-# token of spec.auth and the CA of spec.tls. (API group, resource, verb.)
+# pods for rolling restarts, events, get on secrets to read the auth,
+# clients and TLS Secrets, and create on secrets for the generated
+# <cluster>-auth Secret. (API group, resource, verb.)
 APPLY = {"get", "list", "watch", "create", "patch", "update", "delete"}
 WATCH_GRANTS = (
     {("kv.dynamo.dev", "dynamoclusters", v) for v in ("get", "list", "watch", "patch", "update")}
@@ -44,7 +45,7 @@ WATCH_GRANTS = (
     | {("policy", "poddisruptionbudgets", v) for v in APPLY}
     | {("", "pods", v) for v in ("get", "list", "watch", "delete")}
     | {("", "persistentvolumeclaims", v) for v in ("get", "list")}
-    | {("", "secrets", "get")}
+    | {("", "secrets", v) for v in ("get", "create")}
     | {("", "events", v) for v in ("create", "patch")}
     | {("events.k8s.io", "events", v) for v in ("create", "patch")}
 )
@@ -232,10 +233,12 @@ def test_rbac_matches_the_contract_exactly(rendered):
                     assert "*" not in rule.get(field, []), f"{name}: wildcard in {role['kind']} {field}"
                 assert "nonResourceURLs" not in rule
                 if "secrets" in rule["resources"]:
-                    # Reads the Secrets spec.auth and spec.tls name; listing or
-                    # watching would expose every Secret of the namespace.
-                    assert rule["resources"] == ["secrets"] and rule["verbs"] == ["get"], (
-                        f"{name}: secrets beyond get in {role['kind']}"
+                    # Reads the auth, clients and TLS Secrets by name and creates
+                    # the generated auth Secret; listing or watching would expose
+                    # every Secret of the namespace, update or delete could
+                    # overwrite or remove credentials the operator does not own.
+                    assert rule["resources"] == ["secrets"] and sorted(rule["verbs"]) == ["create", "get"], (
+                        f"{name}: secrets beyond get and create in {role['kind']}"
                     )
         leader = [r for k, r in roles.items() if k[2].endswith("-leader-election")]
         assert len(leader) == 1 and leader[0]["kind"] == "Role"

@@ -53,9 +53,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 Rules the operator needs in every namespace it watches: its own resources,
 the objects it owns (applied server-side under one field manager), pods for
-rolling restarts, events, and `get` on secrets to read the bearer token a
-cluster's `spec.auth` names and the CA of its `spec.tls` Secret (no list or
-watch: it reads those Secrets by name on every reconcile).
+rolling restarts, events, `get` on secrets to read a cluster's auth, clients
+and `spec.tls` Secrets (no list or watch: it reads them by name on every
+reconcile), and `create` on secrets for the generated `<cluster>-auth` (it
+never updates or deletes a Secret; the generated one goes with its cluster
+through its owner reference).
 */}}
 {{- define "dynamo-operator.watchRules" -}}
 - apiGroups: ["kv.dynamo.dev"]
@@ -84,7 +86,7 @@ watch: it reads those Secrets by name on every reconcile).
   verbs: ["get", "list"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get"]
+  verbs: ["get", "create"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -210,6 +210,51 @@ impl ApiServer {
     }
 }
 
+impl ApiServer {
+    /// The read of the auth Secret `name`: answered with `secret`, or 404.
+    async fn auth_secret(&mut self, name: &str, secret: Option<Value>) {
+        let path = format!("/api/v1/namespaces/default/secrets/{name}");
+        match secret {
+            Some(secret) => {
+                self.answer(Method::GET, &path, StatusCode::OK, secret)
+                    .await
+            }
+            None => {
+                self.answer(Method::GET, &path, StatusCode::NOT_FOUND, not_found())
+                    .await
+            }
+        };
+    }
+
+    /// The read of the generated auth Secret `demo-auth`, which exists
+    /// ([`generated_secret`]).
+    async fn existing_generated_secret(&mut self) {
+        self.auth_secret("demo-auth", Some(generated_secret()))
+            .await;
+    }
+}
+
+/// The Secret `name` with `data` (base64 values).
+fn secret(name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": name, "namespace": "default"},
+           "data": data})
+}
+
+/// The auth Secret `demo-auth` as the operator generated it earlier, with
+/// the admin token [`ADMIN_TOKEN`].
+fn generated_secret() -> Value {
+    secret(
+        "demo-auth",
+        json!({"admin-token": STANDARD.encode(ADMIN_TOKEN),
+               "peer-token": STANDARD.encode("p33r"),
+               "client-token": STANDARD.encode("cl1ent")}),
+    )
+}
+
+/// Admin token of [`generated_secret`].
+const ADMIN_TOKEN: &str = "adm1n";
+
 fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "reason": "NotFound", "code": 404, "message": "not found"})
@@ -265,8 +310,51 @@ where
     (action, ctx)
 }
 
+/// Checks the body of the generated auth Secret's creation: `demo-auth`,
+/// owned by and labelled for the cluster, with three distinct tokens of 32
+/// random bytes hex-encoded; returns the admin token.
+fn check_generated_secret(query: &str, body: &Value) -> String {
+    assert!(query.contains("fieldManager=dynamo-operator"), "{query}");
+    assert_eq!(body["metadata"]["name"], "demo-auth");
+    let owner = &body["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (&owner["kind"], &owner["uid"], &owner["controller"]),
+        (&json!("DynamoCluster"), &json!("uid-demo"), &json!(true))
+    );
+    assert_eq!(
+        body["metadata"]["labels"]["app.kubernetes.io/instance"],
+        "demo"
+    );
+    let data = body["data"].as_object().expect("data");
+    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["admin-token", "client-token", "peer-token"]);
+    let tokens: Vec<String> = data
+        .values()
+        .map(|v| {
+            let raw = STANDARD
+                .decode(v.as_str().expect("base64"))
+                .expect("base64");
+            String::from_utf8(raw).expect("text")
+        })
+        .collect();
+    for token in &tokens {
+        assert_eq!(token.len(), 64, "{token}");
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{token}"
+        );
+    }
+    assert!(
+        tokens[0] != tokens[1] && tokens[1] != tokens[2] && tokens[0] != tokens[2],
+        "distinct tokens"
+    );
+    tokens[0].clone()
+}
+
 #[tokio::test]
-async fn first_reconcile_applies_every_object_then_the_status() {
+async fn first_reconcile_creates_the_auth_secret_applies_every_object_then_the_status() {
     let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
     let object = serde_json::to_value(&c).expect("json");
     let (action, _) = run(c, FakeNodes::default(), |mut api| async move {
@@ -276,7 +364,17 @@ async fn first_reconcile_applies_every_object_then_the_status() {
             None,
         )
         .await;
+        api.auth_secret("demo-auth", None).await;
         let core = "/api/v1/namespaces/default";
+        let (query, created) = api
+            .answer_with(
+                Method::POST,
+                &format!("{core}/secrets"),
+                StatusCode::CREATED,
+                Value::clone,
+            )
+            .await;
+        check_generated_secret(&query, &created);
         let cm = api.apply(&format!("{core}/configmaps/demo-config")).await;
         assert_eq!(cm["metadata"]["ownerReferences"][0]["uid"], "uid-demo");
         let ring: RingDocument =
@@ -284,6 +382,10 @@ async fn first_reconcile_applies_every_object_then_the_status() {
                 .expect("ring document");
         assert_eq!(ring.ring.epoch, 1);
         assert_eq!(ring.ring.members.len(), 3);
+        assert_eq!(
+            ring.addresses["demo-a-0"], "demo-a-0.demo-a.default.svc:7001",
+            "peers dial the internal port"
+        );
         for name in ["demo-a", "demo-b", "demo-c", "demo"] {
             let svc = api.apply(&format!("{core}/services/{name}")).await;
             assert_eq!(svc["kind"], "Service");
@@ -291,6 +393,22 @@ async fn first_reconcile_applies_every_object_then_the_status() {
                 svc["metadata"]["ownerReferences"][0]["kind"],
                 "DynamoCluster"
             );
+            let ports: Vec<(&str, i64)> = svc["spec"]["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .map(|p| {
+                    (
+                        p["name"].as_str().expect("name"),
+                        p["port"].as_i64().expect("port"),
+                    )
+                })
+                .collect();
+            if name == "demo" {
+                assert_eq!(ports, [("http", 7000)], "the client Service");
+            } else {
+                assert_eq!(ports, [("http", 7000), ("internal", 7001)], "{name}");
+            }
         }
         for name in ["demo-a", "demo-b", "demo-c"] {
             let sts = api
@@ -300,6 +418,21 @@ async fn first_reconcile_applies_every_object_then_the_status() {
                 .await;
             assert_eq!(sts["spec"]["replicas"], 1);
             assert_eq!(sts["spec"]["updateStrategy"]["type"], "OnDelete");
+            let pod = &sts["spec"]["template"]["spec"];
+            assert!(
+                pod["volumes"].as_array().expect("volumes").contains(&json!(
+                    {"name": "auth", "projected": {"sources": [{"secret": {"name": "demo-auth"}}]}}
+                )),
+                "{pod}"
+            );
+            let env = pod["containers"][0]["env"].as_array().expect("env");
+            for var in [
+                json!({"name": "DYNAMO_AUTH_DIR", "value": "/etc/dynamo-auth"}),
+                json!({"name": "DYNAMO_LISTEN", "value": "0.0.0.0:7000"}),
+                json!({"name": "DYNAMO_INTERNAL_LISTEN", "value": "0.0.0.0:7001"}),
+            ] {
+                assert!(env.contains(&var), "{var} in {env:?}");
+            }
         }
         let pdb = api
             .apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
@@ -309,17 +442,18 @@ async fn first_reconcile_applies_every_object_then_the_status() {
         assert_eq!(status["status"]["phase"], "Creating");
         assert_eq!(status["status"]["ringEpoch"], 1);
         assert_eq!(status["status"]["observedGeneration"], 1);
-        let (_, event) = api
-            .answer(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/default/events",
-                StatusCode::CREATED,
-                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
-                       "metadata": {"name": "e"}, "eventTime": null}),
-            )
-            .await;
-        assert_eq!(event["reason"], "RingPublished");
-        assert_eq!(event["type"], "Normal");
+        for reason in ["AuthSecretCreated", "RingPublished"] {
+            let (_, event) = api
+                .answer(
+                    Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/default/events",
+                    StatusCode::CREATED,
+                    event_created(),
+                )
+                .await;
+            assert_eq!(event["reason"], reason);
+            assert_eq!(event["type"], "Normal");
+        }
         api
     })
     .await;
@@ -327,7 +461,57 @@ async fn first_reconcile_applies_every_object_then_the_status() {
 }
 
 #[tokio::test]
-async fn an_invalid_spec_gets_a_status_and_an_event_and_no_statefulset() {
+async fn an_auth_secret_created_meanwhile_is_kept_and_the_reconcile_goes_on() {
+    let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+    let object = serde_json::to_value(&c).expect("json");
+    let (action, _) = run(c, FakeNodes::default(), |mut api| async move {
+        api.observe(
+            list("StatefulSetList", "apps/v1", vec![]),
+            list("PodList", "v1", vec![]),
+            None,
+        )
+        .await;
+        api.auth_secret("demo-auth", None).await;
+        let core = "/api/v1/namespaces/default";
+        api.answer(
+            Method::POST,
+            &format!("{core}/secrets"),
+            StatusCode::CONFLICT,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                   "status": "Failure", "reason": "AlreadyExists", "code": 409,
+                   "message": "secrets \"demo-auth\" already exists"}),
+        )
+        .await;
+        api.apply(&format!("{core}/configmaps/demo-config")).await;
+        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
+            api.apply(&format!("{core}/services/{name}")).await;
+        }
+        for name in ["demo-a", "demo-b", "demo-c"] {
+            api.apply(&format!(
+                "/apis/apps/v1/namespaces/default/statefulsets/{name}"
+            ))
+            .await;
+        }
+        api.apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
+            .await;
+        api.status_patch(&object).await;
+        for _ in 0..2 {
+            api.answer(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/default/events",
+                StatusCode::CREATED,
+                event_created(),
+            )
+            .await;
+        }
+        api
+    })
+    .await;
+    assert_eq!(action, Action::requeue(BUSY_REQUEUE));
+}
+
+#[tokio::test]
+async fn an_invalid_spec_gets_a_status_and_an_event_and_no_statefulset_nor_secret() {
     let mut s = spec(&[("a", 1), ("b", 1), ("c", 1)]);
     s.replication.r = 4;
     let c = cluster(s);
@@ -339,6 +523,7 @@ async fn an_invalid_spec_gets_a_status_and_an_event_and_no_statefulset() {
             None,
         )
         .await;
+        api.auth_secret("demo-auth", None).await;
         let status = api.status_patch(&object).await;
         assert_eq!(status["status"]["phase"], "Invalid");
         let ready = status["status"]["conditions"]
@@ -421,7 +606,7 @@ fn four_nodes_at_epoch_one() -> (String, FakeNodes) {
         for i in 0..count {
             let pod = format!("demo-{zone}-{i}");
             nodes.reports.insert(
-                format!("{pod}.demo-{zone}.default.svc:7000"),
+                format!("{pod}.demo-{zone}.default.svc:7001"),
                 settled_report(&pod, 1),
             );
         }
@@ -466,6 +651,8 @@ async fn scale_down_publishes_the_smaller_ring_and_keeps_the_statefulset() {
     let object = serde_json::to_value(&c).expect("json");
     let (action, ctx) = run(c, nodes, |mut api| async move {
         observe_four_nodes(&mut api, ring_json).await;
+        // The generated Secret exists: used as it is, not created again.
+        api.existing_generated_secret().await;
         let core = "/api/v1/namespaces/default";
         let cm = api.apply(&format!("{core}/configmaps/demo-config")).await;
         let ring: RingDocument =
@@ -502,19 +689,22 @@ async fn scale_down_publishes_the_smaller_ring_and_keeps_the_statefulset() {
     assert_eq!(
         published,
         [
-            ("demo-a-0.demo-a.default.svc:7000".to_string(), 2),
+            ("demo-a-0.demo-a.default.svc:7001".to_string(), 2),
             // The leaving pod gets the ring too, so it stops coordinating
             // writes as an owner.
-            ("demo-a-1.demo-a.default.svc:7000".to_string(), 2),
-            ("demo-b-0.demo-b.default.svc:7000".to_string(), 2),
-            ("demo-c-0.demo-c.default.svc:7000".to_string(), 2),
+            ("demo-a-1.demo-a.default.svc:7001".to_string(), 2),
+            ("demo-b-0.demo-b.default.svc:7001".to_string(), 2),
+            ("demo-c-0.demo-c.default.svc:7001".to_string(), 2),
         ]
     );
     let tokens = ctx.nodes.tokens.lock().expect("lock").clone();
     assert_eq!(tokens.len(), 8, "4 reports, 4 rings: {tokens:?}");
+    let admin = BearerToken::new(ADMIN_TOKEN.as_bytes()).expect("token");
     assert!(
-        tokens.iter().all(|(_, token)| token.is_none()),
-        "no spec.auth, no token"
+        tokens
+            .iter()
+            .all(|(_, token)| token.as_ref() == Some(&admin)),
+        "every admin call carries the generated Secret's admin-token: {tokens:?}"
     );
     assert!(
         ctx.nodes
@@ -532,23 +722,17 @@ fn event_created() -> Value {
            "metadata": {"name": "e"}, "eventTime": null})
 }
 
-const AUTH_SECRET_PATH: &str = "/api/v1/namespaces/default/secrets/demo-auth";
-
 #[tokio::test]
-async fn the_auth_secret_is_read_and_its_token_goes_with_every_admin_call() {
+async fn a_named_legacy_auth_secret_is_mounted_and_its_token_goes_with_every_admin_call() {
     let (ring_json, nodes) = four_nodes_at_epoch_one();
     let c = with_auth(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
     let object = serde_json::to_value(&c).expect("json");
     let (action, ctx) = run(c, nodes, |mut api| async move {
         observe_four_nodes(&mut api, ring_json).await;
         // "czNjcmV0Cg==" is base64 of "s3cret\n".
-        api.answer(
-            Method::GET,
-            AUTH_SECRET_PATH,
-            StatusCode::OK,
-            json!({"apiVersion": "v1", "kind": "Secret",
-                   "metadata": {"name": "demo-auth", "namespace": "default"},
-                   "data": {"token": "czNjcmV0Cg=="}}),
+        api.auth_secret(
+            "custom-auth",
+            Some(secret("custom-auth", json!({"token": "czNjcmV0Cg=="}))),
         )
         .await;
         let core = "/api/v1/namespaces/default";
@@ -569,10 +753,9 @@ async fn the_auth_secret_is_read_and_its_token_goes_with_every_admin_call() {
                 "{env:?}"
             );
             assert!(
-                pod["volumes"]
-                    .as_array()
-                    .expect("volumes")
-                    .contains(&json!({"name": "auth", "secret": {"secretName": "demo-auth"}})),
+                pod["volumes"].as_array().expect("volumes").contains(&json!(
+                    {"name": "auth", "projected": {"sources": [{"secret": {"name": "custom-auth"}}]}}
+                )),
                 "{pod}"
             );
         }
@@ -587,56 +770,133 @@ async fn the_auth_secret_is_read_and_its_token_goes_with_every_admin_call() {
     assert_eq!((calls("transfers"), calls("ring")), (4, 4), "{tokens:?}");
     assert!(
         tokens.iter().all(|(_, t)| t.as_ref() == Some(&token)),
-        "every admin call carries the token: {tokens:?}"
+        "every admin call carries the legacy token: {tokens:?}"
     );
 }
 
 #[tokio::test]
-async fn a_missing_auth_secret_sets_conditions_warns_and_backs_off_without_calling_nodes() {
+async fn the_clients_secret_is_checked_and_projected_next_to_the_tokens() {
     let (ring_json, nodes) = four_nodes_at_epoch_one();
-    let c = with_auth(cluster(spec(&[("a", 2), ("b", 1), ("c", 1)])));
+    let mut c = with_auth(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
+    if let Some(auth) = c.spec.auth.as_mut() {
+        auth.clients_secret_name = Some("demo-clients".into());
+    }
     let object = serde_json::to_value(&c).expect("json");
     let (action, ctx) = run(c, nodes, |mut api| async move {
         observe_four_nodes(&mut api, ring_json).await;
-        api.answer(
-            Method::GET,
-            AUTH_SECRET_PATH,
-            StatusCode::NOT_FOUND,
-            not_found(),
+        api.auth_secret(
+            "custom-auth",
+            Some(secret(
+                "custom-auth",
+                json!({"admin-token": STANDARD.encode("custom-adm1n"),
+                       "peer-token": STANDARD.encode("custom-p33r")}),
+            )),
         )
         .await;
-        let status = api.status_patch(&object).await;
-        let conditions = status["status"]["conditions"]
-            .as_array()
-            .expect("conditions")
-            .clone();
-        let get = |type_: &str| {
-            conditions
+        // "W10=" is base64 of "[]".
+        api.auth_secret(
+            "demo-clients",
+            Some(secret("demo-clients", json!({"clients.json": "W10="}))),
+        )
+        .await;
+        let core = "/api/v1/namespaces/default";
+        api.apply(&format!("{core}/configmaps/demo-config")).await;
+        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
+            api.apply(&format!("{core}/services/{name}")).await;
+        }
+        for name in ["demo-a", "demo-b", "demo-c"] {
+            let sts = api
+                .apply(&format!(
+                    "/apis/apps/v1/namespaces/default/statefulsets/{name}"
+                ))
+                .await;
+            let volumes = sts["spec"]["template"]["spec"]["volumes"].clone();
+            let auth = volumes
+                .as_array()
+                .expect("volumes")
                 .iter()
-                .find(|c| c["type"] == type_)
+                .find(|v| v["name"] == "auth")
                 .cloned()
-                .unwrap_or_else(|| panic!("{type_} condition"))
-        };
-        assert_eq!(get("Ready")["status"], "False");
-        assert_eq!(get("Degraded")["status"], "True");
-        assert_eq!(get("Degraded")["reason"], "AuthSecretMissing");
-        assert!(
-            get("Degraded")["message"]
-                .as_str()
-                .expect("message")
-                .contains("\"demo-auth\""),
-            "{conditions:?}"
-        );
-        let (_, event) = api
-            .answer(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/default/events",
-                StatusCode::CREATED,
-                event_created(),
-            )
-            .await;
-        assert_eq!(event["type"], "Warning");
-        assert_eq!(event["reason"], "AuthSecretMissing");
+                .expect("auth volume");
+            assert_eq!(
+                auth,
+                json!({"name": "auth", "projected": {"sources": [
+                    {"secret": {"name": "custom-auth"}},
+                    {"secret": {"name": "demo-clients",
+                                "items": [{"key": "clients.json", "path": "clients.json"}]}}
+                ]}})
+            );
+        }
+        api.ring_published(&object).await;
+        api
+    })
+    .await;
+    assert_eq!(action, Action::requeue(BUSY_REQUEUE));
+    let admin = BearerToken::new(b"custom-adm1n").expect("token");
+    let tokens = ctx.nodes.tokens.lock().expect("lock").clone();
+    assert_eq!(tokens.len(), 8, "{tokens:?}");
+    assert!(
+        tokens.iter().all(|(_, t)| t.as_ref() == Some(&admin)),
+        "every admin call carries the admin-token: {tokens:?}"
+    );
+}
+
+/// A blocked reconcile of the cluster `object` after observing it: the
+/// status patch with `Degraded` for `reason` whose message contains
+/// `mentions`, and the Warning event.
+async fn blocked(api: &mut ApiServer, object: &Value, reason: &str, mentions: &str) {
+    let status = api.status_patch(object).await;
+    let conditions = status["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .clone();
+    let get = |type_: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == type_)
+            .cloned()
+            .unwrap_or_else(|| panic!("{type_} condition"))
+    };
+    assert_eq!(get("Ready")["status"], "False");
+    assert_eq!(get("Degraded")["status"], "True");
+    assert_eq!(get("Degraded")["reason"], reason);
+    assert!(
+        get("Degraded")["message"]
+            .as_str()
+            .expect("message")
+            .contains(mentions),
+        "{conditions:?}"
+    );
+    let (_, event) = api
+        .answer(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            StatusCode::CREATED,
+            event_created(),
+        )
+        .await;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], reason);
+}
+
+/// The reconcile of a cluster whose auth or clients Secret is unusable:
+/// `answer` plays the Secret reads, then the cluster is blocked with
+/// `reason` (its message containing `mentions`) and backs off without
+/// calling a node.
+async fn check_blocked<F>(
+    c: DynamoCluster,
+    reason: &'static str,
+    mentions: &'static str,
+    answer: impl FnOnce(ApiServer) -> F + Send + 'static,
+) where
+    F: Future<Output = ApiServer> + Send + 'static,
+{
+    let (ring_json, nodes) = four_nodes_at_epoch_one();
+    let object = serde_json::to_value(&c).expect("json");
+    let (action, ctx) = run(c, nodes, |mut api| async move {
+        observe_four_nodes(&mut api, ring_json).await;
+        let mut api = answer(api).await;
+        blocked(&mut api, &object, reason, mentions).await;
         api
     })
     .await;
@@ -648,8 +908,107 @@ async fn a_missing_auth_secret_sets_conditions_warns_and_backs_off_without_calli
     );
     assert!(
         ctx.nodes.tokens.lock().expect("lock").is_empty(),
-        "no admin call without the token"
+        "no admin call without usable credentials"
     );
+}
+
+#[tokio::test]
+async fn a_missing_auth_secret_sets_conditions_warns_and_backs_off_without_calling_nodes() {
+    let c = with_auth(cluster(spec(&[("a", 2), ("b", 1), ("c", 1)])));
+    check_blocked(
+        c,
+        "AuthSecretMissing",
+        "\"custom-auth\"",
+        |mut api| async move {
+            api.auth_secret("custom-auth", None).await;
+            api
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_auth_secret_without_admin_and_peer_tokens_blocks_the_cluster() {
+    let c = with_auth(cluster(spec(&[("a", 2), ("b", 1), ("c", 1)])));
+    check_blocked(
+        c,
+        "AuthSecretMissing",
+        "\"peer-token\"",
+        |mut api| async move {
+            api.auth_secret(
+                "custom-auth",
+                Some(secret(
+                    "custom-auth",
+                    json!({"admin-token": STANDARD.encode("adm1n"),
+                       "client-token": STANDARD.encode("cl1ent")}),
+                )),
+            )
+            .await;
+            api
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_generated_auth_secret_emptied_by_hand_blocks_the_cluster_and_is_not_overwritten() {
+    let c = cluster(spec(&[("a", 2), ("b", 1), ("c", 1)]));
+    check_blocked(
+        c,
+        "AuthSecretMissing",
+        "\"demo-auth\"",
+        |mut api| async move {
+            api.auth_secret("demo-auth", Some(secret("demo-auth", json!({}))))
+                .await;
+            api
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_generated_secret_of_a_deleted_cluster_of_the_same_name_is_waited_out() {
+    let c = cluster(spec(&[("a", 2), ("b", 1), ("c", 1)]));
+    check_blocked(
+        c,
+        "PreviousClusterAuthSecret",
+        "garbage-collected",
+        |mut api| async move {
+            let mut previous = generated_secret();
+            previous["metadata"]["ownerReferences"] = json!([{
+                "apiVersion": "kv.dynamo.dev/v1alpha1", "kind": "DynamoCluster",
+                "name": "demo", "uid": "uid-of-the-deleted-cluster", "controller": true
+            }]);
+            api.auth_secret("demo-auth", Some(previous)).await;
+            api
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_clients_secret_or_clients_json_blocks_the_cluster() {
+    for clients in [
+        None,
+        Some(secret("demo-clients", json!({"clients.yaml": "W10="}))),
+    ] {
+        let mut c = cluster(spec(&[("a", 2), ("b", 1), ("c", 1)]));
+        c.spec.auth = Some(crate::crd::AuthSpec {
+            secret_name: None,
+            clients_secret_name: Some("demo-clients".into()),
+        });
+        let mentions = if clients.is_none() {
+            "\"demo-clients\""
+        } else {
+            "\"clients.json\""
+        };
+        check_blocked(c, "ClientsSecretMissing", mentions, |mut api| async move {
+            api.existing_generated_secret().await;
+            api.auth_secret("demo-clients", clients).await;
+            api
+        })
+        .await;
+    }
 }
 
 const TLS_SECRET_PATH: &str = "/api/v1/namespaces/default/secrets/demo-tls";
@@ -670,6 +1029,7 @@ async fn the_tls_secret_is_read_and_its_ca_is_trusted_by_every_admin_call() {
     let encoded = STANDARD.encode(&pem);
     let (action, ctx) = run(c, nodes, |mut api| async move {
         observe_four_nodes(&mut api, ring_json).await;
+        api.existing_generated_secret().await;
         // "eA==" is base64 of "x": the node's files, not read by the operator.
         api.answer(
             Method::GET,
@@ -727,6 +1087,7 @@ async fn a_tls_secret_without_ca_sets_conditions_warns_and_backs_off_without_cal
     let object = serde_json::to_value(&c).expect("json");
     let (action, ctx) = run(c, nodes, |mut api| async move {
         observe_four_nodes(&mut api, ring_json).await;
+        api.existing_generated_secret().await;
         api.answer(
             Method::GET,
             TLS_SECRET_PATH,

@@ -1,12 +1,13 @@
-//! Apply: carry out a [`Plan`] — server-side apply of every owned object
-//! under the `dynamo-operator` field manager, scaling and deleting the
-//! objects of removed zones, sending the ring to the nodes, restarting one
-//! pod — then record the decisions as Events.
+//! Apply: carry out a [`Plan`] — creating the generated auth Secret,
+//! server-side apply of every owned object under the `dynamo-operator`
+//! field manager, scaling and deleting the objects of removed zones,
+//! sending the ring to the nodes, restarting one pod — then record the
+//! decisions as Events.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -17,6 +18,7 @@ use super::{Error, FIELD_MANAGER};
 use crate::crd::DynamoCluster;
 use crate::node_client::{NodeAdmin, PublishOutcome};
 use crate::resources::ClusterRef;
+use crate::resources::auth::{GeneratedCredentials, generated_auth_secret};
 
 async fn server_side_apply<K>(client: &kube::Client, ns: &str, object: &K) -> Result<(), Error>
 where
@@ -46,11 +48,43 @@ fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), Error> {
     }
 }
 
-/// Applies the objects, then acts on the ring and the pods.
+/// Creates the generated auth Secret of `cluster` holding `credentials`;
+/// one that appeared since it was observed is kept as it is (never
+/// overwritten).
+async fn create_auth_secret(
+    client: &kube::Client,
+    cluster: &ClusterRef,
+    credentials: &GeneratedCredentials,
+) -> Result<(), Error> {
+    let secret = generated_auth_secret(cluster, credentials);
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    let name = cluster.generated_auth_secret_name();
+    match Api::<Secret>::namespaced(client.clone(), &cluster.namespace)
+        .create(&params, &secret)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(secret = %name, "created the auth Secret");
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            tracing::info!(secret = %name, "the auth Secret exists already; kept as it is");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Creates the generated auth Secret, applies the objects, then acts on
+/// the ring and the pods.
 ///
-/// The ConfigMap goes first so a pod never starts without its ring; the
-/// ring is sent to the nodes after the ConfigMap holds it. A node that
-/// does not take the ring is logged and retried on the next reconcile.
+/// The auth Secret goes first so pods never wait for it, then the
+/// ConfigMap so a pod never starts without its ring; the ring is sent to
+/// the nodes after the ConfigMap holds it. A node that does not take the
+/// ring is logged and retried on the next reconcile.
 pub async fn apply<N: NodeAdmin>(
     client: &kube::Client,
     nodes: &N,
@@ -58,6 +92,9 @@ pub async fn apply<N: NodeAdmin>(
     plan: &Plan,
 ) -> Result<(), Error> {
     let ns = cluster.namespace.as_str();
+    if let Some(credentials) = &plan.create_auth_secret {
+        create_auth_secret(client, cluster, credentials).await?;
+    }
     let objects = &plan.objects;
     server_side_apply::<ConfigMap>(client, ns, &objects.config_map).await?;
     for service in &objects.services {
@@ -84,7 +121,7 @@ pub async fn apply<N: NodeAdmin>(
 
     for address in &plan.publish_to {
         match nodes
-            .publish_ring(address, plan.token.as_ref(), plan.ca.as_ref(), &plan.ring)
+            .publish_ring(address, Some(&plan.token), plan.ca.as_ref(), &plan.ring)
             .await
         {
             Ok(PublishOutcome::Accepted) => {

@@ -2,9 +2,12 @@
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use super::observe::{AdminAuth, NodeTls, World};
 use crate::crd::{
-    DynamoCluster, DynamoClusterSpec, ReplicationSpec, SecretReference, StorageSpec, ZoneSpec,
+    AuthSpec, DynamoCluster, DynamoClusterSpec, ReplicationSpec, SecretReference, StorageSpec,
+    ZoneSpec,
 };
+use crate::node_client::BearerToken;
 
 /// A spec with image `dynamo:1`, N/R/W 3/2/2, 64 partitions and these zones.
 pub fn spec(zones: &[(&str, i32)]) -> DynamoClusterSpec {
@@ -45,12 +48,32 @@ pub fn cluster(spec: DynamoClusterSpec) -> DynamoCluster {
     cluster
 }
 
-/// `c` with `spec.auth` naming the Secret `demo-auth`.
+/// `c` with `spec.auth` naming the Secret `custom-auth`.
 pub fn with_auth(mut c: DynamoCluster) -> DynamoCluster {
-    c.spec.auth = Some(SecretReference {
-        secret_name: "demo-auth".into(),
+    c.spec.auth = Some(AuthSpec {
+        secret_name: Some("custom-auth".into()),
+        clients_secret_name: None,
     });
     c
+}
+
+/// The admin token of [`world`]: `adm1n`.
+pub fn admin_token() -> BearerToken {
+    BearerToken::new(b"adm1n").expect("token")
+}
+
+/// A world with nothing in it but usable credentials ([`admin_token`])
+/// and plain HTTP.
+pub fn world() -> World {
+    World {
+        statefulsets: Default::default(),
+        pods: Vec::new(),
+        ring: None,
+        reports: Default::default(),
+        auth: AdminAuth::Token(admin_token()),
+        tls: NodeTls::Plain,
+        previous_claims: Vec::new(),
+    }
 }
 
 /// `c` with `spec.tls` naming the Secret `demo-tls`.

@@ -1,14 +1,15 @@
 //! The reconcile pipeline of one `DynamoCluster`:
 //!
-//! 1. [`observe`]: read StatefulSets, pods, the ring ConfigMap, the
-//!    `spec.auth` and `spec.tls` Secrets and the nodes' transfer reports into a
+//! 1. [`observe`]: read StatefulSets, pods, the ring ConfigMap, the auth,
+//!    clients and `spec.tls` Secrets and the nodes' transfer reports into a
 //!    [`observe::World`];
 //! 2. [`validate`]: refuse specs that are invalid or would lose data, hold
 //!    a cluster whose Secrets are unusable or whose volumes belong to a
 //!    previous cluster, and hand planning a [`validate::ValidatedCluster`];
 //! 3. [`plan`]: decide (pure) the desired objects, the ring step, the pod
 //!    to restart ([`rolling_upgrade`]), the events and the status;
-//! 4. [`apply`]: server-side apply, ring publication, pod restart, events;
+//! 4. [`apply`]: creation of the generated auth Secret, server-side apply,
+//!    ring publication, pod restart, events;
 //! 5. [`status`]: compute the phase and conditions, and patch the status
 //!    subresource.
 //!
@@ -176,7 +177,7 @@ pub async fn reconcile<N: NodeAdmin>(
             Action::requeue(BUSY_REQUEUE)
         }
         Outcome::Blocked { status, decisions } => {
-            tracing::warn!(reason = ?decisions, "blocked on the auth or TLS Secret");
+            tracing::warn!(reason = ?decisions, "blocked on the auth, clients or TLS Secret");
             report(&api, &ctx.recorder, &cluster, &status, &decisions).await?;
             ctx.metrics.observe_duration(started.elapsed());
             return Ok(Action::requeue(backoff(count_failure(&ctx, &cluster))));

@@ -1,12 +1,14 @@
 //! Observe: read everything a decision needs into a plain [`World`] — the
 //! zone StatefulSets, the node pods, the published ring, the admin token
-//! of `spec.auth`, the CA of `spec.tls` and what every ready node reports
-//! about its transfers.
+//! of the auth Secret (or fresh credentials for `<cluster>-auth` when the
+//! operator is to create it), the clients Secret, the CA of `spec.tls` and
+//! what every ready node reports about its transfers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use dynamo_ring::{RingDocument, TransferReport};
 use futures::future::join_all;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -16,6 +18,10 @@ use kube::api::ListParams;
 use super::Error;
 use crate::crd::DynamoClusterSpec;
 use crate::node_client::{BearerToken, CaError, NodeAdmin, TokenError, TrustedCa};
+use crate::resources::auth::{
+    ADMIN_TOKEN_KEY, CLIENT_TOKEN_KEY, CLIENTS_JSON_KEY, GeneratedCredentials, LEGACY_TOKEN_KEY,
+    PEER_TOKEN_KEY, auth_secret_name,
+};
 use crate::resources::configmap::RING_JSON_KEY;
 use crate::resources::statefulset::{applied_template_hash, pod_zone};
 use crate::resources::{ClusterRef, REVISION_LABEL};
@@ -67,39 +73,74 @@ impl PodState {
     }
 }
 
-/// Key of the `spec.auth` Secret that holds the nodes' bearer token (the
-/// node reads `$DYNAMO_AUTH_DIR/token`).
-pub const AUTH_TOKEN_KEY: &str = "token";
-
 /// How the operator authenticates to the nodes' admin API.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AdminAuth {
-    /// No `spec.auth`: the nodes' API is open.
-    #[default]
-    Open,
-    /// The token of the `spec.auth` Secret.
+    /// The admin token of the auth Secret (its `admin-token`, else its
+    /// legacy `token`).
     Token(BearerToken),
-    /// `spec.auth` names a Secret the operator cannot use.
+    /// `spec.auth` names no Secret and `<cluster>-auth` does not exist yet:
+    /// apply creates it with `credentials`, whose admin token is `token`.
+    Generate {
+        /// The tokens of the Secret to create.
+        credentials: GeneratedCredentials,
+        /// Its admin token.
+        token: BearerToken,
+    },
+    /// The auth or clients Secret cannot be used.
     Unusable(AuthProblem),
 }
 
-/// Why the `spec.auth` Secret gives no token.
+/// Why the auth Secret gives no usable credentials, or the clients Secret
+/// no `clients.json`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthProblem {
-    /// The Secret does not exist.
-    #[error("Secret {0:?} named by spec.auth does not exist in the cluster's namespace")]
+    /// The auth Secret named by `spec.auth.secretName` does not exist.
+    #[error("Secret {0:?} named by spec.auth.secretName does not exist in the cluster's namespace")]
     SecretMissing(String),
-    /// The Secret has no `token` key.
-    #[error("Secret {0:?} named by spec.auth has no key \"token\"")]
+    /// The auth Secret lacks the admin or the peer token.
+    #[error(
+        "auth Secret {0:?} must hold the keys \"admin-token\" and \"peer-token\", or the legacy key \"token\" (which serves every role whose own key is absent)"
+    )]
     KeyMissing(String),
-    /// The `token` value cannot be sent as a bearer token.
-    #[error("key \"token\" of Secret {secret:?} named by spec.auth is unusable: {problem}")]
+    /// A token of the auth Secret cannot be sent as a bearer token.
+    #[error("key {key:?} of auth Secret {secret:?} is unusable: {problem}")]
     BadToken {
         /// Secret name.
         secret: String,
+        /// The key holding the token.
+        key: &'static str,
         /// What is wrong with the value.
         problem: TokenError,
     },
+    /// Two role keys of the auth Secret hold the same token, which the
+    /// nodes refuse.
+    #[error(
+        "keys {first:?} and {second:?} of auth Secret {secret:?} hold the same token; nodes refuse to start with a token shared by two roles"
+    )]
+    SharedToken {
+        /// Secret name.
+        secret: String,
+        /// One key holding the token.
+        first: &'static str,
+        /// Another key holding it.
+        second: &'static str,
+    },
+    /// The generated auth Secret `<cluster>-auth` belongs to a deleted
+    /// cluster of the same name and is about to be garbage-collected.
+    #[error(
+        "Secret {0:?} belongs to a deleted DynamoCluster of the same name and is being garbage-collected; new credentials are generated once it is gone"
+    )]
+    PreviousClusterSecret(String),
+    /// The clients Secret named by `spec.auth.clientsSecretName` does not
+    /// exist.
+    #[error(
+        "Secret {0:?} named by spec.auth.clientsSecretName does not exist in the cluster's namespace"
+    )]
+    ClientsSecretMissing(String),
+    /// The clients Secret has no `clients.json`.
+    #[error("Secret {0:?} named by spec.auth.clientsSecretName has no key \"clients.json\"")]
+    ClientsKeyMissing(String),
 }
 
 impl AuthProblem {
@@ -107,17 +148,11 @@ impl AuthProblem {
     pub fn reason(&self) -> &'static str {
         match self {
             AuthProblem::SecretMissing(_) | AuthProblem::KeyMissing(_) => "AuthSecretMissing",
-            AuthProblem::BadToken { .. } => "AuthTokenInvalid",
-        }
-    }
-}
-
-impl AdminAuth {
-    /// The token to send, if the cluster has one.
-    pub fn token(&self) -> Option<&BearerToken> {
-        match self {
-            AdminAuth::Token(token) => Some(token),
-            AdminAuth::Open | AdminAuth::Unusable(_) => None,
+            AuthProblem::BadToken { .. } | AuthProblem::SharedToken { .. } => "AuthTokenInvalid",
+            AuthProblem::PreviousClusterSecret(_) => "PreviousClusterAuthSecret",
+            AuthProblem::ClientsSecretMissing(_) | AuthProblem::ClientsKeyMissing(_) => {
+                "ClientsSecretMissing"
+            }
         }
     }
 }
@@ -188,7 +223,7 @@ impl TlsProblem {
 }
 
 /// Everything observed about one cluster.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct World {
     /// Zone StatefulSets by zone.
     pub statefulsets: BTreeMap<String, StatefulSetState>,
@@ -236,11 +271,13 @@ impl World {
     }
 }
 
-/// Reads the StatefulSets, pods, ConfigMap, the `auth` and `tls` Secrets
-/// (when the spec names them) and node reports of `cluster`.
+/// Reads the StatefulSets, pods, ConfigMap, the auth Secret, the clients
+/// and `tls` Secrets (when the spec names them) and node reports of
+/// `cluster`.
 ///
-/// Without a usable token the nodes are not asked: they would answer 401;
-/// without a usable CA neither: the calls could not check who answers.
+/// Without a usable token the nodes are not asked: they would answer 401
+/// (so neither while the auth Secret is still to be generated); without a
+/// usable CA neither: the calls could not check who answers.
 pub async fn observe<N: NodeAdmin>(
     client: &kube::Client,
     nodes: &N,
@@ -277,13 +314,7 @@ pub async fn observe<N: NodeAdmin>(
         }
         _ => Vec::new(),
     };
-    let auth = match &spec.auth {
-        None => AdminAuth::Open,
-        Some(reference) => {
-            let secret = read_secret(client, ns, &reference.secret_name).await?;
-            admin_auth(&reference.secret_name, secret.as_ref())
-        }
-    };
+    let auth = read_auth(client, cluster, spec).await?;
     let tls = match &spec.tls {
         None => NodeTls::Plain,
         Some(reference) => {
@@ -292,8 +323,10 @@ pub async fn observe<N: NodeAdmin>(
         }
     };
     let reports = match (&auth, &tls) {
-        (AdminAuth::Unusable(_), _) | (_, NodeTls::Unusable(_)) => BTreeMap::new(),
-        _ => read_reports(nodes, auth.token(), tls.ca(), cluster, &pods).await,
+        (AdminAuth::Token(token), NodeTls::Plain | NodeTls::Ca(_)) => {
+            read_reports(nodes, token, tls.ca(), cluster, &pods).await
+        }
+        _ => BTreeMap::new(),
     };
     Ok(World {
         statefulsets,
@@ -328,6 +361,40 @@ async fn read_ring(
             config_map: cluster.config_map_name(),
             source,
         })
+}
+
+/// The admin credentials of `cluster`: from its auth Secret, or fresh ones
+/// when `spec.auth` names no Secret and `<cluster>-auth` does not exist;
+/// unusable when the clients Secret `spec.auth` names gives no
+/// `clients.json`.
+async fn read_auth(
+    client: &kube::Client,
+    cluster: &ClusterRef,
+    spec: &DynamoClusterSpec,
+) -> Result<AdminAuth, Error> {
+    let ns = cluster.namespace.as_str();
+    let configured = spec.auth.as_ref();
+    let name = auth_secret_name(cluster, configured);
+    let secret = read_secret(client, ns, &name).await?;
+    let named = configured.is_some_and(|a| a.secret_name.is_some());
+    let auth = match secret {
+        None if !named => generated_auth(&name, GeneratedCredentials::random()),
+        Some(secret) if !named && owned_by_previous_cluster(&secret, cluster) => {
+            AdminAuth::Unusable(AuthProblem::PreviousClusterSecret(name))
+        }
+        secret => admin_auth(&name, secret.as_ref()),
+    };
+    let clients = configured.and_then(|a| a.clients_secret_name.as_deref());
+    match (auth, clients) {
+        (auth @ AdminAuth::Unusable(_), _) | (auth, None) => Ok(auth),
+        (auth, Some(clients)) => {
+            let secret = read_secret(client, ns, clients).await?;
+            Ok(match clients_problem(clients, secret.as_ref()) {
+                Some(problem) => AdminAuth::Unusable(problem),
+                None => auth,
+            })
+        }
+    }
 }
 
 /// The Secret `name` in namespace `ns` (`None`: not found).
@@ -393,28 +460,104 @@ fn node_tls(name: &str, secret: Option<&Secret>) -> NodeTls {
     }
 }
 
-/// The admin credentials from the `auth` Secret `name` (`None`: not found).
+/// Whether `secret` is owned by another cluster of `cluster`'s kind and
+/// name: one deleted and created again, whose dependents the garbage
+/// collector is removing.
+fn owned_by_previous_cluster(secret: &Secret, cluster: &ClusterRef) -> bool {
+    let owner = &cluster.owner;
+    secret.metadata.owner_references.iter().flatten().any(|r| {
+        r.api_version == owner.api_version
+            && r.kind == owner.kind
+            && r.name == owner.name
+            && r.uid != owner.uid
+    })
+}
+
+/// The admin credentials from the auth Secret `name` (`None`: not found).
 fn admin_auth(name: &str, secret: Option<&Secret>) -> AdminAuth {
     let Some(secret) = secret else {
         return AdminAuth::Unusable(AuthProblem::SecretMissing(name.to_string()));
     };
-    let Some(value) = secret.data.as_ref().and_then(|d| d.get(AUTH_TOKEN_KEY)) else {
-        return AdminAuth::Unusable(AuthProblem::KeyMissing(name.to_string()));
-    };
-    match BearerToken::new(&value.0) {
+    let empty = BTreeMap::new();
+    match admin_token(name, secret.data.as_ref().unwrap_or(&empty)) {
         Ok(token) => AdminAuth::Token(token),
-        Err(problem) => AdminAuth::Unusable(AuthProblem::BadToken {
-            secret: name.to_string(),
-            problem,
-        }),
+        Err(problem) => AdminAuth::Unusable(problem),
     }
+}
+
+/// The credentials to put into the auth Secret `name`, checked as the
+/// Secret will be read.
+fn generated_auth(name: &str, credentials: GeneratedCredentials) -> AdminAuth {
+    match admin_token(name, &credentials.data()) {
+        Ok(token) => AdminAuth::Generate { credentials, token },
+        Err(problem) => AdminAuth::Unusable(problem),
+    }
+}
+
+/// The admin token of the auth Secret `name` holding `data`, as the node
+/// reads its directory: each role's own key, else the legacy `token`.
+/// Both the admin and the peer token must be there and usable.
+fn admin_token(
+    name: &str,
+    data: &BTreeMap<String, ByteString>,
+) -> Result<BearerToken, AuthProblem> {
+    let role = |key: &'static str| {
+        [key, LEGACY_TOKEN_KEY]
+            .into_iter()
+            .find_map(|k| data.get(k).map(|value| (k, value)))
+            .ok_or_else(|| AuthProblem::KeyMissing(name.to_string()))
+    };
+    let token = |(key, value): (&'static str, &ByteString)| {
+        BearerToken::new(&value.0).map_err(|problem| AuthProblem::BadToken {
+            secret: name.to_string(),
+            key,
+            problem,
+        })
+    };
+    let admin = token(role(ADMIN_TOKEN_KEY)?)?;
+    token(role(PEER_TOKEN_KEY)?)?;
+    match shared_token(data) {
+        Some((first, second)) => Err(AuthProblem::SharedToken {
+            secret: name.to_string(),
+            first,
+            second,
+        }),
+        None => Ok(admin),
+    }
+}
+
+/// Two role keys of `data` holding the same token (surrounding whitespace
+/// trimmed), if any.
+fn shared_token(data: &BTreeMap<String, ByteString>) -> Option<(&'static str, &'static str)> {
+    let present: Vec<(&'static str, &[u8])> = [ADMIN_TOKEN_KEY, PEER_TOKEN_KEY, CLIENT_TOKEN_KEY]
+        .into_iter()
+        .filter_map(|key| data.get(key).map(|value| (key, value.0.trim_ascii())))
+        .collect();
+    present.iter().enumerate().find_map(|(i, (first, value))| {
+        present[i + 1..]
+            .iter()
+            .find(|(_, other)| other == value)
+            .map(|(second, _)| (*first, *second))
+    })
+}
+
+/// Why the clients Secret `name` (`None`: not found) is unusable, if it is.
+fn clients_problem(name: &str, secret: Option<&Secret>) -> Option<AuthProblem> {
+    let Some(secret) = secret else {
+        return Some(AuthProblem::ClientsSecretMissing(name.to_string()));
+    };
+    let has_key = secret
+        .data
+        .as_ref()
+        .is_some_and(|d| d.contains_key(CLIENTS_JSON_KEY));
+    (!has_key).then(|| AuthProblem::ClientsKeyMissing(name.to_string()))
 }
 
 /// Asks every ready pod for its transfer report; a node that does not
 /// answer is left out (and so counts as not complete).
 async fn read_reports<N: NodeAdmin>(
     nodes: &N,
-    token: Option<&BearerToken>,
+    token: &BearerToken,
     ca: Option<&TrustedCa>,
     cluster: &ClusterRef,
     pods: &[PodState],
@@ -422,7 +565,7 @@ async fn read_reports<N: NodeAdmin>(
     let asked: Vec<&PodState> = pods.iter().filter(|p| p.is_ready()).collect();
     let answers = join_all(asked.iter().map(|p| {
         let address = cluster.pod_address(&p.zone, &p.name);
-        async move { nodes.transfers(&address, token, ca).await }
+        async move { nodes.transfers(&address, Some(token), ca).await }
     }))
     .await;
     asked
@@ -626,64 +769,208 @@ mod tests {
 
     fn secret(data: serde_json::Value) -> Secret {
         serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "demo-auth"},
+            "metadata": {"name": "custom-auth"},
             "data": data
         }))
         .expect("secret")
     }
 
-    #[test]
-    fn the_token_comes_from_the_secret_key_token() {
-        // "czNjcmV0Cg==" is base64 of "s3cret\n".
-        let auth = admin_auth(
-            "demo-auth",
-            Some(&secret(serde_json::json!({"token": "czNjcmV0Cg=="}))),
-        );
-        assert_eq!(
-            auth,
-            AdminAuth::Token(BearerToken::new(b"s3cret").expect("token"))
-        );
-        assert_eq!(auth.token(), BearerToken::new(b"s3cret").ok().as_ref());
+    fn token(raw: &str) -> BearerToken {
+        BearerToken::new(raw.as_bytes()).expect("token")
     }
 
     #[test]
-    fn a_missing_secret_key_or_token_is_reported_not_used() {
+    fn the_admin_token_comes_from_admin_token_and_the_legacy_token_serves_missing_roles() {
+        // base64 of "adm1n\n", "p33r", "s3cret\n".
+        let (admin, peer, legacy) = ("YWRtMW4K", "cDMzcg==", "czNjcmV0Cg==");
+        let cases = [
+            (
+                serde_json::json!({"admin-token": admin, "peer-token": peer}),
+                "adm1n",
+            ),
+            (
+                serde_json::json!({"admin-token": admin, "peer-token": peer, "token": legacy}),
+                "adm1n",
+            ),
+            (serde_json::json!({"token": legacy}), "s3cret"),
+            (
+                serde_json::json!({"peer-token": peer, "token": legacy}),
+                "s3cret",
+            ),
+            (
+                serde_json::json!({"admin-token": admin, "token": legacy}),
+                "adm1n",
+            ),
+        ];
+        for (data, expected) in cases {
+            let auth = admin_auth("custom-auth", Some(&secret(data.clone())));
+            assert_eq!(auth, AdminAuth::Token(token(expected)), "{data}");
+        }
+    }
+
+    #[test]
+    fn an_auth_secret_without_admin_and_peer_tokens_is_reported_not_used() {
         assert_eq!(
-            admin_auth("demo-auth", None),
-            AdminAuth::Unusable(AuthProblem::SecretMissing("demo-auth".into()))
+            admin_auth("custom-auth", None),
+            AdminAuth::Unusable(AuthProblem::SecretMissing("custom-auth".into()))
         );
-        let other_key = admin_auth(
-            "demo-auth",
-            Some(&secret(serde_json::json!({"password": "czNjcmV0"}))),
-        );
-        assert_eq!(
-            other_key,
-            AdminAuth::Unusable(AuthProblem::KeyMissing("demo-auth".into()))
-        );
-        assert_eq!(other_key.token(), None);
+        for data in [
+            serde_json::json!({"password": "czNjcmV0"}),
+            serde_json::json!({"admin-token": "YWRtMW4K"}),
+            serde_json::json!({"peer-token": "cDMzcg==", "client-token": "czNjcmV0"}),
+        ] {
+            let auth = admin_auth("custom-auth", Some(&secret(data.clone())));
+            assert_eq!(
+                auth,
+                AdminAuth::Unusable(AuthProblem::KeyMissing("custom-auth".into())),
+                "{data}"
+            );
+        }
+        let problem = AuthProblem::KeyMissing("custom-auth".into());
+        assert_eq!(problem.reason(), "AuthSecretMissing");
+        let message = problem.to_string();
+        for key in [
+            "\"admin-token\"",
+            "\"peer-token\"",
+            "\"token\"",
+            "\"custom-auth\"",
+        ] {
+            assert!(message.contains(key), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_blank_admin_or_peer_token_is_reported_with_its_key() {
         // "IAo=" is base64 of " \n".
-        let blank = admin_auth(
-            "demo-auth",
-            Some(&secret(serde_json::json!({"token": "IAo="}))),
+        for (data, key) in [
+            (
+                serde_json::json!({"admin-token": "IAo=", "peer-token": "cDMzcg=="}),
+                "admin-token",
+            ),
+            (
+                serde_json::json!({"admin-token": "YWRtMW4K", "peer-token": "IAo="}),
+                "peer-token",
+            ),
+            (serde_json::json!({"token": "IAo="}), "token"),
+        ] {
+            let problem = AuthProblem::BadToken {
+                secret: "custom-auth".into(),
+                key,
+                problem: TokenError::Empty,
+            };
+            assert_eq!(problem.reason(), "AuthTokenInvalid");
+            assert_eq!(
+                admin_auth("custom-auth", Some(&secret(data))),
+                AdminAuth::Unusable(problem)
+            );
+        }
+    }
+
+    #[test]
+    fn role_keys_sharing_a_token_are_reported_as_the_nodes_refuse_them() {
+        // "YWRtMW4K" is base64 of "adm1n\n", "YWRtMW4=" of "adm1n".
+        let shared = admin_auth(
+            "custom-auth",
+            Some(&secret(serde_json::json!({
+                "admin-token": "YWRtMW4K", "peer-token": "cDMzcg==", "client-token": "YWRtMW4="
+            }))),
         );
         assert_eq!(
-            blank,
-            AdminAuth::Unusable(AuthProblem::BadToken {
-                secret: "demo-auth".into(),
-                problem: TokenError::Empty
+            shared,
+            AdminAuth::Unusable(AuthProblem::SharedToken {
+                secret: "custom-auth".into(),
+                first: "admin-token",
+                second: "client-token",
             })
         );
-        assert_eq!(
-            AuthProblem::BadToken {
-                secret: "demo-auth".into(),
-                problem: TokenError::NotAHeaderValue
-            }
-            .reason(),
-            "AuthTokenInvalid"
+        let AdminAuth::Unusable(problem) = shared else {
+            panic!("unusable")
+        };
+        assert_eq!(problem.reason(), "AuthTokenInvalid");
+        let legacy_for_two_roles = admin_auth(
+            "custom-auth",
+            Some(&secret(
+                serde_json::json!({"token": "YWRtMW4K", "client-token": "cDMzcg=="}),
+            )),
+        );
+        assert_eq!(legacy_for_two_roles, AdminAuth::Token(token("adm1n")));
+    }
+
+    fn secret_owned_by(uid: &str) -> Secret {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "demo-auth", "ownerReferences": [{
+                "apiVersion": "kv.dynamo.dev/v1alpha1", "kind": "DynamoCluster",
+                "name": "demo", "uid": uid, "controller": true
+            }]}
+        }))
+        .expect("secret")
+    }
+
+    #[test]
+    fn a_generated_secret_of_a_deleted_cluster_of_the_same_name_is_recognised() {
+        let cluster = cluster_ref();
+        assert!(owned_by_previous_cluster(
+            &secret_owned_by("uid-before"),
+            &cluster
+        ));
+        assert!(!owned_by_previous_cluster(
+            &secret_owned_by("uid-demo"),
+            &cluster
+        ));
+        assert!(
+            !owned_by_previous_cluster(&secret(serde_json::json!({})), &cluster),
+            "a Secret made by hand is used as it is"
         );
         assert_eq!(
-            AuthProblem::KeyMissing("demo-auth".into()).reason(),
-            "AuthSecretMissing"
+            AuthProblem::PreviousClusterSecret("demo-auth".into()).reason(),
+            "PreviousClusterAuthSecret"
+        );
+    }
+
+    #[test]
+    fn generated_credentials_give_their_admin_token() {
+        let credentials = GeneratedCredentials::random();
+        let admin = credentials.data()[ADMIN_TOKEN_KEY].0.clone();
+        let expected = BearerToken::new(&admin).expect("token");
+        match generated_auth("demo-auth", credentials.clone()) {
+            AdminAuth::Generate {
+                credentials: kept,
+                token,
+            } => {
+                assert_eq!(kept, credentials);
+                assert_eq!(token, expected);
+            }
+            other => panic!("expected Generate, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_clients_secret_must_exist_and_hold_clients_json() {
+        assert_eq!(
+            clients_problem("demo-clients", None),
+            Some(AuthProblem::ClientsSecretMissing("demo-clients".into()))
+        );
+        let without_key = clients_problem(
+            "demo-clients",
+            Some(&secret(serde_json::json!({"clients.yaml": "W10="}))),
+        );
+        assert_eq!(
+            without_key,
+            Some(AuthProblem::ClientsKeyMissing("demo-clients".into()))
+        );
+        let problem = without_key.expect("problem");
+        assert_eq!(problem.reason(), "ClientsSecretMissing");
+        assert!(
+            problem.to_string().contains("\"clients.json\""),
+            "{problem}"
+        );
+        // "W10=" is base64 of "[]".
+        assert_eq!(
+            clients_problem(
+                "demo-clients",
+                Some(&secret(serde_json::json!({"clients.json": "W10="})))
+            ),
+            None
         );
     }
 

@@ -1,8 +1,9 @@
 //! Plan: the pure decision of a reconcile. The cluster object and the
 //! observed [`World`] are validated ([`validate_cluster`]); a rejected
 //! cluster gets a status saying why, and a [`ValidatedCluster`] gets every
-//! desired object, the ring step, the pod to restart, the events, the
-//! status ([`super::status`]) and the token and CA of the admin calls.
+//! desired object, the generated auth Secret to create, the ring step, the
+//! pod to restart, the events, the status ([`super::status`]) and the
+//! token and CA of the admin calls.
 //! [`super::apply`] carries it out.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +15,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Error;
-use super::observe::World;
+use super::observe::{AdminAuth, World};
 use super::rolling_upgrade::{RestartDecision, next_restart, stuck_pod};
 use super::status::{Decided, acted_status, held_status, is_true, refused_status};
 use super::storage::{HeldStorage, held_storage};
@@ -22,12 +23,13 @@ use super::validate::{Rejection, ValidatedCluster, validate_cluster};
 use crate::crd::{DynamoCluster, DynamoClusterSpec, DynamoClusterStatus, condition};
 use crate::node_client::{BearerToken, TrustedCa};
 use crate::resources::ClusterRef;
+use crate::resources::auth::GeneratedCredentials;
 use crate::resources::configmap::{config_hash, config_map};
 use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
 use crate::resources::service::{client_service, headless_service};
 use crate::resources::statefulset::{applied_template_hash, pod_zone, statefulset};
 use crate::ring_steps::{
-    StepAction, StepInput, StepPlan, ZoneState, needs_ring, plan_step, zone_states,
+    StepAction, StepInput, StepPlan, ZoneState, document, needs_ring, plan_step, zone_states,
 };
 
 /// An event to record about a decision.
@@ -75,6 +77,9 @@ pub struct DesiredObjects {
 /// What a reconcile of a valid spec does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
+    /// Tokens of the auth Secret `<cluster>-auth` to create first, when
+    /// `spec.auth` names no Secret and it does not exist yet.
+    pub create_auth_secret: Option<GeneratedCredentials>,
     /// Objects to apply.
     pub objects: DesiredObjects,
     /// StatefulSets of zones gone from the spec, with the replicas to set.
@@ -93,8 +98,9 @@ pub struct Plan {
     pub decisions: Vec<Decision>,
     /// Whether something is in progress (poll again soon).
     pub busy: bool,
-    /// Bearer token of the ring publications (`spec.auth`).
-    pub token: Option<BearerToken>,
+    /// Bearer token of the ring publications: the auth Secret's admin
+    /// token.
+    pub token: BearerToken,
     /// CA the ring publications trust, over HTTPS (`spec.tls`).
     pub ca: Option<TrustedCa>,
 }
@@ -121,8 +127,9 @@ pub enum Outcome {
         /// Events to record.
         decisions: Vec<Decision>,
     },
-    /// The `spec.auth` Secret gives no token or the `spec.tls` Secret no
-    /// usable CA, so the nodes cannot be called: write the status and
+    /// The auth Secret gives no admin and peer token, the clients Secret
+    /// no `clients.json`, or the `spec.tls` Secret no usable CA, so the
+    /// nodes cannot be called or started: write the status and
     /// record the event, change nothing else, and look again after a
     /// back-off (Secrets are not watched).
     Blocked {
@@ -180,12 +187,13 @@ pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Re
         world.ring.as_ref(),
     );
     let ready = world.ready_pods();
+    let published = published_ring(valid, world)?;
     let step = plan_step(&StepInput {
         cluster: cref,
         zones: &zones,
         replication: spec.replication.n as usize,
         partitions: spec.partitions,
-        ring: published_ring(valid, world)?,
+        ring: published.as_ref(),
         ready_pods: &ready,
         reports: &world.reports,
     })?;
@@ -206,9 +214,18 @@ pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Re
         },
         now,
     );
+    let create_auth_secret = match &world.auth {
+        AdminAuth::Generate { credentials, .. } => Some(credentials.clone()),
+        AdminAuth::Token(_) | AdminAuth::Unusable(_) => None,
+    };
+    let mut decisions = decisions(&held, &step, &zones, &restart);
+    if create_auth_secret.is_some() {
+        decisions.insert(0, auth_secret_decision(cref));
+    }
     Ok(Plan {
+        create_auth_secret,
         publish_to: publish_targets(cref, world, &ready, step.ring.ring.epoch),
-        decisions: decisions(&held, &step, &zones, &restart),
+        decisions,
         restart: restarted_pod(&restart),
         busy: !is_true(&status.conditions, condition::READY),
         objects,
@@ -229,21 +246,35 @@ fn spec_zones(spec: &DynamoClusterSpec) -> Vec<(String, i32)> {
         .collect()
 }
 
-/// The ring in the ConfigMap, if any; an error when the status says a ring
-/// was published but the ConfigMap lost it (a fresh epoch-1 ring would
+/// The ring in the ConfigMap, if any, with every member's address as the
+/// operator gives it now (a ring published before the internal port
+/// existed named the client port; pods started from the ConfigMap must
+/// dial the internal one); an error when the status says a ring was
+/// published but the ConfigMap lost it (a fresh epoch-1 ring would
 /// contradict the nodes).
-fn published_ring<'w>(
+fn published_ring(
     valid: &ValidatedCluster<'_>,
-    world: &'w World,
-) -> Result<Option<&'w RingDocument>, Error> {
+    world: &World,
+) -> Result<Option<RingDocument>, Error> {
     let status_epoch = valid.object.status.as_ref().and_then(|s| s.ring_epoch);
     match (&world.ring, status_epoch) {
         (None, Some(epoch)) => Err(Error::RingLost {
             config_map: valid.cref.config_map_name(),
             epoch,
         }),
-        (ring, _) => Ok(ring.as_ref()),
+        (ring, _) => Ok(ring.as_ref().map(|d| document(valid.cref, d.ring.clone()))),
     }
+}
+
+/// The event of creating the generated auth Secret.
+fn auth_secret_decision(cref: &ClusterRef) -> Decision {
+    Decision::normal(
+        "AuthSecretCreated",
+        format!(
+            "creating Secret {} with generated admin-token, peer-token and client-token (spec.auth names no Secret)",
+            cref.generated_auth_secret_name()
+        ),
+    )
 }
 
 /// Every object the cluster should own after `step`; a zone in `held`
@@ -448,10 +479,10 @@ mod tests {
     use super::*;
     use crate::crd::Phase;
     use crate::reconcile::cluster_ref;
-    use crate::reconcile::fixtures::{cluster, spec, with_auth, with_tls};
-    use crate::reconcile::observe::{
-        AdminAuth, AuthProblem, NodeTls, PodState, StatefulSetState, TlsProblem,
+    use crate::reconcile::fixtures::{
+        admin_token, cluster, spec, with_auth, with_tls, world as base_world,
     };
+    use crate::reconcile::observe::{AuthProblem, NodeTls, PodState, StatefulSetState, TlsProblem};
     use crate::ring_steps::fixtures::settled_report;
 
     fn now() -> Time {
@@ -484,7 +515,7 @@ mod tests {
     /// (every pod Ready on revision `r1`).
     fn settled_cluster(zones: &[(&str, i32)]) -> (DynamoCluster, World) {
         let c = cluster(spec(zones));
-        let first = acted(&c, &World::default());
+        let first = acted(&c, &base_world());
         (c, settled(&first, "r1"))
     }
 
@@ -493,7 +524,7 @@ mod tests {
     fn settled(plan: &Plan, revision: &str) -> World {
         let mut world = World {
             ring: Some(plan.ring.clone()),
-            ..World::default()
+            ..base_world()
         };
         for sts in &plan.objects.statefulsets {
             let zone = sts.metadata.labels.as_ref().expect("labels")["kv.dynamo.dev/zone"].clone();
@@ -552,7 +583,7 @@ mod tests {
     #[test]
     fn a_new_cluster_gets_every_object_with_owner_and_labels() {
         let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let plan = acted(&c, &World::default());
+        let plan = acted(&c, &base_world());
         let o = &plan.objects;
         let names: Vec<String> = std::iter::once(&o.config_map.metadata)
             .chain(o.services.iter().map(|s| &s.metadata))
@@ -591,6 +622,8 @@ mod tests {
         assert_eq!(plan.ring.ring.epoch, 1);
         assert_eq!(plan.ring.ring.members.len(), 3);
         assert!(plan.publish_to.is_empty(), "no pod is ready yet");
+        assert_eq!(plan.token, admin_token(), "the auth Secret's admin token");
+        assert_eq!(plan.create_auth_secret, None, "the auth Secret exists");
         assert_eq!(plan.status.phase, Some(Phase::Creating));
         assert_eq!(condition(&plan.status, condition::READY), "False");
         assert_eq!(condition(&plan.status, condition::PROGRESSING), "True");
@@ -704,7 +737,7 @@ mod tests {
         let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
         let world = World {
             previous_claims: vec!["data-demo-a-0".into()],
-            ..World::default()
+            ..base_world()
         };
         match outcome(&c, &world) {
             Outcome::Wait { status, decisions } => {
@@ -727,7 +760,7 @@ mod tests {
         let mut s = spec(&[("a", 1), ("b", 1), ("c", 1)]);
         s.replication.w = 5;
         let c = cluster(s);
-        match outcome(&c, &World::default()) {
+        match outcome(&c, &base_world()) {
             Outcome::Refuse { status, decisions } => {
                 assert_eq!(status.phase, Some(Phase::Invalid));
                 let ready = condition_of(&status, condition::READY);
@@ -808,7 +841,7 @@ mod tests {
         });
         let cref = cluster_ref(&c).expect("ref");
         assert!(matches!(
-            plan(&c, &cref, &World::default(), &now()),
+            plan(&c, &cref, &base_world(), &now()),
             Err(Error::RingLost { epoch: 4, .. })
         ));
     }
@@ -856,13 +889,13 @@ mod tests {
     #[test]
     fn a_config_change_changes_the_pod_template() {
         let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
-        let before = acted(&c, &World::default());
+        let before = acted(&c, &base_world());
         let mut changed = c.clone();
         changed
             .spec
             .node_config
             .insert("fsync".into(), serde_json::json!(true));
-        let after = acted(&changed, &World::default());
+        let after = acted(&changed, &base_world());
         let template = |p: &Plan| {
             p.objects.statefulsets[0]
                 .spec
@@ -889,46 +922,129 @@ mod tests {
         let token = BearerToken::new(b"s3cret").expect("token");
         let world = World {
             auth: AdminAuth::Token(token.clone()),
-            ..World::default()
+            ..base_world()
         };
         let planned = acted(&c, &world);
-        assert_eq!(planned.token, Some(token));
-        let open = acted(&c, &World::default());
-        assert_eq!(open.token, None);
+        assert_eq!(planned.token, token);
+        assert_eq!(planned.create_auth_secret, None, "the Secret exists");
+        assert!(
+            planned
+                .decisions
+                .iter()
+                .all(|d| d.reason != "AuthSecretCreated")
+        );
     }
 
     #[test]
-    fn a_missing_auth_secret_blocks_with_conditions_and_a_warning() {
+    fn without_an_auth_secret_the_plan_creates_one_and_uses_its_admin_token() {
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let credentials = GeneratedCredentials::random();
+        let token = BearerToken::new(b"generated").expect("token");
+        let world = World {
+            auth: AdminAuth::Generate {
+                credentials: credentials.clone(),
+                token: token.clone(),
+            },
+            ..base_world()
+        };
+        let planned = acted(&c, &world);
+        assert_eq!(planned.create_auth_secret, Some(credentials.clone()));
+        assert_eq!(planned.token, token);
+        assert_eq!(planned.decisions[0].reason, "AuthSecretCreated");
+        assert!(
+            planned.decisions[0].note.contains("demo-auth"),
+            "{}",
+            planned.decisions[0].note
+        );
+        assert!(!planned.decisions[0].warning);
+        assert!(
+            !planned.decisions[0].note.contains(
+                &String::from_utf8(credentials.data()["admin-token"].0.clone()).expect("hex")
+            ),
+            "the event does not show the token"
+        );
+    }
+
+    #[test]
+    fn a_ring_published_with_client_port_addresses_is_kept_with_internal_ones() {
+        let (c, mut world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
+        let ring = world.ring.as_mut().expect("ring");
+        for address in ring.addresses.values_mut() {
+            *address = address.replace(":7001", ":7000");
+        }
+        let steady = acted(&c, &world);
+        assert_eq!(steady.ring.ring, world.ring.as_ref().expect("ring").ring);
+        assert_eq!(
+            steady.ring.addresses["demo-b-0"],
+            "demo-b-0.demo-b.default.svc:7001"
+        );
+        assert!(
+            steady.ring.addresses.values().all(|a| a.ends_with(":7001")),
+            "{:?}",
+            steady.ring.addresses
+        );
+        assert!(steady.publish_to.is_empty(), "same epoch: nothing to send");
+        let stored: RingDocument = serde_json::from_str(
+            &steady.objects.config_map.data.as_ref().expect("data")["ring.json"],
+        )
+        .expect("ring.json");
+        assert_eq!(
+            stored, steady.ring,
+            "new pods start with internal addresses"
+        );
+    }
+
+    #[test]
+    fn an_unusable_auth_or_clients_secret_blocks_with_conditions_and_a_warning() {
         let mut c = with_auth(cluster(spec(&[("a", 1), ("b", 1), ("c", 1)])));
         c.status = Some(DynamoClusterStatus {
             ring_epoch: Some(3),
             phase: Some(Phase::Running),
             ..DynamoClusterStatus::default()
         });
-        let world = World {
-            auth: AdminAuth::Unusable(AuthProblem::SecretMissing("demo-auth".into())),
-            ..World::default()
-        };
-        match outcome(&c, &world) {
-            Outcome::Blocked { status, decisions } => {
-                assert_eq!(condition(&status, condition::READY), "False");
-                assert_eq!(condition(&status, condition::PROGRESSING), "False");
-                assert_eq!(condition(&status, condition::DEGRADED), "True");
-                let degraded = condition_of(&status, condition::DEGRADED);
-                assert_eq!(degraded.reason, "AuthSecretMissing");
-                assert!(
-                    degraded.message.contains("demo-auth"),
-                    "{}",
-                    degraded.message
-                );
-                assert_eq!(status.ring_epoch, Some(3), "the ring is kept");
-                assert_eq!(status.phase, Some(Phase::Running));
-                assert_eq!(status.observed_generation, Some(1));
-                assert_eq!(decisions.len(), 1);
-                assert!(decisions[0].warning);
-                assert_eq!(decisions[0].reason, "AuthSecretMissing");
+        for (problem, reason, named) in [
+            (
+                AuthProblem::SecretMissing("custom-auth".into()),
+                "AuthSecretMissing",
+                "custom-auth",
+            ),
+            (
+                AuthProblem::KeyMissing("custom-auth".into()),
+                "AuthSecretMissing",
+                "custom-auth",
+            ),
+            (
+                AuthProblem::ClientsSecretMissing("demo-clients".into()),
+                "ClientsSecretMissing",
+                "demo-clients",
+            ),
+            (
+                AuthProblem::ClientsKeyMissing("demo-clients".into()),
+                "ClientsSecretMissing",
+                "demo-clients",
+            ),
+        ] {
+            let world = World {
+                auth: AdminAuth::Unusable(problem),
+                ..base_world()
+            };
+            match outcome(&c, &world) {
+                Outcome::Blocked { status, decisions } => {
+                    assert_eq!(condition(&status, condition::READY), "False");
+                    assert_eq!(condition(&status, condition::PROGRESSING), "False");
+                    assert_eq!(condition(&status, condition::DEGRADED), "True");
+                    let degraded = condition_of(&status, condition::DEGRADED);
+                    assert_eq!(degraded.reason, reason);
+                    assert!(degraded.message.contains(named), "{}", degraded.message);
+                    assert_eq!(status.ring_epoch, Some(3), "the ring is kept");
+                    assert_eq!(status.phase, Some(Phase::Running));
+                    assert_eq!(status.observed_generation, Some(1));
+                    assert_eq!(decisions.len(), 1);
+                    assert!(decisions[0].warning);
+                    assert_eq!(decisions[0].reason, reason);
+                }
+                other => panic!("expected Blocked, got {other:?}"),
             }
-            other => panic!("expected Blocked, got {other:?}"),
         }
     }
 
@@ -938,12 +1054,12 @@ mod tests {
         let ca = TrustedCa::from_pem(TestCa::new("cluster CA").pem().as_bytes()).expect("CA");
         let world = World {
             tls: NodeTls::Ca(ca.clone()),
-            ..World::default()
+            ..base_world()
         };
         let planned = acted(&c, &world);
         assert_eq!(planned.ca, Some(ca));
         assert_ne!(planned.status.phase, Some(Phase::Invalid));
-        let plain = acted(&c, &World::default());
+        let plain = acted(&c, &base_world());
         assert_eq!(plain.ca, None);
     }
 
@@ -965,7 +1081,7 @@ mod tests {
         ] {
             let world = World {
                 tls: NodeTls::Unusable(problem),
-                ..World::default()
+                ..base_world()
             };
             match outcome(&c, &world) {
                 Outcome::Blocked { status, decisions } => {

@@ -98,10 +98,10 @@ fn refused(message: &str) -> Vec<ConditionUpdate> {
     ]
 }
 
-/// The conditions of a cluster held by what only the user can fix (a
-/// `spec.auth` Secret that gives no token, a `spec.tls` Secret that gives no
-/// usable CA, volumes of a previous cluster): not ready, not progressing,
-/// degraded.
+/// The conditions of a cluster held by what only the user can fix (an
+/// auth Secret that gives no admin and peer token, a clients Secret without
+/// `clients.json`, a `spec.tls` Secret that gives no usable CA, volumes of
+/// a previous cluster): not ready, not progressing, degraded.
 fn held(reason: &str, message: &str) -> Vec<ConditionUpdate> {
     vec![
         ConditionUpdate::new(condition::READY, false, reason, message),

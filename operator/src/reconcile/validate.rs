@@ -3,7 +3,7 @@
 //! (quorums, partitions, zone names, `nodeConfig`) and against the
 //! published ring (changes that would lose data or that the ring cannot
 //! follow), then what the cluster needs from outside its spec: usable
-//! `auth` and `tls` Secrets, and no volumes of a previous cluster.
+//! auth, clients and `tls` Secrets, and no volumes of a previous cluster.
 
 use std::collections::BTreeSet;
 
@@ -21,6 +21,7 @@ pub const MANAGED_NODE_KEYS: &[&str] = &[
     "node-id",
     "listen",
     "internal-listen",
+    "auth-dir",
     "data-dir",
     "zone",
     "peers",
@@ -102,7 +103,7 @@ pub enum SpecProblem {
 }
 
 /// A cluster the operator may act on: its spec passed validation against
-/// the published ring, its `auth` and `tls` Secrets are usable and no
+/// the published ring, its auth, clients and `tls` Secrets are usable and no
 /// volumes of a previous cluster are in the way; with what validation
 /// derived on the way.
 #[derive(Clone, Debug)]
@@ -113,8 +114,8 @@ pub struct ValidatedCluster<'a> {
     pub cref: &'a ClusterRef,
     /// `spec.nodeConfig` rendered as `node.toml`.
     pub node_toml: String,
-    /// Bearer token of the admin calls (`spec.auth`).
-    pub token: Option<BearerToken>,
+    /// Bearer token of the admin calls: the auth Secret's admin token.
+    pub token: BearerToken,
     /// CA the admin calls trust, over HTTPS (`spec.tls`).
     pub ca: Option<TrustedCa>,
 }
@@ -132,7 +133,8 @@ pub enum Rejection {
     /// The spec is invalid or would lose data: the user must edit it.
     #[error("{}", join_problems(.0))]
     Spec(Vec<SpecProblem>),
-    /// The `spec.auth` Secret gives no token.
+    /// The auth Secret gives no admin and peer token, or the clients
+    /// Secret no `clients.json`.
     #[error(transparent)]
     Auth(AuthProblem),
     /// The `spec.tls` Secret gives no usable CA.
@@ -174,8 +176,8 @@ fn join_problems(problems: &[SpecProblem]) -> String {
 }
 
 /// Validates `cluster` (identified by `cref`) as observed in `world`: the
-/// spec first, then the `auth` and `tls` Secrets, then volumes of a
-/// previous cluster of the same name.
+/// spec first, then the auth, clients and `tls` Secrets, then volumes of
+/// a previous cluster of the same name.
 pub fn validate_cluster<'a>(
     cluster: &'a DynamoCluster,
     cref: &'a ClusterRef,
@@ -184,8 +186,8 @@ pub fn validate_cluster<'a>(
     let ring = world.ring.as_ref().map(|d| &d.ring);
     let node_toml = valid_node_toml(&cluster.spec, ring).map_err(Rejection::Spec)?;
     let token = match &world.auth {
+        AdminAuth::Token(token) | AdminAuth::Generate { token, .. } => token.clone(),
         AdminAuth::Unusable(problem) => return Err(Rejection::Auth(problem.clone())),
-        auth => auth.token().cloned(),
     };
     let ca = match &world.tls {
         NodeTls::Unusable(problem) => return Err(Rejection::Tls(problem.clone())),
@@ -331,7 +333,7 @@ fn is_dns_label(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ReplicationSpec, SecretReference};
+    use crate::crd::{AuthSpec, ReplicationSpec, SecretReference};
     use crate::reconcile::fixtures::spec;
     use dynamo_ring::Member;
 
@@ -441,9 +443,17 @@ mod tests {
             secret_name: "demo-tls".into(),
         });
         assert_eq!(validate(&spec, None), Ok(()), "tls is supported");
-        spec.auth = Some(SecretReference {
-            secret_name: "demo-auth".into(),
+        spec.auth = Some(AuthSpec {
+            secret_name: Some("custom-auth".into()),
+            clients_secret_name: Some("demo-clients".into()),
         });
         assert_eq!(validate(&spec, None), Ok(()), "with auth too");
+        spec.node_config
+            .insert("auth-dir".into(), serde_json::json!("/tmp"));
+        assert_eq!(
+            validate(&spec, None),
+            Err(vec![SpecProblem::ManagedNodeKey("auth-dir".into())]),
+            "the operator always sets the auth directory"
+        );
     }
 }

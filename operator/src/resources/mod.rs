@@ -1,6 +1,7 @@
 //! Pure builders of every object the operator owns for a cluster, one file
 //! per kind, plus the names and labels they share.
 
+pub mod auth;
 pub mod configmap;
 pub mod pdb;
 pub mod service;
@@ -10,8 +11,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-/// Port of the node's client, internal and admin API.
-pub const NODE_PORT: i32 = 7000;
+/// Port of the node's client API (`/v1/kv/...`) and probes (`--listen`):
+/// container port `http`, the only port of the client Service.
+pub const CLIENT_PORT: i32 = 7000;
+
+/// Port of the node-to-node stream and the admin API
+/// (`--internal-listen`): container port `internal`, on the per-zone
+/// headless Services. Ring member addresses, which peers dial and the
+/// operator's admin calls use, are on this port.
+pub const INTERNAL_PORT: i32 = 7001;
 
 /// Label with the ring zone of a node pod.
 pub const ZONE_LABEL: &str = "kv.dynamo.dev/zone";
@@ -97,7 +105,7 @@ impl ClusterRef {
     /// Internal `HOST:PORT` of a node pod, as published in the ring.
     pub fn pod_address(&self, zone: &str, pod: &str) -> String {
         format!(
-            "{pod}.{}.{}.svc:{NODE_PORT}",
+            "{pod}.{}.{}.svc:{INTERNAL_PORT}",
             self.zone_object_name(zone),
             self.namespace
         )
@@ -106,6 +114,12 @@ impl ClusterRef {
     /// Name of the ConfigMap holding `node.toml` and `ring.json`.
     pub fn config_map_name(&self) -> String {
         format!("{}-config", self.name)
+    }
+
+    /// Name of the auth Secret the operator generates when `spec.auth`
+    /// names none.
+    pub fn generated_auth_secret_name(&self) -> String {
+        format!("{}-auth", self.name)
     }
 
     /// Metadata of an owned object: name, namespace, labels, owner.
@@ -162,9 +176,11 @@ mod tests {
         assert_eq!(c.pod_name("a", 2), "demo-a-2");
         assert_eq!(
             c.pod_address("a", "demo-a-2"),
-            "demo-a-2.demo-a.default.svc:7000"
+            "demo-a-2.demo-a.default.svc:7001",
+            "ring addresses are on the internal port"
         );
         assert_eq!(c.config_map_name(), "demo-config");
+        assert_eq!(c.generated_auth_secret_name(), "demo-auth");
         assert_eq!(
             c.node_selector_string(),
             "app.kubernetes.io/component=node,app.kubernetes.io/instance=demo,app.kubernetes.io/name=dynamo"

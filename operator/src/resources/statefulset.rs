@@ -16,7 +16,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{CONFIG_HASH_ANNOTATION, ClusterRef, NODE_PORT, TEMPLATE_HASH_ANNOTATION, ZONE_LABEL};
+use super::auth::auth_volume;
+use super::{
+    CLIENT_PORT, CONFIG_HASH_ANNOTATION, ClusterRef, INTERNAL_PORT, TEMPLATE_HASH_ANNOTATION,
+    ZONE_LABEL,
+};
 use crate::crd::{DynamoClusterSpec, StorageSpec, ZoneSpec};
 
 /// Kubernetes node label naming its zone.
@@ -25,8 +29,10 @@ pub const TOPOLOGY_ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// Where the ConfigMap (`node.toml`, `ring.json`) is mounted.
 pub const CONFIG_DIR: &str = "/etc/dynamo";
 
-/// Where the `spec.auth` Secret is mounted (`DYNAMO_AUTH_DIR`); the node
-/// reads its bearer token from the file `token` there.
+/// Where the auth Secret (and `clients.json` of the clients Secret) is
+/// mounted (`DYNAMO_AUTH_DIR`); the node reads its tokens from the files
+/// `admin-token`, `peer-token`, `client-token`, `clients.json` (or the
+/// legacy `token`) there.
 pub const AUTH_DIR: &str = "/etc/dynamo-auth";
 
 /// Where the `spec.tls` Secret is mounted (`DYNAMO_TLS_DIR`); the node
@@ -114,28 +120,32 @@ pub fn statefulset(
 }
 
 fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> PodSpec {
-    let mut volumes = vec![Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: cluster.config_map_name(),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    }];
-    let mut mounts = vec![mount("data", "/data"), mount("config", CONFIG_DIR)];
-    for (name, secret, dir) in [("auth", &spec.auth, AUTH_DIR), ("tls", &spec.tls, TLS_DIR)] {
-        let Some(secret) = secret else { continue };
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: cluster.config_map_name(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        auth_volume("auth", cluster, spec.auth.as_ref()),
+    ];
+    let mut mounts = vec![
+        mount("data", "/data"),
+        mount("config", CONFIG_DIR),
+        read_only_mount("auth", AUTH_DIR),
+    ];
+    if let Some(tls) = &spec.tls {
         volumes.push(Volume {
-            name: name.into(),
+            name: "tls".into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(secret.secret_name.clone()),
+                secret_name: Some(tls.secret_name.clone()),
                 ..SecretVolumeSource::default()
             }),
             ..Volume::default()
         });
-        let mut m = mount(name, dir);
-        m.read_only = Some(true);
-        mounts.push(m);
+        mounts.push(read_only_mount("tls", TLS_DIR));
     }
     // With TLS the node answers its probes over HTTPS only (the kubelet
     // does not verify the certificate).
@@ -147,12 +157,10 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
             image_pull_policy: spec.pull_policy.map(|p| p.as_str().to_string()),
             command: Some(vec!["dynamo-node".into(), "serve".into()]),
             env: Some(env(spec, zone)),
-            ports: Some(vec![ContainerPort {
-                name: Some("http".into()),
-                container_port: NODE_PORT,
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            }]),
+            ports: Some(vec![
+                container_port("http", CLIENT_PORT),
+                container_port("internal", INTERNAL_PORT),
+            ]),
             readiness_probe: Some(probe("/readyz", 5, scheme)),
             liveness_probe: Some(probe("/healthz", 30, scheme)),
             resources: spec.resources.clone(),
@@ -197,8 +205,24 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
-/// An HTTP GET probe of `path` on the node port; `scheme` `None` is the
-/// kubelet's default, HTTP.
+fn read_only_mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        read_only: Some(true),
+        ..mount(name, path)
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
+/// An HTTP GET probe of `path` on the client port (`http`); `scheme`
+/// `None` is the kubelet's default, HTTP.
 fn probe(path: &str, initial_delay: i32, scheme: Option<&str>) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
@@ -233,7 +257,8 @@ fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
             ..EnvVar::default()
         },
         value("DYNAMO_ZONE", zone.name.clone()),
-        value("DYNAMO_LISTEN", format!("0.0.0.0:{NODE_PORT}")),
+        value("DYNAMO_LISTEN", format!("0.0.0.0:{CLIENT_PORT}")),
+        value("DYNAMO_INTERNAL_LISTEN", format!("0.0.0.0:{INTERNAL_PORT}")),
         value("DYNAMO_DATA_DIR", "/data".into()),
         value("DYNAMO_N", spec.replication.n.to_string()),
         value("DYNAMO_R", spec.replication.r.to_string()),
@@ -241,10 +266,8 @@ fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
         value("DYNAMO_PARTITIONS", spec.partitions.to_string()),
         value("DYNAMO_CONFIG", format!("{CONFIG_DIR}/node.toml")),
         value("DYNAMO_RING_FILE", format!("{CONFIG_DIR}/ring.json")),
+        value("DYNAMO_AUTH_DIR", AUTH_DIR.into()),
     ];
-    if spec.auth.is_some() {
-        vars.push(value("DYNAMO_AUTH_DIR", AUTH_DIR.into()));
-    }
     if spec.tls.is_some() {
         vars.push(value("DYNAMO_TLS_DIR", TLS_DIR.into()));
     }
@@ -342,7 +365,7 @@ pub fn pod_zone(labels: &BTreeMap<String, String>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::SecretReference;
+    use crate::crd::{AuthSpec, SecretReference};
     use crate::reconcile::fixtures::spec;
     use crate::resources::fixtures::cluster_ref;
 
@@ -421,6 +444,11 @@ mod tests {
             .as_ref()
             .and_then(|p| p.http_get.as_ref());
         assert_eq!(readiness.and_then(|h| h.path.as_deref()), Some("/readyz"));
+        assert_eq!(
+            readiness.map(|h| &h.port),
+            Some(&IntOrString::String("http".into())),
+            "probes go to the client listener"
+        );
         let preferred = pod
             .affinity
             .as_ref()
@@ -514,10 +542,37 @@ mod tests {
         assert_eq!(pod.node_selector.expect("selector")["pool"], "fast");
     }
 
+    #[test]
+    fn the_client_and_internal_listeners_are_separate_named_ports() {
+        let pod = first_zone_pod(&spec(&[("a", 3)]));
+        let container = &pod.containers[0];
+        let ports: Vec<(Option<String>, i32)> = container
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone(), p.container_port))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("http".to_string()), 7000),
+                (Some("internal".to_string()), 7001)
+            ]
+        );
+        let env: BTreeMap<&str, Option<&str>> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e.value.as_deref()))
+            .collect();
+        assert_eq!(env["DYNAMO_LISTEN"], Some("0.0.0.0:7000"));
+        assert_eq!(env["DYNAMO_INTERNAL_LISTEN"], Some("0.0.0.0:7001"));
+    }
+
     /// What the pod of a spec's first zone does with Secrets.
     struct SecretUse {
-        /// `(volume, secret name)` of the Secret volumes.
-        secrets: Vec<(String, Option<String>)>,
+        /// `(volume, secret names)` of the Secret and projected volumes.
+        secrets: Vec<(String, Vec<String>)>,
         /// `(volume, path, read-only)` of every mount.
         mounts: Vec<(String, String, Option<bool>)>,
         /// Environment values by name.
@@ -533,9 +588,14 @@ mod tests {
             .iter()
             .flatten()
             .filter_map(|v| {
-                v.secret
-                    .as_ref()
-                    .map(|s| (v.name.clone(), s.secret_name.clone()))
+                let plain = v.secret.as_ref().and_then(|s| s.secret_name.clone());
+                let projected = v
+                    .projected
+                    .iter()
+                    .flat_map(|p| p.sources.iter().flatten())
+                    .filter_map(|s| s.secret.as_ref().map(|s| s.name.clone()));
+                let names: Vec<String> = plain.into_iter().chain(projected).collect();
+                (!names.is_empty()).then(|| (v.name.clone(), names))
             })
             .collect();
         let container = &pod.containers[0];
@@ -575,20 +635,26 @@ mod tests {
         })
     }
 
+    fn auth(secret: Option<&str>, clients: Option<&str>) -> Option<AuthSpec> {
+        Some(AuthSpec {
+            secret_name: secret.map(str::to_string),
+            clients_secret_name: clients.map(str::to_string),
+        })
+    }
+
+    fn names(secrets: &[&str]) -> Vec<String> {
+        secrets.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
-    fn the_auth_secret_is_mounted_and_probes_stay_http_without_tls() {
-        let mut spec = spec(&[("a", 3)]);
-        spec.auth = reference("demo-auth");
+    fn without_spec_auth_the_generated_secret_is_mounted_and_probes_stay_http() {
         let SecretUse {
             secrets,
             mounts,
             env,
             schemes,
-        } = secret_use(&spec);
-        assert_eq!(
-            secrets,
-            [("auth".to_string(), Some("demo-auth".to_string()))]
-        );
+        } = secret_use(&spec(&[("a", 3)]));
+        assert_eq!(secrets, [("auth".to_string(), names(&["demo-auth"]))]);
         assert!(mounts.contains(&("auth".into(), "/etc/dynamo-auth".into(), Some(true))));
         assert!(!mounts.iter().any(|m| m.1 == "/etc/dynamo-tls"));
         assert_eq!(
@@ -600,9 +666,47 @@ mod tests {
     }
 
     #[test]
+    fn a_named_auth_secret_and_the_clients_secret_share_the_auth_directory() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.auth = auth(Some("custom-auth"), Some("demo-clients"));
+        let SecretUse {
+            secrets, mounts, ..
+        } = secret_use(&spec);
+        assert_eq!(
+            secrets,
+            [("auth".to_string(), names(&["custom-auth", "demo-clients"]))]
+        );
+        let auth_mounts: Vec<_> = mounts.iter().filter(|m| m.0 == "auth").collect();
+        assert_eq!(
+            auth_mounts,
+            [&(
+                "auth".to_string(),
+                "/etc/dynamo-auth".to_string(),
+                Some(true)
+            )]
+        );
+    }
+
+    #[test]
+    fn changing_the_auth_or_clients_secret_changes_the_pod_template() {
+        let hash = |auth: Option<AuthSpec>| {
+            let mut spec = spec(&[("a", 3)]);
+            spec.auth = auth;
+            applied_template_hash(&first_zone_statefulset(&spec)).map(str::to_string)
+        };
+        let generated = hash(None);
+        assert_eq!(generated, hash(auth(None, None)), "the same Secret");
+        let named = hash(auth(Some("custom-auth"), None));
+        let with_clients = hash(auth(Some("custom-auth"), Some("demo-clients")));
+        let other_clients = hash(auth(Some("custom-auth"), Some("other-clients")));
+        assert_ne!(generated, named);
+        assert_ne!(named, with_clients);
+        assert_ne!(with_clients, other_clients);
+    }
+
+    #[test]
     fn the_tls_secret_is_mounted_read_only_and_probes_use_https() {
         let mut spec = spec(&[("a", 3)]);
-        spec.auth = reference("demo-auth");
         spec.tls = reference("demo-tls");
         let SecretUse {
             secrets,
@@ -613,8 +717,8 @@ mod tests {
         assert_eq!(
             secrets,
             [
-                ("auth".to_string(), Some("demo-auth".to_string())),
-                ("tls".to_string(), Some("demo-tls".to_string()))
+                ("auth".to_string(), names(&["demo-auth"])),
+                ("tls".to_string(), names(&["demo-tls"]))
             ]
         );
         assert!(mounts.contains(&("tls".into(), "/etc/dynamo-tls".into(), Some(true))));

@@ -5,6 +5,7 @@ plane) whatever the outcome."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
 import signal
@@ -15,7 +16,7 @@ from typing import Any
 
 from . import diagnostics
 from .controlplane import ControlPlane
-from .kube import Kube, Obj, meta
+from .kube import Kube, Obj, meta, namespace_of
 from .kubelet import FakeKubelet
 from .operator import OperatorInstall, OperatorProcess
 from .paths import product_root
@@ -24,6 +25,11 @@ from .wait import wait_until
 log = logging.getLogger("controlplane.testbed")
 
 DYNAMO_API = "/apis/kv.dynamo.dev/v1alpha1"
+# The label the operator puts on every object of a cluster, with its name.
+INSTANCE_LABEL = "app.kubernetes.io/instance"
+# Client (`/v1/kv`) and internal (node-to-node, admin) ports of a node pod.
+CLIENT_PORT = 7000
+INTERNAL_PORT = 7001
 
 
 class Testbed:
@@ -38,6 +44,9 @@ class Testbed:
         self.operator: OperatorInstall | None = None
         self.namespaces: set[str] = {"default"}
         self.timings: dict[str, float] = {}
+        # Decoded keys of the clusters' auth Secrets, by (namespace, cluster).
+        self._auth_secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self._auth_lock = threading.Lock()
 
     # --- setup --------------------------------------------------------
 
@@ -171,6 +180,28 @@ class Testbed:
             c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
         )
 
+    def auth_secret(self, namespace: str, cluster: str, *, refresh: bool = False) -> dict[str, str]:
+        """The decoded keys of the auth Secret the operator generated for
+        `cluster` (`<cluster>-auth`: `admin-token`, `peer-token`,
+        `client-token`), read once and cached unless `refresh`."""
+        assert self.kube is not None
+        key = (namespace, cluster)
+        with self._auth_lock:
+            cached = self._auth_secrets.get(key)
+        if cached is not None and not refresh:
+            return cached
+        secret = self.kube.get(f"/api/v1/namespaces/{namespace}/secrets/{cluster}-auth")
+        keys = {name: base64.b64decode(value).decode() for name, value in (secret.get("data") or {}).items()}
+        with self._auth_lock:
+            self._auth_secrets[key] = keys
+        return keys
+
+    def client_token(self, pod: Obj, *, refresh: bool = False) -> str:
+        """The client token of the cluster `pod` belongs to (its instance
+        label), from the cluster's generated auth Secret."""
+        cluster = (meta(pod).get("labels") or {})[INSTANCE_LABEL]
+        return self.auth_secret(namespace_of(pod), cluster, refresh=refresh)["client-token"]
+
     def node_http(
         self,
         pod: Obj | str,
@@ -178,15 +209,44 @@ class Testbed:
         path: str,
         body: bytes | None = None,
         *,
-        port: int = 7000,
+        port: int = CLIENT_PORT,
         headers: dict[str, str] | None = None,
         timeout: float = 10.0,
     ) -> tuple[int, bytes]:
-        """One request to a node's HTTP API at its pod IP (loopback)."""
-        ip = pod if isinstance(pod, str) else pod["status"]["podIP"]
+        """One request to a node's HTTP API at its pod IP (loopback).
+
+        For a pod object the request carries `Authorization: Bearer
+        <client-token>` of the pod's cluster unless `headers` has an
+        Authorization header; a 401 reads the auth Secret again and repeats
+        the request once (a cluster deleted and created again under the
+        same name has new tokens). A pod IP (a string) gets only `headers`.
+        """
+        sent = dict(headers or {})
+        if isinstance(pod, str):
+            return self._http(pod, port, method, path, body, sent, timeout)
+        ip = pod["status"]["podIP"]
+        if any(name.lower() == "authorization" for name in sent):
+            return self._http(ip, port, method, path, body, sent, timeout)
+        bearer = {**sent, "Authorization": f"Bearer {self.client_token(pod)}"}
+        status, answer = self._http(ip, port, method, path, body, bearer, timeout)
+        if status == 401:
+            bearer["Authorization"] = f"Bearer {self.client_token(pod, refresh=True)}"
+            status, answer = self._http(ip, port, method, path, body, bearer, timeout)
+        return status, answer
+
+    @staticmethod
+    def _http(
+        ip: str,
+        port: int,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection(ip, port, timeout=timeout)
         try:
-            connection.request(method, path, body=body, headers=headers or {})
+            connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             return response.status, response.read()
         finally:
