@@ -145,7 +145,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Report> {
 
     let mut settings = settings.clone();
     settings.monitor.push(Watched::new(pid, "baseline-server"));
-    let report = runner::run(&[url], &settings).await;
+    let report = runner::run(&[url], None, &settings).await;
 
     child
         .kill()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -89,19 +89,32 @@ impl TargetUrl {
             url: self.url.clone(),
             addr,
             host,
+            authorization: None,
         })
     }
 }
 
-/// A resolved node: where to connect and what to send as `Host`.
+/// A resolved node: where to connect, what to send as `Host`, and the
+/// `Authorization` header of every request, if the node requires a token.
 #[derive(Debug)]
 pub struct Target {
     url: String,
     addr: SocketAddr,
     host: HeaderValue,
+    authorization: Option<HeaderValue>,
 }
 
 impl Target {
+    /// This target, sending `Authorization: Bearer <token>` with every
+    /// request.
+    pub fn with_token(mut self, token: &str) -> anyhow::Result<Self> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("the token is not valid in an HTTP header"))?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
+    }
+
     /// The URL this target came from.
     pub fn url(&self) -> &str {
         &self.url
@@ -234,6 +247,9 @@ impl Connection {
         *request.uri_mut() = Uri::try_from(path)?;
         let headers = request.headers_mut();
         headers.insert(HOST, self.target.host.clone());
+        if let Some(authorization) = &self.target.authorization {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
         if is_put {
             headers.insert(
                 CONTENT_TYPE,

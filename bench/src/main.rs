@@ -107,6 +107,16 @@ struct RunArgs {
     /// (connections are spread round-robin over them).
     #[arg(long = "url", value_name = "URL", required = true, value_parser = parse_url)]
     urls: Vec<TargetUrl>,
+    /// Bearer token sent with every request, for nodes run with
+    /// `--auth-dir` (a client token; on Kubernetes, `client-token` of the
+    /// Secret `<cluster>-auth`).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "DYNAMO_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     #[command(flatten)]
     load: LoadArgs,
 }
@@ -379,7 +389,7 @@ impl Command {
             Command::Run(args) => {
                 let output = args.load.output;
                 let settings = args.load.into_settings()?;
-                let report = runner::run(&args.urls, &settings).await?;
+                let report = runner::run(&args.urls, args.token.as_deref(), &settings).await?;
                 print_report(&report, output);
             }
             Command::Baseline(load) => {

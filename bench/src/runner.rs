@@ -123,8 +123,12 @@ impl Progress {
 }
 
 /// Runs the workload against `urls` and returns the report.
-pub async fn run(urls: &[TargetUrl], settings: &Settings) -> anyhow::Result<Report> {
-    let targets = resolve_and_probe(urls, settings.timeout).await?;
+pub async fn run(
+    urls: &[TargetUrl],
+    token: Option<&str>,
+    settings: &Settings,
+) -> anyhow::Result<Report> {
+    let targets = resolve_and_probe(urls, token, settings.timeout).await?;
     let plan = Arc::new(Plan {
         mix: OpMix::new(settings.workload, settings.read_ratio),
         keys: KeyChooser::new(settings.keys, settings.dist, settings.zipf_exponent)?,
@@ -191,14 +195,20 @@ pub async fn run(urls: &[TargetUrl], settings: &Settings) -> anyhow::Result<Repo
     Ok(Report::new(info, &stats, elapsed, processes))
 }
 
-/// Resolves every URL and checks that it answers `GET /readyz` with 200.
+/// Resolves every URL (sending `token` with every request, if given) and
+/// checks that it answers `GET /readyz` with 200.
 async fn resolve_and_probe(
     urls: &[TargetUrl],
+    token: Option<&str>,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Arc<Target>>> {
     let mut targets = Vec::with_capacity(urls.len());
     for url in urls {
-        let target = Arc::new(url.resolve().await?);
+        let mut target = url.resolve().await?;
+        if let Some(token) = token {
+            target = target.with_token(token)?;
+        }
+        let target = Arc::new(target);
         let mut probe = Connection::new(Arc::clone(&target), timeout);
         let reply = probe
             .get("/readyz")

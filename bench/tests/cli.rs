@@ -210,20 +210,22 @@ fn text_report_with_prefill() {
     assert!(stdout.contains("errors: none"), "{stdout}");
 }
 
-/// A keep-alive HTTP/1.1 server on a thread: `/readyz` is 200; a GET of a
-/// key ending in an even digit is 404, odd 300; every PUT is 503.
-fn start_picky_server() -> String {
+/// A keep-alive HTTP/1.1 server on a thread: `/readyz` is 200; with a
+/// `token`, anything else without `Authorization: Bearer <token>` is 401;
+/// a GET of a key ending in an even digit is 404, odd 300; every PUT is
+/// 503.
+fn start_picky_server(token: Option<&'static str>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || serve_picky(stream));
+            std::thread::spawn(move || serve_picky(stream, token));
         }
     });
     url
 }
 
-fn serve_picky(stream: TcpStream) {
+fn serve_picky(stream: TcpStream, token: Option<&str>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     loop {
@@ -232,6 +234,7 @@ fn serve_picky(stream: TcpStream) {
             return;
         }
         let mut content_length = 0;
+        let mut authorized = token.is_none();
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -245,6 +248,11 @@ fn serve_picky(stream: TcpStream) {
             {
                 content_length = value.trim().parse().unwrap();
             }
+            if let (Some((name, value)), Some(token)) = (header.split_once(':'), token)
+                && name.eq_ignore_ascii_case("authorization")
+            {
+                authorized = value.trim() == format!("Bearer {token}");
+            }
         }
         let mut body = vec![0; content_length];
         if reader.read_exact(&mut body).is_err() {
@@ -255,6 +263,7 @@ fn serve_picky(stream: TcpStream) {
         let path = path.split('?').next().unwrap_or("");
         let status = match (method, path) {
             ("GET", "/readyz") => "200 OK",
+            _ if !authorized => "401 Unauthorized",
             ("GET", p) if p.ends_with(['0', '2', '4', '6', '8']) => "404 Not Found",
             ("GET", _) => "300 Multiple Choices",
             _ => "503 Service Unavailable",
@@ -268,7 +277,7 @@ fn serve_picky(stream: TcpStream) {
 
 #[test]
 fn not_found_siblings_and_errors_are_counted_apart() {
-    let url = start_picky_server();
+    let url = start_picky_server(None);
     let report = bench_json(&[
         "run",
         "--url",
@@ -335,4 +344,35 @@ fn bad_arguments_exit_2_with_a_message() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn the_token_goes_with_every_request() {
+    let url = start_picky_server(Some("t0k"));
+    let args = [
+        "run",
+        "--url",
+        &url,
+        "--workload",
+        "read",
+        "--ops",
+        "50",
+        "--warmup",
+        "0",
+        "-o",
+        "json",
+    ];
+    let refused = bench_json(&args);
+    assert_eq!(
+        refused["operations"]["read"]["errors"]["status"]["401"].as_u64(),
+        Some(50),
+        "{refused}"
+    );
+    let with_token: Vec<&str> = args.iter().copied().chain(["--token", "t0k"]).collect();
+    let report = bench_json(&with_token);
+    assert_eq!(
+        report["operations"]["read"]["errors"]["total"], 0,
+        "{report}"
+    );
+    assert_eq!(count(&report, "read"), 50);
 }
