@@ -4,6 +4,7 @@
 mod connection;
 mod listener;
 mod open_files;
+mod tls_reload;
 
 use std::sync::Arc;
 
@@ -30,6 +31,7 @@ use crate::tombstones::TombstoneGc;
 use crate::transfer::Transfers;
 use crate::transport::{Dialing, Transport};
 use listener::{Budget, Listener};
+use tls_reload::TlsReload;
 
 /// Runs a node until a shutdown signal arrives.
 pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
@@ -37,7 +39,10 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let (storage, start, initial) = open_store(&config)?;
     let dialing = Dialing::for_node(&config);
     let membership = Arc::new(Membership::new(config.node_id.clone(), start));
-    warn_if_peers_refuse_certificate(&config, &membership);
+    let tls_reload = TlsReload::for_node(&config, &membership).map(Arc::new);
+    if let Some(tls_reload) = &tls_reload {
+        tls_reload.warn_if_peers_refuse();
+    }
     let transfers = Arc::new(
         Transfers::new(
             storage.clone(),
@@ -67,6 +72,9 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     spawn_maintenance(prober, &tasks, &transfers, &stop_rx);
     if let Some(credentials) = &config.credentials {
         periodic::spawn(Arc::new(ClientReload(credentials.clone())), stop_rx.clone());
+    }
+    if let Some(tls_reload) = tls_reload {
+        periodic::spawn(tls_reload, stop_rx.clone());
     }
     let state = Arc::new(AppState::new(coordinator, &config, rings, transfers, tasks));
     let mut servers = listen(&config, &limits, state.clone(), rpc, &stop_rx).await?;
@@ -122,19 +130,6 @@ fn open_store(config: &NodeConfig) -> anyhow::Result<(Arc<Storage>, RingDocument
     }
     let start = persisted.unwrap_or_else(|| initial.clone());
     Ok((storage, start, initial))
-}
-
-/// With TLS, warns if peers would refuse this node's certificate at the
-/// address the ring gives this node (else the configured one).
-fn warn_if_peers_refuse_certificate(config: &NodeConfig, membership: &Membership) {
-    let Some(tls) = &config.tls else {
-        return;
-    };
-    let view = membership.view();
-    let address = view
-        .peer(&config.node_id)
-        .map_or(config.address.as_str(), |peer| peer.address.as_str());
-    tls.warn_if_peers_refuse(address);
 }
 
 /// Ring adoption for this node, having adopted the configured ring if it
@@ -247,7 +242,7 @@ async fn listen(
         .with_context(|| format!("binding {}", config.listen))?;
     let listener = |router, budget| Listener {
         router,
-        tls: config.tls.as_ref().map(|t| t.acceptor.clone()),
+        tls: config.tls.clone(),
         budget,
         limits: limits.clone(),
     };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
 /// A self-signed CA made for one test.
 pub struct TestCa {
@@ -125,6 +125,42 @@ fn roots(ca_pem: &str) -> rustls::RootCertStore {
     roots
 }
 
+/// Replaces `dir/name` with `contents` as the kubelet updates a mounted
+/// Secret: a new file renamed over the old one (a new inode), so that a
+/// reader never sees it half written.
+pub fn replace_file(dir: &Path, name: &str, contents: &str) {
+    let staged = dir.join(format!(".{name}.new"));
+    std::fs::write(&staged, contents).expect("staging a file");
+    std::fs::rename(&staged, dir.join(name)).expect("renaming a staged file");
+}
+
+/// Runs a TLS handshake in memory with the server called `name`; `Err`
+/// when either side refuses the other's certificate.
+pub fn handshake(
+    name: &str,
+    client: Arc<rustls::ClientConfig>,
+    server: Arc<rustls::ServerConfig>,
+) -> Result<(), rustls::Error> {
+    let name = ServerName::try_from(name.to_string()).expect("server name");
+    let mut client = rustls::ClientConnection::new(client, name)?;
+    let mut server = rustls::ServerConnection::new(server)?;
+    while client.is_handshaking() || server.is_handshaking() {
+        let mut buffer = Vec::new();
+        client.write_tls(&mut buffer).expect("client bytes");
+        server
+            .read_tls(&mut buffer.as_slice())
+            .expect("server reads");
+        server.process_new_packets()?;
+        buffer.clear();
+        server.write_tls(&mut buffer).expect("server bytes");
+        client
+            .read_tls(&mut buffer.as_slice())
+            .expect("client reads");
+        client.process_new_packets()?;
+    }
+    Ok(())
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -132,50 +168,22 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::pki_types::ServerName;
-
-    /// Runs a TLS handshake in memory with the server called `name`;
-    /// `Err` when the client refuses the server's certificate.
-    fn handshake(
-        name: &str,
-        client: rustls::ClientConfig,
-        server: rustls::ServerConfig,
-    ) -> Result<(), rustls::Error> {
-        let name = ServerName::try_from(name.to_string()).expect("server name");
-        let mut client = rustls::ClientConnection::new(Arc::new(client), name)?;
-        let mut server = rustls::ServerConnection::new(Arc::new(server))?;
-        while client.is_handshaking() || server.is_handshaking() {
-            let mut buffer = Vec::new();
-            client.write_tls(&mut buffer).expect("client bytes");
-            server
-                .read_tls(&mut buffer.as_slice())
-                .expect("server reads");
-            server.process_new_packets()?;
-            buffer.clear();
-            server.write_tls(&mut buffer).expect("server bytes");
-            client
-                .read_tls(&mut buffer.as_slice())
-                .expect("client reads");
-            client.process_new_packets()?;
-        }
-        Ok(())
-    }
 
     #[test]
     fn a_client_trusting_the_ca_accepts_its_certificates_and_no_other() {
         let ca = TestCa::new("test CA");
-        let server = ca.issue(&["localhost", "127.0.0.1"]).server_config();
-        assert!(handshake("localhost", ca.client_config(), server.clone()).is_ok());
+        let server = Arc::new(ca.issue(&["localhost", "127.0.0.1"]).server_config());
+        assert!(handshake("localhost", Arc::new(ca.client_config()), server.clone()).is_ok());
         let stranger = TestCa::new("another CA");
-        assert!(handshake("localhost", stranger.client_config(), server).is_err());
+        assert!(handshake("localhost", Arc::new(stranger.client_config()), server).is_err());
     }
 
     #[test]
     fn names_written_as_ip_addresses_are_ip_names() {
         let ca = TestCa::new("test CA");
-        let server = ca.issue(&["127.0.0.1"]).server_config();
-        assert!(handshake("127.0.0.1", ca.client_config(), server.clone()).is_ok());
-        assert!(handshake("127.0.0.2", ca.client_config(), server).is_err());
+        let server = Arc::new(ca.issue(&["127.0.0.1"]).server_config());
+        assert!(handshake("127.0.0.1", Arc::new(ca.client_config()), server.clone()).is_ok());
+        assert!(handshake("127.0.0.2", Arc::new(ca.client_config()), server).is_err());
     }
 
     #[test]

@@ -38,7 +38,10 @@ impl PeriodicTask for ClientReload {
         match self.0.reload_clients() {
             Ok(true) => tracing::info!("client credentials changed: read them again"),
             Ok(false) => {}
-            Err(error) => return Err(RoundError::local("reloading client credentials", error)),
+            Err(error) => {
+                let error = format!("{error:#}");
+                return Err(RoundError::local("reloading client credentials", error));
+            }
         }
         Ok(())
     }

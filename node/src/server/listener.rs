@@ -12,10 +12,10 @@ use axum::Router;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio_rustls::TlsAcceptor;
 
 use super::connection::Connection;
 use crate::config::ConnectionLimits;
+use crate::tls::Tls;
 
 /// Longest wait for open connections to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,8 +102,9 @@ impl Budget {
 pub struct Listener {
     /// The routes.
     pub router: Router,
-    /// TLS, if the node serves HTTPS.
-    pub tls: Option<TlsAcceptor>,
+    /// TLS, if the node serves HTTPS: each connection is accepted with
+    /// the certificate current when it arrives.
+    pub tls: Option<Tls>,
     /// The connections it may hold open.
     pub budget: Budget,
     /// The timeouts of its connections.
@@ -162,7 +163,12 @@ impl Listener {
         let Some(tls) = &self.tls else {
             return connection.serve(stream, watcher).await;
         };
-        match tokio::time::timeout(self.limits.tls_handshake_timeout, tls.accept(stream)).await {
+        match tokio::time::timeout(
+            self.limits.tls_handshake_timeout,
+            tls.acceptor().accept(stream),
+        )
+        .await
+        {
             Ok(Ok(stream)) => {
                 connection.client_certificate = stream
                     .get_ref()

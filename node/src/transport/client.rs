@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio_rustls::TlsConnector;
 
 use super::frame::{self, FrameError};
 use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL};
 use crate::config::NodeConfig;
 use crate::peer::Peer;
 use crate::sync::{lock, read, write};
+use crate::tls::Tls;
 
 /// Longest HTTP response head accepted during the upgrade.
 const MAX_HEAD: usize = 16 << 10;
@@ -30,8 +30,9 @@ pub struct Dialing {
     pub source: Option<IpAddr>,
     /// Bearer token peers require, if any.
     pub token: Option<Arc<str>>,
-    /// TLS to peers, if the cluster uses it.
-    pub tls: Option<TlsConnector>,
+    /// TLS to peers, if the cluster uses it: each dial uses the
+    /// certificate and `ca.crt` current when it starts.
+    pub tls: Option<Tls>,
 }
 
 impl Dialing {
@@ -47,7 +48,7 @@ impl Dialing {
                 .credentials
                 .as_ref()
                 .map(|c| c.peer().expose().clone()),
-            tls: config.tls.as_ref().map(|t| t.connector.clone()),
+            tls: config.tls.clone(),
         }
     }
 }
@@ -57,7 +58,7 @@ pub struct Transport {
     timeout: Duration,
     source: Option<IpAddr>,
     token: Option<Arc<str>>,
-    tls: Option<TlsConnector>,
+    tls: Option<Tls>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
@@ -216,7 +217,7 @@ async fn dial(
     address: &str,
     source: Option<IpAddr>,
     token: Option<&str>,
-    tls: Option<&TlsConnector>,
+    tls: Option<&Tls>,
     stall: Duration,
 ) -> Result<Arc<Connection>, String> {
     let mut stream = connect(address, source).await.map_err(|e| e.to_string())?;
@@ -228,6 +229,7 @@ async fn dial(
     };
     let name = crate::tls::server_name(address)?;
     let mut stream = tls
+        .connector()
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS handshake: {e}"))?;

@@ -1,11 +1,13 @@
 //! TLS on every listener and between nodes, over real processes, with a
 //! CA and node certificates made for the test; the node-to-node stream
-//! with mutual TLS.
+//! with mutual TLS; certificates and CAs renewed in place.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use dynamo_testkit::http::{builder, http_client, https_client};
-use dynamo_testkit::pki::TestCa;
+use dynamo_testkit::pki::{TestCa, replace_file};
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONNECTION, UPGRADE};
 
@@ -158,4 +160,116 @@ async fn the_stream_needs_a_client_certificate_signed_by_the_cluster_ca() {
         .await
         .unwrap();
     assert_eq!(ring.status(), StatusCode::OK);
+}
+
+/// Writes a certificate of `ca` for `names` into `dir` as the kubelet
+/// updates a mounted Secret (each file renamed over the old one), with
+/// `ca_pem` as `ca.crt`.
+fn renew(dir: &Path, ca: &TestCa, names: &[&str], ca_pem: &str) {
+    let issued = ca.issue(names);
+    replace_file(dir, "ca.crt", ca_pem);
+    replace_file(dir, "tls.crt", &issued.cert_pem);
+    replace_file(dir, "tls.key", &issued.key_pem);
+}
+
+/// Polls until `check(i)` holds for every node `i` of `c`, for at most
+/// 30 s (nodes look at their files every 10 s).
+async fn wait_all(c: &TestCluster, what: &str, check: impl AsyncFn(usize) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 0..c.nodes.len() {
+        while !check(i).await {
+            assert!(Instant::now() < deadline, "node {i} did not {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Whether node `i` opens the node-to-node stream to a client presenting
+/// the client certificate of `tls`.
+async fn stream_opens(c: &TestCluster, i: usize, tls: rustls::ClientConfig) -> bool {
+    let client = builder(None).use_preconfigured_tls(tls).build().unwrap();
+    client
+        .get(format!("{}/internal/v1/stream", c.admin_url(i)))
+        .header(CONNECTION, "upgrade")
+        .header(UPGRADE, "dynamo-rpc/1")
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::SWITCHING_PROTOCOLS)
+}
+
+/// Retries a write of `key` with w=3 until it succeeds (for at most 30 s).
+async fn put_all_replicas(c: &TestCluster, key: &str, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = c.put(0, key, value, None, "?w=3").await;
+        if status == StatusCode::NO_CONTENT {
+            return;
+        }
+        assert!(Instant::now() < deadline, "w=3 still fails: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_and_ca_are_taken_without_a_restart() {
+    let subnet = support::fresh_subnet();
+    let names: Vec<String> = (1..=3).map(|i| format!("127.0.{subnet}.{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (old, new) = (TestCa::new("old CA"), TestCa::new("new CA"));
+    let tls = tempfile::tempdir().unwrap();
+    old.write_tls_dir(tls.path(), &names);
+    let options = ClusterOptions {
+        extra: vec![
+            "--tls-dir".to_string(),
+            tls.path().to_str().unwrap().to_string(),
+        ],
+        proxies: true,
+        subnet: Some(subnet),
+        ca_pem: Some(old.pem().to_string()),
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::start_with(3, options).await;
+    let (status, _) = c.put(0, "k", "before", None, "?w=3").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // A CA rotation as cert-manager does it: every node trusts both CAs
+    // and gets a certificate of the new one...
+    let both = format!("{}{}", old.pem(), new.pem());
+    renew(tls.path(), &new, &names, &both);
+    c.http = https_client(&both);
+    wait_all(&c, "serve the new CA's certificate", async |i| {
+        let healthz = format!("{}/healthz", c.url(i));
+        https_client(new.pem()).get(healthz).send().await.is_ok()
+    })
+    .await;
+    let old_member = || old.issue(&["peer"]).client_config(&both);
+    let new_member = || new.issue(&["peer"]).client_config(&both);
+    for i in 0..3 {
+        assert!(stream_opens(&c, i, old_member()).await);
+        assert!(stream_opens(&c, i, new_member()).await);
+    }
+
+    // ...then stops trusting the old one.
+    replace_file(tls.path(), "ca.crt", new.pem());
+    wait_all(&c, "refuse the old CA's certificates", async |i| {
+        !stream_opens(&c, i, old_member()).await
+    })
+    .await;
+    for i in 0..3 {
+        assert!(stream_opens(&c, i, new_member()).await);
+    }
+
+    // Every node-to-node connection is cut: nodes dial each other again,
+    // each checking the other's new certificate against the new CA only.
+    for i in 0..3 {
+        c.isolate(i, true);
+    }
+    for i in 0..3 {
+        c.isolate(i, false);
+    }
+    put_all_replicas(&c, "k2", "after").await;
+    for (key, value) in [("k", "before"), ("k2", "after")] {
+        let (status, _, values) = c.get_json(2, key, "?r=3").await;
+        assert_eq!((status, values), (StatusCode::OK, vec![value.to_string()]));
+    }
 }
