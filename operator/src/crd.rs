@@ -2,12 +2,15 @@
 //! user asks for (spec) and what the operator reports back (status).
 //!
 //! The schema is generated from these types (see the `crdgen` binary) and
-//! kept structural: every field is typed, and the one free-form map
-//! (`nodeConfig`) is marked `x-kubernetes-preserve-unknown-fields`.
+//! kept structural: every field is typed, and the free-form maps
+//! (`nodeConfig`, `podTemplate`) are marked
+//! `x-kubernetes-preserve-unknown-fields`.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -57,11 +60,14 @@ pub struct DynamoClusterSpec {
     /// Replication factor and quorums.
     #[serde(default)]
     pub replication: ReplicationSpec,
-    /// Partition count `Q`: a power of two, fixed once the ring exists.
+    /// Partition count `Q`: a power of two, fixed once set (the API server
+    /// refuses a change; the operator also refuses one of an existing
+    /// ring written before the field was set).
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 65536))]
     #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536].exists(p, p == self)", "message": "partitions must be a power of two"}
+        {"rule": "[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536].exists(p, p == self)", "message": "partitions must be a power of two"},
+        {"rule": "self == oldSelf", "message": "partitions cannot change: the ring's partition count is fixed when the cluster is created"}
     ]))]
     pub partitions: u32,
     /// Persistent volume of every node.
@@ -103,6 +109,92 @@ pub struct DynamoClusterSpec {
     /// Pod disruption budget settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_disruption: Option<PodDisruptionSpec>,
+    /// Seconds a starting node may take to answer `GET /healthz` (opening
+    /// its store, replaying its write-ahead log) before the kubelet
+    /// restarts it: the budget of the node container's startup probe
+    /// (`periodSeconds: 5`, `failureThreshold` this divided by 5, rounded
+    /// up). The liveness and readiness probes start only once it succeeded.
+    /// Default 600 (10 minutes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub startup_timeout_seconds: Option<u32>,
+    /// How strictly node pods of the cluster avoid sharing a Kubernetes
+    /// node. `Preferred` (default): a preferred pod anti-affinity and a
+    /// topology spread constraint (`maxSkew: 1`, `ScheduleAnyway`) over
+    /// `kubernetes.io/hostname` spread them, and pods share nodes when
+    /// there are too few. `Required`: a required anti-affinity and
+    /// `DoNotSchedule`, so two node pods never share a Kubernetes node and
+    /// a pod stays Pending while no free node is left. A zone whose own
+    /// `affinity` has a `podAntiAffinity` keeps that one and gets no spread
+    /// constraint.
+    #[serde(default)]
+    pub pod_anti_affinity: PodAntiAffinityMode,
+    /// Secrets (same namespace) with registry credentials for the node
+    /// image: the pods' `imagePullSecrets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+    /// ServiceAccount the node pods run as. Nodes never call the Kubernetes
+    /// API: without it the pods run as the namespace's `default`
+    /// ServiceAccount with `automountServiceAccountToken: false`; with it
+    /// the ServiceAccount's own `automountServiceAccountToken` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+    /// PriorityClass of the node pods; it must exist, or the API server
+    /// refuses the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    /// Extra labels of the node pods. Keys the operator sets are refused:
+    /// `app.kubernetes.io/name`, `app.kubernetes.io/instance`,
+    /// `app.kubernetes.io/managed-by`, `app.kubernetes.io/component` and
+    /// every key under `kv.dynamo.dev/`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+    /// Extra annotations of the node pods. Keys under `kv.dynamo.dev/` are
+    /// the operator's and refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+    /// User and group settings of the node pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<PodSecuritySpec>,
+    /// Override of the generated pod template (the `metadata` and `spec` of
+    /// the zone StatefulSets' `spec.template`), applied last as a JSON
+    /// merge patch (RFC 7386: objects merge key by key, `null` removes a
+    /// key, any other value replaces), except that lists of named entries
+    /// merge entry by entry on their key: `spec.containers`,
+    /// `spec.initContainers`, `spec.volumes` and `spec.imagePullSecrets` on
+    /// `name`, and in each container `env` on `name`, `ports` on
+    /// `containerPort` and `volumeMounts` on `mountPath`. An entry with a
+    /// new key is appended, one with an existing key is merged into that
+    /// entry: `{"name": "node", ...}` changes the node container, another
+    /// name adds a sidecar. Every other list (`tolerations`, `args`,
+    /// `topologySpreadConstraints`, ...) is replaced whole. Refused: an
+    /// entry without its key, removing the node container, changing its
+    /// `command` or an `env`, `ports` or `volumeMounts` entry the operator
+    /// generates, changing a volume the operator generates, a field a pod
+    /// template does not have, and labels or annotations the operator sets
+    /// (see `podLabels`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "free_form_object")]
+    pub pod_template: BTreeMap<String, serde_json::Value>,
+    /// Stop every change while true, for maintenance windows and incident
+    /// response: the operator applies no object, publishes no ring,
+    /// restarts no pod and creates no Secret; it keeps observing and
+    /// reports the cluster in the status with the condition `Paused`.
+    /// Transfers of a ring published before the pause go on (the nodes
+    /// do them). Setting it back to false resumes where the spec says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// A NetworkPolicy `<cluster>-nodes` for the node pods (none when
+    /// unset): the client port 7000 open to `clients` (everyone when
+    /// empty), the internal port 7001 (node-to-node stream and admin
+    /// routes) only to the cluster's node pods and to pods of any
+    /// namespace labelled `kv.dynamo.dev/admin-access: "true"` (the
+    /// operator's pods carry it when installed with the chart). It takes
+    /// effect only with a network plugin that enforces NetworkPolicies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NodeNetworkPolicy>,
 }
 
 fn default_partitions() -> u32 {
@@ -250,6 +342,26 @@ pub struct AuthSpec {
     pub clients_secret_name: Option<String>,
 }
 
+/// The node pods' NetworkPolicy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeNetworkPolicy {
+    /// Whether the operator keeps the NetworkPolicy (default true); false
+    /// deletes it. Removing `networkPolicy` altogether leaves the last
+    /// one in place: set `enabled: false` to remove it.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// Who may reach the client port 7000, as NetworkPolicy `from` entries
+    /// (pod and namespace selectors, IP blocks); empty: every pod and
+    /// address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
 /// Pod disruption budget settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -258,6 +370,35 @@ pub struct PodDisruptionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 16))]
     pub max_unavailable: Option<i32>,
+}
+
+/// How strictly node pods of a cluster avoid sharing a Kubernetes node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PodAntiAffinityMode {
+    /// Spread over nodes where possible, share nodes otherwise.
+    #[default]
+    Preferred,
+    /// Never two node pods of the cluster on one Kubernetes node.
+    Required,
+}
+
+/// User and group settings of the node pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecuritySpec {
+    /// True (default): the pods run as user and group 10001 with `fsGroup`
+    /// 10001. False: `runAsUser`, `runAsGroup` and `fsGroup` stay unset,
+    /// for platforms that assign them, such as OpenShift's `restricted-v2`
+    /// SecurityContextConstraints (elsewhere the image's user, 10001,
+    /// applies). Either way the pods must run as non-root, without
+    /// privilege escalation, with every capability dropped, the
+    /// `RuntimeDefault` seccomp profile and a read-only root filesystem.
+    #[serde(default = "default_assign_ids")]
+    pub assign_ids: bool,
+}
+
+fn default_assign_ids() -> bool {
+    true
 }
 
 /// What the operator observed and did.
@@ -349,6 +490,11 @@ pub mod condition {
     /// Every part of the spec is in effect (false when a change the
     /// StatefulSets cannot follow, such as a new storage class, is held).
     pub const SPEC_APPLIED: &str = "SpecApplied";
+    /// `spec.paused` is true: the operator changes nothing.
+    pub const PAUSED: &str = "Paused";
+    /// With `spec.tls`: the nodes' certificate is one peers accept now
+    /// (reason `ExpiresSoon` while true but within a week of its end).
+    pub const TLS_CERTIFICATE: &str = "TlsCertificate";
 }
 
 #[cfg(test)]
@@ -367,6 +513,29 @@ mod tests {
         assert_eq!(spec.partitions, DEFAULT_PARTITIONS);
         assert!(spec.node_config.is_empty());
         assert_eq!(spec.auth, None);
+    }
+
+    #[test]
+    fn pod_settings_default_to_todays_pods() {
+        let minimal = serde_json::json!({
+            "image": "dynamo:1",
+            "zones": [{"name": "a", "replicas": 3}],
+            "storage": {"size": "1Gi"}
+        });
+        let spec: DynamoClusterSpec = serde_json::from_value(minimal.clone()).expect("parses");
+        assert_eq!(spec.pod_anti_affinity, PodAntiAffinityMode::Preferred);
+        assert_eq!(spec.startup_timeout_seconds, None);
+        assert_eq!(spec.pod_security, None);
+        assert!(spec.pod_template.is_empty() && spec.pod_labels.is_empty());
+        let mut with_settings = minimal;
+        with_settings["podSecurity"] = serde_json::json!({});
+        with_settings["podAntiAffinity"] = serde_json::json!("Required");
+        let spec: DynamoClusterSpec = serde_json::from_value(with_settings).expect("parses");
+        assert_eq!(
+            spec.pod_security,
+            Some(PodSecuritySpec { assign_ids: true })
+        );
+        assert_eq!(spec.pod_anti_affinity, PodAntiAffinityMode::Required);
     }
 
     #[test]

@@ -175,6 +175,11 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         () = controller => {
             tracing::info!("controller stopped");
+            match elector.release().await {
+                Ok(true) => tracing::info!("released the leader lease"),
+                Ok(false) => tracing::info!("the leader lease was no longer ours"),
+                Err(error) => tracing::warn!(%error, "releasing the leader lease; it expires by itself"),
+            }
             Ok(())
         }
         () = elector.keep() => anyhow::bail!("lost the leader lease; exiting so a new leader takes over"),

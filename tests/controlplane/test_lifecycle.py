@@ -444,6 +444,23 @@ def install_examples(testbed: Testbed, node_set: str, pod_security: str | None) 
     return targets
 
 
+def check_network_policy(testbed: Testbed, target: Target) -> None:
+    """The examples enable spec.networkPolicy: the API server holds
+    `<cluster>-nodes` selecting the node pods, port 7000 open, port 7001
+    only for the cluster's nodes and pods labelled admin-access. (Nothing
+    here enforces NetworkPolicies: there is no network plugin.)"""
+    assert testbed.kube is not None
+    path = f"/apis/networking.k8s.io/v1/namespaces/{target.namespace}/networkpolicies/{target.name}-nodes"
+    spec = testbed.kube.get(path)["spec"]
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == target.name
+    client, internal = spec["ingress"]
+    assert client["ports"] == [{"protocol": "TCP", "port": 7000}] and "from" not in client, spec
+    assert internal["ports"] == [{"protocol": "TCP", "port": 7001}], spec
+    peers, admins = internal["from"]
+    assert peers["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "node", spec
+    assert admins["podSelector"]["matchLabels"] == {"kv.dynamo.dev/admin-access": "true"}, spec
+
+
 def check_examples(testbed: Testbed, node_set: str, targets: list[Target]) -> None:
     """All Ready with every pod Running and ready; a key written and read
     through one node pod of each (read back through that pod and another);
@@ -473,6 +490,7 @@ def check_examples(testbed: Testbed, node_set: str, targets: list[Target]) -> No
             ]
             assert not misplaced, f"{target}: pods outside the node zone of their name: {misplaced}"
 
+        check_network_policy(testbed, target)
         key = f"example-{target.name}"
         value = f"hello from {target}".encode()
         writer = meta(pods[0])["name"]
@@ -683,3 +701,19 @@ def test_operator_killed_during_rebalance(testbed: Testbed) -> None:
 
     problems = read_back(testbed, pods, written)
     assert not problems, f"{len(problems)} of {len(written)} keys not read back:\n" + "\n".join(problems[:50])
+
+
+def test_a_stopped_operator_hands_the_lease_over_at_once(testbed: Testbed) -> None:
+    """SIGTERM to the leading operator: it stops its controllers and clears
+    the Lease's holder before it exits, so a successor leads at its first
+    try instead of waiting for the Lease (15 s) to expire."""
+    first = testbed.install_operator()
+    operator = testbed.operator
+    assert operator is not None
+    first.stop()
+    assert not first.alive() and first.process.returncode == 0, first.log_tail(20)
+    assert operator.leader() is None, f"the Lease still names {operator.leader()}:\n{first.log_tail(20)}"
+    began = time.monotonic()
+    second = testbed.start_operator()
+    operator.wait_leading(second, timeout=30)
+    testbed.timings["successor leading after a clean stop"] = time.monotonic() - began

@@ -12,6 +12,10 @@ operator installed from the chart (docs/operator.md):
 * the CRD's schema and CEL rules reject invalid specs with their message;
 * `kubectl get dync` columns, and `kubectl wait --for=condition=Ready` after
   a change returns only once the rollout has finished.
+* the pod settings (`podLabels`, `podAnnotations`, `priorityClassName`,
+  `imagePullSecrets`, `startupTimeoutSeconds`, `podAntiAffinity: Required`,
+  a `podTemplate` override) reach the pods the API server admits and the
+  scheduler places.
 
 Clusters are small (3 pods, 64 partitions). Every wait is bounded.
 """
@@ -533,6 +537,62 @@ def test_storage_size_canonicalised_and_class_change_held(testbed: Testbed) -> N
     assert all(c["spec"].get("storageClassName") == "standard" for c in after.values()), after
 
 
+def _paused_for(testbed: Testbed, name: str) -> Obj | None:
+    """The `Paused` condition if it is true for the current generation."""
+    found = fresh_condition(testbed.cluster(NS, name), "Paused")
+    return found if found and found["status"] == "True" else None
+
+
+def test_pause_holds_every_change_until_resumed(testbed: Testbed) -> None:
+    """`spec.paused: true` on a Ready cluster: `Paused=True` and a Paused
+    Event; a scale-up and a `nodeConfig` change made while paused change
+    nothing (StatefulSet replicas and template, ConfigMap, ring epoch,
+    pods) and the status does not claim the generation; `paused: false`
+    carries both out (four pods on the new template, a Resumed Event,
+    `Paused=False`)."""
+    name = "paused"
+    testbed.start_nodes("single")
+    testbed.install_operator()
+    assert testbed.kube is not None
+    apply_ok(testbed, cluster_manifest(name, [("main", 3)]), name)
+    pods = wait_settled(testbed, name, 3, timeout=READY_TIMEOUT, what="Ready")
+    epoch = testbed.cluster(NS, name)["status"]["ringEpoch"]
+
+    patch_cluster(testbed, name, {"spec": {"paused": True}})
+    wait_until("Paused=True", lambda: _paused_for(testbed, name), 60, 1.0)
+    wait_until("a Paused event", lambda: cluster_events(testbed, name, "Paused"), 30)
+    sts = statefulsets(testbed, name)[f"{name}-main"]
+    config = testbed.kube.get(f"/api/v1/namespaces/{NS}/configmaps/{name}-config")
+    generation = patch_cluster(
+        testbed,
+        name,
+        {"spec": {"zones": [{"name": "main", "replicas": 4}], "nodeConfig": {"read-repair-chance": 0.3}}},
+    )
+    wait_until("Paused=True for the changed spec", lambda: _paused_for(testbed, name), 60, 1.0)
+    time.sleep(25)  # two more reconciles (10 s apart while paused) must change nothing either
+    cluster = testbed.cluster(NS, name)
+    assert _paused_for(testbed, name), summary(testbed, name)
+    assert cluster["status"]["ringEpoch"] == epoch, cluster["status"]
+    assert cluster["status"].get("observedGeneration", 0) < generation, cluster["status"]
+    held = statefulsets(testbed, name)[f"{name}-main"]
+    assert held["spec"]["replicas"] == 3 and held["spec"]["template"] == sts["spec"]["template"], held["spec"]
+    held_config = testbed.kube.get(f"/api/v1/namespaces/{NS}/configmaps/{name}-config")
+    assert held_config["data"] == config["data"], "the ConfigMap is not touched while paused"
+    assert uids(node_pods(testbed, name)) == uids(pods), "no pod is restarted while paused"
+
+    began = time.monotonic()
+    patch_cluster(testbed, name, {"spec": {"paused": False}})
+    wait_settled(testbed, name, 4, replaced=uids(pods), what="scaled and rolled out after the pause")
+    testbed.timings["changes carried out after the pause"] = time.monotonic() - began
+    assert cluster_events(testbed, name, "Resumed"), "a Resumed event"
+    cluster = testbed.cluster(NS, name)
+    paused = fresh_condition(cluster, "Paused")
+    assert paused is not None and paused["status"] == "False" and paused["reason"] == "Resumed", paused
+    assert cluster["status"]["ringEpoch"] > epoch, cluster["status"]
+    config = testbed.kube.get(f"/api/v1/namespaces/{NS}/configmaps/{name}-config")
+    assert "read-repair-chance = 0.3" in config["data"]["node.toml"], config["data"]["node.toml"]
+
+
 # --- 3. delete and re-create ------------------------------------------------
 
 
@@ -622,7 +682,7 @@ def test_api_server_rejects_invalid_specs(testbed: Testbed) -> None:
     DNS label, name + zone name over 51 characters, a zone name with
     uppercase letters, duplicate zone names, 300 replicas, factor 20,
     readQuorum above factor, 1000 and 131072 partitions. A valid spec is
-    accepted."""
+    accepted, and then a change of its partitions refused."""
     testbed.install_operator()
     assert testbed.kube is not None
 
@@ -694,6 +754,11 @@ def test_api_server_rejects_invalid_specs(testbed: Testbed) -> None:
         problems.append(f"valid: exit {result.returncode}: {result.stderr.strip()}")
     elif testbed.kube.get_opt(f"/apis/kv.dynamo.dev/v1alpha1/namespaces/{NS}/dynamoclusters/valid") is None:
         problems.append("valid: accepted but not stored")
+    else:
+        changed = spec_with("valid", partitions=PARTITIONS * 2)
+        result = kubectl_apply(testbed, changed, "valid-partitions-changed")
+        if result.returncode == 0 or "partitions cannot change" not in result.stderr:
+            problems.append(f"partitions changed: exit {result.returncode}: {result.stderr.strip()}")
     assert not problems, "\n".join(problems)
 
 
@@ -750,3 +815,131 @@ def test_kubectl_columns_and_wait_for_rollout(testbed: Testbed) -> None:
         assert (meta(pod).get("labels") or {}).get(REVISION_LABEL) == update, f"outdated pod:\n{state}"
     assert not uids(pods) & before, f"pods not replaced when kubectl wait returned:\n{state}"
     assert all(p["spec"]["containers"][0]["image"] == "dynamo-node:0.2.0" for p in pods), state
+
+
+# --- 6. pod spec settings ------------------------------------------------------------
+
+PRIORITY_CLASS = "dynamo-storage"
+PRIORITY = 100000
+PULL_SECRET = "registry-credentials"
+STARTUP_TIMEOUT_SECONDS = 120
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+# The node logs JSON lines with it (node/src/main.rs): visible in its log.
+LOG_FORMAT = {"name": "DYNAMO_LOG_FORMAT", "value": "json"}
+
+
+def test_pod_spec_settings_reach_the_pods(testbed: Testbed) -> None:
+    """A cluster created with `podLabels`, `podAnnotations`, a
+    `priorityClassName` (the PriorityClass created first), `imagePullSecrets`,
+    `startupTimeoutSeconds`, `podAntiAffinity: Required` and a `podTemplate`
+    adding `DYNAMO_LOG_FORMAT=json` to the node container becomes Ready on the
+    `zones` node set: three Kubernetes nodes for three pods (one per zone),
+    since a required anti-affinity needs a node per pod. The pods the API
+    server admitted carry every setting: the extra labels and annotations
+    next to the operator's, the priority class and the priority the Priority
+    admission plugin resolved from it, the pull secret, no service account
+    token, a startup probe with the budget's failureThreshold, the required
+    anti-affinity and the `DoNotSchedule` spread over hostnames, the extra
+    variable after the operator's. The scheduler put each pod on its own
+    node, and the variable reached the node process (its log is JSON)."""
+    name = "podspec"
+    zones = ["zone-a", "zone-b", "zone-c"]
+    testbed.start_nodes("zones")
+    testbed.install_operator()
+    assert testbed.kube is not None
+    testbed.kube.apply(
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": PRIORITY_CLASS},
+            "value": PRIORITY,
+            "description": "storage nodes",
+        },
+        field_manager="test",
+    )
+    registry = base64.b64encode(json.dumps({"auths": {}}).encode()).decode()
+    testbed.kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": PULL_SECRET},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": registry},
+        },
+        field_manager="test",
+        namespace=NS,
+    )
+    manifest = cluster_manifest(name, [(z, 1) for z in zones])
+    manifest["spec"].update(
+        {
+            "podLabels": {"team": "storage"},
+            "podAnnotations": {"example.com/owner": "storage-team"},
+            "priorityClassName": PRIORITY_CLASS,
+            "imagePullSecrets": [{"name": PULL_SECRET}],
+            "startupTimeoutSeconds": STARTUP_TIMEOUT_SECONDS,
+            "podAntiAffinity": "Required",
+            "podTemplate": {"spec": {"containers": [{"name": "node", "env": [LOG_FORMAT]}]}},
+        }
+    )
+    apply_ok(testbed, manifest, name)
+    began = time.monotonic()
+    pods = wait_settled(testbed, name, 3, timeout=READY_TIMEOUT, what="Ready")
+    testbed.timings["cluster ready"] = time.monotonic() - began
+
+    hosts = [p["spec"].get("nodeName") for p in pods]
+    assert len(set(hosts)) == 3 and None not in hosts, f"one pod per Kubernetes node: {hosts}"
+    problems = []
+    for pod in pods:
+        problems += [f"{meta(pod)['name']}: {problem}" for problem in pod_setting_problems(pod, name)]
+    assert not problems, "\n".join(problems)
+    assert testbed.kubelet is not None
+    logs = testbed.kubelet.pod_logs(NS, meta(pods[0])["name"])
+    assert any(json_log_line(line) for line in logs.splitlines()), f"no JSON log line:\n{logs}"
+
+
+def pod_setting_problems(pod: Obj, cluster: str) -> list[str]:
+    """What a node pod of `test_pod_spec_settings_reach_the_pods` lacks."""
+    labels = meta(pod).get("labels") or {}
+    annotations = meta(pod).get("annotations") or {}
+    spec = pod["spec"]
+    node = next((c for c in spec["containers"] if c["name"] == "node"), {})
+    startup = node.get("startupProbe") or {}
+    env = node.get("env") or []
+    anti = (spec.get("affinity") or {}).get("podAntiAffinity") or {}
+    required = anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    spread = [
+        (c["topologyKey"], c["maxSkew"], c["whenUnsatisfiable"], c["labelSelector"]["matchLabels"])
+        for c in spec.get("topologySpreadConstraints") or []
+    ]
+    node_pods = {
+        "app.kubernetes.io/name": "dynamo",
+        INSTANCE_LABEL: cluster,
+        "app.kubernetes.io/component": "node",
+    }
+    token_volumes = [v["name"] for v in spec.get("volumes") or [] if v["name"].startswith("kube-api-access")]
+    checks = {
+        "labels": labels.get("team") == "storage" and labels.get(INSTANCE_LABEL) == cluster,
+        "annotations": annotations.get("example.com/owner") == "storage-team"
+        and "kv.dynamo.dev/config-hash" in annotations,
+        "priority": (spec.get("priorityClassName"), spec.get("priority")) == (PRIORITY_CLASS, PRIORITY),
+        "imagePullSecrets": spec.get("imagePullSecrets") == [{"name": PULL_SECRET}],
+        "no service account token": spec.get("automountServiceAccountToken") is False and not token_volumes,
+        "startup probe": (startup.get("httpGet") or {}).get("path") == "/healthz"
+        and startup.get("periodSeconds") == 5
+        and startup.get("failureThreshold") == STARTUP_TIMEOUT_SECONDS // 5,
+        "env": bool(env) and env[-1] == LOG_FORMAT and env[0]["name"] == "DYNAMO_NODE_ID",
+        "required anti-affinity": [t["topologyKey"] for t in required] == [HOSTNAME_LABEL]
+        and required[0]["labelSelector"]["matchLabels"] == node_pods
+        and "preferredDuringSchedulingIgnoredDuringExecution" not in anti,
+        "spread": spread == [(HOSTNAME_LABEL, 1, "DoNotSchedule", node_pods)],
+    }
+    return [f"{what}: {json.dumps(spec)[:2000]}" for what, ok in checks.items() if not ok]
+
+
+def json_log_line(line: str) -> bool:
+    """A tracing JSON log line (`{"timestamp": ..., "level": ...}`)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and "level" in entry

@@ -913,6 +913,33 @@ async fn check_blocked<F>(
 }
 
 #[tokio::test]
+async fn an_event_the_api_server_refuses_does_not_fail_the_reconcile() {
+    let c = with_auth(cluster(spec(&[("a", 2), ("b", 1), ("c", 1)])));
+    let (ring_json, nodes) = four_nodes_at_epoch_one();
+    let object = serde_json::to_value(&c).expect("json");
+    let (action, _) = run(c, nodes, |mut api| async move {
+        observe_four_nodes(&mut api, ring_json).await;
+        api.auth_secret("custom-auth", None).await;
+        api.status_patch(&object).await;
+        api.answer(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                   "message": "etcd is having a bad day", "code": 500}),
+        )
+        .await;
+        api
+    })
+    .await;
+    assert_eq!(
+        action,
+        Action::requeue(backoff(1)),
+        "the status was written: the reconcile ends as a blocked one, not as an error"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_auth_secret_sets_conditions_warns_and_backs_off_without_calling_nodes() {
     let c = with_auth(cluster(spec(&[("a", 2), ("b", 1), ("c", 1)])));
     check_blocked(

@@ -6,6 +6,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -13,12 +14,13 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::plan::{Decision, Plan};
+use super::plan::{Decision, Plan, PolicyChange};
 use super::{Error, FIELD_MANAGER};
 use crate::crd::DynamoCluster;
 use crate::node_client::{NodeAdmin, PublishOutcome};
 use crate::resources::ClusterRef;
 use crate::resources::auth::{GeneratedCredentials, generated_auth_secret};
+use crate::resources::network_policy::network_policy_name;
 
 async fn server_side_apply<K>(client: &kube::Client, ns: &str, object: &K) -> Result<(), Error>
 where
@@ -104,6 +106,17 @@ pub async fn apply<N: NodeAdmin>(
         server_side_apply::<StatefulSet>(client, ns, sts).await?;
     }
     server_side_apply::<PodDisruptionBudget>(client, ns, &objects.pdb).await?;
+    match &objects.network_policy {
+        PolicyChange::Apply(policy) => {
+            server_side_apply::<NetworkPolicy>(client, ns, policy).await?
+        }
+        PolicyChange::Delete => {
+            let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+            let name = network_policy_name(cluster);
+            ignore_not_found(policies.delete(&name, &DeleteParams::default()).await)?;
+        }
+        PolicyChange::Leave => {}
+    }
 
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     for (name, replicas) in &plan.scale_removed {

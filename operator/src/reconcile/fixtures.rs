@@ -36,6 +36,17 @@ pub fn spec(zones: &[(&str, i32)]) -> DynamoClusterSpec {
         tls: None,
         auth: None,
         pod_disruption: None,
+        startup_timeout_seconds: None,
+        pod_anti_affinity: Default::default(),
+        image_pull_secrets: vec![],
+        service_account_name: None,
+        priority_class_name: None,
+        pod_labels: Default::default(),
+        pod_annotations: Default::default(),
+        pod_security: None,
+        pod_template: Default::default(),
+        paused: false,
+        network_policy: None,
     }
 }
 
@@ -72,6 +83,7 @@ pub fn world() -> World {
         reports: Default::default(),
         auth: AdminAuth::Token(admin_token()),
         tls: NodeTls::Plain,
+        certificate: None,
         previous_claims: Vec::new(),
     }
 }

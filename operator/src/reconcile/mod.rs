@@ -17,6 +17,7 @@
 //! functions tested without a cluster.
 
 pub mod apply;
+pub mod certificate;
 pub mod observe;
 pub mod plan;
 pub mod rolling_upgrade;
@@ -39,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::node_client::NodeAdmin;
 use crate::resources::ClusterRef;
 use crate::resources::configmap::RenderError;
+use crate::resources::pod_template::PodTemplateError;
 use crate::ring_steps::StepError;
 use plan::{Decision, Outcome};
 
@@ -88,6 +90,10 @@ pub enum Error {
     /// The ConfigMap could not be rendered.
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// `spec.podTemplate` could not be applied (validation refuses such a
+    /// spec first).
+    #[error(transparent)]
+    PodTemplate(#[from] PodTemplateError),
     /// The object lacks a namespace or uid (not from the API server).
     #[error("DynamoCluster {0} has no namespace or uid")]
     Incomplete(String),
@@ -102,6 +108,7 @@ impl Error {
             Error::RingLost { .. } => "ring_lost",
             Error::Step(_) => "ring_step",
             Error::Render(_) => "render",
+            Error::PodTemplate(_) => "pod_template",
             Error::Incomplete(_) => "incomplete",
         }
     }
@@ -171,6 +178,11 @@ pub async fn reconcile<N: NodeAdmin>(
             report(&api, &ctx.recorder, &cluster, &status, &decisions).await?;
             Action::await_change()
         }
+        Outcome::Paused { status, decisions } => {
+            tracing::info!("paused: changing nothing");
+            report(&api, &ctx.recorder, &cluster, &status, &decisions).await?;
+            Action::requeue(BUSY_REQUEUE)
+        }
         Outcome::Wait { status, decisions } => {
             tracing::warn!(reason = ?decisions, "waiting for the user");
             report(&api, &ctx.recorder, &cluster, &status, &decisions).await?;
@@ -200,7 +212,9 @@ pub async fn reconcile<N: NodeAdmin>(
     Ok(action)
 }
 
-/// Writes `status` to `cluster`, then records `decisions` as its Events.
+/// Writes `status` to `cluster`, then records `decisions` as its Events;
+/// an Event that cannot be written is a warning in the log, never a
+/// failed reconcile (Events are informative, the status is the record).
 async fn report(
     api: &Api<DynamoCluster>,
     recorder: &Recorder,
@@ -209,7 +223,10 @@ async fn report(
     decisions: &[Decision],
 ) -> Result<(), Error> {
     status::patch_status(api, &cluster.name_any(), status).await?;
-    apply::record(recorder, cluster, decisions).await
+    if let Err(error) = apply::record(recorder, cluster, decisions).await {
+        tracing::warn!(%error, "recording events failed; the reconcile goes on");
+    }
+    Ok(())
 }
 
 /// Counts one more consecutive failure of `cluster`; returns the count.

@@ -14,8 +14,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::ListParams;
+use rustls::pki_types::UnixTime;
 
 use super::Error;
+use super::certificate::{CertificateCheck, check_certificate};
 use crate::crd::DynamoClusterSpec;
 use crate::node_client::{BearerToken, CaError, NodeAdmin, TokenError, TrustedCa};
 use crate::resources::auth::{
@@ -237,6 +239,9 @@ pub struct World {
     pub auth: AdminAuth,
     /// Transport of the admin API.
     pub tls: NodeTls,
+    /// With a usable `spec.tls` Secret: whether peers accept its
+    /// certificate.
+    pub certificate: Option<CertificateCheck>,
     /// Volume claims a zone StatefulSet would adopt that are older than the
     /// cluster itself: left by a deleted cluster of the same name (looked
     /// for only while the cluster has no ring yet).
@@ -315,11 +320,16 @@ pub async fn observe<N: NodeAdmin>(
         _ => Vec::new(),
     };
     let auth = read_auth(client, cluster, spec).await?;
-    let tls = match &spec.tls {
-        None => NodeTls::Plain,
+    let (tls, certificate) = match &spec.tls {
+        None => (NodeTls::Plain, None),
         Some(reference) => {
             let secret = read_secret(client, ns, &reference.secret_name).await?;
-            node_tls(&reference.secret_name, secret.as_ref())
+            let tls = node_tls(&reference.secret_name, secret.as_ref());
+            let check = match (&tls, &secret) {
+                (NodeTls::Ca(_), Some(secret)) => Some(certificate_of(secret)),
+                _ => None,
+            };
+            (tls, check)
         }
     };
     let reports = match (&auth, &tls) {
@@ -335,6 +345,7 @@ pub async fn observe<N: NodeAdmin>(
         reports,
         auth,
         tls,
+        certificate,
         previous_claims,
     })
 }
@@ -433,6 +444,33 @@ pub fn claims_older_than(
         .collect();
     names.sort();
     names
+}
+
+/// Whether peers accept the certificate of the `spec.tls` Secret now
+/// (warned about in the log when they do not).
+fn certificate_of(secret: &Secret) -> CertificateCheck {
+    let value = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map_or(&[][..], |v| v.0.as_slice())
+    };
+    let check = check_certificate(
+        value("tls.crt"),
+        value("tls.key"),
+        value(TLS_CA_KEY),
+        UnixTime::now(),
+    );
+    if !check.valid || check.reason == "ExpiresSoon" {
+        tracing::warn!(
+            secret = secret.metadata.name.as_deref().unwrap_or_default(),
+            reason = check.reason,
+            "{}",
+            check.message
+        );
+    }
+    check
 }
 
 /// The admin transport from the `tls` Secret `name` (`None`: not found).

@@ -11,13 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use dynamo_ring::RingDocument;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Error;
 use super::observe::{AdminAuth, World};
 use super::rolling_upgrade::{RestartDecision, next_restart, stuck_pod};
-use super::status::{Decided, acted_status, held_status, is_true, refused_status};
+use super::status::{
+    Decided, acted_status, held_status, is_true, paused_status, refused_status, resumed_status,
+};
 use super::storage::{HeldStorage, held_storage};
 use super::validate::{Rejection, ValidatedCluster, validate_cluster};
 use crate::crd::{DynamoCluster, DynamoClusterSpec, DynamoClusterStatus, condition};
@@ -25,6 +28,7 @@ use crate::node_client::{BearerToken, TrustedCa};
 use crate::resources::ClusterRef;
 use crate::resources::auth::GeneratedCredentials;
 use crate::resources::configmap::{config_hash, config_map};
+use crate::resources::network_policy::network_policy;
 use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
 use crate::resources::service::{client_service, headless_service};
 use crate::resources::statefulset::{applied_template_hash, pod_zone, statefulset};
@@ -72,6 +76,19 @@ pub struct DesiredObjects {
     pub statefulsets: Vec<StatefulSet>,
     /// `<c>` budget.
     pub pdb: PodDisruptionBudget,
+    /// What to do about the NetworkPolicy `<c>-nodes`.
+    pub network_policy: PolicyChange,
+}
+
+/// What a reconcile does about the NetworkPolicy `<c>-nodes`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PolicyChange {
+    /// `spec.networkPolicy.enabled`: apply it.
+    Apply(Box<NetworkPolicy>),
+    /// `spec.networkPolicy.enabled: false`: delete it if it exists.
+    Delete,
+    /// No `spec.networkPolicy`: leave whatever exists alone (no API call).
+    Leave,
 }
 
 /// What a reconcile of a valid spec does.
@@ -127,6 +144,14 @@ pub enum Outcome {
         /// Events to record.
         decisions: Vec<Decision>,
     },
+    /// `spec.paused` is true: write the status and record the events,
+    /// change nothing else, and look again soon to keep the status current.
+    Paused {
+        /// Status to write.
+        status: DynamoClusterStatus,
+        /// Events to record.
+        decisions: Vec<Decision>,
+    },
     /// The auth Secret gives no admin and peer token, the clients Secret
     /// no `clients.json`, or the `spec.tls` Secret no usable CA, so the
     /// nodes cannot be called or started: write the status and
@@ -149,8 +174,47 @@ pub fn plan(
     now: &Time,
 ) -> Result<Outcome, Error> {
     match validate_cluster(cluster, cref, world) {
-        Ok(valid) => Ok(Outcome::Act(Box::new(plan_valid(&valid, world, now)?))),
+        Ok(valid) => {
+            let mut plan = plan_valid(&valid, world, now)?;
+            if cluster.spec.paused {
+                return Ok(paused(cluster, plan, now));
+            }
+            if was_paused(cluster) {
+                plan.decisions
+                    .insert(0, Decision::normal("Resumed", RESUMED.into()));
+            }
+            plan.status = resumed_status(cluster, plan.status, now);
+            Ok(Outcome::Act(Box::new(plan)))
+        }
         Err(rejection) => Ok(rejected(cluster, &rejection, now)),
+    }
+}
+
+/// The event note of a pause.
+const PAUSED: &str = "spec.paused is true: no object, ring or pod changes until it is false";
+
+/// The event note of a resumption.
+const RESUMED: &str = "spec.paused is false again: acting on the spec";
+
+/// Whether the last status written says the cluster is paused.
+fn was_paused(cluster: &DynamoCluster) -> bool {
+    cluster
+        .status
+        .as_ref()
+        .is_some_and(|s| is_true(&s.conditions, condition::PAUSED))
+}
+
+/// A paused cluster: the status the plan would report, held as paused,
+/// and an event when the pause begins; nothing of the plan is carried out.
+fn paused(cluster: &DynamoCluster, plan: Plan, now: &Time) -> Outcome {
+    let decisions = if was_paused(cluster) {
+        Vec::new()
+    } else {
+        vec![Decision::normal("Paused", PAUSED.into())]
+    };
+    Outcome::Paused {
+        status: paused_status(cluster, plan.status, now),
+        decisions,
     }
 }
 
@@ -302,12 +366,17 @@ fn desired_objects(
                 .map_or(&spec.storage, |h| &h.kept);
             statefulset(cref, spec, z, storage, step.zone_replicas(&z.name), &hash)
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok(DesiredObjects {
         config_map: config_map(cref, &valid.node_toml, Some(&step.ring))?,
         services,
         statefulsets,
         pdb: pod_disruption_budget(cref, max_unavailable(spec.replication, spec.pod_disruption)),
+        network_policy: match &spec.network_policy {
+            Some(p) if p.enabled => PolicyChange::Apply(Box::new(network_policy(cref, &p.clients))),
+            Some(_) => PolicyChange::Delete,
+            None => PolicyChange::Leave,
+        },
     })
 }
 
@@ -494,6 +563,7 @@ mod tests {
             Outcome::Act(plan) => *plan,
             Outcome::Refuse { status, .. }
             | Outcome::Blocked { status, .. }
+            | Outcome::Paused { status, .. }
             | Outcome::Wait { status, .. } => {
                 panic!("not acted on: {:?}", status.conditions)
             }
@@ -872,6 +942,103 @@ mod tests {
         let delete = acted(&without_d, &world);
         assert_eq!(delete.delete_zones, vec!["d".to_string()]);
         assert_eq!(delete.status.phase, Some(Phase::Running));
+    }
+
+    #[test]
+    fn a_paused_cluster_changes_nothing_until_resumed() {
+        let (mut c, mut world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
+        for sts in world.statefulsets.values_mut() {
+            sts.update_revision = Some("r2".into());
+        }
+        let before = acted(&c, &world).status;
+        c.status = Some(before.clone());
+        c.spec.paused = true;
+        c.metadata.generation = Some(before.observed_generation.unwrap_or(1) + 1);
+        let Outcome::Paused { status, decisions } = outcome(&c, &world) else {
+            panic!("a paused cluster is not acted on");
+        };
+        assert_eq!(decisions.len(), 1);
+        assert_eq!(decisions[0].reason, "Paused");
+        assert!(is_true(&status.conditions, condition::PAUSED));
+        assert!(!is_true(&status.conditions, condition::PROGRESSING));
+        assert_eq!(status.phase, before.phase, "the phase is kept");
+        assert_eq!(
+            status.observed_generation, before.observed_generation,
+            "the paused generation is not claimed as carried out"
+        );
+        c.status = Some(status);
+        let Outcome::Paused { decisions, .. } = outcome(&c, &world) else {
+            panic!("still paused");
+        };
+        assert!(decisions.is_empty(), "one event per pause");
+
+        c.spec.paused = false;
+        let resumed = acted(&c, &world);
+        assert_eq!(resumed.decisions[0].reason, "Resumed");
+        assert!(resumed.decisions.iter().any(|d| d.reason == "PodRestarted"));
+        let paused = resumed
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == condition::PAUSED)
+            .expect("Paused condition");
+        assert_eq!(
+            (paused.status.as_str(), paused.reason.as_str()),
+            ("False", "Resumed")
+        );
+        assert_eq!(resumed.status.observed_generation, c.metadata.generation);
+    }
+
+    #[test]
+    fn the_network_policy_is_applied_deleted_or_left_as_the_spec_says() {
+        let (mut c, world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
+        assert_eq!(
+            acted(&c, &world).objects.network_policy,
+            PolicyChange::Leave
+        );
+        c.spec.network_policy = Some(crate::crd::NodeNetworkPolicy {
+            enabled: true,
+            clients: vec![],
+        });
+        let PolicyChange::Apply(policy) = acted(&c, &world).objects.network_policy else {
+            panic!("enabled: the policy is applied");
+        };
+        assert_eq!(policy.metadata.name.as_deref(), Some("demo-nodes"));
+        c.spec.network_policy = Some(crate::crd::NodeNetworkPolicy {
+            enabled: false,
+            clients: vec![],
+        });
+        assert_eq!(
+            acted(&c, &world).objects.network_policy,
+            PolicyChange::Delete
+        );
+    }
+
+    #[test]
+    fn the_certificate_verdict_is_a_condition_only_with_tls() {
+        let (c, mut world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
+        let find = |plan: &Plan| {
+            plan.status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == condition::TLS_CERTIFICATE)
+                .cloned()
+        };
+        assert_eq!(find(&acted(&c, &world)), None);
+        world.certificate = Some(crate::reconcile::certificate::CertificateCheck {
+            valid: false,
+            reason: "Expired",
+            message: "peers refuse tls.crt: expired".into(),
+        });
+        let expired = find(&acted(&c, &world)).expect("TlsCertificate condition");
+        assert_eq!(
+            (expired.status.as_str(), expired.reason.as_str()),
+            ("False", "Expired")
+        );
+        let mut c = c;
+        c.status = Some(acted(&c, &world).status);
+        world.certificate = None;
+        assert_eq!(find(&acted(&c, &world)), None, "gone with spec.tls");
     }
 
     #[test]

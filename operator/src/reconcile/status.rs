@@ -145,6 +145,63 @@ pub fn held_status(
     }
 }
 
+/// The status of a paused `cluster`: the counts and progress of
+/// `observed` (what acting would report), with the phase and observed
+/// generation kept (nothing of the current spec was carried out), and
+/// `Paused` true, `Progressing` false.
+pub fn paused_status(
+    cluster: &DynamoCluster,
+    observed: DynamoClusterStatus,
+    now: &Time,
+) -> DynamoClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let message = "spec.paused is true: the operator applies no object, publishes no ring and \
+                   restarts no pod until it is false";
+    let updates = [
+        ConditionUpdate::new(condition::PAUSED, true, "Paused", message),
+        ConditionUpdate::new(condition::PROGRESSING, false, "Paused", message),
+    ];
+    DynamoClusterStatus {
+        conditions: merge_conditions(
+            &previous.conditions,
+            &updates,
+            cluster.metadata.generation,
+            now,
+        ),
+        phase: previous.phase,
+        observed_generation: previous.observed_generation,
+        ..observed
+    }
+}
+
+/// `status` of a cluster acted on, with `Paused` turned false if an
+/// earlier reconcile set it.
+pub fn resumed_status(
+    cluster: &DynamoCluster,
+    mut status: DynamoClusterStatus,
+    now: &Time,
+) -> DynamoClusterStatus {
+    if status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == condition::PAUSED)
+    {
+        let update = ConditionUpdate::new(
+            condition::PAUSED,
+            false,
+            "Resumed",
+            "spec.paused is false: the operator acts on the spec",
+        );
+        status.conditions = merge_conditions(
+            &status.conditions,
+            &[update],
+            cluster.metadata.generation,
+            now,
+        );
+    }
+    status
+}
+
 /// What the status of a cluster acted on is computed from.
 #[derive(Clone, Copy, Debug)]
 pub struct Decided<'a> {
@@ -175,10 +232,22 @@ pub fn acted_status(
     let creating = is_creating(step, previous.phase);
     let progress = progress(decided, creating);
     let health = Health::of(decided);
-    let updates = conditions(decided, &progress, &health, creating);
+    let mut updates = conditions(decided, &progress, &health, creating).to_vec();
+    if let Some(check) = &decided.world.certificate {
+        updates.push(ConditionUpdate::new(
+            condition::TLS_CERTIFICATE,
+            check.valid,
+            check.reason,
+            check.message.clone(),
+        ));
+    }
     let zones = zone_statuses(&cluster.spec.zones, decided);
+    let mut conditions = merge_conditions(&previous.conditions, &updates, generation, now);
+    if decided.world.certificate.is_none() {
+        conditions.retain(|c| c.type_ != condition::TLS_CERTIFICATE);
+    }
     DynamoClusterStatus {
-        conditions: merge_conditions(&previous.conditions, &updates, generation, now),
+        conditions,
         observed_generation: generation,
         ring_epoch: Some(step.ring.ring.epoch),
         phase: Some(progress.phase),

@@ -1,6 +1,7 @@
 //! Turns an observed cluster into a [`ValidatedCluster`] the operator may
 //! act on, or into a [`Rejection`] a user can act on. Checks the spec alone
-//! (quorums, partitions, zone names, `nodeConfig`) and against the
+//! (quorums, partitions, zone names, `nodeConfig`, pod labels and
+//! annotations, the `podTemplate` override) and against the
 //! published ring (changes that would lose data or that the ring cannot
 //! follow), then what the cluster needs from outside its spec: usable
 //! auth, clients and `tls` Secrets, and no volumes of a previous cluster.
@@ -15,6 +16,8 @@ use crate::crd::{DynamoCluster, DynamoClusterSpec};
 use crate::node_client::{BearerToken, TrustedCa};
 use crate::resources::ClusterRef;
 use crate::resources::configmap::render_node_toml;
+use crate::resources::pod_template::{PodTemplateError, is_managed_annotation, is_managed_label};
+use crate::resources::statefulset::pod_template;
 
 /// Node settings the operator sets itself; `nodeConfig` may not override them.
 pub const MANAGED_NODE_KEYS: &[&str] = &[
@@ -100,6 +103,19 @@ pub enum SpecProblem {
     /// `nodeConfig` is not representable as TOML.
     #[error("{0}")]
     NodeConfig(String),
+    /// A pod label or annotation key the operator sets.
+    #[error(
+        "spec.{field} key {key:?} is the operator's: it sets the labels app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/managed-by, app.kubernetes.io/component and every label and annotation under kv.dynamo.dev/"
+    )]
+    ManagedPodMetadata {
+        /// The spec field with the key.
+        field: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// `podTemplate` cannot be applied.
+    #[error(transparent)]
+    PodTemplate(PodTemplateError),
 }
 
 /// A cluster the operator may act on: its spec passed validation against
@@ -184,7 +200,7 @@ pub fn validate_cluster<'a>(
     world: &World,
 ) -> Result<ValidatedCluster<'a>, Rejection> {
     let ring = world.ring.as_ref().map(|d| &d.ring);
-    let node_toml = valid_node_toml(&cluster.spec, ring).map_err(Rejection::Spec)?;
+    let node_toml = valid_node_toml(&cluster.spec, cref, ring).map_err(Rejection::Spec)?;
     let token = match &world.auth {
         AdminAuth::Token(token) | AdminAuth::Generate { token, .. } => token.clone(),
         AdminAuth::Unusable(problem) => return Err(Rejection::Auth(problem.clone())),
@@ -209,12 +225,20 @@ pub fn validate_cluster<'a>(
 }
 
 /// The rendered `nodeConfig` of a spec that passes [`validate`] against
-/// `ring`; otherwise every problem, a `nodeConfig` TOML cannot hold last.
+/// `ring` and whose `podTemplate` applies to every zone of `cref`;
+/// otherwise every problem, a `nodeConfig` TOML cannot hold last.
 fn valid_node_toml(
     spec: &DynamoClusterSpec,
+    cref: &ClusterRef,
     ring: Option<&Ring>,
 ) -> Result<String, Vec<SpecProblem>> {
     let mut problems = validate(spec, ring).err().unwrap_or_default();
+    problems.extend(
+        spec.zones
+            .iter()
+            .find_map(|zone| pod_template(cref, spec, zone, "").err())
+            .map(SpecProblem::PodTemplate),
+    );
     match render_node_toml(&spec.node_config) {
         Ok(node_toml) if problems.is_empty() => return Ok(node_toml),
         Ok(_) => {}
@@ -238,11 +262,54 @@ pub fn validate(spec: &DynamoClusterSpec, ring: Option<&Ring>) -> Result<(), Vec
             problems.push(SpecProblem::ManagedNodeKey(key.clone()));
         }
     }
+    problems.extend(pod_metadata_problems(spec));
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems)
     }
+}
+
+/// Keys of `podLabels`, `podAnnotations` and the `podTemplate` metadata
+/// that the operator sets.
+fn pod_metadata_problems(spec: &DynamoClusterSpec) -> Vec<SpecProblem> {
+    let template_keys = |kind: &str| -> Vec<String> {
+        spec.pod_template
+            .get("metadata")
+            .and_then(|metadata| metadata.get(kind))
+            .and_then(serde_json::Value::as_object)
+            .map(|map| map.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut problems = Vec::new();
+    let mut check = |field: &'static str, keys: Vec<String>, managed: fn(&str) -> bool| {
+        problems.extend(
+            keys.into_iter()
+                .filter(|key| managed(key))
+                .map(|key| SpecProblem::ManagedPodMetadata { field, key }),
+        );
+    };
+    check(
+        "podLabels",
+        spec.pod_labels.keys().cloned().collect(),
+        is_managed_label,
+    );
+    check(
+        "podTemplate.metadata.labels",
+        template_keys("labels"),
+        is_managed_label,
+    );
+    check(
+        "podAnnotations",
+        spec.pod_annotations.keys().cloned().collect(),
+        is_managed_annotation,
+    );
+    check(
+        "podTemplate.metadata.annotations",
+        template_keys("annotations"),
+        is_managed_annotation,
+    );
+    problems
 }
 
 /// Zones: at least one, unique DNS labels, no negative replica count.
@@ -332,9 +399,12 @@ fn is_dns_label(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::crd::{AuthSpec, ReplicationSpec, SecretReference};
-    use crate::reconcile::fixtures::spec;
+    use crate::reconcile::fixtures::{cluster, spec, world};
+    use crate::resources::fixtures::cluster_ref;
     use dynamo_ring::Member;
 
     fn ring(zones: &[&str], n: usize, q: u32) -> Ring {
@@ -455,5 +525,84 @@ mod tests {
             Err(vec![SpecProblem::ManagedNodeKey("auth-dir".into())]),
             "the operator always sets the auth directory"
         );
+    }
+
+    #[test]
+    fn pod_labels_and_annotations_may_not_use_the_operators_keys() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.pod_labels = BTreeMap::from([
+            ("team".into(), "storage".into()),
+            ("app.kubernetes.io/instance".into(), "other".into()),
+            ("kv.dynamo.dev/zone".into(), "b".into()),
+        ]);
+        spec.pod_annotations = BTreeMap::from([
+            (
+                "app.kubernetes.io/instance".into(),
+                "fine as an annotation".into(),
+            ),
+            ("kv.dynamo.dev/config-hash".into(), "forged".into()),
+        ]);
+        spec.pod_template = BTreeMap::from([(
+            "metadata".to_string(),
+            serde_json::json!({
+                "labels": {"app.kubernetes.io/component": null, "tier": "data"},
+                "annotations": {"kv.dynamo.dev/template-hash": "x"}
+            }),
+        )]);
+        let managed = |field: &'static str, key: &str| SpecProblem::ManagedPodMetadata {
+            field,
+            key: key.into(),
+        };
+        assert_eq!(
+            validate(&spec, None),
+            Err(vec![
+                managed("podLabels", "app.kubernetes.io/instance"),
+                managed("podLabels", "kv.dynamo.dev/zone"),
+                managed("podTemplate.metadata.labels", "app.kubernetes.io/component"),
+                managed("podAnnotations", "kv.dynamo.dev/config-hash"),
+                managed(
+                    "podTemplate.metadata.annotations",
+                    "kv.dynamo.dev/template-hash"
+                ),
+            ])
+        );
+        spec.pod_labels.retain(|key, _| key == "team");
+        spec.pod_annotations
+            .retain(|key, _| !key.starts_with("kv.dynamo.dev/"));
+        spec.pod_template.clear();
+        assert_eq!(validate(&spec, None), Ok(()));
+    }
+
+    #[test]
+    fn a_pod_template_override_that_breaks_the_node_contract_is_refused() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.pod_template = BTreeMap::from([(
+            "spec".to_string(),
+            serde_json::json!({"containers": [{"name": "node", "command": ["sh", "-c", "sleep 1d"]}]}),
+        )]);
+        let cluster = cluster(spec);
+        let cref = cluster_ref();
+        let rejection = validate_cluster(&cluster, &cref, &world()).expect_err("refused");
+        assert_eq!(rejection.reason(), "SpecRefused");
+        assert_eq!(
+            rejection.to_string(),
+            "spec.podTemplate changes spec.containers[name=node].command, which the operator sets and relies on; use the spec's own fields instead"
+        );
+    }
+
+    #[test]
+    fn a_pod_template_override_adding_env_and_resources_is_accepted() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.pod_template = BTreeMap::from([(
+            "spec".to_string(),
+            serde_json::json!({"containers": [{
+                "name": "node",
+                "env": [{"name": "RUST_LOG", "value": "debug"}],
+                "resources": {"limits": {"memory": "4Gi"}}
+            }]}),
+        )]);
+        let cluster = cluster(spec);
+        let cref = cluster_ref();
+        assert!(validate_cluster(&cluster, &cref, &world()).is_ok());
     }
 }

@@ -3,7 +3,9 @@
 
 pub mod auth;
 pub mod configmap;
+pub mod network_policy;
 pub mod pdb;
+pub mod pod_template;
 pub mod service;
 pub mod statefulset;
 

@@ -1,6 +1,9 @@
 //! The StatefulSet of one zone: the node container contract (command, env,
-//! probes, volumes), placement and the `OnDelete` update strategy that lets
-//! the operator restart pods one at a time.
+//! probes, volumes), placement and spreading over hosts, the pod settings
+//! of the spec (pull secrets, service account, priority class, labels,
+//! annotations, user ids), the `spec.podTemplate` override, and the
+//! `OnDelete` update strategy that lets the operator restart pods one at a
+//! time.
 
 use std::collections::BTreeMap;
 
@@ -10,21 +13,32 @@ use k8s_openapi::api::core::v1::{
     HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
     PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, PreferredSchedulingTerm, Probe,
-    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SeccompProfile, SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume,
+    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::auth::auth_volume;
+use super::pod_template::{DATA_VOLUME, NODE_CONTAINER, PodTemplateError, apply_override};
 use super::{
     CLIENT_PORT, CONFIG_HASH_ANNOTATION, ClusterRef, INTERNAL_PORT, TEMPLATE_HASH_ANNOTATION,
     ZONE_LABEL,
 };
-use crate::crd::{DynamoClusterSpec, StorageSpec, ZoneSpec};
+use crate::crd::{DynamoClusterSpec, PodAntiAffinityMode, StorageSpec, ZoneSpec};
 
 /// Kubernetes node label naming its zone.
 pub const TOPOLOGY_ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// Kubernetes node label naming the node: the topology of the spread over
+/// hosts.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// Seconds between two startup probes of the node container.
+pub const STARTUP_PROBE_PERIOD_SECONDS: u32 = 5;
+
+/// `spec.startupTimeoutSeconds` when unset.
+pub const DEFAULT_STARTUP_TIMEOUT_SECONDS: u32 = 600;
 
 /// Where the ConfigMap (`node.toml`, `ring.json`) is mounted.
 pub const CONFIG_DIR: &str = "/etc/dynamo";
@@ -51,6 +65,7 @@ pub const TERMINATION_GRACE_SECONDS: i64 = 60;
 ///
 /// `config_hash` is the hash of the rendered `node.toml`; it is a pod
 /// template annotation so a configuration change changes the revision.
+/// Fails when `spec.podTemplate` cannot be applied ([`pod_template`]).
 pub fn statefulset(
     cluster: &ClusterRef,
     spec: &DynamoClusterSpec,
@@ -58,28 +73,16 @@ pub fn statefulset(
     storage: &StorageSpec,
     replicas: i32,
     config_hash: &str,
-) -> StatefulSet {
+) -> Result<StatefulSet, PodTemplateError> {
     let name = cluster.zone_object_name(&zone.name);
     let selector = cluster.zone_selector(&zone.name);
-    let mut pod_labels = cluster.labels();
-    pod_labels.extend(selector.clone());
-    let template = PodTemplateSpec {
-        metadata: Some(ObjectMeta {
-            labels: Some(pod_labels),
-            annotations: Some(BTreeMap::from([(
-                CONFIG_HASH_ANNOTATION.to_string(),
-                config_hash.to_string(),
-            )])),
-            ..ObjectMeta::default()
-        }),
-        spec: Some(pod_spec(cluster, spec, zone)),
-    };
+    let template = pod_template(cluster, spec, zone, config_hash)?;
     let mut metadata = cluster.metadata(name.clone(), selector.clone());
     metadata.annotations = Some(BTreeMap::from([(
         TEMPLATE_HASH_ANNOTATION.to_string(),
         template_hash(&template),
     )]));
-    StatefulSet {
+    Ok(StatefulSet {
         metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(replicas),
@@ -96,7 +99,7 @@ pub fn statefulset(
             template,
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
                 metadata: ObjectMeta {
-                    name: Some("data".into()),
+                    name: Some(DATA_VOLUME.into()),
                     ..ObjectMeta::default()
                 },
                 spec: Some(PersistentVolumeClaimSpec {
@@ -116,7 +119,49 @@ pub fn statefulset(
             ..StatefulSetSpec::default()
         }),
         status: None,
-    }
+    })
+}
+
+/// The pod template of a zone: the node container contract and the pod
+/// settings of the spec, with `spec.podTemplate` merged over them (see
+/// [`apply_override`]). The operator's labels (the cluster's labels and the
+/// zone selector) and its config hash annotation win over `podLabels`,
+/// `podAnnotations` and the override's metadata (validation refuses such
+/// keys anyway).
+pub fn pod_template(
+    cluster: &ClusterRef,
+    spec: &DynamoClusterSpec,
+    zone: &ZoneSpec,
+    config_hash: &str,
+) -> Result<PodTemplateSpec, PodTemplateError> {
+    let mut labels = cluster.labels();
+    labels.extend(cluster.zone_selector(&zone.name));
+    let annotations =
+        BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string())]);
+    let over = |user: &BTreeMap<String, String>, managed: &BTreeMap<String, String>| {
+        let mut all = user.clone();
+        all.extend(managed.clone());
+        all
+    };
+    let generated = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(over(&spec.pod_labels, &labels)),
+            annotations: Some(over(&spec.pod_annotations, &annotations)),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod_spec(cluster, spec, zone)),
+    };
+    let mut template = apply_override(&generated, &spec.pod_template)?;
+    let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
+    metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .extend(labels);
+    metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .extend(annotations);
+    Ok(template)
 }
 
 fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> PodSpec {
@@ -131,11 +176,6 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
         },
         auth_volume("auth", cluster, spec.auth.as_ref()),
     ];
-    let mut mounts = vec![
-        mount("data", "/data"),
-        mount("config", CONFIG_DIR),
-        read_only_mount("auth", AUTH_DIR),
-    ];
     if let Some(tls) = &spec.tls {
         volumes.push(Volume {
             name: "tls".into(),
@@ -145,55 +185,91 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
             }),
             ..Volume::default()
         });
+    }
+    // A zone's own pod anti-affinity replaces the operator's spreading.
+    let own_anti_affinity = zone
+        .affinity
+        .as_ref()
+        .is_some_and(|a| a.pod_anti_affinity.is_some());
+    PodSpec {
+        containers: vec![node_container(spec, zone)],
+        affinity: Some(affinity(cluster, zone, spec.pod_anti_affinity)),
+        topology_spread_constraints: (!own_anti_affinity)
+            .then(|| vec![host_spread(cluster, spec.pod_anti_affinity)]),
+        node_selector: (!zone.node_selector.is_empty()).then(|| zone.node_selector.clone()),
+        tolerations: (!zone.tolerations.is_empty()).then(|| zone.tolerations.clone()),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        security_context: Some(pod_security_context(spec)),
+        image_pull_secrets: (!spec.image_pull_secrets.is_empty())
+            .then(|| spec.image_pull_secrets.clone()),
+        service_account_name: spec.service_account_name.clone(),
+        // Nodes never call the Kubernetes API: no token unless a named
+        // ServiceAccount says otherwise.
+        automount_service_account_token: spec.service_account_name.is_none().then_some(false),
+        priority_class_name: spec.priority_class_name.clone(),
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    }
+}
+
+/// The node container: command, environment, ports, probes, mounts and
+/// the restricted security context.
+fn node_container(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Container {
+    let mut mounts = vec![
+        mount(DATA_VOLUME, "/data"),
+        mount("config", CONFIG_DIR),
+        read_only_mount("auth", AUTH_DIR),
+    ];
+    if spec.tls.is_some() {
         mounts.push(read_only_mount("tls", TLS_DIR));
     }
     // With TLS the node answers its probes over HTTPS only (the kubelet
     // does not verify the certificate).
     let scheme = spec.tls.as_ref().map(|_| "HTTPS");
-    PodSpec {
-        containers: vec![Container {
-            name: "node".into(),
-            image: Some(spec.image.clone()),
-            image_pull_policy: spec.pull_policy.map(|p| p.as_str().to_string()),
-            command: Some(vec!["dynamo-node".into(), "serve".into()]),
-            env: Some(env(spec, zone)),
-            ports: Some(vec![
-                container_port("http", CLIENT_PORT),
-                container_port("internal", INTERNAL_PORT),
-            ]),
-            readiness_probe: Some(probe("/readyz", 5, scheme)),
-            liveness_probe: Some(probe("/healthz", 30, scheme)),
-            resources: spec.resources.clone(),
-            volume_mounts: Some(mounts),
-            security_context: Some(SecurityContext {
-                allow_privilege_escalation: Some(false),
-                read_only_root_filesystem: Some(true),
-                run_as_non_root: Some(true),
-                capabilities: Some(Capabilities {
-                    drop: Some(vec!["ALL".into()]),
-                    ..Capabilities::default()
-                }),
-                ..SecurityContext::default()
-            }),
-            ..Container::default()
-        }],
-        affinity: Some(affinity(cluster, zone)),
-        node_selector: (!zone.node_selector.is_empty()).then(|| zone.node_selector.clone()),
-        tolerations: (!zone.tolerations.is_empty()).then(|| zone.tolerations.clone()),
-        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        security_context: Some(PodSecurityContext {
+    Container {
+        name: NODE_CONTAINER.into(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: spec.pull_policy.map(|p| p.as_str().to_string()),
+        command: Some(vec!["dynamo-node".into(), "serve".into()]),
+        env: Some(env(spec, zone)),
+        ports: Some(vec![
+            container_port("http", CLIENT_PORT),
+            container_port("internal", INTERNAL_PORT),
+        ]),
+        startup_probe: Some(startup_probe(spec.startup_timeout_seconds, scheme)),
+        readiness_probe: Some(probe("/readyz", 5, scheme)),
+        liveness_probe: Some(probe("/healthz", 30, scheme)),
+        resources: spec.resources.clone(),
+        volume_mounts: Some(mounts),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
-            run_as_user: Some(NODE_UID),
-            run_as_group: Some(NODE_UID),
-            fs_group: Some(NODE_UID),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..SeccompProfile::default()
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
             }),
-            ..PodSecurityContext::default()
+            ..SecurityContext::default()
         }),
-        volumes: Some(volumes),
-        ..PodSpec::default()
+        ..Container::default()
+    }
+}
+
+/// Non-root with the `RuntimeDefault` seccomp profile; user, group and
+/// `fsGroup` [`NODE_UID`] unless `podSecurity.assignIds` is false.
+fn pod_security_context(spec: &DynamoClusterSpec) -> PodSecurityContext {
+    let assign_ids = spec.pod_security.is_none_or(|p| p.assign_ids);
+    let id = assign_ids.then_some(NODE_UID);
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: id,
+        run_as_group: id,
+        fs_group: id,
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
     }
 }
 
@@ -238,6 +314,20 @@ fn probe(path: &str, initial_delay: i32, scheme: Option<&str>) -> Probe {
     }
 }
 
+/// The startup probe: `GET /healthz` every [`STARTUP_PROBE_PERIOD_SECONDS`]
+/// for `timeout_seconds` ([`DEFAULT_STARTUP_TIMEOUT_SECONDS`] when unset),
+/// rounded up to whole periods.
+fn startup_probe(timeout_seconds: Option<u32>, scheme: Option<&str>) -> Probe {
+    let timeout = timeout_seconds.unwrap_or(DEFAULT_STARTUP_TIMEOUT_SECONDS);
+    let periods = timeout.div_ceil(STARTUP_PROBE_PERIOD_SECONDS).max(1);
+    Probe {
+        initial_delay_seconds: None,
+        period_seconds: i32::try_from(STARTUP_PROBE_PERIOD_SECONDS).ok(),
+        failure_threshold: Some(i32::try_from(periods).unwrap_or(i32::MAX)),
+        ..probe("/healthz", 0, scheme)
+    }
+}
+
 fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
     let value = |name: &str, value: String| EnvVar {
         name: name.into(),
@@ -274,15 +364,16 @@ fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
     vars
 }
 
-/// The zone's placement on Kubernetes nodes plus a preferred
-/// anti-affinity that spreads the cluster's pods over hosts:
+/// The zone's placement on Kubernetes nodes plus the anti-affinity of
+/// `mode` that spreads the cluster's pods over hosts (unless the zone's
+/// own affinity has one):
 /// - `topologyZone` set: required `topology.kubernetes.io/zone` in it;
 /// - else the zone's own `affinity` or `nodeSelector`, if any;
 /// - else a preference (not a requirement) for nodes whose zone label is
 ///   the zone's name, so pods run on nodes without zone labels too (a
 ///   one-node kind cluster) and land in a matching cloud zone when there is
 ///   one.
-fn affinity(cluster: &ClusterRef, zone: &ZoneSpec) -> Affinity {
+fn affinity(cluster: &ClusterRef, zone: &ZoneSpec, mode: PodAntiAffinityMode) -> Affinity {
     let mut affinity = zone.affinity.clone().unwrap_or_default();
     let zone_term = |value: &str| NodeSelectorTerm {
         match_expressions: Some(vec![NodeSelectorRequirement {
@@ -322,24 +413,59 @@ fn affinity(cluster: &ClusterRef, zone: &ZoneSpec) -> Affinity {
         affinity.node_affinity = None;
     }
     if affinity.pod_anti_affinity.is_none() {
-        affinity.pod_anti_affinity = Some(PodAntiAffinity {
+        affinity.pod_anti_affinity = Some(host_anti_affinity(cluster, mode));
+    }
+    affinity
+}
+
+/// Selector of every node pod of the cluster, whatever its zone.
+fn node_pods(cluster: &ClusterRef) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(cluster.node_selector()),
+        ..LabelSelector::default()
+    }
+}
+
+/// Anti-affinity against the cluster's other node pods on the same host:
+/// a preference, or with [`PodAntiAffinityMode::Required`] a requirement.
+fn host_anti_affinity(cluster: &ClusterRef, mode: PodAntiAffinityMode) -> PodAntiAffinity {
+    let term = PodAffinityTerm {
+        topology_key: HOSTNAME_LABEL.into(),
+        label_selector: Some(node_pods(cluster)),
+        ..PodAffinityTerm::default()
+    };
+    match mode {
+        PodAntiAffinityMode::Preferred => PodAntiAffinity {
             preferred_during_scheduling_ignored_during_execution: Some(vec![
                 WeightedPodAffinityTerm {
                     weight: 100,
-                    pod_affinity_term: PodAffinityTerm {
-                        topology_key: "kubernetes.io/hostname".into(),
-                        label_selector: Some(LabelSelector {
-                            match_labels: Some(cluster.node_selector()),
-                            ..LabelSelector::default()
-                        }),
-                        ..PodAffinityTerm::default()
-                    },
+                    pod_affinity_term: term,
                 },
             ]),
             ..PodAntiAffinity::default()
-        });
+        },
+        PodAntiAffinityMode::Required => PodAntiAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![term]),
+            ..PodAntiAffinity::default()
+        },
     }
-    affinity
+}
+
+/// At most one node pod of the cluster more on a host than on the
+/// emptiest eligible one: a scoring preference, or with
+/// [`PodAntiAffinityMode::Required`] a filter.
+fn host_spread(cluster: &ClusterRef, mode: PodAntiAffinityMode) -> TopologySpreadConstraint {
+    let when_unsatisfiable = match mode {
+        PodAntiAffinityMode::Preferred => "ScheduleAnyway",
+        PodAntiAffinityMode::Required => "DoNotSchedule",
+    };
+    TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: HOSTNAME_LABEL.into(),
+        when_unsatisfiable: when_unsatisfiable.into(),
+        label_selector: Some(node_pods(cluster)),
+        ..TopologySpreadConstraint::default()
+    }
 }
 
 /// Hash of a pod template as the operator renders it.
@@ -364,15 +490,19 @@ pub fn pod_zone(labels: &BTreeMap<String, String>) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::LocalObjectReference;
+
     use super::*;
-    use crate::crd::{AuthSpec, SecretReference};
+    use crate::crd::{AuthSpec, PodSecuritySpec, SecretReference};
     use crate::reconcile::fixtures::spec;
     use crate::resources::fixtures::cluster_ref;
+    use crate::resources::pod_template::{is_managed_annotation, is_managed_label};
 
     /// The StatefulSet of the first zone of `spec`: 3 replicas, the spec's
     /// storage, config hash `h1`.
     fn first_zone_statefulset(spec: &DynamoClusterSpec) -> StatefulSet {
         statefulset(&cluster_ref(), spec, &spec.zones[0], &spec.storage, 3, "h1")
+            .expect("statefulset")
     }
 
     /// The pod spec of [`first_zone_statefulset`].
@@ -731,5 +861,313 @@ mod tests {
             schemes,
             [Some("HTTPS".to_string()), Some("HTTPS".to_string())]
         );
+    }
+
+    fn startup(spec: &DynamoClusterSpec) -> Probe {
+        first_zone_pod(spec).containers[0]
+            .startup_probe
+            .clone()
+            .expect("startup probe")
+    }
+
+    #[test]
+    fn a_startup_probe_gives_a_starting_node_ten_minutes_by_default() {
+        let mut spec = spec(&[("a", 3)]);
+        let probe = startup(&spec);
+        let get = probe.http_get.as_ref().expect("http get");
+        assert_eq!(get.path.as_deref(), Some("/healthz"));
+        assert_eq!(get.port, IntOrString::String("http".into()));
+        assert_eq!(get.scheme, None);
+        assert_eq!(probe.period_seconds, Some(5));
+        assert_eq!(probe.failure_threshold, Some(120), "600 s / 5 s");
+        assert_eq!(probe.initial_delay_seconds, None);
+        for (timeout, threshold) in [(61, 13), (10, 2), (86400, 17280)] {
+            spec.startup_timeout_seconds = Some(timeout);
+            assert_eq!(
+                startup(&spec).failure_threshold,
+                Some(threshold),
+                "{timeout}s"
+            );
+        }
+        spec.tls = reference("demo-tls");
+        let scheme = startup(&spec).http_get.and_then(|h| h.scheme);
+        assert_eq!(scheme.as_deref(), Some("HTTPS"));
+    }
+
+    /// `(anti-affinity preferred terms, required terms, spread constraints)`
+    /// of the first zone's pods.
+    fn spreading(
+        spec: &DynamoClusterSpec,
+    ) -> (
+        Vec<WeightedPodAffinityTerm>,
+        Vec<PodAffinityTerm>,
+        Vec<TopologySpreadConstraint>,
+    ) {
+        let pod = first_zone_pod(spec);
+        let anti = pod
+            .affinity
+            .and_then(|a| a.pod_anti_affinity)
+            .unwrap_or_default();
+        (
+            anti.preferred_during_scheduling_ignored_during_execution
+                .unwrap_or_default(),
+            anti.required_during_scheduling_ignored_during_execution
+                .unwrap_or_default(),
+            pod.topology_spread_constraints.unwrap_or_default(),
+        )
+    }
+
+    #[test]
+    fn pods_prefer_distinct_hosts_by_default_and_require_them_when_asked() {
+        let mut spec = spec(&[("a", 3)]);
+        let node_pods = Some(LabelSelector {
+            match_labels: Some(cluster_ref().node_selector()),
+            ..LabelSelector::default()
+        });
+        let (preferred, required, spread) = spreading(&spec);
+        assert!(required.is_empty());
+        assert_eq!(preferred.len(), 1);
+        assert_eq!(preferred[0].pod_affinity_term.topology_key, HOSTNAME_LABEL);
+        assert_eq!(preferred[0].pod_affinity_term.label_selector, node_pods);
+        let expected_spread = |when: &str| TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: HOSTNAME_LABEL.into(),
+            when_unsatisfiable: when.into(),
+            label_selector: node_pods.clone(),
+            ..TopologySpreadConstraint::default()
+        };
+        assert_eq!(spread, [expected_spread("ScheduleAnyway")]);
+
+        spec.pod_anti_affinity = PodAntiAffinityMode::Required;
+        let (preferred, required, spread) = spreading(&spec);
+        assert!(preferred.is_empty());
+        assert_eq!(required.len(), 1);
+        assert_eq!(required[0].topology_key, HOSTNAME_LABEL);
+        assert_eq!(required[0].label_selector, node_pods);
+        assert_eq!(spread, [expected_spread("DoNotSchedule")]);
+    }
+
+    #[test]
+    fn a_zones_own_pod_anti_affinity_replaces_the_spreading() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.pod_anti_affinity = PodAntiAffinityMode::Required;
+        let own = PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![]),
+            ..PodAntiAffinity::default()
+        };
+        spec.zones[0].affinity = Some(Affinity {
+            pod_anti_affinity: Some(own.clone()),
+            ..Affinity::default()
+        });
+        let pod = first_zone_pod(&spec);
+        assert_eq!(pod.affinity.and_then(|a| a.pod_anti_affinity), Some(own));
+        assert_eq!(pod.topology_spread_constraints, None);
+    }
+
+    #[test]
+    fn pull_secrets_service_account_and_priority_class_reach_the_pod() {
+        let mut spec = spec(&[("a", 3)]);
+        let pod = first_zone_pod(&spec);
+        assert_eq!(pod.image_pull_secrets, None);
+        assert_eq!(pod.service_account_name, None);
+        assert_eq!(
+            pod.automount_service_account_token,
+            Some(false),
+            "nodes never call the Kubernetes API"
+        );
+        assert_eq!(pod.priority_class_name, None);
+
+        spec.image_pull_secrets = vec![LocalObjectReference {
+            name: "registry".into(),
+        }];
+        spec.service_account_name = Some("dynamo-node".into());
+        spec.priority_class_name = Some("storage-critical".into());
+        let pod = first_zone_pod(&spec);
+        assert_eq!(
+            pod.image_pull_secrets,
+            Some(vec![LocalObjectReference {
+                name: "registry".into()
+            }])
+        );
+        assert_eq!(pod.service_account_name.as_deref(), Some("dynamo-node"));
+        assert_eq!(
+            pod.automount_service_account_token, None,
+            "the named ServiceAccount decides"
+        );
+        assert_eq!(pod.priority_class_name.as_deref(), Some("storage-critical"));
+    }
+
+    fn template_metadata(spec: &DynamoClusterSpec) -> ObjectMeta {
+        first_zone_statefulset(spec)
+            .spec
+            .expect("spec")
+            .template
+            .metadata
+            .expect("metadata")
+    }
+
+    #[test]
+    fn pod_labels_and_annotations_are_added_and_the_operators_keys_win() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.pod_labels = BTreeMap::from([
+            ("team".into(), "storage".into()),
+            (ZONE_LABEL.into(), "elsewhere".into()),
+            ("app.kubernetes.io/instance".into(), "other".into()),
+        ]);
+        spec.pod_annotations = BTreeMap::from([
+            ("prometheus.io/scrape".into(), "true".into()),
+            (CONFIG_HASH_ANNOTATION.into(), "forged".into()),
+        ]);
+        spec.pod_template = BTreeMap::from([(
+            "metadata".to_string(),
+            serde_json::json!({"labels": {"app.kubernetes.io/component": null, "tier": "data"}}),
+        )]);
+        let metadata = template_metadata(&spec);
+        let labels = metadata.labels.expect("labels");
+        assert_eq!(labels["team"], "storage");
+        assert_eq!(labels["tier"], "data");
+        for (key, value) in cluster_ref().zone_selector("a") {
+            assert_eq!(labels.get(&key), Some(&value), "{key}");
+        }
+        let annotations = metadata.annotations.expect("annotations");
+        assert_eq!(annotations["prometheus.io/scrape"], "true");
+        assert_eq!(annotations[CONFIG_HASH_ANNOTATION], "h1");
+    }
+
+    #[test]
+    fn every_label_and_annotation_the_operator_sets_is_reserved() {
+        let metadata = template_metadata(&spec(&[("a", 3)]));
+        for key in metadata.labels.expect("labels").keys() {
+            assert!(is_managed_label(key), "{key}");
+        }
+        for key in metadata.annotations.expect("annotations").keys() {
+            assert!(is_managed_annotation(key), "{key}");
+        }
+        assert!(!is_managed_label("team") && !is_managed_annotation("team"));
+    }
+
+    #[test]
+    fn without_assign_ids_the_platform_picks_user_and_groups() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.pod_security = Some(PodSecuritySpec { assign_ids: false });
+        let pod = first_zone_pod(&spec);
+        let context = pod.security_context.expect("pod security context");
+        assert_eq!(
+            (context.run_as_user, context.run_as_group, context.fs_group),
+            (None, None, None)
+        );
+        assert_eq!(context.run_as_non_root, Some(true));
+        assert_eq!(
+            context.seccomp_profile.map(|p| p.type_).as_deref(),
+            Some("RuntimeDefault")
+        );
+        let container = pod.containers[0].security_context.clone().expect("context");
+        assert_eq!(container.read_only_root_filesystem, Some(true));
+        assert_eq!(container.allow_privilege_escalation, Some(false));
+
+        spec.pod_security = Some(PodSecuritySpec { assign_ids: true });
+        let context = first_zone_pod(&spec).security_context.expect("context");
+        assert_eq!(
+            (context.run_as_user, context.run_as_group, context.fs_group),
+            (Some(NODE_UID), Some(NODE_UID), Some(NODE_UID))
+        );
+    }
+
+    #[test]
+    fn a_pod_template_override_sets_resources_env_and_a_sidecar() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.pod_template = serde_json::from_value(serde_json::json!({
+            "spec": {
+                "containers": [
+                    {
+                        "name": "node",
+                        "env": [{"name": "RUST_LOG", "value": "debug"}],
+                        "resources": {"requests": {"cpu": "2"}, "limits": {"memory": "4Gi"}}
+                    },
+                    {"name": "exporter", "image": "exporter:1"}
+                ]
+            }
+        }))
+        .expect("override");
+        let pod = first_zone_pod(&spec);
+        let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["node", "exporter"]);
+        let node = &pod.containers[0];
+        let env: Vec<&str> = node.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        assert_eq!(env.first(), Some(&"DYNAMO_NODE_ID"));
+        assert_eq!(env.last(), Some(&"RUST_LOG"));
+        let resources = node.resources.clone().expect("resources");
+        assert_eq!(resources.requests.expect("requests")["cpu"].0, "2");
+        assert_eq!(resources.limits.expect("limits")["memory"].0, "4Gi");
+        assert!(node.startup_probe.is_some(), "the rest is kept");
+    }
+
+    #[test]
+    fn a_pod_template_override_that_breaks_the_node_contract_fails() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.pod_template = serde_json::from_value(serde_json::json!({
+            "spec": {"containers": [{"name": "node", "env": [{"name": "DYNAMO_ZONE", "value": "b"}]}]}
+        }))
+        .expect("override");
+        let error = statefulset(
+            &cluster_ref(),
+            &spec,
+            &spec.zones[0],
+            &spec.storage,
+            3,
+            "h1",
+        )
+        .expect_err("refused");
+        assert_eq!(
+            error,
+            PodTemplateError::Protected("spec.containers[name=node].env[name=DYNAMO_ZONE]".into())
+        );
+    }
+
+    #[test]
+    fn every_pod_setting_changes_the_template_hash() {
+        let base = spec(&[("a", 3)]);
+        type Change = fn(&mut DynamoClusterSpec);
+        let hash = |change: Change| {
+            let mut spec = base.clone();
+            change(&mut spec);
+            applied_template_hash(&first_zone_statefulset(&spec)).map(str::to_string)
+        };
+        let unchanged = hash(|_| {});
+        let changes: [(&str, Change); 9] = [
+            ("startupTimeoutSeconds", |s| {
+                s.startup_timeout_seconds = Some(900)
+            }),
+            ("podAntiAffinity", |s| {
+                s.pod_anti_affinity = PodAntiAffinityMode::Required;
+            }),
+            ("imagePullSecrets", |s| {
+                s.image_pull_secrets = vec![LocalObjectReference { name: "r".into() }];
+            }),
+            ("serviceAccountName", |s| {
+                s.service_account_name = Some("sa".into());
+            }),
+            ("priorityClassName", |s| {
+                s.priority_class_name = Some("high".into());
+            }),
+            ("podLabels", |s| {
+                s.pod_labels.insert("team".into(), "storage".into());
+            }),
+            ("podAnnotations", |s| {
+                s.pod_annotations.insert("note".into(), "x".into());
+            }),
+            ("podSecurity", |s| {
+                s.pod_security = Some(PodSecuritySpec { assign_ids: false });
+            }),
+            ("podTemplate", |s| {
+                s.pod_template.insert(
+                    "spec".into(),
+                    serde_json::json!({"terminationGracePeriodSeconds": 90}),
+                );
+            }),
+        ];
+        for (field, change) in changes {
+            assert_ne!(hash(change), unchanged, "{field}");
+        }
     }
 }

@@ -9,6 +9,7 @@ import base64
 import http.client
 import logging
 import signal
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -47,6 +48,8 @@ class Testbed:
         # Decoded keys of the clusters' auth Secrets, by (namespace, cluster).
         self._auth_secrets: dict[tuple[str, str], dict[str, str]] = {}
         self._auth_lock = threading.Lock()
+        # HTTPS for node requests (clusters with spec.tls), else plain HTTP.
+        self.node_tls: ssl.SSLContext | None = None
 
     # --- setup --------------------------------------------------------
 
@@ -234,8 +237,8 @@ class Testbed:
             status, answer = self._http(ip, port, method, path, body, bearer, timeout)
         return status, answer
 
-    @staticmethod
     def _http(
+        self,
         ip: str,
         port: int,
         method: str,
@@ -244,7 +247,11 @@ class Testbed:
         headers: dict[str, str],
         timeout: float,
     ) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection(ip, port, timeout=timeout)
+        connection = (
+            http.client.HTTPSConnection(ip, port, timeout=timeout, context=self.node_tls)
+            if self.node_tls
+            else http.client.HTTPConnection(ip, port, timeout=timeout)
+        )
         try:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
