@@ -155,11 +155,19 @@ impl Cluster {
         }
     }
 
-    /// The directory holding the auth Secret's `token` file.
+    /// The directory holding the auth Secret's `token` file (the older
+    /// single-token layout, which serves every role). Written once, and
+    /// atomically: a node starting while it was rewritten in place could
+    /// read it empty and refuse to start.
     fn auth_dir(&self) -> PathBuf {
         let dir = self.dir.path().join("auth");
-        std::fs::create_dir_all(&dir).expect("auth directory");
-        std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token file");
+        let token = dir.join("token");
+        if !token.exists() {
+            std::fs::create_dir_all(&dir).expect("auth directory");
+            let staged = dir.join(".token.new");
+            std::fs::write(&staged, format!("{TOKEN}\n")).expect("token file");
+            std::fs::rename(&staged, &token).expect("token file in place");
+        }
         dir
     }
 
