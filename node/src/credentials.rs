@@ -24,12 +24,13 @@
 //! start only, as a change of either must reach every node together.
 
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail, ensure};
 use serde::Deserialize;
+
+use crate::file_watch::FileWatch;
 
 /// A token, compared in time independent of where the first difference
 /// is, and never printed.
@@ -113,31 +114,15 @@ impl Client {
 /// The credentials of every role.
 #[derive(Debug)]
 pub struct Credentials {
-    dir: PathBuf,
     admin: Secret,
     peer: Secret,
     clients: RwLock<Arc<[Client]>>,
-    /// The client files as last read.
-    seen: Mutex<Stamp>,
+    /// The client files, to read them again when they change.
+    watch: FileWatch,
 }
 
 /// The files client tokens come from (with the older single `token`).
 const CLIENT_FILES: [&str; 3] = ["token", "client-token", "clients.json"];
-
-/// What identifies a version of each client file: inode, length and
-/// modification time (`None` for a file that does not exist).
-type Stamp = Vec<Option<(u64, u64, i64, i64)>>;
-
-/// The current [`Stamp`] of the client files in `dir`.
-fn stamp(dir: &Path) -> Stamp {
-    CLIENT_FILES
-        .iter()
-        .map(|file| {
-            let meta = std::fs::metadata(dir.join(file)).ok()?;
-            Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()))
-        })
-        .collect()
-}
 
 /// A role's token as read from the directory, and the file it came from.
 #[derive(Clone)]
@@ -152,7 +137,7 @@ const DEFAULT_CLIENT: &str = "client-token";
 impl Credentials {
     /// Reads the credentials in `dir` (see the module documentation).
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let seen = stamp(dir);
+        let watch = FileWatch::new(dir, &CLIENT_FILES);
         let (admin, peer, clients) = read(dir)?;
         if clients.is_empty() {
             tracing::warn!(
@@ -162,11 +147,10 @@ impl Credentials {
             );
         }
         Ok(Self {
-            dir: dir.to_path_buf(),
             admin,
             peer,
             clients: RwLock::new(clients.into()),
-            seen: Mutex::new(seen),
+            watch,
         })
     }
 
@@ -174,20 +158,19 @@ impl Credentials {
     /// read; returns whether they did. A directory that no longer reads
     /// keeps the clients as they were (the error says why).
     pub fn reload_clients(&self) -> anyhow::Result<bool> {
-        let now = stamp(&self.dir);
-        if *crate::sync::lock(&self.seen) == now {
+        if !self.watch.changed() {
             return Ok(false);
         }
-        *crate::sync::lock(&self.seen) = now;
-        let (admin, peer, clients) = read(&self.dir).with_context(|| {
+        let dir = self.watch.dir();
+        let (admin, peer, clients) = read(dir).with_context(|| {
             format!(
                 "reading the changed credentials in {}; the clients stay as they were",
-                self.dir.display()
+                dir.display()
             )
         })?;
         if admin != self.admin || peer != self.peer {
             tracing::warn!(
-                auth_dir = %self.dir.display(),
+                auth_dir = %dir.display(),
                 "admin-token or peer-token changed: a change takes effect when the node restarts"
             );
         }

@@ -6,7 +6,8 @@
 //! 1. Plain building blocks that use nothing of the crate: [`peer`] (a
 //!    member and its address), [`version`] (dotted version vectors),
 //!    [`merkle`] (per-partition hash trees), [`tls`], [`credentials`]
-//!    (who may use which routes), [`sync`]
+//!    (who may use which routes), [`file_watch`] (files changed since
+//!    read), [`sync`]
 //!    (poison-tolerant locks), [`pacing`] (rate limits) and [`periodic`]
 //!    (the shape of periodic tasks and their runner).
 //! 2. [`config`]: the settings, their defaults and the node configuration
@@ -30,6 +31,7 @@ pub mod api;
 pub mod config;
 pub mod coordinator;
 pub mod credentials;
+pub mod file_watch;
 pub mod gossip;
 pub mod handoff;
 pub mod local;

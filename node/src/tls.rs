@@ -24,8 +24,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,6 +37,7 @@ use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::file_watch::FileWatch;
 use crate::sync::{lock, read, write};
 
 /// The files of `--tls-dir`: the certificate chain, its key, the CA.
@@ -58,12 +58,10 @@ pub struct Tls(Arc<Shared>);
 
 /// What every clone of a [`Tls`] shares.
 struct Shared {
-    /// The `--tls-dir` the files are read from.
-    dir: PathBuf,
     /// The configuration new connections use.
     current: RwLock<Arc<Loaded>>,
-    /// The files as last looked at.
-    seen: Mutex<Stamp>,
+    /// The files of `--tls-dir`, to read them again when they change.
+    watch: FileWatch,
     /// The last warning logged about the certificate.
     warnings: Mutex<Warnings>,
 }
@@ -82,22 +80,6 @@ struct Loaded {
     provider: Arc<CryptoProvider>,
 }
 
-/// What identifies a version of each of [`FILES`], following symlinks:
-/// inode, length and modification time (`None` for a file that cannot be
-/// looked at).
-type Stamp = Vec<Option<(u64, u64, i64, i64)>>;
-
-/// The current [`Stamp`] of the files in `dir`.
-fn stamp(dir: &Path) -> Stamp {
-    FILES
-        .iter()
-        .map(|file| {
-            let meta = std::fs::metadata(dir.join(file)).ok()?;
-            Some((meta.ino(), meta.len(), meta.mtime(), meta.mtime_nsec()))
-        })
-        .collect()
-}
-
 impl fmt::Debug for Tls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Tls { .. }")
@@ -107,19 +89,18 @@ impl fmt::Debug for Tls {
 impl Tls {
     /// Loads `tls.crt`, `tls.key` and `ca.crt` from `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let seen = stamp(dir);
+        let watch = FileWatch::new(dir, &FILES);
         let loaded = Loaded::read(dir)?;
         Ok(Self(Arc::new(Shared {
-            dir: dir.to_path_buf(),
             current: RwLock::new(Arc::new(loaded)),
-            seen: Mutex::new(seen),
+            watch,
             warnings: Mutex::new(Warnings::default()),
         })))
     }
 
     /// The `--tls-dir` the files are read from.
     pub fn dir(&self) -> &Path {
-        &self.0.dir
+        self.0.watch.dir()
     }
 
     /// Accepts a connection with the current certificate.
@@ -143,15 +124,10 @@ impl Tls {
     /// do not form a usable certificate keep the current configuration:
     /// the error says why, once per change of the files.
     pub fn reload(&self) -> anyhow::Result<bool> {
-        let dir = &self.0.dir;
-        let now = stamp(dir);
-        {
-            let mut seen = lock(&self.0.seen);
-            if *seen == now {
-                return Ok(false);
-            }
-            *seen = now;
+        if !self.0.watch.changed() {
+            return Ok(false);
         }
+        let dir = self.dir();
         let keep = || {
             format!(
                 "reading the changed files in {}; the node keeps its current certificate",
@@ -272,7 +248,7 @@ impl Tls {
     pub fn warn_if_peers_refuse(&self, address: &str) {
         let warning = self.warning(address, UnixTime::now());
         let notice = lock(&self.0.warnings).note(warning, Instant::now());
-        let tls_dir = self.0.dir.display();
+        let tls_dir = self.dir().display();
         match notice {
             Notice::Quiet => {}
             Notice::Warn(warning) => tracing::warn!(%tls_dir, %address, "{warning}"),
