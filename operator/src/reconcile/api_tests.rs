@@ -148,7 +148,23 @@ impl ApiServer {
         body
     }
 
-    /// The status patch of `cluster`, answered with the cluster carrying it.
+    /// The applies of a three-zone cluster's ConfigMap, its four Services
+    /// and its three zone StatefulSets, in that order; returns the
+    /// StatefulSets as applied.
+    async fn objects_applied(&mut self) -> Vec<Value> {
+        let core = "/api/v1/namespaces/default";
+        self.apply(&format!("{core}/configmaps/demo-config")).await;
+        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
+            self.apply(&format!("{core}/services/{name}")).await;
+        }
+        let mut statefulsets = Vec::new();
+        for name in ["demo-a", "demo-b", "demo-c"] {
+            let path = format!("/apis/apps/v1/namespaces/default/statefulsets/{name}");
+            statefulsets.push(self.apply(&path).await);
+        }
+        statefulsets
+    }
+
     /// The end of a reconcile that published a ring: the PDB apply, a
     /// `Rebalancing` status patch (returned) and a `RingPublished` event.
     async fn ring_published(&mut self, cluster: &Value) -> Value {
@@ -168,6 +184,7 @@ impl ApiServer {
         status
     }
 
+    /// The status patch of `cluster`, answered with the cluster carrying it.
     async fn status_patch(&mut self, cluster: &Value) -> Value {
         self.apply_answering(
             "/apis/kv.dynamo.dev/v1alpha1/namespaces/default/dynamoclusters/demo/status",
@@ -482,16 +499,7 @@ async fn an_auth_secret_created_meanwhile_is_kept_and_the_reconcile_goes_on() {
                    "message": "secrets \"demo-auth\" already exists"}),
         )
         .await;
-        api.apply(&format!("{core}/configmaps/demo-config")).await;
-        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
-            api.apply(&format!("{core}/services/{name}")).await;
-        }
-        for name in ["demo-a", "demo-b", "demo-c"] {
-            api.apply(&format!(
-                "/apis/apps/v1/namespaces/default/statefulsets/{name}"
-            ))
-            .await;
-        }
+        api.objects_applied().await;
         api.apply("/apis/policy/v1/namespaces/default/poddisruptionbudgets/demo")
             .await;
         api.status_patch(&object).await;
@@ -735,17 +743,7 @@ async fn a_named_legacy_auth_secret_is_mounted_and_its_token_goes_with_every_adm
             Some(secret("custom-auth", json!({"token": "czNjcmV0Cg=="}))),
         )
         .await;
-        let core = "/api/v1/namespaces/default";
-        api.apply(&format!("{core}/configmaps/demo-config")).await;
-        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
-            api.apply(&format!("{core}/services/{name}")).await;
-        }
-        for name in ["demo-a", "demo-b", "demo-c"] {
-            let sts = api
-                .apply(&format!(
-                    "/apis/apps/v1/namespaces/default/statefulsets/{name}"
-                ))
-                .await;
+        for sts in api.objects_applied().await {
             let pod = &sts["spec"]["template"]["spec"];
             let env = pod["containers"][0]["env"].as_array().expect("env");
             assert!(
@@ -799,17 +797,7 @@ async fn the_clients_secret_is_checked_and_projected_next_to_the_tokens() {
             Some(secret("demo-clients", json!({"clients.json": "W10="}))),
         )
         .await;
-        let core = "/api/v1/namespaces/default";
-        api.apply(&format!("{core}/configmaps/demo-config")).await;
-        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
-            api.apply(&format!("{core}/services/{name}")).await;
-        }
-        for name in ["demo-a", "demo-b", "demo-c"] {
-            let sts = api
-                .apply(&format!(
-                    "/apis/apps/v1/namespaces/default/statefulsets/{name}"
-                ))
-                .await;
+        for sts in api.objects_applied().await {
             let volumes = sts["spec"]["template"]["spec"]["volumes"].clone();
             let auth = volumes
                 .as_array()
@@ -1065,17 +1053,7 @@ async fn the_tls_secret_is_read_and_its_ca_is_trusted_by_every_admin_call() {
             tls_secret(json!({"tls.crt": "eA==", "tls.key": "eA==", "ca.crt": encoded})),
         )
         .await;
-        let core = "/api/v1/namespaces/default";
-        api.apply(&format!("{core}/configmaps/demo-config")).await;
-        for name in ["demo-a", "demo-b", "demo-c", "demo"] {
-            api.apply(&format!("{core}/services/{name}")).await;
-        }
-        for name in ["demo-a", "demo-b", "demo-c"] {
-            let sts = api
-                .apply(&format!(
-                    "/apis/apps/v1/namespaces/default/statefulsets/{name}"
-                ))
-                .await;
+        for sts in api.objects_applied().await {
             let pod = &sts["spec"]["template"]["spec"];
             let container = &pod["containers"][0];
             let env = container["env"].as_array().expect("env");
