@@ -93,8 +93,10 @@ def pem_to_der(pem: bytes) -> bytes:
     return ssl.PEM_cert_to_DER_cert(pem.decode())
 
 
-def certificate_condition(testbed: Testbed) -> Obj | None:
-    return Testbed.condition(testbed.cluster(NS, NAME), "TlsCertificate")
+def certificate_condition(testbed: Testbed, status: str) -> Obj | None:
+    """The cluster's `TlsCertificate` condition if its status is `status`."""
+    found = Testbed.condition(testbed.cluster(NS, NAME), "TlsCertificate")
+    return found if found and found["status"] == status else None
 
 
 def nudge(testbed: Testbed, value: str) -> None:
@@ -147,8 +149,8 @@ def test_a_certificate_renewed_in_place_is_served_without_a_restart(testbed: Tes
     testbed.node_tls.check_hostname = False  # pods are reached by IP; the chain is still checked
     try:
         pods = wait_until("the TLS cluster Ready", lambda: cluster_ready(testbed), READY_TIMEOUT, 1.0)
-        condition = wait_until("TlsCertificate", lambda: certificate_condition(testbed), 60, 1.0)
-        assert (condition["status"], condition["reason"]) == ("True", "Valid"), condition
+        condition = wait_until("TlsCertificate=True", lambda: certificate_condition(testbed, "True"), 60, 1.0)
+        assert condition["reason"] == "Valid", condition
         uids = {meta(p)["uid"] for p in pods}
         status, body = testbed.node_http(pods[0], "PUT", "/v1/kv/before?w=3", b"first certificate")
         assert status == 204, (status, body)
@@ -177,21 +179,17 @@ def test_a_certificate_renewed_in_place_is_served_without_a_restart(testbed: Tes
         put_secret(testbed, foreign_cert, foreign_key, ca_pem)
         nudge(testbed, "foreign")
 
-        def refused() -> Obj | None:
-            found = certificate_condition(testbed)
-            return found if found and found["status"] == "False" else None
-
-        condition = wait_until("TlsCertificate=False", refused, 60, 1.0)
+        condition = wait_until(
+            "TlsCertificate=False", lambda: certificate_condition(testbed, "False"), 60, 1.0
+        )
         assert condition["reason"] == "NotFromCa", condition
 
         put_secret(testbed, second_cert, second_key, ca_pem)
         nudge(testbed, "restored")
 
-        def valid_again() -> Obj | None:
-            found = certificate_condition(testbed)
-            return found if found and found["status"] == "True" else None
-
-        condition = wait_until("TlsCertificate=True again", valid_again, 120, 1.0)
+        condition = wait_until(
+            "TlsCertificate=True again", lambda: certificate_condition(testbed, "True"), 120, 1.0
+        )
         assert condition["reason"] == "Valid", condition
     finally:
         testbed.node_tls = None
