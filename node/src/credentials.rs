@@ -116,7 +116,7 @@ impl Client {
 pub struct Credentials {
     admin: Secret,
     peer: Secret,
-    clients: RwLock<Arc<[Client]>>,
+    clients: RwLock<Arc<[Arc<Client>]>>,
     /// The client files, to read them again when they change.
     watch: FileWatch,
 }
@@ -149,7 +149,7 @@ impl Credentials {
         Ok(Self {
             admin,
             peer,
-            clients: RwLock::new(clients.into()),
+            clients: RwLock::new(shared(clients)),
             watch,
         })
     }
@@ -174,9 +174,15 @@ impl Credentials {
                 "admin-token or peer-token changed: a change takes effect when the node restarts"
             );
         }
-        *crate::sync::write(&self.clients) = clients.into();
+        *crate::sync::write(&self.clients) = shared(clients);
         Ok(true)
     }
+}
+
+/// `clients` as the lookup holds them: each shared, so a request's lookup
+/// copies no name or prefix.
+fn shared(clients: Vec<Client>) -> Arc<[Arc<Client>]> {
+    clients.into_iter().map(Arc::new).collect()
 }
 
 /// The admin token, the peer token and the clients in `dir`.
@@ -270,8 +276,8 @@ impl Credentials {
     }
 
     /// The client whose token is `given`, if any.
-    pub fn client(&self, given: &str) -> Option<Client> {
-        let clients = crate::sync::read(&self.clients).clone();
+    pub fn client(&self, given: &str) -> Option<Arc<Client>> {
+        let clients = crate::sync::read(&self.clients);
         clients.iter().find(|c| c.token.matches(given)).cloned()
     }
 }
