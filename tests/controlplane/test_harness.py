@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import urllib.request
+import uuid
 from pathlib import Path
 
 from harness.kubelet import HOSTS_BEGIN, NODE_SETS
@@ -231,7 +232,9 @@ def test_kubelet_stand_in(testbed: Testbed) -> None:
     assert info["uid"] == 10001 and info["gid"] == 10001 and 10001 in info["groups"]
     assert get("/file?path=/etc/web-config/greeting") == b"hello"
     assert get("/file?path=/etc/web-config/other").startswith(b"error"), "items select keys"
-    assert b"Read-only file system" in get("/write?path=/tmp/x"), "readOnlyRootFilesystem"
+    # A name no host path can already hold, so the only possible refusal is the read-only root.
+    probe = f"/tmp/readonly-probe-{uuid.uuid4().hex}"
+    assert b"Read-only file system" in get(f"/write?path={probe}"), "readOnlyRootFilesystem"
     assert get("/write?path=/srv/data/y") == b"written"
 
     # A ConfigMap change reaches the mounted file.
