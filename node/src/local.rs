@@ -117,7 +117,10 @@ fn start_nodes(
                 &spec.zone,
             ])
             .arg("--data-dir")
-            .arg(data_dir.join(id));
+            .arg(data_dir.join(id))
+            // All nodes start together: empty data directories are a new
+            // cluster, not lost data.
+            .args(["--initial-cluster-state", "new"]);
         for peer in specs {
             command
                 .arg("--peer")

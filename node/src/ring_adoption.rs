@@ -70,6 +70,12 @@ impl RingAdoption {
         }))
     }
 
+    /// Whether an earlier run persisted a ring, valid or not: a data
+    /// directory without one has never served.
+    pub fn has_persisted_ring(storage: &Storage) -> Result<bool, StorageError> {
+        Ok(storage.meta_get(META_RING)?.is_some())
+    }
+
     /// Switches to `doc` if it supersedes the current ring: plans the
     /// partitions to receive, persists the plan and the ring, and wakes the
     /// transfer task. Returns whether the ring changed.

@@ -91,6 +91,11 @@ impl RpcHandler {
             } if partition < storage.forest().partitions() => {
                 segment_digests(storage, partition, &segments)
             }
+            Request::ScanPartition { partition, .. }
+                if let Some(refusal) = self.transfers.scan_refusal(partition) =>
+            {
+                refusal
+            }
             Request::ScanPartition {
                 partition,
                 after,

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use crate::antientropy::AntiEntropy;
 use crate::api::auth::{ClientReload, PeerGuard};
 use crate::api::{self, AppState, MaintenanceTasks};
-use crate::config::{ConnectionLimits, NodeConfig};
+use crate::config::{ClusterState, ConnectionLimits, NodeConfig};
 use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
 use crate::handoff::Handoff;
@@ -52,6 +52,7 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         )
         .context("loading the transfer plan")?,
     );
+    rebuild_if_data_lost(&config, &storage, &transfers)?;
     let rings = adopt_configured_ring(&storage, &membership, &transfers, initial)?;
     let transport = Arc::new(Transport::dialing(dialing.clone()));
     let coordinator = Coordinator::new(
@@ -130,6 +131,35 @@ fn open_store(config: &NodeConfig) -> anyhow::Result<(Arc<Storage>, RingDocument
     }
     let start = persisted.unwrap_or_else(|| initial.clone());
     Ok((storage, start, initial))
+}
+
+/// On a data directory that has never served, in an existing cluster
+/// whose ring lists this node, plans receiving every partition the node
+/// owns from the other replicas: its data was lost, and until a partition
+/// arrives the node answers reads for it with "not ready" instead of
+/// answering as an owner that has nothing.
+fn rebuild_if_data_lost(
+    config: &NodeConfig,
+    storage: &Storage,
+    transfers: &Transfers,
+) -> anyhow::Result<()> {
+    if config.initial_cluster_state == ClusterState::New
+        || RingAdoption::has_persisted_ring(storage).context("reading the persisted ring")?
+    {
+        return Ok(());
+    }
+    let receiving = transfers
+        .plan_rebuild()
+        .context("persisting the rebuild plan")?;
+    if receiving > 0 {
+        tracing::warn!(
+            partitions = receiving,
+            "the data directory is empty but the ring lists this node: receiving every partition \
+             it owns from the other replicas before answering reads for it \
+             (--initial-cluster-state=existing; give `new` to the nodes of a cluster being created)"
+        );
+    }
+    Ok(())
 }
 
 /// Ring adoption for this node, having adopted the configured ring if it

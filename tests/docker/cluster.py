@@ -105,6 +105,7 @@ class Cluster:
                 "DYNAMO_NODE_ID": node,
                 "DYNAMO_ZONE": zone,
                 "DYNAMO_PEERS": peers,
+                "DYNAMO_INITIAL_CLUSTER_STATE": "new",
                 "DYNAMO_N": "3",
                 "DYNAMO_R": "2",
                 "DYNAMO_W": "2",

@@ -10,7 +10,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, FromArgMatches};
 use serde::Deserialize;
 
-use super::{NodeConfig, defaults};
+use super::{ClusterState, NodeConfig, defaults};
 
 /// The text of a default in [`defaults`], for clap, which shows it and
 /// parses it like a given value (and keeps it as a `&'static str`).
@@ -92,6 +92,13 @@ pub struct ServeArgs {
     /// operator adds it.
     #[arg(long, env = "DYNAMO_JOIN", num_args = 0..=1, default_missing_value = "true", default_value = text!(defaults::JOIN))]
     pub join: Option<bool>,
+    /// `existing` (the default): a node starting on an empty data directory
+    /// while its ring lists it as a member has lost its data, and receives
+    /// every partition it owns from the other replicas before it answers
+    /// reads for it. `new`: the cluster is being created, there is nothing
+    /// to receive (give it to every node of a new cluster).
+    #[arg(long, env = "DYNAMO_INITIAL_CLUSTER_STATE", value_enum, default_value = text!(defaults::INITIAL_CLUSTER_STATE))]
+    pub initial_cluster_state: Option<ClusterState>,
     /// Directory of credentials: `admin-token`, `peer-token`, and client
     /// tokens (`client-token`, `clients.json`); no authentication when
     /// unset.
@@ -225,6 +232,7 @@ impl ServeArgs {
             worker_threads: self.worker_threads.or(file.worker_threads),
             ring_file: self.ring_file.or(file.ring_file),
             join: self.join.or(file.join),
+            initial_cluster_state: self.initial_cluster_state.or(file.initial_cluster_state),
             read_repair_chance: self.read_repair_chance.or(file.read_repair_chance),
             auth_dir: self.auth_dir.or(file.auth_dir),
             tls_dir: self.tls_dir.or(file.tls_dir),

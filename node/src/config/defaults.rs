@@ -29,6 +29,8 @@ pub const FSYNC: bool = false;
 pub const BLOCK_CACHE_MB: usize = 64;
 /// Whether the node starts outside the ring.
 pub const JOIN: bool = false;
+/// A node on an empty data directory that its ring lists has lost its data.
+pub const INITIAL_CLUSTER_STATE: super::ClusterState = super::ClusterState::Existing;
 /// Share of reads that ask all N replicas.
 pub const READ_REPAIR_CHANCE: f64 = 0.1;
 /// Milliseconds between gossip rounds.

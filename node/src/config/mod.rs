@@ -59,6 +59,27 @@ pub struct TombstonePolicy {
     pub departed_wait: Duration,
 }
 
+/// What an empty data directory means for a node its ring lists as a
+/// member (`--initial-cluster-state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClusterState {
+    /// The cluster is being created: nothing exists to receive.
+    New,
+    /// The cluster exists: the node lost its data and rebuilds it from the
+    /// other replicas.
+    Existing,
+}
+
+impl std::fmt::Display for ClusterState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::New => "new",
+            Self::Existing => "existing",
+        })
+    }
+}
+
 /// Validated node configuration.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -80,6 +101,9 @@ pub struct NodeConfig {
     pub ring_document: Option<RingDocument>,
     /// Whether the node starts outside the ring.
     pub join: bool,
+    /// Whether an empty data directory means lost data (see
+    /// [`ClusterState`]).
+    pub initial_cluster_state: ClusterState,
     /// Share of reads that ask all N replicas.
     pub read_repair_chance: f64,
     /// The tokens clients, administrators and peers must present, if any.
@@ -153,6 +177,9 @@ impl NodeConfig {
             },
             ring_document,
             join: members.join,
+            initial_cluster_state: args
+                .initial_cluster_state
+                .unwrap_or(defaults::INITIAL_CLUSTER_STATE),
             credentials: args
                 .auth_dir
                 .as_deref()

@@ -143,6 +143,9 @@ impl Coordinator {
     /// A replica's state of `key`, local or remote.
     async fn read_replica(&self, peer: &Peer, key: Bytes) -> Result<Option<Object>, String> {
         if self.is_me(peer) {
+            if self.membership.is_receiving_key(&key) {
+                return Err("this node is still receiving this partition".into());
+            }
             return self.storage.get(&key).map_err(|e| e.to_string());
         }
         match self.call(peer, &Request::ReplicaRead { key }).await {

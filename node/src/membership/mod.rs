@@ -12,6 +12,7 @@
 mod liveness;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use dynamo_ring::document::DocumentError;
@@ -163,19 +164,63 @@ fn fingerprint(doc: &RingDocument) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
-/// This node's view of the cluster: the current ring and liveness.
+/// This node's view of the cluster: the current ring, liveness, and which
+/// of its own partitions it is still receiving.
 pub struct Membership {
     me: NodeId,
     view: watch::Sender<Arc<View>>,
     liveness: Liveness,
+    /// Per partition: still being received, so this node cannot answer for
+    /// it yet (set by the transfers, read by every request path).
+    receiving: Box<[AtomicBool]>,
 }
 
 impl Membership {
     /// A membership starting from `doc`.
     pub fn new(me: NodeId, doc: RingDocument) -> Self {
         let liveness = Liveness::new(doc.ring.members.iter().map(|m| m.id.clone()));
+        let receiving = (0..doc.ring.partitions)
+            .map(|_| AtomicBool::new(false))
+            .collect();
         let (view, _) = watch::channel(Arc::new(View::new(doc)));
-        Self { me, view, liveness }
+        Self {
+            me,
+            view,
+            liveness,
+            receiving,
+        }
+    }
+
+    /// Whether this node is still receiving `partition` (its copy may lack
+    /// what the other replicas hold).
+    pub fn is_receiving(&self, partition: u32) -> bool {
+        self.receiving
+            .get(partition as usize)
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Whether this node is still receiving the partition of `key`.
+    pub fn is_receiving_key(&self, key: &[u8]) -> bool {
+        self.is_receiving(self.view().ring().partition_for_key(key))
+    }
+
+    /// Marks exactly `partitions` as being received.
+    pub fn set_receiving(&self, partitions: impl IntoIterator<Item = u32>) {
+        for flag in self.receiving.iter() {
+            flag.store(false, Ordering::Relaxed);
+        }
+        for partition in partitions {
+            if let Some(flag) = self.receiving.get(partition as usize) {
+                flag.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Marks `partition` as received.
+    pub fn set_received(&self, partition: u32) {
+        if let Some(flag) = self.receiving.get(partition as usize) {
+            flag.store(false, Ordering::Relaxed);
+        }
     }
 
     /// This node's id.

@@ -18,7 +18,6 @@
 
 mod plan;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,7 +33,7 @@ use crate::storage::meta::read_json;
 use crate::storage::{Storage, StorageError};
 use crate::sync::lock;
 use crate::transport::limits::BATCH_BYTES;
-use crate::transport::{Dialing, Request, Response, Transport};
+use crate::transport::{Dialing, Request, Response, RpcError, Transport};
 pub use plan::{Incoming, Plan, Source};
 
 /// Meta record holding the transfer plan (JSON).
@@ -43,6 +42,22 @@ const META_PLAN: &str = "transfers";
 const PAGE: u32 = 256;
 /// How often, when idle, retired partitions are checked for deletion.
 const RETIRED_CHECK: Duration = Duration::from_secs(5);
+
+/// The refusal of a scan by a source that lost its data and is receiving
+/// the partition itself, as it crosses the wire (the previous release
+/// counts it as a failed source, which is right too).
+const REBUILDING: &str =
+    "rebuilding: this node lost its data and is receiving the partition itself";
+
+/// Why a source did not stream a partition.
+enum SourceError {
+    /// It lost its data and is receiving the partition itself.
+    Rebuilding,
+    /// It is receiving the partition after a ring change.
+    Receiving,
+    /// It could not be reached or failed.
+    Failed(String),
+}
 
 /// Whether a persisted plan is for the ring of epoch `epoch`, the one the
 /// node starts from. A plan for another ring with partitions in it is
@@ -68,8 +83,6 @@ pub struct Transfers {
     membership: Arc<Membership>,
     transport: Transport,
     plan: Mutex<Plan>,
-    /// Per partition: still being received (read by the replica path).
-    receiving: Box<[AtomicBool]>,
     wake: Notify,
     keys_per_sec: u64,
 }
@@ -87,15 +100,11 @@ impl Transfers {
         let plan = read_json::<Plan>(&storage, META_PLAN, "transfer plan")?
             .filter(|plan| plan_applies(plan, view.epoch()))
             .unwrap_or_default();
-        let receiving = (0..view.ring().partitions)
-            .map(|_| AtomicBool::new(false))
-            .collect();
         let transfers = Self {
             storage,
             membership,
             transport: Transport::dialing(dialing),
             plan: Mutex::new(plan),
-            receiving,
             wake: Notify::new(),
             keys_per_sec: keys_per_sec.max(1),
         };
@@ -120,6 +129,20 @@ impl Transfers {
         Ok(plan.unfinished().count())
     }
 
+    /// Replaces the plan with receiving every partition this node owns in
+    /// its current ring from the other owners, for a node that starts on an
+    /// empty data directory of an existing cluster (see [`Plan::rebuild`]),
+    /// and persists it; returns how many partitions it receives.
+    pub fn plan_rebuild(&self) -> Result<usize, StorageError> {
+        let view = self.membership.view();
+        let plan = Plan::rebuild(view.doc(), self.membership.me());
+        self.persist(&plan)?;
+        let receiving = plan.unfinished().count();
+        *lock(&self.plan) = plan;
+        self.refresh_receiving();
+        Ok(receiving)
+    }
+
     /// Marks the partitions of a new plan as being received and wakes the
     /// transfer task.
     pub fn resume(&self) {
@@ -140,21 +163,12 @@ impl Transfers {
 
     fn refresh_receiving(&self) {
         let plan = lock(&self.plan);
-        for flag in self.receiving.iter() {
-            flag.store(false, Ordering::Relaxed);
-        }
-        for partition in plan.unfinished() {
-            if let Some(flag) = self.receiving.get(partition as usize) {
-                flag.store(true, Ordering::Relaxed);
-            }
-        }
+        self.membership.set_receiving(plan.unfinished());
     }
 
     /// Whether this node is still receiving `partition`.
     pub fn is_receiving(&self, partition: u32) -> bool {
-        self.receiving
-            .get(partition as usize)
-            .is_some_and(|f| f.load(Ordering::Relaxed))
+        self.membership.is_receiving(partition)
     }
 
     /// What `GET /v1/admin/transfers` shows.
@@ -211,20 +225,25 @@ impl Transfers {
     }
 
     /// Streams one partition from each of its sources; complete when at
-    /// least one streamed fully and every other was tried. Says whether the
-    /// partition is complete.
+    /// least one streamed fully and every other was tried, or, for a node
+    /// rebuilding lost data, when every other owner lost its data too (there
+    /// is nothing to receive). Says whether the partition is complete.
     async fn receive(&self, partition: u32) -> bool {
         let Some(incoming) = lock(&self.plan).partitions.get(&partition).cloned() else {
             return true;
         };
         let epoch = lock(&self.plan).epoch;
         self.update(epoch, partition, |i| i.state = TransferState::Streaming);
-        let mut streamed = 0;
+        let (mut streamed, mut rebuilding) = (0, 0);
         for source in &incoming.sources {
             self.update(epoch, partition, |i| i.from = Some(source.id.clone()));
             match self.stream_from(epoch, partition, source).await {
                 Ok(()) => streamed += 1,
-                Err(error) => {
+                Err(SourceError::Rebuilding) => rebuilding += 1,
+                Err(SourceError::Receiving) => {
+                    tracing::debug!(partition, source = %source.id, "transfer source still receiving")
+                }
+                Err(SourceError::Failed(error)) => {
                     tracing::info!(partition, source = %source.id, %error, "transfer source failed")
                 }
             }
@@ -232,7 +251,8 @@ impl Transfers {
                 return false;
             }
         }
-        let complete = streamed > 0;
+        let nothing_anywhere = incoming.rebuild && rebuilding == incoming.sources.len();
+        let complete = streamed > 0 || nothing_anywhere;
         self.update(epoch, partition, |i| {
             i.state = match complete {
                 true => TransferState::Done,
@@ -240,18 +260,48 @@ impl Transfers {
             }
         });
         if complete {
-            if let Some(flag) = self.receiving.get(partition as usize) {
-                flag.store(false, Ordering::Relaxed);
-            }
-            if let Err(error) = self.persist_plan() {
-                tracing::warn!(%error, "persisting transfer progress");
-            }
-            tracing::info!(partition, "partition received");
+            self.completed(partition, nothing_anywhere);
         }
         complete
     }
 
-    async fn stream_from(&self, epoch: u64, partition: u32, source: &Source) -> Result<(), String> {
+    /// Records that `partition` is complete.
+    fn completed(&self, partition: u32, nothing_anywhere: bool) {
+        self.membership.set_received(partition);
+        if let Err(error) = self.persist_plan() {
+            tracing::warn!(%error, "persisting transfer progress");
+        }
+        match nothing_anywhere {
+            true => tracing::info!(
+                partition,
+                "partition complete: every other owner lost its data too, nothing to receive"
+            ),
+            false => tracing::info!(partition, "partition received"),
+        }
+    }
+
+    /// What a source answers to a scan of `partition`: `None` to serve it,
+    /// else why not (it is receiving the partition itself).
+    pub fn scan_refusal(&self, partition: u32) -> Option<Response> {
+        if !self.is_receiving(partition) {
+            return None;
+        }
+        let rebuilding = lock(&self.plan)
+            .partitions
+            .get(&partition)
+            .is_some_and(|i| i.rebuild);
+        Some(match rebuilding {
+            true => Response::Failed(REBUILDING.into()),
+            false => Response::NotReady,
+        })
+    }
+
+    async fn stream_from(
+        &self,
+        epoch: u64,
+        partition: u32,
+        source: &Source,
+    ) -> Result<(), SourceError> {
         let peer = Peer {
             member: Member::new(source.id.clone(), ""),
             address: source.address.clone(),
@@ -266,9 +316,16 @@ impl Transfers {
             };
             let (items, next) = match self.transport.call(&peer, &request).await {
                 Ok(Response::Page { items, next }) => (items, next),
-                Ok(Response::Failed(why)) => return Err(why),
-                Ok(_) => return Err("unexpected reply to a partition scan".into()),
-                Err(error) => return Err(error.to_string()),
+                Err(RpcError::Remote { message, .. }) if message == REBUILDING => {
+                    return Err(SourceError::Rebuilding);
+                }
+                Ok(Response::NotReady) => return Err(SourceError::Receiving),
+                Ok(_) => {
+                    return Err(SourceError::Failed(
+                        "unexpected reply to a partition scan".into(),
+                    ));
+                }
+                Err(error) => return Err(SourceError::Failed(error.to_string())),
             };
             let items_len = items.len();
             let count = items_len as u64;
@@ -280,7 +337,7 @@ impl Transfers {
                 .into_iter()
                 .map(|(key, object)| self.storage.merge(key, object));
             for result in futures::future::join_all(merges).await {
-                result.map_err(|e| e.to_string())?;
+                result.map_err(|e| SourceError::Failed(e.to_string()))?;
             }
             self.update(epoch, partition, |i| {
                 i.keys += count;

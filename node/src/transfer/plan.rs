@@ -29,6 +29,44 @@ pub struct Incoming {
     pub keys: u64,
     /// Bytes received.
     pub bytes: u64,
+    /// Received because this node lost its data (see [`Plan::rebuild`]).
+    #[serde(default)]
+    pub rebuild: bool,
+}
+
+impl From<Vec<Source>> for Incoming {
+    /// A partition to receive from `sources`; with none, nobody held it
+    /// before, so it is complete at once.
+    fn from(sources: Vec<Source>) -> Self {
+        Self {
+            state: match sources.is_empty() {
+                true => TransferState::Done,
+                false => TransferState::Pending,
+            },
+            sources,
+            from: None,
+            keys: 0,
+            bytes: 0,
+            rebuild: false,
+        }
+    }
+}
+
+/// The owners of `partition` in `doc` other than `me`, in preference
+/// order, with their addresses.
+fn other_owners(doc: &RingDocument, partition: u32, me: &str) -> Vec<Source> {
+    doc.ring
+        .preference_list(partition)
+        .into_iter()
+        .filter(|m| m.id != me)
+        .filter_map(|m| {
+            let address = doc.addresses.get(&m.id)?.clone();
+            Some(Source {
+                id: m.id.clone(),
+                address,
+            })
+        })
+        .collect()
 }
 
 /// Everything this node receives for its current ring (persisted, so a
@@ -65,19 +103,7 @@ impl Plan {
         }
         let mut partitions = BTreeMap::new();
         for partition in owned_now {
-            let old_sources: Vec<Source> = previous
-                .ring
-                .preference_list(partition)
-                .into_iter()
-                .filter(|m| m.id != me)
-                .filter_map(|m| {
-                    let address = previous.addresses.get(&m.id)?.clone();
-                    Some(Source {
-                        id: m.id.clone(),
-                        address,
-                    })
-                })
-                .collect();
+            let old_sources = other_owners(previous, partition, me);
             let incoming = match self.partitions.remove(&partition) {
                 Some(mut unfinished) if unfinished.state != TransferState::Done => {
                     for source in old_sources {
@@ -88,21 +114,35 @@ impl Plan {
                     unfinished
                 }
                 _ if owned_before.binary_search(&partition).is_ok() => continue,
-                _ => Incoming {
-                    state: match old_sources.is_empty() {
-                        true => TransferState::Done,
-                        false => TransferState::Pending,
-                    },
-                    sources: old_sources,
-                    from: None,
-                    keys: 0,
-                    bytes: 0,
-                },
+                _ => Incoming::from(old_sources),
             };
             partitions.insert(partition, incoming);
         }
         self.epoch = next.ring.epoch;
         self.partitions = partitions;
+    }
+
+    /// The plan of a node that lost its data but is a member of `doc`:
+    /// every partition `me` owns is to be received from the other owners
+    /// of the same ring.
+    pub fn rebuild(doc: &RingDocument, me: &str) -> Self {
+        let partitions = doc
+            .ring
+            .partitions_of(me)
+            .into_iter()
+            .map(|partition| {
+                let incoming = Incoming {
+                    rebuild: true,
+                    ..Incoming::from(other_owners(doc, partition, me))
+                };
+                (partition, incoming)
+            })
+            .collect();
+        Self {
+            epoch: doc.ring.epoch,
+            partitions,
+            retired: BTreeSet::new(),
+        }
     }
 
     /// Partitions not yet complete.
@@ -211,6 +251,31 @@ mod tests {
                 .iter()
                 .all(|t| t.state == TransferState::Pending)
         );
+    }
+
+    #[test]
+    fn a_node_that_lost_its_data_receives_every_partition_it_owns_from_the_other_owners() {
+        let ring = doc(Ring::build(members(&["a", "b", "c", "d"]), 3, 32).unwrap());
+        let plan = Plan::rebuild(&ring, "b");
+        assert_eq!(plan.epoch, ring.ring.epoch);
+        let owned = ring.ring.partitions_of("b");
+        assert!(!owned.is_empty());
+        assert_eq!(plan.partitions.keys().copied().collect::<Vec<_>>(), owned);
+        for (p, incoming) in &plan.partitions {
+            assert_eq!(incoming.state, TransferState::Pending);
+            assert!(incoming.rebuild);
+            let ids: Vec<&str> = incoming.sources.iter().map(|s| s.id.as_str()).collect();
+            let others: Vec<&str> = ring
+                .ring
+                .preference_list(*p)
+                .into_iter()
+                .map(|m| m.id.as_str())
+                .filter(|id| *id != "b")
+                .collect();
+            assert_eq!(ids, others);
+            assert_eq!(ids.len(), 2);
+        }
+        assert!(Plan::rebuild(&ring, "not-a-member").partitions.is_empty());
     }
 
     #[test]

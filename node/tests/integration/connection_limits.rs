@@ -61,6 +61,7 @@ async fn start(spec: &Spec<'_>, scheme: &'static str, http: &reqwest::Client) ->
     );
     command
         .args(support::fast(spec.flags))
+        .args(["--initial-cluster-state", "new"])
         .envs(spec.env.iter().copied());
     for peer in spec.peers {
         command.arg("--peer").arg(peer);

@@ -104,6 +104,7 @@ fn serve(dir: &Path, id: &str, address: &str, extra: &[String]) -> Command {
         .args(["--node-id", id, "--listen", address])
         .arg("--data-dir")
         .arg(dir.join(id))
+        .args(["--initial-cluster-state", "new"])
         .args(extra)
         .stdin(Stdio::null());
     command

@@ -80,6 +80,9 @@ pub struct TestNode {
     pub data_dir: PathBuf,
     /// Started with --join (outside the initial ring).
     pub joining: bool,
+    /// Its data directory was wiped: it restarts as a member that lost
+    /// its data (`--initial-cluster-state existing`).
+    pub lost_data: bool,
     process: Option<NodeProcess>,
 }
 
@@ -97,6 +100,9 @@ pub struct ClusterOptions {
     pub subnet: Option<u8>,
     /// PEM CA the nodes' certificates chain to: talk HTTPS, trusting it.
     pub ca_pem: Option<String>,
+    /// Start the nodes with `--initial-cluster-state existing` (default:
+    /// `new`, as a cluster being created is started).
+    pub existing_cluster: bool,
 }
 
 /// N node processes that share a peer list.
@@ -186,6 +192,7 @@ impl TestCluster {
             zone,
             data_dir: self.dir.path().join(format!("n{}", i + 1)),
             joining,
+            lost_data: false,
             process: None,
         });
         i
@@ -245,6 +252,11 @@ impl TestCluster {
         if node.joining {
             command.arg("--join").arg("--peer").arg(peer_spec(node));
         }
+        let state = match self.options.existing_cluster || node.lost_data {
+            true => "existing",
+            false => "new",
+        };
+        command.args(["--initial-cluster-state", state]);
         for peer in &self.peers {
             command.arg("--peer").arg(peer);
         }
@@ -452,6 +464,14 @@ impl TestCluster {
                 proxy.set_blocked(self.nodes[i].ip, cut);
             }
         }
+    }
+
+    /// Deletes the data directory of stopped node `i`, which restarts as a
+    /// member that lost its data.
+    pub fn wipe(&mut self, i: usize) {
+        assert!(self.nodes[i].process.is_none(), "node is still running");
+        std::fs::remove_dir_all(&self.nodes[i].data_dir).unwrap();
+        self.nodes[i].lost_data = true;
     }
 
     /// Stops node `i` for good and deletes its data directory.
