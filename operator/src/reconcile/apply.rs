@@ -1,11 +1,12 @@
 //! Apply: carry out a [`Plan`] — creating the generated auth Secret,
 //! server-side apply of every owned object under the `dynamo-operator`
 //! field manager, scaling and deleting the objects of removed zones,
-//! sending the ring to the nodes, restarting one pod — then record the
+//! sending the ring to the nodes, restarting one pod, replacing pods on new
+//! volumes — then record the
 //! decisions as Events.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -21,6 +22,7 @@ use crate::node_client::{NodeAdmin, PublishOutcome};
 use crate::resources::ClusterRef;
 use crate::resources::auth::{GeneratedCredentials, generated_auth_secret};
 use crate::resources::network_policy::network_policy_name;
+use crate::resources::pod_template::data_claim_name;
 
 async fn server_side_apply<K>(client: &kube::Client, ns: &str, object: &K) -> Result<(), Error>
 where
@@ -154,7 +156,28 @@ pub async fn apply<N: NodeAdmin>(
                 .await,
         )?;
     }
+    for pod in &plan.replace {
+        replace_pod(client, ns, pod).await?;
+    }
     Ok(())
+}
+
+/// Deletes the volume claim of `pod`, then the pod without a grace period
+/// (its node may be gone, and its data is given up): the claim goes once
+/// the pod is gone, and the StatefulSet recreates the pod with a new claim.
+async fn replace_pod(client: &kube::Client, ns: &str, pod: &str) -> Result<(), Error> {
+    let claim = data_claim_name(pod);
+    tracing::info!(%pod, %claim, "replacing the pod on a new volume");
+    ignore_not_found(
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+            .delete(&claim, &DeleteParams::default())
+            .await,
+    )?;
+    ignore_not_found(
+        Api::<Pod>::namespaced(client.clone(), ns)
+            .delete(pod, &DeleteParams::default().grace_period(0))
+            .await,
+    )
 }
 
 /// Records each decision as an Event on the cluster object.

@@ -80,6 +80,7 @@ pub fn world() -> World {
         statefulsets: Default::default(),
         pods: Vec::new(),
         ring: None,
+        formed: false,
         reports: Default::default(),
         auth: AdminAuth::Token(admin_token()),
         tls: NodeTls::Plain,

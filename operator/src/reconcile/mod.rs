@@ -7,9 +7,10 @@
 //!    a cluster whose Secrets are unusable or whose volumes belong to a
 //!    previous cluster, and hand planning a [`validate::ValidatedCluster`];
 //! 3. [`plan`]: decide (pure) the desired objects, the ring step, the pod
-//!    to restart ([`rolling_upgrade`]), the events and the status;
+//!    to restart ([`rolling_upgrade`]), the pods to replace on a new volume
+//!    ([`replace`]), the events and the status;
 //! 4. [`apply`]: creation of the generated auth Secret, server-side apply,
-//!    ring publication, pod restart, events;
+//!    ring publication, pod restart and replacement, events;
 //! 5. [`status`]: compute the phase and conditions, and patch the status
 //!    subresource.
 //!
@@ -20,6 +21,7 @@ pub mod apply;
 pub mod certificate;
 pub mod observe;
 pub mod plan;
+pub mod replace;
 pub mod rolling_upgrade;
 pub mod status;
 pub mod storage;

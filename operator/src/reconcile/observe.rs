@@ -24,9 +24,9 @@ use crate::resources::auth::{
     ADMIN_TOKEN_KEY, CLIENT_TOKEN_KEY, CLIENTS_JSON_KEY, GeneratedCredentials, LEGACY_TOKEN_KEY,
     PEER_TOKEN_KEY, auth_secret_name,
 };
-use crate::resources::configmap::RING_JSON_KEY;
+use crate::resources::configmap::{INITIAL_CLUSTER_STATE_KEY, RING_JSON_KEY};
 use crate::resources::statefulset::{applied_template_hash, pod_zone};
-use crate::resources::{ClusterRef, REVISION_LABEL};
+use crate::resources::{ClusterRef, REPLACE_ANNOTATION, REVISION_LABEL};
 
 /// A zone StatefulSet as observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +66,8 @@ pub struct PodState {
     /// Why the pod cannot run, when Kubernetes says so: it cannot be
     /// scheduled, or its container is waiting in a back-off.
     pub problem: Option<String>,
+    /// Marked for replacement on a new volume ([`REPLACE_ANNOTATION`]).
+    pub replace: bool,
 }
 
 impl PodState {
@@ -233,6 +235,9 @@ pub struct World {
     pub pods: Vec<PodState>,
     /// The ring in the ConfigMap, if any.
     pub ring: Option<RingDocument>,
+    /// The ConfigMap already tells starting nodes that the cluster exists
+    /// (`initial-cluster-state: existing`).
+    pub formed: bool,
     /// Transfer reports of ready pods that answered, by pod name.
     pub reports: BTreeMap<String, TransferReport>,
     /// Credentials of the admin API.
@@ -308,7 +313,7 @@ pub async fn observe<N: NodeAdmin>(
         .filter_map(pod_state)
         .collect();
     pods.sort_by(|a, b| a.name.cmp(&b.name));
-    let ring = read_ring(client, cluster).await?;
+    let (ring, formed) = read_ring(client, cluster).await?;
     let previous_claims = match (&ring, created) {
         (None, Some(created)) => {
             let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
@@ -342,6 +347,7 @@ pub async fn observe<N: NodeAdmin>(
         statefulsets,
         pods,
         ring,
+        formed,
         reports,
         auth,
         tls,
@@ -351,23 +357,23 @@ pub async fn observe<N: NodeAdmin>(
 }
 
 /// The ring in the cluster's ConfigMap (`None`: no ConfigMap or no ring
-/// in it yet).
+/// in it yet), and whether the ConfigMap says the cluster has formed.
 async fn read_ring(
     client: &kube::Client,
     cluster: &ClusterRef,
-) -> Result<Option<RingDocument>, Error> {
+) -> Result<(Option<RingDocument>, bool), Error> {
     let config_map = Api::<ConfigMap>::namespaced(client.clone(), &cluster.namespace)
         .get_opt(&cluster.config_map_name())
         .await?;
-    let Some(json) = config_map
-        .as_ref()
-        .and_then(|cm| cm.data.as_ref())
-        .and_then(|d| d.get(RING_JSON_KEY))
-    else {
-        return Ok(None);
+    let data = config_map.as_ref().and_then(|cm| cm.data.as_ref());
+    let formed = data
+        .and_then(|d| d.get(INITIAL_CLUSTER_STATE_KEY))
+        .is_some_and(|state| state == "existing");
+    let Some(json) = data.and_then(|d| d.get(RING_JSON_KEY)) else {
+        return Ok((None, formed));
     };
     serde_json::from_str(json)
-        .map(Some)
+        .map(|ring| (Some(ring), formed))
         .map_err(|source| Error::RingDocument {
             config_map: cluster.config_map_name(),
             source,
@@ -671,6 +677,12 @@ fn pod_state(pod: &Pod) -> Option<PodState> {
         terminating: pod.metadata.deletion_timestamp.is_some(),
         revision: labels.get(REVISION_LABEL).cloned(),
         problem: pod_problem(pod),
+        replace: pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REPLACE_ANNOTATION))
+            .is_some_and(|value| value == "true"),
     })
 }
 
@@ -762,6 +774,7 @@ mod tests {
                 terminating: false,
                 revision: Some("demo-a-7f".into()),
                 problem: None,
+                replace: false,
             })
         );
     }

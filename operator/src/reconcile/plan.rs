@@ -17,6 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Error;
 use super::observe::{AdminAuth, World};
+use super::replace::{Replacements, replacements};
 use super::rolling_upgrade::{RestartDecision, next_restart, stuck_pod};
 use super::status::{
     Decided, acted_status, held_status, is_true, paused_status, refused_status, resumed_status,
@@ -25,13 +26,13 @@ use super::storage::{HeldStorage, held_storage};
 use super::validate::{Rejection, ValidatedCluster, validate_cluster};
 use crate::crd::{DynamoCluster, DynamoClusterSpec, DynamoClusterStatus, condition};
 use crate::node_client::{BearerToken, TrustedCa};
-use crate::resources::ClusterRef;
 use crate::resources::auth::GeneratedCredentials;
 use crate::resources::configmap::{config_hash, config_map};
 use crate::resources::network_policy::network_policy;
 use crate::resources::pdb::{max_unavailable, pod_disruption_budget};
 use crate::resources::service::{client_service, headless_service};
 use crate::resources::statefulset::{applied_template_hash, pod_zone, statefulset};
+use crate::resources::{ClusterRef, REPLACE_ANNOTATION};
 use crate::ring_steps::{
     StepAction, StepInput, StepPlan, ZoneState, document, needs_ring, plan_step, zone_states,
 };
@@ -109,6 +110,9 @@ pub struct Plan {
     pub publish_to: Vec<String>,
     /// Pod to delete for a rolling upgrade.
     pub restart: Option<String>,
+    /// Pods to recreate on a new, empty volume: their claim and the pod
+    /// are deleted (see [`super::replace`]).
+    pub replace: Vec<String>,
     /// Status to write.
     pub status: DynamoClusterStatus,
     /// Events to record.
@@ -262,7 +266,7 @@ pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Re
         reports: &world.reports,
     })?;
     let held = held_storage(&spec.storage, &world.statefulsets);
-    let objects = desired_objects(valid, &step, &held)?;
+    let objects = desired_objects(valid, &step, &held, has_formed(world))?;
     let new_templates = zones_changing_template(&objects.statefulsets, world);
     let (scale_removed, delete_zones) = removed_zones(valid, &zones, &step, world);
     let restart = restart_decision(spec, world, &step.action);
@@ -282,7 +286,9 @@ pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Re
         AdminAuth::Generate { credentials, .. } => Some(credentials.clone()),
         AdminAuth::Token(_) | AdminAuth::Unusable(_) => None,
     };
+    let replacements = replacements(&world.pods, &world.reports);
     let mut decisions = decisions(&held, &step, &zones, &restart);
+    decisions.extend(replacement_decisions(&replacements));
     if create_auth_secret.is_some() {
         decisions.insert(0, auth_secret_decision(cref));
     }
@@ -291,7 +297,8 @@ pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Re
         publish_to: publish_targets(cref, world, &ready, step.ring.ring.epoch),
         decisions,
         restart: restarted_pod(&restart),
-        busy: !is_true(&status.conditions, condition::READY),
+        busy: !is_true(&status.conditions, condition::READY) || !replacements.now.is_empty(),
+        replace: replacements.now,
         objects,
         scale_removed,
         delete_zones,
@@ -330,6 +337,28 @@ fn published_ring(
     }
 }
 
+/// The events of replacing pods on new volumes, and of replacements that
+/// wait.
+fn replacement_decisions(replacements: &Replacements) -> Vec<Decision> {
+    let now = replacements.now.iter().map(|pod| {
+        Decision::normal(
+            "ReplacingNode",
+            format!(
+                "replacing {pod} (annotated {REPLACE_ANNOTATION}=true): deleting its volume claim \
+                 and the pod; the new pod starts on an empty volume under the same name and \
+                 receives its partitions from the other replicas"
+            ),
+        )
+    });
+    let waiting = replacements.waiting.iter().map(|(pod, why)| {
+        Decision::warning(
+            "ReplacementWaiting",
+            format!("{pod} is marked for replacement but still serves: waiting, {why}"),
+        )
+    });
+    now.chain(waiting).collect()
+}
+
 /// The event of creating the generated auth Secret.
 fn auth_secret_decision(cref: &ClusterRef) -> Decision {
     Decision::normal(
@@ -341,12 +370,26 @@ fn auth_secret_decision(cref: &ClusterRef) -> Decision {
     )
 }
 
+/// Whether the cluster has formed: the ConfigMap says so already, or
+/// every member of the published ring has served (reported its
+/// transfers). From then on an empty volume means lost data.
+fn has_formed(world: &World) -> bool {
+    world.formed
+        || world.ring.as_ref().is_some_and(|doc| {
+            doc.ring
+                .members
+                .iter()
+                .all(|m| world.reports.contains_key(&m.id))
+        })
+}
+
 /// Every object the cluster should own after `step`; a zone in `held`
 /// keeps its current claim template.
 fn desired_objects(
     valid: &ValidatedCluster<'_>,
     step: &StepPlan,
     held: &[HeldStorage],
+    formed: bool,
 ) -> Result<DesiredObjects, Error> {
     let (cref, spec) = (valid.cref, valid.spec());
     let hash = config_hash(&valid.node_toml);
@@ -368,7 +411,7 @@ fn desired_objects(
         })
         .collect::<Result<_, _>>()?;
     Ok(DesiredObjects {
-        config_map: config_map(cref, &valid.node_toml, Some(&step.ring))?,
+        config_map: config_map(cref, &valid.node_toml, Some(&step.ring), formed)?,
         services,
         statefulsets,
         pdb: pod_disruption_budget(cref, max_unavailable(spec.replication, spec.pod_disruption)),
@@ -613,6 +656,7 @@ mod tests {
                     terminating: false,
                     revision: Some(revision.into()),
                     problem: None,
+                    replace: false,
                 });
                 let report = settled_report(&name, plan.ring.ring.epoch);
                 world.reports.insert(name, report);
@@ -1081,6 +1125,66 @@ mod tests {
         assert_eq!(condition(&degraded.status, condition::READY), "False");
         assert_eq!(degraded.status.zones[1].ready, 0);
         assert!(degraded.busy);
+    }
+
+    #[test]
+    fn a_dead_member_blocking_the_ring_is_named_with_what_to_do() {
+        let (mut c, mut world) = settled_cluster(&[("a", 1), ("b", 1), ("c", 1)]);
+        c.status = Some(DynamoClusterStatus {
+            phase: Some(Phase::Running),
+            ..DynamoClusterStatus::default()
+        });
+        world.pods[1].ready = false;
+        world.pods[1].problem = Some("unschedulable: 0/3 nodes are available".into());
+        world.reports.remove("demo-b-0");
+        let blocked = acted(&c, &world);
+        let progressing = condition_of(&blocked.status, condition::PROGRESSING);
+        assert_eq!(progressing.reason, "BlockedByMember");
+        assert!(
+            progressing
+                .message
+                .contains("demo-b-0 (unschedulable: 0/3 nodes are available)"),
+            "{}",
+            progressing.message
+        );
+        assert!(
+            progressing
+                .message
+                .contains("kubectl annotate pod <pod> kv.dynamo.dev/replace=true")
+        );
+
+        world.pods[1].replace = true;
+        let replacing = acted(&c, &world);
+        assert_eq!(replacing.replace, vec!["demo-b-0".to_string()]);
+        assert!(replacing.busy);
+        assert!(
+            replacing
+                .decisions
+                .iter()
+                .any(|d| d.reason == "ReplacingNode")
+        );
+    }
+
+    #[test]
+    fn nodes_are_told_the_cluster_exists_once_every_member_has_served() {
+        let state = |plan: &Plan| {
+            plan.objects.config_map.data.as_ref().expect("data")["initial-cluster-state"].clone()
+        };
+        let c = cluster(spec(&[("a", 1), ("b", 1), ("c", 1)]));
+        let first = acted(&c, &base_world());
+        assert_eq!(state(&first), "new");
+        let mut world = settled(&first, "r1");
+        let absent = world.reports.pop_first().expect("a report");
+        assert_eq!(
+            state(&acted(&c, &world)),
+            "new",
+            "a member has not served yet"
+        );
+        world.reports.insert(absent.0.clone(), absent.1);
+        assert_eq!(state(&acted(&c, &world)), "existing");
+        world.reports.remove(&absent.0);
+        world.formed = true;
+        assert_eq!(state(&acted(&c, &world)), "existing", "never back to new");
     }
 
     #[test]

@@ -132,6 +132,7 @@ mod tests {
             terminating: false,
             revision: Some(revision.into()),
             problem: None,
+            replace: false,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::crd::{
     DynamoCluster, DynamoClusterStatus, GROUP, Phase, RebalancingStatus, ZoneSpec, ZoneStatus,
     condition,
 };
+use crate::resources::REPLACE_ANNOTATION;
 use crate::ring_steps::{StepAction, StepPlan};
 
 /// The wanted state of one condition.
@@ -310,6 +311,14 @@ fn progress(decided: &Decided<'_>, creating: bool) -> Progress {
                 "waiting for {pods:?}, which left the ring, to hand their data to its new owners"
             ),
         ),
+        (StepAction::Transferring, _) if !blocking_members(decided).is_empty() => progress(
+            match is_rebalancing(decided.step) {
+                true => Phase::Rebalancing,
+                false => Phase::Running,
+            },
+            "BlockedByMember",
+            blocked_message(epoch, &blocking_members(decided)),
+        ),
         _ if is_rebalancing(decided.step) => progress(
             Phase::Rebalancing,
             "Rebalancing",
@@ -333,6 +342,37 @@ fn progress(decided: &Decided<'_>, creating: bool) -> Progress {
             "the cluster matches the spec".to_string(),
         ),
     }
+}
+
+/// Members the ring step waits for that do not serve (not Ready), each
+/// with why when Kubernetes says.
+fn blocking_members(decided: &Decided<'_>) -> Vec<String> {
+    decided
+        .step
+        .progress
+        .incomplete
+        .iter()
+        .filter(|member| !decided.ready.contains(*member))
+        .map(|member| {
+            let pod = decided.world.pods.iter().find(|p| &p.name == member);
+            match pod.and_then(|p| p.problem.as_deref()) {
+                Some(problem) => format!("{member} ({problem})"),
+                None if pod.is_none() => format!("{member} (no pod)"),
+                None => format!("{member} (not ready)"),
+            }
+        })
+        .collect()
+}
+
+/// What blocks ring epoch `epoch` and what to do about it.
+fn blocked_message(epoch: u64, blocking: &[String]) -> String {
+    format!(
+        "ring epoch {epoch} waits for {}, which do not serve: no ring step, scale-down or \
+         rolling restart goes on until they do. Once a pod is back the step goes on by itself; \
+         if its machine or volume is lost for good, replace it on a new volume: \
+         kubectl annotate pod <pod> {REPLACE_ANNOTATION}=true",
+        blocking.join(", ")
+    )
 }
 
 /// Which ring members are not serving, and why pods cannot run.

@@ -1,5 +1,6 @@
 //! The ConfigMap `<cluster>-config`: `node.toml` (extra node settings from
-//! the spec) and `ring.json` (the published [`RingDocument`]).
+//! the spec), `ring.json` (the published [`RingDocument`]) and
+//! `initial-cluster-state` (what an empty volume means to a starting node).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,11 @@ pub const NODE_TOML_KEY: &str = "node.toml";
 
 /// Key of the published ring.
 pub const RING_JSON_KEY: &str = "ring.json";
+
+/// Key of what an empty data directory means to a starting node: `new`
+/// until every member of the first ring has served, then `existing` (the
+/// node lost its data and receives it from the other replicas).
+pub const INITIAL_CLUSTER_STATE_KEY: &str = "initial-cluster-state";
 
 /// Why the node settings cannot be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -37,13 +43,23 @@ pub fn config_hash(node_toml: &str) -> String {
     format!("{:016x}", dynamo_ring::key_hash(node_toml.as_bytes()))
 }
 
-/// The ConfigMap with the rendered settings and, once there is one, the ring.
+/// The ConfigMap with the rendered settings, whether the cluster has
+/// `formed` (every member of its first ring served), and, once there is
+/// one, the ring.
 pub fn config_map(
     cluster: &ClusterRef,
     node_toml: &str,
     ring: Option<&RingDocument>,
+    formed: bool,
 ) -> Result<ConfigMap, RenderError> {
-    let mut data = BTreeMap::from([(NODE_TOML_KEY.to_string(), node_toml.to_string())]);
+    let state = match formed {
+        true => "existing",
+        false => "new",
+    };
+    let mut data = BTreeMap::from([
+        (NODE_TOML_KEY.to_string(), node_toml.to_string()),
+        (INITIAL_CLUSTER_STATE_KEY.to_string(), state.to_string()),
+    ]);
     if let Some(ring) = ring {
         data.insert(RING_JSON_KEY.to_string(), serde_json::to_string(ring)?);
     }
@@ -80,14 +96,22 @@ mod tests {
     #[test]
     fn ring_is_stored_as_json_once_it_exists() {
         let cluster = cluster_ref();
-        let cm = config_map(&cluster, "", None).expect("cm");
+        let cm = config_map(&cluster, "", None, false).expect("cm");
         assert!(!cm.data.as_ref().expect("data").contains_key(RING_JSON_KEY));
+        assert_eq!(
+            cm.data.as_ref().expect("data")[INITIAL_CLUSTER_STATE_KEY],
+            "new"
+        );
         let ring = Ring::build(vec![Member::new("demo-a-0", "a")], 1, 4).expect("ring");
         let doc = RingDocument {
             ring,
             addresses: BTreeMap::from([("demo-a-0".into(), "x:7000".into())]),
         };
-        let cm = config_map(&cluster, "", Some(&doc)).expect("cm");
+        let cm = config_map(&cluster, "", Some(&doc), true).expect("cm");
+        assert_eq!(
+            cm.data.as_ref().expect("data")[INITIAL_CLUSTER_STATE_KEY],
+            "existing"
+        );
         let stored: RingDocument =
             serde_json::from_str(&cm.data.expect("data")[RING_JSON_KEY]).expect("json");
         assert_eq!(stored, doc);

@@ -41,6 +41,11 @@ pub const CONFIG_HASH_ANNOTATION: &str = "kv.dynamo.dev/config-hash";
 /// before the StatefulSet controller has computed a new revision.
 pub const TEMPLATE_HASH_ANNOTATION: &str = "kv.dynamo.dev/template-hash";
 
+/// Pod annotation asking the operator to replace the pod with one on a
+/// new, empty volume: `kubectl annotate pod <pod> kv.dynamo.dev/replace=true`
+/// (see `reconcile::replace`).
+pub const REPLACE_ANNOTATION: &str = "kv.dynamo.dev/replace";
+
 /// Identity of one cluster: what every object name and label derives from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterRef {

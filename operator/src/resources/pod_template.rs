@@ -20,6 +20,11 @@ pub const NODE_CONTAINER: &str = "node";
 /// Name of the volume claim template, which becomes a pod volume.
 pub const DATA_VOLUME: &str = "data";
 
+/// The name of the data volume claim the StatefulSet makes for `pod`.
+pub fn data_claim_name(pod: &str) -> String {
+    format!("{DATA_VOLUME}-{pod}")
+}
+
 /// Prefix of the label and annotation keys the operator owns.
 pub const OPERATOR_KEY_PREFIX: &str = "kv.dynamo.dev/";
 

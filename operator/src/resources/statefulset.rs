@@ -9,17 +9,19 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, PreferredSchedulingTerm, Probe,
-    SeccompProfile, SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
+    EnvVar, EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec,
+    PreferredSchedulingTerm, Probe, SeccompProfile, SecretVolumeSource, SecurityContext,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::auth::auth_volume;
+use super::configmap::INITIAL_CLUSTER_STATE_KEY;
 use super::pod_template::{DATA_VOLUME, NODE_CONTAINER, PodTemplateError, apply_override};
 use super::{
     CLIENT_PORT, CONFIG_HASH_ANNOTATION, ClusterRef, INTERNAL_PORT, TEMPLATE_HASH_ANNOTATION,
@@ -192,7 +194,7 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
         .as_ref()
         .is_some_and(|a| a.pod_anti_affinity.is_some());
     PodSpec {
-        containers: vec![node_container(spec, zone)],
+        containers: vec![node_container(cluster, spec, zone)],
         affinity: Some(affinity(cluster, zone, spec.pod_anti_affinity)),
         topology_spread_constraints: (!own_anti_affinity)
             .then(|| vec![host_spread(cluster, spec.pod_anti_affinity)]),
@@ -214,7 +216,7 @@ fn pod_spec(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> 
 
 /// The node container: command, environment, ports, probes, mounts and
 /// the restricted security context.
-fn node_container(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Container {
+fn node_container(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Container {
     let mut mounts = vec![
         mount(DATA_VOLUME, "/data"),
         mount("config", CONFIG_DIR),
@@ -231,7 +233,7 @@ fn node_container(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Container {
         image: Some(spec.image.clone()),
         image_pull_policy: spec.pull_policy.map(|p| p.as_str().to_string()),
         command: Some(vec!["dynamo-node".into(), "serve".into()]),
-        env: Some(env(spec, zone)),
+        env: Some(env(cluster, spec, zone)),
         ports: Some(vec![
             container_port("http", CLIENT_PORT),
             container_port("internal", INTERNAL_PORT),
@@ -328,7 +330,7 @@ fn startup_probe(timeout_seconds: Option<u32>, scheme: Option<&str>) -> Probe {
     }
 }
 
-fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
+fn env(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
     let value = |name: &str, value: String| EnvVar {
         name: name.into(),
         value: Some(value),
@@ -357,11 +359,32 @@ fn env(spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<EnvVar> {
         value("DYNAMO_CONFIG", format!("{CONFIG_DIR}/node.toml")),
         value("DYNAMO_RING_FILE", format!("{CONFIG_DIR}/ring.json")),
         value("DYNAMO_AUTH_DIR", AUTH_DIR.into()),
+        initial_cluster_state(cluster),
     ];
     if spec.tls.is_some() {
         vars.push(value("DYNAMO_TLS_DIR", TLS_DIR.into()));
     }
     vars
+}
+
+/// `DYNAMO_INITIAL_CLUSTER_STATE` from the ConfigMap, read when the
+/// container starts: `new` while the cluster is being created, then
+/// `existing`, so a node that later starts on an empty volume receives its
+/// data from the other replicas instead of serving nothing (unset, with an
+/// older ConfigMap: the node's default, `existing`).
+fn initial_cluster_state(cluster: &ClusterRef) -> EnvVar {
+    EnvVar {
+        name: "DYNAMO_INITIAL_CLUSTER_STATE".into(),
+        value_from: Some(EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: cluster.config_map_name(),
+                key: INITIAL_CLUSTER_STATE_KEY.into(),
+                optional: Some(true),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
 }
 
 /// The zone's placement on Kubernetes nodes plus the anti-affinity of
