@@ -7,7 +7,8 @@
 //! - [`ring_steps`]: safe scale up and scale down of the ring.
 //! - [`node_client`]: the nodes' admin API.
 //! - [`metrics`], [`server`], [`leader`]: the operator process (metrics,
-//!   health endpoints, Lease-based leader election).
+//!   health endpoints, Lease-based leader election); [`trigger`]: which
+//!   cluster changes start a reconcile.
 
 pub mod crd;
 pub mod crdgen;
@@ -19,3 +20,4 @@ pub mod reconcile;
 pub mod resources;
 pub mod ring_steps;
 pub mod server;
+pub mod trigger;

@@ -15,12 +15,13 @@ use dynamo_operator::node_client::HttpNodeAdmin;
 use dynamo_operator::reconcile::{Context, error_policy, reconcile};
 use dynamo_operator::resources::INSTANCE_LABEL;
 use dynamo_operator::server::{ServerState, router};
+use dynamo_operator::trigger::cluster_trigger;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 /// Kubernetes operator for Dynamo-style key-value clusters.
@@ -84,10 +85,18 @@ fn watched_namespaces(given: &[String]) -> Vec<String> {
 }
 
 /// Runs the controller over one namespace (or every namespace for `""`)
-/// until a shutdown signal.
+/// until a shutdown signal. `DynamoCluster` events start a reconcile only
+/// for a spec or annotation change ([`cluster_trigger`]), not for the
+/// operator's own status updates.
 async fn run_controller(client: &kube::Client, ns: &str, ctx: Arc<Context<HttpNodeAdmin>>) {
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=dynamo-operator");
-    Controller::new(api::<DynamoCluster>(client, ns), watcher::Config::default())
+    let (reader, writer) = reflector::store();
+    let clusters = watcher(api::<DynamoCluster>(client, ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(cluster_trigger(), PredicateConfig::default());
+    Controller::for_stream(clusters, reader)
         .owns(api::<StatefulSet>(client, ns), owned.clone())
         .owns(api::<Service>(client, ns), owned.clone())
         .owns(api::<ConfigMap>(client, ns), owned.clone())
