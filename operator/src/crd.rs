@@ -295,12 +295,44 @@ impl Default for ReplicationSpec {
 /// Persistent volume of every node.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)", "message": "storageClassName cannot change: a StatefulSet cannot move its volumes to another storage class (make a new cluster and copy the data)"}
+]))]
 pub struct StorageSpec {
     /// Volume size, e.g. `10Gi`.
     pub size: Quantity,
-    /// Storage class; the cluster default when absent.
+    /// Storage class; the cluster default when absent. Fixed once set (the
+    /// API server refuses a change; the operator holds one made under an
+    /// older CRD and says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// What happens to the volume claims when the cluster is deleted:
+    /// `Retain` (default: the data outlives the cluster; delete the claims
+    /// by hand, or a cluster created again under the same name refuses
+    /// them) or `Delete`. Claims of pods removed by a scale-down are always
+    /// deleted, once the ring without them is confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when_deleted: Option<ClaimRetention>,
+}
+
+/// What happens to the volume claims when the cluster is deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ClaimRetention {
+    /// Keep the claims and their data.
+    #[default]
+    Retain,
+    /// Delete the claims with the cluster.
+    Delete,
+}
+
+impl ClaimRetention {
+    /// The StatefulSet's `persistentVolumeClaimRetentionPolicy` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retain => "Retain",
+            Self::Delete => "Delete",
+        }
+    }
 }
 
 /// A Secret in the cluster's namespace.

@@ -451,14 +451,15 @@ def test_rolling_changes_one_pod_at_a_time_and_a_bad_config_recovers(testbed: Te
 # --- 2. storage ---------------------------------------------------------------
 
 
-def test_storage_size_canonicalised_and_class_change_held(testbed: Testbed) -> None:
+def test_storage_size_canonicalised_and_a_held_change_reported(testbed: Testbed) -> None:
     """`storage.size: 1024Mi` (stored by the API server as 1Gi in the
     StatefulSets' claim template) reaches Ready with `SpecApplied=True`. A
-    new `storageClassName` together with a `nodeConfig` change: the cluster
-    reports `SpecApplied=False` reason `StorageChangeRefused` and a Warning
-    Event with that reason, the StatefulSets and claims keep their storage,
-    and the `nodeConfig` change is still rolled out (Ready, every pod
-    replaced and on the update revision)."""
+    smaller size together with a `nodeConfig` change: the cluster reports
+    `SpecApplied=False` reason `StorageChangeRefused` and a Warning Event
+    with that reason, the StatefulSets and claims keep their storage, and
+    the `nodeConfig` change is still rolled out (Ready, every pod replaced
+    and on the update revision). (A `storageClassName` change is refused by
+    the API server: `test_api_server_rejects_invalid_specs`.)"""
     name = "storage"
     testbed.start_nodes("single")
     testbed.install_operator()
@@ -474,31 +475,15 @@ def test_storage_size_canonicalised_and_class_change_held(testbed: Testbed) -> N
     sts = statefulsets(testbed, name)[f"{name}-main"]
     templates = sts["spec"]["volumeClaimTemplates"]
     assert templates[0]["spec"]["resources"]["requests"]["storage"] == "1Gi", templates
-    claims = {
-        meta(c)["name"]: c
-        for c in testbed.kube.get(
-            f"/api/v1/namespaces/{NS}/persistentvolumeclaims", labelSelector=f"{INSTANCE_LABEL}={name}"
-        ).get("items", [])
-    }
+    claims = claims_of(testbed, name)
     assert len(claims) == 3, sorted(claims)
 
-    testbed.kube.apply(
-        {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": {"name": "fast"},
-            "provisioner": "testbed.dynamo.dev/hostpath",
-            "reclaimPolicy": "Delete",
-            "volumeBindingMode": "Immediate",
-        },
-        field_manager="test",
-    )
     began = time.monotonic()
     before = uids(pods)
     generation = patch_cluster(
         testbed,
         name,
-        {"spec": {"storage": {"storageClassName": "fast"}, "nodeConfig": {"read-repair-chance": 0.2}}},
+        {"spec": {"storage": {"size": "512Mi"}, "nodeConfig": {"read-repair-chance": 0.2}}},
     )
 
     def held() -> Obj | None:
@@ -510,7 +495,7 @@ def test_storage_size_canonicalised_and_class_change_held(testbed: Testbed) -> N
     except TimeoutError as error:
         raise AssertionError(f"{error}\n{summary(testbed, name)}") from None
     assert condition["reason"] == "StorageChangeRefused", condition
-    assert "storageClassName" in condition["message"] and "fast" in condition["message"], condition
+    assert "512Mi" in condition["message"] and "cannot shrink" in condition["message"], condition
     events = wait_until(
         "a StorageChangeRefused event", lambda: cluster_events(testbed, name, "StorageChangeRefused"), 30
     )
@@ -527,14 +512,118 @@ def test_storage_size_canonicalised_and_class_change_held(testbed: Testbed) -> N
     assert sts["spec"]["volumeClaimTemplates"] == templates, "the claim template is kept"
     config = testbed.kube.get(f"/api/v1/namespaces/{NS}/configmaps/{name}-config")
     assert "read-repair-chance = 0.2" in config["data"]["node.toml"], config["data"]["node.toml"]
-    after = {
-        meta(c)["name"]: c
-        for c in testbed.kube.get(
-            f"/api/v1/namespaces/{NS}/persistentvolumeclaims", labelSelector=f"{INSTANCE_LABEL}={name}"
-        ).get("items", [])
-    }
+    after = claims_of(testbed, name)
     assert {n: meta(c)["uid"] for n, c in after.items()} == {n: meta(c)["uid"] for n, c in claims.items()}
-    assert all(c["spec"].get("storageClassName") == "standard" for c in after.values()), after
+    assert all(requested(c) == "1Gi" for c in after.values()), after
+
+
+def claims_of(testbed: Testbed, name: str) -> dict[str, Obj]:
+    """The cluster's volume claims, by name."""
+    assert testbed.kube is not None
+    items = testbed.kube.get(
+        f"/api/v1/namespaces/{NS}/persistentvolumeclaims", labelSelector=f"{INSTANCE_LABEL}={name}"
+    ).get("items", [])
+    return {meta(c)["name"]: c for c in items}
+
+
+def requested(claim: Obj) -> str:
+    """The storage a claim (or claim template) asks for."""
+    return str(claim["spec"]["resources"]["requests"]["storage"])
+
+
+def test_volumes_grow_never_shrink_and_carry_the_cluster_uid(testbed: Testbed) -> None:
+    """Claims carry `kv.dynamo.dev/cluster-uid`; the StatefulSet keeps claims
+    on cluster deletion and deletes those of removed pods. `storage.size`
+    1Gi -> 2Gi: every claim grows (requested and provided) while the pods
+    keep running (same UIDs) and the StatefulSet keeps its (immutable) claim
+    template, `SpecApplied` goes back to True and the data is all there. A
+    smaller size is refused (`StorageChangeRefused`, "cannot shrink") and
+    the claims stay at 2Gi. A scale-up's new claim (made from the template)
+    is grown to 2Gi; the scale-down after it deletes that claim."""
+    name = "vol"
+    testbed.start_nodes("single")
+    testbed.install_operator()
+    assert testbed.kube is not None
+    apply_ok(testbed, cluster_manifest(name, [("main", 3)], storage={"size": "1Gi"}), name)
+    pods = wait_settled(testbed, name, 3, timeout=READY_TIMEOUT, what="Ready")
+    uid = meta(testbed.cluster(NS, name))["uid"]
+    wait_until(
+        "claims labelled with the cluster uid",
+        lambda: all(
+            (meta(c).get("labels") or {}).get("kv.dynamo.dev/cluster-uid") == uid
+            for c in claims_of(testbed, name).values()
+        ),
+        60,
+        1.0,
+    )
+    sts = statefulsets(testbed, name)[f"{name}-main"]
+    retention = sts["spec"]["persistentVolumeClaimRetentionPolicy"]
+    assert retention == {"whenDeleted": "Retain", "whenScaled": "Delete"}, retention
+    written = {}
+    for i in range(60):
+        key, value = f"vol-{i:03d}", f"value {i}".encode()
+        status, body = testbed.node_http(pods[i % 3], "PUT", f"/v1/kv/{key}?w=3", value)
+        assert status == 204, (key, status, body)
+        written[key] = value
+
+    before, sts_uid = uids(pods), meta(sts)["uid"]
+    began = time.monotonic()
+    patch_cluster(testbed, name, {"spec": {"storage": {"size": "2Gi"}}})
+
+    def grown() -> dict[str, Obj] | None:
+        claims = claims_of(testbed, name)
+        sized = all(
+            requested(c) == "2Gi" and (c.get("status") or {}).get("capacity", {}).get("storage") == "2Gi"
+            for c in claims.values()
+        )
+        applied = fresh_condition(testbed.cluster(NS, name), "SpecApplied")
+        if len(claims) == 3 and sized and applied is not None and applied["status"] == "True":
+            return claims
+        return None
+
+    try:
+        wait_until("claims grown to 2Gi", grown, ROLLOUT_TIMEOUT, 1.0)
+    except TimeoutError as error:
+        raise AssertionError(f"{error}\n{summary(testbed, name)}") from None
+    testbed.timings["volumes grown"] = time.monotonic() - began
+    pods = wait_settled(testbed, name, 3, what="settled after the growth")
+    assert uids(pods) == before, "the pods kept running"
+    assert meta(statefulsets(testbed, name)[f"{name}-main"])["uid"] == sts_uid
+    assert cluster_events(testbed, name, "VolumeExpansion")
+    for i, (key, value) in enumerate(written.items()):
+        status, body = testbed.node_http(pods[i % 3], "GET", f"/v1/kv/{key}?r=3")
+        assert (status, body) == (200, value), key
+
+    patch_cluster(testbed, name, {"spec": {"storage": {"size": "1Gi"}}})
+
+    def refused() -> Obj | None:
+        found = fresh_condition(testbed.cluster(NS, name), "SpecApplied")
+        return found if found and found["status"] == "False" else None
+
+    condition = wait_until("a smaller size refused", refused, 60, 1.0)
+    assert condition["reason"] == "StorageChangeRefused", condition
+    assert "cannot shrink" in condition["message"], condition
+    assert all(requested(c) == "2Gi" for c in claims_of(testbed, name).values())
+
+    four = {"storage": {"size": "2Gi"}, "zones": [{"name": "main", "replicas": 4}]}
+    patch_cluster(testbed, name, {"spec": four})
+    wait_settled(testbed, name, 4, what="scaled up to 4")
+
+    def added_ready() -> Obj | None:
+        added = claims_of(testbed, name)[f"data-{name}-main-3"]
+        labelled = (meta(added).get("labels") or {}).get("kv.dynamo.dev/cluster-uid") == uid
+        provided = (added.get("status") or {}).get("capacity", {}).get("storage")
+        return added if labelled and requested(added) == "2Gi" and provided == "2Gi" else None
+
+    wait_until("the new claim labelled and grown to 2Gi", added_ready, 60, 1.0)
+    patch_cluster(testbed, name, {"spec": {"zones": [{"name": "main", "replicas": 3}]}})
+    wait_settled(testbed, name, 3, what="scaled down to 3")
+    wait_until(
+        "the removed pod's claim deleted",
+        lambda: f"data-{name}-main-3" not in claims_of(testbed, name),
+        120,
+        1.0,
+    )
 
 
 def _paused_for(testbed: Testbed, name: str) -> Obj | None:
@@ -759,6 +848,10 @@ def test_api_server_rejects_invalid_specs(testbed: Testbed) -> None:
         result = kubectl_apply(testbed, changed, "valid-partitions-changed")
         if result.returncode == 0 or "partitions cannot change" not in result.stderr:
             problems.append(f"partitions changed: exit {result.returncode}: {result.stderr.strip()}")
+        changed = spec_with("valid", storage={"size": "1Gi", "storageClassName": "fast"})
+        result = kubectl_apply(testbed, changed, "valid-storage-class-changed")
+        if result.returncode == 0 or "storageClassName cannot change" not in result.stderr:
+            problems.append(f"storageClassName changed: exit {result.returncode}: {result.stderr.strip()}")
     assert not problems, "\n".join(problems)
 
 

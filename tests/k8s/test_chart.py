@@ -30,7 +30,7 @@ from conftest import (
 # What the operator may do in a namespace it watches (its contract): the
 # DynamoClusters and their status, the objects it owns (server-side apply),
 # the nodes' NetworkPolicy (applied by name, never listed or watched),
-# pods for rolling restarts, the claims of replaced pods, events, get on secrets to read the auth,
+# pods for rolling restarts, claims (labelled, grown, deleted for replaced pods), events, get on secrets to read the auth,
 # clients and TLS Secrets, and create on secrets for the generated
 # <cluster>-auth Secret. (API group, resource, verb.)
 APPLY = {"get", "list", "watch", "create", "patch", "update", "delete"}
@@ -46,7 +46,7 @@ WATCH_GRANTS = (
     | {("policy", "poddisruptionbudgets", v) for v in APPLY}
     | {("networking.k8s.io", "networkpolicies", v) for v in ("get", "create", "patch", "update", "delete")}
     | {("", "pods", v) for v in ("get", "list", "watch", "delete")}
-    | {("", "persistentvolumeclaims", v) for v in ("get", "list", "delete")}
+    | {("", "persistentvolumeclaims", v) for v in ("get", "list", "patch", "delete")}
     | {("", "secrets", v) for v in ("get", "create")}
     | {("", "events", v) for v in ("create", "patch")}
     | {("events.k8s.io", "events", v) for v in ("create", "patch")}

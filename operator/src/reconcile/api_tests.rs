@@ -197,7 +197,8 @@ impl ApiServer {
         .await
     }
 
-    /// The observe stage: StatefulSets, pods, the ConfigMap.
+    /// The observe stage: StatefulSets, pods, the ConfigMap, the volume
+    /// claims (none).
     async fn observe(&mut self, statefulsets: Value, pods: Value, config_map: Option<Value>) {
         let ns = "/apis/apps/v1/namespaces/default";
         let (query, _) = self
@@ -224,6 +225,13 @@ impl ApiServer {
                     .await
             }
         };
+        self.answer(
+            Method::GET,
+            "/api/v1/namespaces/default/persistentvolumeclaims",
+            StatusCode::OK,
+            list("PersistentVolumeClaimList", "v1", Vec::new()),
+        )
+        .await;
     }
 }
 

@@ -15,7 +15,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::plan::{Decision, Plan, PolicyChange};
+use super::claims::{grow_patch, label_patch};
+use super::plan::{Decision, Plan, PolicyChange, VolumeChanges};
 use super::{Error, FIELD_MANAGER};
 use crate::crd::DynamoCluster;
 use crate::node_client::{NodeAdmin, PublishOutcome};
@@ -158,6 +159,34 @@ pub async fn apply<N: NodeAdmin>(
     }
     for pod in &plan.replace {
         replace_pod(client, ns, pod).await?;
+    }
+    change_volumes(client, cluster, &plan.volumes).await
+}
+
+/// Labels this cluster's claims with its uid and grows claims.
+async fn change_volumes(
+    client: &kube::Client,
+    cluster: &ClusterRef,
+    volumes: &VolumeChanges,
+) -> Result<(), Error> {
+    let ns = cluster.namespace.as_str();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let label = label_patch(&cluster.owner.uid);
+    for claim in &volumes.label {
+        ignore_not_found(
+            claims
+                .patch(claim, &PatchParams::default(), &Patch::Merge(&label))
+                .await,
+        )?;
+    }
+    let grow = grow_patch(&volumes.size);
+    for claim in &volumes.grow {
+        tracing::info!(%claim, size = %volumes.size, "growing the claim");
+        ignore_not_found(
+            claims
+                .patch(claim, &PatchParams::default(), &Patch::Merge(&grow))
+                .await,
+        )?;
     }
     Ok(())
 }

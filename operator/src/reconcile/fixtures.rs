@@ -30,6 +30,7 @@ pub fn spec(zones: &[(&str, i32)]) -> DynamoClusterSpec {
         storage: StorageSpec {
             size: Quantity("1Gi".into()),
             storage_class_name: None,
+            when_deleted: None,
         },
         resources: None,
         node_config: Default::default(),
@@ -86,6 +87,8 @@ pub fn world() -> World {
         tls: NodeTls::Plain,
         certificate: None,
         previous_claims: Vec::new(),
+        claims: Vec::new(),
+        expansion_refusal: None,
     }
 }
 

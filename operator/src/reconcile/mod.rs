@@ -19,6 +19,7 @@
 
 pub mod apply;
 pub mod certificate;
+pub mod claims;
 pub mod observe;
 pub mod plan;
 pub mod replace;

@@ -13,13 +13,15 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use rustls::pki_types::UnixTime;
 
 use super::Error;
 use super::certificate::{CertificateCheck, check_certificate};
+use super::claims::{ClaimState, claim_states, grow_patch, previous_claims};
 use crate::crd::DynamoClusterSpec;
 use crate::node_client::{BearerToken, CaError, NodeAdmin, TokenError, TrustedCa};
+use crate::quantity;
 use crate::resources::auth::{
     ADMIN_TOKEN_KEY, CLIENT_TOKEN_KEY, CLIENTS_JSON_KEY, GeneratedCredentials, LEGACY_TOKEN_KEY,
     PEER_TOKEN_KEY, auth_secret_name,
@@ -247,10 +249,14 @@ pub struct World {
     /// With a usable `spec.tls` Secret: whether peers accept its
     /// certificate.
     pub certificate: Option<CertificateCheck>,
-    /// Volume claims a zone StatefulSet would adopt that are older than the
-    /// cluster itself: left by a deleted cluster of the same name (looked
-    /// for only while the cluster has no ring yet).
+    /// Volume claims a zone StatefulSet would adopt that a deleted cluster
+    /// of the same name left (see [`super::claims`]).
     pub previous_claims: Vec<String>,
+    /// The claims of the cluster's zone StatefulSets.
+    pub claims: Vec<ClaimState>,
+    /// Why the API server refuses to grow a claim to `spec.storage.size`
+    /// (asked with a dry run while some claim is smaller), if it does.
+    pub expansion_refusal: Option<String>,
 }
 
 impl World {
@@ -314,16 +320,9 @@ pub async fn observe<N: NodeAdmin>(
         .collect();
     pods.sort_by(|a, b| a.name.cmp(&b.name));
     let (ring, formed) = read_ring(client, cluster).await?;
-    let previous_claims = match (&ring, created) {
-        (None, Some(created)) => {
-            let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-                .list(&ListParams::default())
-                .await?
-                .items;
-            claims_older_than(&claims, cluster, spec, created)
-        }
-        _ => Vec::new(),
-    };
+    let claims = observe_claims(client, cluster, spec, &statefulsets, created).await?;
+    let previous_claims = previous_claims(&claims, &cluster.owner.uid);
+    let expansion_refusal = expansion_refusal(client, cluster, spec, &claims).await;
     let auth = read_auth(client, cluster, spec).await?;
     let (tls, certificate) = match &spec.tls {
         None => (NodeTls::Plain, None),
@@ -353,6 +352,8 @@ pub async fn observe<N: NodeAdmin>(
         tls,
         certificate,
         previous_claims,
+        claims,
+        expansion_refusal,
     })
 }
 
@@ -421,35 +422,64 @@ async fn read_secret(client: &kube::Client, ns: &str, name: &str) -> Result<Opti
         .await?)
 }
 
-/// Names of the claims the zone StatefulSets of `spec` would adopt
-/// (`data-<cluster>-<zone>-<ordinal>`) that were created before `created`.
-pub fn claims_older_than(
-    claims: &[PersistentVolumeClaim],
+/// The claims the zone StatefulSets of the spec (and of zones only the
+/// cluster still has) make or would adopt.
+async fn observe_claims(
+    client: &kube::Client,
     cluster: &ClusterRef,
     spec: &DynamoClusterSpec,
-    created: &Time,
-) -> Vec<String> {
-    let ours = |name: &str| {
-        spec.zones.iter().any(|zone| {
-            name.strip_prefix(&format!("data-{}-", cluster.zone_object_name(&zone.name)))
-                .is_some_and(|ordinal| {
-                    !ordinal.is_empty() && ordinal.bytes().all(|b| b.is_ascii_digit())
-                })
-        })
-    };
-    let mut names: Vec<String> = claims
+    statefulsets: &BTreeMap<String, StatefulSetState>,
+    created: Option<&Time>,
+) -> Result<Vec<ClaimState>, Error> {
+    let zones: Vec<String> = spec
+        .zones
         .iter()
-        .filter(|c| {
-            c.metadata
-                .creation_timestamp
-                .as_ref()
-                .is_some_and(|t| t.0 < created.0)
-        })
-        .filter_map(|c| c.metadata.name.clone())
-        .filter(|name| ours(name))
+        .map(|z| z.name.clone())
+        .chain(statefulsets.keys().cloned())
+        .collect::<BTreeSet<String>>()
+        .into_iter()
         .collect();
-    names.sort();
-    names
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &cluster.namespace)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    Ok(claim_states(&claims, cluster, &zones, created))
+}
+
+/// With a claim of this cluster asking for less than `spec.storage.size`:
+/// whether the API server would refuse to grow it (a dry run of the
+/// change; a StorageClass without `allowVolumeExpansion` is refused).
+async fn expansion_refusal(
+    client: &kube::Client,
+    cluster: &ClusterRef,
+    spec: &DynamoClusterSpec,
+    claims: &[ClaimState],
+) -> Option<String> {
+    let wanted = quantity::amount(&spec.storage.size.0)?;
+    let smaller = claims.iter().find(|c| {
+        !c.terminating
+            && !c.is_previous(&cluster.owner.uid)
+            && c.requested
+                .as_deref()
+                .and_then(quantity::amount)
+                .is_some_and(|size| size < wanted)
+    })?;
+    let change = grow_patch(&spec.storage.size.0);
+    let params = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    match Api::<PersistentVolumeClaim>::namespaced(client.clone(), &cluster.namespace)
+        .patch(&smaller.name, &params, &Patch::Merge(&change))
+        .await
+    {
+        Ok(_) => None,
+        Err(kube::Error::Api(status)) => Some(format!("{}: {}", smaller.name, status.message)),
+        Err(error) => {
+            tracing::warn!(%error, claim = %smaller.name, "could not ask whether the claim can grow");
+            None
+        }
+    }
 }
 
 /// Whether peers accept the certificate of the `spec.tls` Secret now
@@ -729,30 +759,7 @@ mod tests {
     use dynamo_testkit::pki::TestCa;
 
     use super::*;
-    use crate::reconcile::fixtures::spec;
     use crate::resources::fixtures::cluster_ref;
-
-    fn claim(name: &str, created: &str) -> PersistentVolumeClaim {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "creationTimestamp": created}
-        }))
-        .expect("claim")
-    }
-
-    #[test]
-    fn claims_a_zone_statefulset_would_adopt_from_before_the_cluster_are_found() {
-        let created: Time =
-            serde_json::from_value(serde_json::json!("2026-01-02T00:00:00Z")).expect("time");
-        let claims = [
-            claim("data-demo-a-0", "2026-01-01T00:00:00Z"),
-            claim("data-demo-a-1", "2026-01-03T00:00:00Z"),
-            claim("data-demo-a-b-0", "2026-01-01T00:00:00Z"),
-            claim("data-demo-z-0", "2026-01-01T00:00:00Z"),
-            claim("data-demo-a-x", "2026-01-01T00:00:00Z"),
-        ];
-        let found = claims_older_than(&claims, &cluster_ref(), &spec(&[("a", 2)]), &created);
-        assert_eq!(found, ["data-demo-a-0"]);
-    }
 
     #[test]
     fn pods_are_read_with_zone_ordinal_readiness_and_revision() {

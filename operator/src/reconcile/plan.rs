@@ -16,15 +16,16 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::Error;
+use super::claims::unlabelled_claims;
 use super::observe::{AdminAuth, World};
 use super::replace::{Replacements, replacements};
 use super::rolling_upgrade::{RestartDecision, next_restart, stuck_pod};
 use super::status::{
     Decided, acted_status, held_status, is_true, paused_status, refused_status, resumed_status,
 };
-use super::storage::{HeldStorage, held_storage};
+use super::storage::{HeldStorage, StoragePlan, storage_plan};
 use super::validate::{Rejection, ValidatedCluster, validate_cluster};
-use crate::crd::{DynamoCluster, DynamoClusterSpec, DynamoClusterStatus, condition};
+use crate::crd::{DynamoCluster, DynamoClusterSpec, DynamoClusterStatus, StorageSpec, condition};
 use crate::node_client::{BearerToken, TrustedCa};
 use crate::resources::auth::GeneratedCredentials;
 use crate::resources::configmap::{config_hash, config_map};
@@ -113,6 +114,8 @@ pub struct Plan {
     /// Pods to recreate on a new, empty volume: their claim and the pod
     /// are deleted (see [`super::replace`]).
     pub replace: Vec<String>,
+    /// Changes to the volume claims and the StatefulSets holding them.
+    pub volumes: VolumeChanges,
     /// Status to write.
     pub status: DynamoClusterStatus,
     /// Events to record.
@@ -124,6 +127,18 @@ pub struct Plan {
     pub token: BearerToken,
     /// CA the ring publications trust, over HTTPS (`spec.tls`).
     pub ca: Option<TrustedCa>,
+}
+
+/// Changes to the volume claims (see [`super::storage`] and
+/// [`super::claims`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VolumeChanges {
+    /// Claims to grow to `size`.
+    pub grow: Vec<String>,
+    /// The size they grow to.
+    pub size: String,
+    /// Claims of this cluster to label with its uid.
+    pub label: Vec<String>,
 }
 
 /// The decision of a reconcile.
@@ -265,8 +280,14 @@ pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Re
         ready_pods: &ready,
         reports: &world.reports,
     })?;
-    let held = held_storage(&spec.storage, &world.statefulsets);
-    let objects = desired_objects(valid, &step, &held, has_formed(world))?;
+    let storage = storage_plan(
+        &spec.storage,
+        &world.statefulsets,
+        &world.claims,
+        world.expansion_refusal.as_deref(),
+    );
+    let held = storage.held.clone();
+    let objects = desired_objects(valid, &step, &storage.kept, has_formed(world))?;
     let new_templates = zones_changing_template(&objects.statefulsets, world);
     let (scale_removed, delete_zones) = removed_zones(valid, &zones, &step, world);
     let restart = restart_decision(spec, world, &step.action);
@@ -287,7 +308,9 @@ pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Re
         AdminAuth::Token(_) | AdminAuth::Unusable(_) => None,
     };
     let replacements = replacements(&world.pods, &world.reports);
+    let volumes = volume_changes(cref, &spec.storage.size.0, &storage, world);
     let mut decisions = decisions(&held, &step, &zones, &restart);
+    decisions.extend(volume_decisions(&volumes));
     decisions.extend(replacement_decisions(&replacements));
     if create_auth_secret.is_some() {
         decisions.insert(0, auth_secret_decision(cref));
@@ -299,6 +322,7 @@ pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Re
         restart: restarted_pod(&restart),
         busy: !is_true(&status.conditions, condition::READY) || !replacements.now.is_empty(),
         replace: replacements.now,
+        volumes,
         objects,
         scale_removed,
         delete_zones,
@@ -335,6 +359,30 @@ fn published_ring(
         }),
         (ring, _) => Ok(ring.as_ref().map(|d| document(valid.cref, d.ring.clone()))),
     }
+}
+
+/// The volume changes of this reconcile: claims to grow and to label.
+fn volume_changes(
+    cref: &ClusterRef,
+    size: &str,
+    storage: &StoragePlan,
+    world: &World,
+) -> VolumeChanges {
+    VolumeChanges {
+        grow: storage.grow.clone(),
+        size: size.to_string(),
+        label: unlabelled_claims(&world.claims, &cref.owner.uid),
+    }
+}
+
+/// The event of growing volumes.
+fn volume_decisions(volumes: &VolumeChanges) -> Option<Decision> {
+    (!volumes.grow.is_empty()).then(|| {
+        Decision::normal(
+            "VolumeExpansion",
+            format!("asking {:?} to grow to {}", volumes.grow, volumes.size),
+        )
+    })
 }
 
 /// The events of replacing pods on new volumes, and of replacements that
@@ -383,12 +431,12 @@ fn has_formed(world: &World) -> bool {
         })
 }
 
-/// Every object the cluster should own after `step`; a zone in `held`
-/// keeps its current claim template.
+/// Every object the cluster should own after `step`; a zone in `kept`
+/// keeps that claim template.
 fn desired_objects(
     valid: &ValidatedCluster<'_>,
     step: &StepPlan,
-    held: &[HeldStorage],
+    kept: &BTreeMap<String, StorageSpec>,
     formed: bool,
 ) -> Result<DesiredObjects, Error> {
     let (cref, spec) = (valid.cref, valid.spec());
@@ -403,10 +451,7 @@ fn desired_objects(
         .zones
         .iter()
         .map(|z| {
-            let storage = held
-                .iter()
-                .find(|h| h.zone == z.name)
-                .map_or(&spec.storage, |h| &h.kept);
+            let storage = kept.get(&z.name).unwrap_or(&spec.storage);
             statefulset(cref, spec, z, storage, step.zone_replicas(&z.name), &hash)
         })
         .collect::<Result<_, _>>()?;
@@ -521,6 +566,7 @@ fn decisions(
 ) -> Vec<Decision> {
     let mut decisions: Vec<Decision> = held
         .iter()
+        .filter(|h| !h.expanding)
         .map(|h| Decision::warning("StorageChangeRefused", h.message.clone()))
         .collect();
     decisions.extend(step_decision(step));

@@ -514,7 +514,10 @@ fn spec_applied(held: &[HeldStorage]) -> ConditionUpdate {
         false => ConditionUpdate::new(
             condition::SPEC_APPLIED,
             false,
-            "StorageChangeRefused",
+            match held.iter().all(|h| h.expanding) {
+                true => "VolumesExpanding",
+                false => "StorageChangeRefused",
+            },
             held.iter()
                 .map(|h| h.message.as_str())
                 .collect::<Vec<_>>()

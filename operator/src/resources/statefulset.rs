@@ -7,7 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
     EnvVar, EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement,
@@ -94,6 +97,14 @@ pub fn statefulset(
                 ..LabelSelector::default()
             },
             pod_management_policy: Some("Parallel".into()),
+            // A scale-down lowers replicas only once the ring without the
+            // removed pods is confirmed, so their claims can go with them.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some(storage.when_deleted.unwrap_or_default().as_str().into()),
+                    when_scaled: Some("Delete".into()),
+                },
+            ),
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("OnDelete".into()),
                 ..StatefulSetUpdateStrategy::default()
@@ -554,6 +565,12 @@ mod tests {
             s.update_strategy.and_then(|u| u.type_).as_deref(),
             Some("OnDelete")
         );
+        let retention = s
+            .persistent_volume_claim_retention_policy
+            .clone()
+            .expect("retention");
+        assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
+        assert_eq!(retention.when_scaled.as_deref(), Some("Delete"));
         assert_eq!(
             s.volume_claim_templates.expect("pvc")[0]
                 .metadata

@@ -20,6 +20,9 @@ What it does, against a real kube-apiserver, with the admin identity:
   request, claimRef to the claim) for the real PV controller to bind. When
   such a volume is Released and its policy is Delete it removes the directory
   and the PV. So a claim's directory outlives its pods and goes with the claim.
+  A bound claim asking for more than its volume provides gets it (PV
+  capacity and the claim's status.capacity raised): the part of a CSI
+  resizer and the kubelet's filesystem growth a hostPath directory needs.
 * Pods. Watches the pods bound to its nodes and runs each pod's single
   container as a local process:
   - the command is the container's `command` + `args` (or the image's
@@ -129,6 +132,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from kubernetes.utils import parse_quantity
 
 from .kube import ApiError, Informer, Kube, Obj, key_of, meta
 from .paths import binaries_dir as default_binaries_dir
@@ -923,6 +928,9 @@ class FakeKubelet:
     def _on_pvc(self, event: str, pvc: Obj) -> None:
         if event == "DELETED":
             return
+        if (pvc.get("spec") or {}).get("volumeName", "").startswith("pvc-"):
+            self._resize(pvc)
+            return
         m = meta(pvc)
         annotations = m.get("annotations") or {}
         wanted = annotations.get("volume.kubernetes.io/storage-provisioner") or annotations.get(
@@ -936,6 +944,31 @@ class FakeKubelet:
         ):
             return
         self._provision(pvc)
+
+    def _resize(self, pvc: Obj) -> None:
+        """Stands in for a CSI resizer and the kubelet's filesystem growth:
+        a bound claim of this provisioner asking for more than its volume
+        provides gets it (a hostPath directory has no size to change)."""
+        wanted = ((pvc["spec"].get("resources") or {}).get("requests") or {}).get("storage")
+        has = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
+        if not wanted or not has or parse_quantity(wanted) <= parse_quantity(has):
+            return
+        m = meta(pvc)
+        volume = pvc["spec"]["volumeName"]
+        pv = self.pvs.get(volume)
+        if (
+            pv is None
+            or (pv.get("metadata") or {}).get("annotations", {}).get("pv.kubernetes.io/provisioned-by")
+            != PROVISIONER
+        ):
+            return
+        self.kube.patch(f"/api/v1/persistentvolumes/{volume}", {"spec": {"capacity": {"storage": wanted}}})
+        self.kube.patch(
+            f"/api/v1/namespaces/{m['namespace']}/persistentvolumeclaims/{m['name']}/status",
+            {"status": {"capacity": {"storage": wanted}}},
+        )
+        log.info("resized %s (%s) from %s to %s", volume, key_of(pvc), has, wanted)
+        self.event(pvc, "Normal", "VolumeResizeSuccessful", f"resized to {wanted}", component=PROVISIONER)
 
     def _provision(self, pvc: Obj) -> None:
         m = meta(pvc)
