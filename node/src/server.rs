@@ -119,6 +119,7 @@ fn open_store(config: &NodeConfig) -> anyhow::Result<(Arc<Storage>, RingDocument
     );
     meta::claim_for(&storage, &config.node_id)
         .with_context(|| format!("data directory {}", config.data_dir.display()))?;
+    crate::storage::format::check(&storage, &config.data_dir)?;
     let persisted = RingAdoption::persisted_ring(&storage).context("reading the persisted ring")?;
     if let Some(persisted) = &persisted
         && persisted.ring.partitions != initial.ring.partitions

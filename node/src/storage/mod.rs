@@ -11,6 +11,7 @@
 //! `health.rs`); reads are served throughout.
 
 mod dots;
+pub mod format;
 mod health;
 mod layout;
 pub mod meta;

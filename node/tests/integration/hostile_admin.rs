@@ -1,15 +1,16 @@
 //! Hostile or broken input over real processes: rings too large or with
 //! epochs far ahead (from an admin or by gossip), gossip about strangers,
 //! bad certificates, a missing ring file, persisted state that no longer
-//! parses and a data directory of another node. Each is refused with a
-//! clear error, or logged as a warning, and the node keeps serving.
+//! parses, a data directory of another node and one of a newer format.
+//! Each is refused with a clear error, or logged as a warning, and the
+//! node keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use dynamo_node::peer::Peer;
-use dynamo_node::storage::{Storage, StorageOptions};
+use dynamo_node::storage::{Storage, StorageOptions, format};
 use dynamo_node::transport::{GossipDigest, Request, Response, Transport};
 use dynamo_ring::member::{MAX_EPOCH, MAX_EPOCH_JUMP, MAX_MEMBERS, MAX_ZONES};
 use dynamo_ring::{Member, Ring, RingDocument};
@@ -511,4 +512,58 @@ async fn a_data_directory_of_another_node_is_refused() {
         .wait_ready(&http_client(), &url)
         .await;
     older.stop();
+}
+
+/// A data directory whose format record names a version this release does
+/// not read (one a newer release wrote) is refused with a message naming
+/// the directory, the version found, the versions this release reads and
+/// what to do; a directory from before the record existed is taken as
+/// format 1, and the record is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = flags(&["--partitions", "16"]);
+    let options = StorageOptions {
+        partitions: 16,
+        ..StorageOptions::default()
+    };
+    let newer = dir.path().join("newer");
+    let storage = Storage::open(&newer, &options).unwrap();
+    storage.meta_put(format::FORMAT_RECORD, b"99").unwrap();
+    drop(storage);
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut child = serve(dir.path(), "newer", &address, &extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_status(&mut child, "a data directory of format 99");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    let expected = format!(
+        "the data directory {} has format version 99, but this release of dynamo-node reads \
+         versions 1..={}: run a release that reads format 99",
+        newer.display(),
+        format::FORMAT
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+
+    drop(Storage::open(&dir.path().join("older"), &options).unwrap());
+    let mut older = LoggedNode::spawn(dir.path(), "older", "info", &extra);
+    older
+        .wait_for_line(&["INFO", "no format version", "recording format 1"])
+        .await;
+    let url = older.url();
+    older
+        .process
+        .as_mut()
+        .unwrap()
+        .wait_ready(&http_client(), &url)
+        .await;
+    older.stop();
+    let storage = Storage::open(&dir.path().join("older"), &options).unwrap();
+    assert_eq!(
+        storage.meta_get(format::FORMAT_RECORD).unwrap(),
+        Some(b"1".to_vec())
+    );
 }
