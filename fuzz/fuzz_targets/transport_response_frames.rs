@@ -1,7 +1,7 @@
 //! Node-to-node reply frames as a node reads them from a peer it called:
 //! the peer answers the upgrade, then sends these bytes, which go through
-//! the frame reader and the postcard decoding of `transport::Response` in
-//! `Transport::call`.
+//! the frame reader, the postcard decoding of `transport::Response` and
+//! the version handshake in `Transport::call`.
 
 #![no_main]
 

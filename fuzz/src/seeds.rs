@@ -5,7 +5,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use dynamo_node::transport::{CoordinateWrite, GossipDigest, QuorumShortfall, Request, Response};
+use dynamo_node::transport::{
+    CoordinateWrite, GossipDigest, QuorumShortfall, Request, Response, handshake,
+};
 use dynamo_node::version::{Dot, Object, VersionVector, encode_context};
 use dynamo_ring::document::{PartitionTransfer, TransferState};
 use dynamo_ring::{Member, Ring, RingDocument, TransferReport};
@@ -135,6 +137,7 @@ pub fn requests() -> Vec<Request> {
         }),
         Request::Ping,
         Request::TombstoneCheck { keys: vec![key()] },
+        handshake::hello(),
     ]
 }
 
@@ -164,6 +167,7 @@ pub fn responses() -> Vec<Response> {
         Response::Gossip(Box::new(gossip())),
         Response::NotReady,
         Response::Failed("no such partition".into()),
+        handshake::answer(handshake::MIN_PROTOCOL, handshake::PROTOCOL, "seed"),
     ]
 }
 
@@ -190,11 +194,19 @@ pub fn request_frames() -> Vec<Vec<u8>> {
 }
 
 /// `transport_response_frames`: each response as the reply to the node's
-/// first call (request id 0), plus one reply to an unknown id before it.
+/// first request on the stream (request id 0, the version handshake), each
+/// as the reply to its call (id 1) after a handshake reply, and one reply
+/// to an unknown id before the handshake's.
 pub fn response_frames() -> Vec<Vec<u8>> {
     let mut seeds: Vec<Vec<u8>> = responses().iter().map(|r| frame(0, r)).collect();
+    let hello = handshake::answer(handshake::MIN_PROTOCOL, handshake::PROTOCOL, "seed");
+    for response in responses() {
+        let mut after_hello = frame(0, &hello);
+        after_hello.extend(frame(1, &response));
+        seeds.push(after_hello);
+    }
     let mut late = frame(5, &Response::Pong);
-    late.extend(frame(0, &Response::Pong));
+    late.extend(frame(0, &hello));
     seeds.push(late);
     seeds
 }

@@ -179,8 +179,10 @@ async fn answer(stream: &mut tokio::net::TcpStream, reply: &[u8]) -> std::io::Re
     Ok(())
 }
 
-/// Calls the fake peer with a ping; the peer answers with `data`, which the
-/// node reads as reply frames.
+/// Calls the fake peer with a ping; the peer answers the node's first
+/// request (the version handshake) with `data`, which the node reads as
+/// reply frames: to the handshake (id 0), then to the ping (id 1) if the
+/// handshake agreed on a version.
 pub fn call_with_reply_bytes(data: &[u8]) {
     let peer = fake_peer();
     peer.replies

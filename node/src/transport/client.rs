@@ -1,4 +1,5 @@
-//! Calling peers: one lazily (re)connected stream per peer address.
+//! Calling peers: one lazily (re)connected stream per peer address, each
+//! opened with the version handshake (see [`super::handshake`]).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +12,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::frame::{self, FrameError};
+use super::handshake;
 use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL};
 use crate::config::NodeConfig;
 use crate::peer::Peer;
@@ -132,6 +134,16 @@ impl Transport {
     /// Sends `request` to `peer` and waits for its reply.
     pub async fn call(&self, peer: &Peer, request: &Request) -> Result<Response, RpcError> {
         let connection = self.connection(peer).await?;
+        self.exchange(peer, &connection, request).await
+    }
+
+    /// Sends `request` on `connection` to `peer` and waits for its reply.
+    async fn exchange(
+        &self,
+        peer: &Peer,
+        connection: &Connection,
+        request: &Request,
+    ) -> Result<Response, RpcError> {
         let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&connection.pending).insert(id, tx);
@@ -192,6 +204,11 @@ impl Transport {
             peer: peer.member.id.clone(),
             reason,
         })?;
+        let reply = self.exchange(peer, &connection, &handshake::hello()).await;
+        if let Err(error) = handshake::outcome(peer, reply) {
+            connection.close();
+            return Err(error);
+        }
         *write(&slot.live) = Some(connection.clone());
         Ok(connection)
     }

@@ -5,6 +5,10 @@
 //! [`RESPONSE_CAPS`] in step. Lists a peer sends are refused while
 //! decoding when longer than the protocol allows ([`bounded`]), before
 //! their elements are allocated.
+//!
+//! The shapes here are the node-to-node protocol: a change an older
+//! release would decode differently, or not at all, raises
+//! [`PROTOCOL`](super::handshake::PROTOCOL) (see [`super::handshake`]).
 
 use bytes::Bytes;
 use dynamo_ring::{NodeId, RingDocument, TransferReport};
@@ -100,6 +104,17 @@ pub enum Request {
         #[serde(deserialize_with = "bounded::keys")]
         keys: Vec<Bytes>,
     },
+    /// The version handshake, the first request on a stream a node dials
+    /// (see [`super::handshake`]); answered with [`Response::Hello`], or
+    /// with [`Response::Failed`] when the ranges do not overlap.
+    Hello {
+        /// The oldest protocol version the sender speaks.
+        min_protocol: u32,
+        /// The newest protocol version the sender speaks.
+        protocol: u32,
+        /// The sender's release, for messages.
+        release: String,
+    },
 }
 
 impl Request {
@@ -120,6 +135,7 @@ impl Request {
             Request::CoordinateWrite(_) => "coordinate write",
             Request::Ping => "ping",
             Request::TombstoneCheck { .. } => "tombstone check",
+            Request::Hello { .. } => "hello",
         }
     }
 }
@@ -174,10 +190,19 @@ pub enum Response {
         /// How many of the segments asked for they cover (at least one).
         segments: u16,
     },
+    /// Reply to [`Request::Hello`]: the replier's own range and release.
+    Hello {
+        /// The oldest protocol version the replier speaks.
+        min_protocol: u32,
+        /// The newest protocol version the replier speaks.
+        protocol: u32,
+        /// The replier's release, for messages.
+        release: String,
+    },
 }
 
 /// Largest frame of each request kind, by tag (variant index).
-pub const REQUEST_CAPS: [usize; 14] = [
+pub const REQUEST_CAPS: [usize; 15] = [
     SMALL_FRAME, // ReplicaRead: one key
     MAX_FRAME,   // ReplicaWrite: a key's state
     MAX_FRAME,   // MergeBatch: states
@@ -192,10 +217,11 @@ pub const REQUEST_CAPS: [usize; 14] = [
     MAX_FRAME,   // CoordinateWrite: a value
     SMALL_FRAME, // Ping
     LIST_FRAME,  // TombstoneCheck: keys
+    SMALL_FRAME, // Hello: versions and a release name
 ];
 
 /// Largest frame of each response kind, by tag (variant index).
-pub const RESPONSE_CAPS: [usize; 15] = [
+pub const RESPONSE_CAPS: [usize; 16] = [
     MAX_FRAME,   // Object: a key's state
     SMALL_FRAME, // Written
     LIST_FRAME,  // Coordinated: a version vector or a shortfall
@@ -211,6 +237,7 @@ pub const RESPONSE_CAPS: [usize; 15] = [
     LIST_FRAME,  // Failed: an error message
     STATE_FRAME, // TombstoneCheck: a transfer report and key holdings
     MAX_FRAME,   // DigestsPrefix: as many as the segments hold
+    SMALL_FRAME, // Hello: versions and a release name
 ];
 
 /// Tags beyond the table (a newer peer's request, or garbage) get the

@@ -9,6 +9,12 @@
 //! flight at once, and every frame queued while the socket is busy goes out
 //! in the same write: under load, replica traffic is batched for free.
 //!
+//! Every stream a node dials opens with a version handshake
+//! ([`handshake`]): both sides speak the highest protocol version in both
+//! their ranges, and a peer with none in common is refused with a message
+//! saying so. The messages' shapes are the protocol: how they may change
+//! is said at the top of `transport/message.rs` and in [`handshake`].
+//!
 //! Peers are not trusted to be well-behaved: frames are capped by kind and
 //! read as they arrive, a frame stalled half-way closes the stream, lists
 //! in requests are bounded, replies that gather states stop at a byte
@@ -17,6 +23,7 @@
 
 mod client;
 mod frame;
+pub mod handshake;
 pub mod limits;
 mod message;
 mod server;
@@ -60,6 +67,15 @@ pub enum RpcError {
         peer: String,
         /// The peer's error message.
         message: String,
+    },
+    /// The peer speaks no protocol version this node speaks (see
+    /// [`handshake`]); the stream was refused.
+    #[error("{peer} is incompatible: {reason}")]
+    Incompatible {
+        /// Peer id.
+        peer: String,
+        /// Both sides' versions, and what to do.
+        reason: String,
     },
     /// The peer answered something other than what the request expects.
     #[error("{peer} sent an unexpected reply to {request}")]

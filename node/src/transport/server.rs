@@ -12,6 +12,7 @@ use tokio::io::BufReader;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::frame::{self, FrameError};
+use super::handshake;
 use super::limits::{CONNECTION_BYTES, FRAME_OVERHEAD};
 use super::{Request, Response, UPGRADE_PROTOCOL};
 
@@ -109,6 +110,13 @@ where
             return;
         };
         let answer = match frame::read_payload(&mut reader, &header, &mut buf, stall).await {
+            // The handshake is the transport's own; a peer that sends none
+            // (the release before versions) is served all the same.
+            Ok(Request::Hello {
+                min_protocol,
+                protocol,
+                release,
+            }) => Ok(handshake::answer(min_protocol, protocol, &release)),
             Ok(request) => handler.handle_now(request),
             // The frame was whole: say so and go on with the next.
             Err(FrameError::Decode(error)) => {

@@ -467,6 +467,7 @@ fn frame_caps_follow_the_variant_order() {
         ),
         (Request::Ping, SMALL_FRAME),
         (Request::TombstoneCheck { keys: Vec::new() }, LIST_FRAME),
+        (handshake::hello(), SMALL_FRAME),
     ];
     assert_eq!(requests.len(), super::message::REQUEST_CAPS.len());
     for (i, (request, cap)) in requests.iter().enumerate() {
@@ -508,6 +509,7 @@ fn frame_caps_follow_the_variant_order() {
             },
             MAX_FRAME,
         ),
+        (handshake::answer(1, 1, "r"), SMALL_FRAME),
     ];
     assert_eq!(responses.len(), super::message::RESPONSE_CAPS.len());
     for (i, (response, cap)) in responses.iter().enumerate() {
@@ -540,8 +542,9 @@ async fn an_undecodable_reply_fails_its_call_and_keeps_the_connection() {
                 let reply = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: dynamo-rpc/1\r\n\r\n";
                 socket.write_all(reply.as_bytes()).await.unwrap();
                 let mut buf = Vec::new();
-                for answer in 0.. {
-                    let Ok((id, _)) = super::frame::read::<_, Request>(
+                let mut answered = 0;
+                loop {
+                    let Ok((id, request)) = super::frame::read::<_, Request>(
                         &mut socket,
                         &mut buf,
                         Duration::from_secs(5),
@@ -550,9 +553,15 @@ async fn an_undecodable_reply_fails_its_call_and_keeps_the_connection() {
                     else {
                         return;
                     };
-                    let frame = match answer {
+                    if let Some(hello) = hello_reply(&request) {
+                        let frame = super::frame::encode(id, &hello);
+                        socket.write_all(&frame).await.unwrap();
+                        continue;
+                    }
+                    answered += 1;
+                    let frame = match answered {
                         // Tag 0x7e: no response kind of this version.
-                        0 => {
+                        1 => {
                             let mut frame = 9u32.to_be_bytes().to_vec();
                             frame.extend_from_slice(&id.to_be_bytes());
                             frame.push(0x7e);
@@ -603,9 +612,11 @@ async fn a_dropped_transport_closes_its_connections() {
         socket.write_all(reply.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         let stall = Duration::from_secs(5);
-        while let Ok((id, _)) = super::frame::read::<_, Request>(&mut socket, &mut buf, stall).await
+        while let Ok((id, request)) =
+            super::frame::read::<_, Request>(&mut socket, &mut buf, stall).await
         {
-            let pong = super::frame::encode(id, &Response::Pong);
+            let reply = hello_reply(&request).unwrap_or(Response::Pong);
+            let pong = super::frame::encode(id, &reply);
             socket.write_all(&pong).await.unwrap();
         }
         let _ = ended_tx.send(());
@@ -627,4 +638,156 @@ async fn a_dropped_transport_closes_its_connections() {
         .await
         .expect("the stream stays open after its transport is gone")
         .unwrap();
+}
+
+/// A fake peer's answer to `request` if it is the handshake: what a node
+/// of this release answers.
+fn hello_reply(request: &Request) -> Option<Response> {
+    let Request::Hello {
+        min_protocol,
+        protocol,
+        release,
+    } = request
+    else {
+        return None;
+    };
+    Some(handshake::answer(*min_protocol, *protocol, release))
+}
+
+/// A peer at a new address that answers the handshake with `hello` and
+/// every other request with `Pong`, counting those.
+async fn fake_peer(id: &str, hello: Response) -> (Peer, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let hello = super::frame::encode(0, &hello);
+    let pongs = Arc::new(AtomicUsize::new(0));
+    let counter = pongs.clone();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(socket.read_u8().await.unwrap());
+        }
+        let reply = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: dynamo-rpc/1\r\n\r\n";
+        socket.write_all(reply.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let stall = Duration::from_secs(5);
+        while let Ok((id, request)) =
+            super::frame::read::<_, Request>(&mut socket, &mut buf, stall).await
+        {
+            let mut frame = match request {
+                Request::Hello { .. } => hello.clone(),
+                _ => {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    super::frame::encode(0, &Response::Pong)
+                }
+            };
+            frame[4..12].copy_from_slice(&id.to_be_bytes());
+            socket.write_all(&frame).await.unwrap();
+        }
+    });
+    let peer = Peer {
+        member: Member {
+            id: id.into(),
+            zone: "z".into(),
+        },
+        address,
+    };
+    (peer, pongs)
+}
+
+/// A peer of the release before versions answers the handshake as any
+/// request kind it does not know: it is spoken to as protocol 1.
+#[tokio::test]
+async fn a_peer_that_predates_versions_is_called_as_protocol_1() {
+    let unknown = Response::Failed(
+        "undecodable request: Found an enum discriminant that was not in range".into(),
+    );
+    let (peer, pongs) = fake_peer("previous", unknown).await;
+    let transport = Transport::new(Duration::from_secs(5));
+    for _ in 0..2 {
+        assert!(matches!(
+            transport.call(&peer, &Request::Ping).await,
+            Ok(Response::Pong)
+        ));
+    }
+    assert_eq!(pongs.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// A peer whose protocol range does not overlap this release's is refused
+/// before any request goes to it, with both ranges in the error; it is
+/// not a peer that answered (the failure detector counts it as down).
+#[tokio::test]
+async fn a_peer_speaking_only_newer_protocols_is_refused() {
+    let newer = Response::Hello {
+        min_protocol: 99,
+        protocol: 99,
+        release: "dynamo-node 99.0.0".into(),
+    };
+    let (peer, pongs) = fake_peer("newer", newer).await;
+    let transport = Transport::new(Duration::from_secs(5));
+    let error = transport.call(&peer, &Request::Ping).await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, RpcError::Incompatible { .. }), "{message}");
+    assert!(!error.peer_answered());
+    for part in [
+        "newer is incompatible: protocol mismatch",
+        &format!(
+            "speaks protocols {MIN_PROTOCOL}..={PROTOCOL}",
+            MIN_PROTOCOL = handshake::MIN_PROTOCOL,
+            PROTOCOL = handshake::PROTOCOL
+        ),
+        "(\"dynamo-node 99.0.0\") speaks protocols 99..=99",
+    ] {
+        assert!(message.contains(part), "{part:?} missing in: {message}");
+    }
+    assert_eq!(pongs.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// The serving side refuses a handshake without a common version, saying
+/// why, and goes on serving the stream; requests without a handshake (a
+/// dialer of the release before versions) are served too.
+#[tokio::test]
+async fn a_handshake_without_a_common_version_is_refused_and_the_stream_goes_on() {
+    use tokio::io::AsyncWriteExt;
+
+    let (mut peer, node) = tokio::io::duplex(1 << 20);
+    tokio::spawn(super::server::serve(Arc::new(TestHandler), node));
+    peer.write_all(&super::frame::encode(1, &Request::Ping))
+        .await
+        .unwrap();
+    let newer = Request::Hello {
+        min_protocol: 99,
+        protocol: 99,
+        release: "dynamo-node 99.0.0".into(),
+    };
+    peer.write_all(&super::frame::encode(2, &newer))
+        .await
+        .unwrap();
+    peer.write_all(&super::frame::encode(3, &handshake::hello()))
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let stall = Duration::from_secs(5);
+    let mut next = async || -> (u64, Response) {
+        super::frame::read(&mut peer, &mut buf, stall)
+            .await
+            .unwrap()
+    };
+    assert!(matches!(next().await, (1, Response::Pong)));
+    let (id, refusal) = next().await;
+    assert_eq!(id, 2);
+    assert!(
+        matches!(&refusal, Response::Failed(m) if m.starts_with("protocol mismatch") && m.contains("99..=99")),
+        "{refusal:?}"
+    );
+    let (id, agreed) = next().await;
+    assert_eq!(id, 3);
+    assert!(
+        matches!(agreed, Response::Hello { protocol, .. } if protocol == handshake::PROTOCOL),
+        "{agreed:?}"
+    );
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynamo_node::transport::limits::BATCH_BYTES;
-use dynamo_node::transport::{Request, Response, STREAM_PATH, UPGRADE_PROTOCOL};
+use dynamo_node::transport::{Request, Response, STREAM_PATH, UPGRADE_PROTOCOL, handshake};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -309,4 +309,48 @@ fn describe(response: &Response) -> String {
         Response::Digests(digests) => format!("Digests({} entries)", digests.len()),
         other => format!("{:.80}", format!("{other:?}")),
     }
+}
+
+/// A peer announcing only protocol versions this release does not speak
+/// (99..=99) is refused with a message naming both ranges and what to do;
+/// the stream and the node go on serving, and a handshake in range is
+/// answered with the node's own range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_announcing_only_unknown_protocols_is_refused_and_the_node_serves_on() {
+    let c = start_node().await;
+    let mut peer = RawPeer::open(&c, 0).await;
+    let newer = Request::Hello {
+        min_protocol: 99,
+        protocol: 99,
+        release: "dynamo-node 99.0.0".into(),
+    };
+    assert!(peer.send(1, &newer).await);
+    let (id, _, refusal) = peer.reply().await;
+    assert_eq!(id, 1);
+    let Response::Failed(message) = refusal else {
+        panic!("the handshake was not refused: {refusal:?}");
+    };
+    let ours = format!(
+        "the dialed node ({:?}) speaks protocols {}..={}",
+        handshake::RELEASE,
+        handshake::MIN_PROTOCOL,
+        handshake::PROTOCOL
+    );
+    for part in [
+        "protocol mismatch",
+        "the dialing node (\"dynamo-node 99.0.0\") speaks protocols 99..=99",
+        &ours,
+        "upgrade or roll back through a release that speaks both",
+    ] {
+        assert!(message.contains(part), "{part:?} missing in: {message}");
+    }
+    assert!(peer.send(2, &Request::Ping).await);
+    assert!(matches!(peer.reply().await, (2, _, Response::Pong)));
+    assert!(peer.send(3, &handshake::hello()).await);
+    let (id, _, agreed) = peer.reply().await;
+    assert!(
+        matches!(agreed, Response::Hello { protocol, .. } if id == 3 && protocol == handshake::PROTOCOL),
+        "{agreed:?}"
+    );
+    assert_serves(&c, "after-refusal").await;
 }
