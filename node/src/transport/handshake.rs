@@ -132,8 +132,11 @@ pub fn answer(min_protocol: u32, protocol: u32, release: &str) -> Response {
     Response::Failed(refusal)
 }
 
-/// The protocol to speak with `peer`, from its reply to [`hello`]; a
-/// mismatch is an [`RpcError::Incompatible`], logged once per peer.
+/// The protocol to speak with `peer`, from its reply to [`hello`]. A
+/// mismatch, or any other answer than an agreement (a peer that fails or
+/// garbles the handshake), is an [`RpcError::Incompatible`], logged once
+/// per peer; a reply that did not come (a timeout, a broken connection)
+/// is the error it is.
 pub fn outcome(peer: &Peer, reply: Result<Response, RpcError>) -> Result<u32, RpcError> {
     let reason = match reply {
         Ok(Response::Hello {
@@ -151,12 +154,8 @@ pub fn outcome(peer: &Peer, reply: Result<Response, RpcError>) -> Result<u32, Rp
             return Ok(agreed(peer, UNVERSIONED, "a release before versions"));
         }
         Err(RpcError::Remote { message, .. }) if message.starts_with(MISMATCH) => message,
-        Ok(_) => {
-            return Err(RpcError::Unexpected {
-                peer: peer.member.id.clone(),
-                request: "hello",
-            });
-        }
+        Err(RpcError::Remote { message, .. }) => format!("the handshake failed: {message}"),
+        Ok(_) => "the peer answered the handshake with another kind of reply".to_string(),
         Err(error) => return Err(error),
     };
     warn_once(format!("{} {reason}", peer.member.id), || {
@@ -293,11 +292,24 @@ mod tests {
     }
 
     #[test]
-    fn other_replies_and_failures_are_not_a_version_verdict() {
+    fn a_failed_or_garbled_handshake_is_an_incompatible_peer() {
         let error = outcome(&peer("c"), Ok(Response::Pong)).unwrap_err();
-        assert!(matches!(error, RpcError::Unexpected { .. }), "{error}");
-        let error = outcome(&peer("c"), remote("disk full")).unwrap_err();
-        assert!(matches!(error, RpcError::Remote { .. }), "{error}");
+        assert!(matches!(error, RpcError::Incompatible { .. }), "{error}");
+        let error = outcome(&peer("c"), remote("undecodable reply: bad")).unwrap_err();
+        assert!(
+            matches!(&error, RpcError::Incompatible { reason, .. } if reason.contains("undecodable reply")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn no_reply_is_not_a_version_verdict() {
+        let timeout = RpcError::Timeout {
+            peer: "e".into(),
+            timeout_ms: 1,
+        };
+        let error = outcome(&peer("e"), Err(timeout)).unwrap_err();
+        assert!(matches!(error, RpcError::Timeout { .. }), "{error}");
     }
 
     #[test]
