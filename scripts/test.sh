@@ -31,6 +31,9 @@ echo "== gofmt, go vet (testbed/controlplane)"
 unformatted=$(gofmt -l testbed)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 (cd testbed/controlplane && go vet ./...)
+echo "== The previous release's dynamo-node, for the mixed-version test (cached; scripts/build-previous-node.sh)"
+DYNAMO_CP_PREVIOUS_NODE=$(scripts/build-previous-node.sh)
+export DYNAMO_CP_PREVIOUS_NODE
 echo "== The operator on the real control plane (tests/controlplane/run.sh)"
 tests/controlplane/run.sh -q
 echo "== Docker: three node containers, a stopped node and a partition (tests/docker/cluster.py)"

@@ -13,6 +13,9 @@ Environment:
   DYNAMO_CP_REPO=DIR        test another tree (e.g. `git archive HEAD | tar -x -C DIR`):
                             its crds/, helm/, manifests/, scripts/ and target/debug
   DYNAMO_CP_BINARIES=DIR    take dynamo-node and dynamo-operator from DIR
+  DYNAMO_CP_PREVIOUS_NODE=FILE  the previous release's dynamo-node (image
+                            `dynamo-node-previous`); default: what
+                            scripts/build-previous-node.sh builds and prints
 """
 
 from __future__ import annotations

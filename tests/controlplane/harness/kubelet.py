@@ -31,8 +31,12 @@ What it does, against a real kube-apiserver, with the admin identity:
     ANY image is mapped to those binaries: an image whose last path
     component starts with `dynamo-node` / `dynamo-operator` gets that
     binary and the image's entrypoint, user and environment as
-    `images/*.Dockerfile` define them; no image is ever pulled. Other
-    commands (e.g. `sh`) run from the host's PATH;
+    `images/*.Dockerfile` define them; no image is ever pulled. One
+    exception, matched first: an image whose last path component starts
+    with `dynamo-node-previous` runs the previous release's dynamo-node
+    (`paths.previous_node_binary`, built by scripts/build-previous-node.sh)
+    for the mixed-version test. Other commands (e.g. `sh`) run from the
+    host's PATH;
   - the environment: `env` values (with `$(VAR)` expansion), `valueFrom`
     fieldRef (`metadata.name`, `metadata.namespace`, `metadata.uid`,
     `spec.nodeName`, `spec.serviceAccountName`, `status.podIP`,
@@ -136,6 +140,7 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 
 from .kube import ApiError, Informer, Kube, Obj, key_of, meta
+from .paths import PREVIOUS_NODE, previous_node_binary
 from .paths import binaries_dir as default_binaries_dir
 
 log = logging.getLogger("controlplane.kubelet")
@@ -170,7 +175,17 @@ class ImageConfig:
     group: int | None
 
 
+# Looked up in order: the first name an image's last path component
+# starts with wins.
 IMAGES = {
+    PREVIOUS_NODE: ImageConfig(
+        binary=PREVIOUS_NODE,
+        entrypoint=["/usr/local/bin/dynamo-node"],
+        cmd=["serve"],
+        env={"DYNAMO_LISTEN": "0.0.0.0:7000", "DYNAMO_DATA_DIR": "/var/lib/dynamo"},
+        user=10001,
+        group=10001,
+    ),
     "dynamo-node": ImageConfig(
         binary="dynamo-node",
         entrypoint=["/usr/local/bin/dynamo-node"],
@@ -1125,6 +1140,9 @@ class FakeKubelet:
             self.finished.add(worker.uid)
 
     def binary(self, name: str) -> Path:
+        """The local binary standing for image binary `name`."""
+        if name == PREVIOUS_NODE:
+            return previous_node_binary()
         path = self.binaries_dir / name
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run `cargo build -p dynamo-node -p dynamo-operator`")
@@ -1540,7 +1558,10 @@ class PodWorker(threading.Thread):
 
     # --- the process --------------------------------------------------
 
-    def _command(self, container: Obj) -> tuple[list[str], ImageConfig | None]:
+    def _command(self, container: Obj) -> tuple[list[str], ImageConfig | None, Path | None]:
+        """The container's argv, its known image if any, and the local
+        binary it runs if it is a dynamo binary (this repository's, or the
+        previous release's dynamo-node)."""
         image = image_config(container.get("image", ""))
         command = list(container.get("command") or [])
         args = list(container.get("args") or [])
@@ -1557,13 +1578,17 @@ class PodWorker(threading.Thread):
             )
         name = Path(argv[0]).name
         if name in ("dynamo-node", "dynamo-operator"):
-            argv[0] = str(self.kubelet.binary(name))
-        else:
-            resolved = shutil.which(argv[0])
-            if resolved is None:
-                raise EnvError(f'exec: "{argv[0]}": executable file not found in $PATH')
-            argv[0] = resolved
-        return argv, image
+            # The image's own build of its entrypoint (the previous release's
+            # dynamo-node), else this repository's.
+            entrypoint = image is not None and Path(image.entrypoint[0]).name == name
+            local = self.kubelet.binary(image.binary if image and entrypoint else name)
+            argv[0] = str(local)
+            return argv, image, local
+        resolved = shutil.which(argv[0])
+        if resolved is None:
+            raise EnvError(f'exec: "{argv[0]}": executable file not found in $PATH')
+        argv[0] = resolved
+        return argv, image, None
 
     def _start_container(self, pod: Obj) -> None:
         spec = pod["spec"]
@@ -1578,7 +1603,7 @@ class PodWorker(threading.Thread):
             self.restart_at = time.monotonic() + 2
             return
         try:
-            argv, image = self._command(container)
+            argv, image, local = self._command(container)
             wrapper = self._wrapper(pod, container, image)
             env = container_environment(
                 pod,
@@ -1604,7 +1629,7 @@ class PodWorker(threading.Thread):
             return
         argv = [argv[0]] + [rewrite_wildcard(expand_vars(a, env), self.ip or "") for a in argv[1:]]
         env = {k: rewrite_wildcard(v, self.ip or "") for k, v in env.items()}
-        self.binary = Path(argv[0]) if Path(argv[0]).parent == self.kubelet.binaries_dir else None
+        self.binary = local
         log_dir = self.kubelet.pod_log_dir(pod) / self.container_name
         log_dir.mkdir(parents=True, exist_ok=True)
         if self.log_file is not None:
