@@ -53,6 +53,10 @@ const RELEASE_SHOWN: usize = 64;
 /// version range, not once per call.
 static WARNED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
+/// Most refusals remembered in [`WARNED`]; past it, it starts afresh (so
+/// that peers announcing ever new ranges cannot grow it without bound).
+const MAX_WARNED: usize = 256;
+
 /// The first request on a stream this node dials.
 pub fn hello() -> Request {
     Request::Hello {
@@ -119,16 +123,11 @@ pub fn answer(min_protocol: u32, protocol: u32, release: &str) -> Response {
             release: RELEASE.to_string(),
         };
     }
-    let refusal = mismatch(
-        &Side::peer(min_protocol, protocol, release),
-        &Side::this_node(),
-    );
-    warn_once(
-        format!("dialed by {release} {min_protocol}..={protocol}"),
-        || {
-            tracing::warn!("refused a dialing peer's handshake: {refusal}");
-        },
-    );
+    let dialer = Side::peer(min_protocol, protocol, release);
+    let refusal = mismatch(&dialer, &Side::this_node());
+    warn_once(format!("dialed by {dialer}"), || {
+        tracing::warn!("refused a dialing peer's handshake: {refusal}");
+    });
     Response::Failed(refusal)
 }
 
@@ -173,16 +172,29 @@ pub fn outcome(peer: &Peer, reply: Result<Response, RpcError>) -> Result<u32, Rp
 
 /// Notes the protocol agreed with `peer` (a later mismatch warns again).
 fn agreed(peer: &Peer, version: u32, release: &str) -> u32 {
-    lock(&WARNED).retain(|key| !key.starts_with(&format!("{} ", peer.member.id)));
+    let prefix = format!("{} ", peer.member.id);
+    lock(&WARNED).retain(|key| !key.starts_with(&prefix));
     tracing::debug!(peer = %peer.member.id, release, version, "node-to-node protocol agreed");
     version
 }
 
 /// Runs `warn` unless it ran for `key` already.
 fn warn_once(key: String, warn: impl FnOnce()) {
-    if lock(&WARNED).insert(key) {
+    if first_time(&mut lock(&WARNED), key) {
         warn();
     }
+}
+
+/// Whether `key` is new to `seen`, which it joins; `seen` holds at most
+/// [`MAX_WARNED`] keys.
+fn first_time(seen: &mut BTreeSet<String>, key: String) -> bool {
+    if seen.contains(&key) {
+        return false;
+    }
+    if seen.len() >= MAX_WARNED {
+        seen.clear();
+    }
+    seen.insert(key)
 }
 
 #[cfg(test)]
@@ -310,6 +322,17 @@ mod tests {
         };
         let error = outcome(&peer("e"), Err(timeout)).unwrap_err();
         assert!(matches!(error, RpcError::Timeout { .. }), "{error}");
+    }
+
+    #[test]
+    fn the_memory_of_refusals_is_bounded() {
+        let mut seen = BTreeSet::new();
+        assert!(first_time(&mut seen, "a".into()));
+        assert!(!first_time(&mut seen, "a".into()));
+        for range in 0..10 * MAX_WARNED {
+            assert!(first_time(&mut seen, format!("dialed by {range}..=99")));
+            assert!(seen.len() <= MAX_WARNED);
+        }
     }
 
     #[test]
