@@ -35,6 +35,7 @@ pub const DEFAULT_PARTITIONS: u32 = 1024;
     status = "DynamoClusterStatus",
     doc = "A Dynamo-style key-value cluster: zone StatefulSets, a published ring, safe scaling and rolling upgrades.",
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label that starts with a letter (lowercase letters, digits and '-'): it names the cluster's Services"),
+    validation = Rule::new("size(oldSelf.spec.zones.filter(z, z.replicas > 0)) < oldSelf.spec.replication.factor || size(self.spec.zones.filter(z, z.replicas > 0)) >= self.spec.replication.factor").message("zones with nodes cannot drop below replication.factor: the ring keeps the replicas of each partition in distinct zones, so removing or emptying a zone that holds them would put two replicas in one zone (the operator moves a removed zone's data off it only while enough zones remain)"),
     validation = Rule::new("self.spec.zones.all(z, size(self.metadata.name) + size(z.name) <= 51)").message("metadata.name and each zone name together must be at most 51 characters: the zone's StatefulSet <name>-<zone> names its pods and their revision label, which Kubernetes limits to 63"),
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,

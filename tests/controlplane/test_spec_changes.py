@@ -771,7 +771,9 @@ def test_api_server_rejects_invalid_specs(testbed: Testbed) -> None:
     DNS label, name + zone name over 51 characters, a zone name with
     uppercase letters, duplicate zone names, 300 replicas, factor 20,
     readQuorum above factor, 1000 and 131072 partitions. A valid spec is
-    accepted, and then a change of its partitions refused."""
+    accepted, and then a change of its partitions or of its
+    storageClassName refused; a 3-zone cluster (factor 3) cannot drop to 2
+    zones with nodes."""
     testbed.install_operator()
     assert testbed.kube is not None
 
@@ -852,6 +854,13 @@ def test_api_server_rejects_invalid_specs(testbed: Testbed) -> None:
         result = kubectl_apply(testbed, changed, "valid-storage-class-changed")
         if result.returncode == 0 or "storageClassName cannot change" not in result.stderr:
             problems.append(f"storageClassName changed: exit {result.returncode}: {result.stderr.strip()}")
+    three = [{"name": zone, "replicas": 1} for zone in ("a", "b", "c")]
+    result = kubectl_apply(testbed, spec_with("zoned", zones=three), "zoned")
+    if result.returncode != 0:
+        problems.append(f"zoned: exit {result.returncode}: {result.stderr.strip()}")
+    result = kubectl_apply(testbed, spec_with("zoned", zones=three[:2]), "zoned-zone-removed")
+    if result.returncode == 0 or "zones with nodes cannot drop below replication.factor" not in result.stderr:
+        problems.append(f"a zone removed below the factor: exit {result.returncode}: {result.stderr.strip()}")
     assert not problems, "\n".join(problems)
 
 
