@@ -7,9 +7,9 @@
 //!    member and its address), [`version`] (dotted version vectors),
 //!    [`merkle`] (per-partition hash trees), [`tls`], [`credentials`]
 //!    (who may use which routes), [`file_watch`] (files changed since
-//!    read), [`sync`]
-//!    (poison-tolerant locks), [`pacing`] (rate limits) and [`periodic`]
-//!    (the shape of periodic tasks and their runner).
+//!    read), [`sync`] (poison-tolerant locks), [`pacing`] (rate limits),
+//!    [`logging`] (the log line formats) and [`periodic`] (the shape of
+//!    periodic tasks and their runner).
 //! 2. [`config`]: the settings, their defaults and the node configuration
 //!    every layer reads (including each layer's own settings).
 //! 3. [`storage`] (RocksDB, keeping the Merkle trees), [`membership`]
@@ -35,6 +35,7 @@ pub mod file_watch;
 pub mod gossip;
 pub mod handoff;
 pub mod local;
+pub mod logging;
 pub mod membership;
 pub mod merkle;
 pub mod pacing;

@@ -3,8 +3,8 @@
 use clap::{Parser, Subcommand};
 use dynamo_node::config::ExplicitServeArgs;
 use dynamo_node::local::{self, LocalArgs};
+use dynamo_node::logging::{self, LogFormat};
 use dynamo_node::server;
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc: glibc malloc showed up as ~15% of a node's CPU under load,
 /// and fragments more with many small, short-lived buffers.
@@ -30,33 +30,25 @@ enum Command {
     Local(LocalArgs),
 }
 
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("DYNAMO_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
     match cli.command {
         Command::Serve(args) => {
-            let config = args.0.resolve()?;
+            let args = args.0.with_file()?;
+            logging::init(args.log_format.unwrap_or_default(), args.node_id.as_deref());
+            let config = args.validate()?;
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(config.worker_threads)
                 .enable_all()
                 .build()?
                 .block_on(server::serve(config))
         }
-        Command::Local(args) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-            .block_on(local::run(args)),
+        Command::Local(args) => {
+            logging::init(LogFormat::from_env(), None);
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(local::run(args))
+        }
     }
 }

@@ -11,6 +11,7 @@ use clap::{ArgMatches, Args, FromArgMatches};
 use serde::Deserialize;
 
 use super::{ClusterState, NodeConfig, defaults};
+use crate::logging::LogFormat;
 
 /// The text of a default in [`defaults`], for clap, which shows it and
 /// parses it like a given value (and keeps it as a `&'static str`).
@@ -164,6 +165,9 @@ pub struct ServeArgs {
     /// Most client requests in flight at once (then 503).
     #[arg(long, env = "DYNAMO_MAX_IN_FLIGHT_REQUESTS", default_value = text!(defaults::MAX_IN_FLIGHT_REQUESTS))]
     pub max_in_flight_requests: Option<usize>,
+    /// Log lines as `text` (colour only on a terminal) or `json`.
+    #[arg(long, env = "DYNAMO_LOG_FORMAT", value_enum, default_value = text!(defaults::LOG_FORMAT))]
+    pub log_format: Option<LogFormat>,
 }
 
 /// [`ServeArgs`] holding only what was given explicitly, by flag or
@@ -262,19 +266,31 @@ impl ServeArgs {
             max_client_connections: self.max_client_connections.or(file.max_client_connections),
             max_peer_connections: self.max_peer_connections.or(file.max_peer_connections),
             max_in_flight_requests: self.max_in_flight_requests.or(file.max_in_flight_requests),
+            log_format: self.log_format.or(file.log_format),
         }
     }
 
     /// Layers the config file under the flags and validates the result.
     pub fn resolve(self) -> anyhow::Result<NodeConfig> {
-        let args = match &self.config {
+        self.with_file()?.validate()
+    }
+
+    /// Layers the config file, if any, under the flags (unvalidated: the
+    /// logger reads the node id and log format from these before the
+    /// rest is checked, so that checking can log).
+    pub fn with_file(self) -> anyhow::Result<ServeArgs> {
+        match &self.config {
             Some(path) => {
                 let file = read_file(path)?;
-                self.or(file)
+                Ok(self.or(file))
             }
-            None => self,
-        };
-        NodeConfig::from_args(args)
+            None => Ok(self),
+        }
+    }
+
+    /// Validates settings already layered with the file.
+    pub fn validate(self) -> anyhow::Result<NodeConfig> {
+        NodeConfig::from_args(self)
     }
 }
 

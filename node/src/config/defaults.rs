@@ -17,6 +17,8 @@ pub const N: usize = 3;
 pub const R: usize = 2;
 /// Write quorum W (capped at N).
 pub const W: usize = 2;
+/// How log lines are written.
+pub const LOG_FORMAT: crate::logging::LogFormat = crate::logging::LogFormat::Text;
 /// Number of ring partitions Q.
 pub const PARTITIONS: u32 = 1024;
 /// Largest accepted value, in bytes.
