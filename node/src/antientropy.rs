@@ -331,7 +331,10 @@ impl PeriodicTask for AntiEntropy {
         let Some(peer) = self.pick_peer() else {
             return Ok(());
         };
-        self.exchange(&peer).await.map_err(|error| {
+        let before = self.report();
+        let outcome = self.exchange(&peer).await;
+        log_repairs(&peer.member.id, &before, &self.report());
+        outcome.map_err(|error| {
             RoundError::peer(
                 "anti-entropy exchange failed",
                 peer.member.id.clone(),
@@ -341,4 +344,23 @@ impl PeriodicTask for AntiEntropy {
         self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// One line for an exchange with `peer` that repaired keys (counters
+/// went from `before` to `after`); nothing when it repaired none.
+fn log_repairs(peer: &str, before: &AntiEntropyReport, after: &AntiEntropyReport) {
+    let keys = after.keys_repaired - before.keys_repaired;
+    if keys == 0 {
+        return;
+    }
+    let partitions = after.partitions_differing - before.partitions_differing;
+    let bytes =
+        (after.bytes_sent + after.bytes_received) - (before.bytes_sent + before.bytes_received);
+    tracing::info!(
+        peer,
+        keys,
+        partitions,
+        bytes,
+        "anti-entropy repaired {keys} keys in {partitions} partitions with {peer} ({bytes} bytes exchanged)"
+    );
 }

@@ -10,7 +10,7 @@
 //! drops its copy too. Delivery is paced to a configured key rate.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +27,8 @@ use crate::version::Object;
 
 /// Hints delivered per request.
 const BATCH: usize = 128;
+/// Pending hints (in total) beyond which the backlog is warned about.
+const BACKLOG_WARN_HINTS: u64 = 10_000;
 
 /// Handoff counters.
 #[derive(Default)]
@@ -54,6 +56,40 @@ pub struct Handoff {
     interval: Duration,
     keys_per_sec: u64,
     stats: HandoffStats,
+    backlog: BacklogAlarm,
+}
+
+/// Whether the hint backlog is above [`BACKLOG_WARN_HINTS`], so that
+/// crossing it is logged once each way: a warning when it grows past it,
+/// a notice when it is drained.
+#[derive(Default)]
+struct BacklogAlarm {
+    raised: AtomicBool,
+}
+
+/// A change of the backlog worth a log line.
+#[derive(Debug, PartialEq, Eq)]
+enum BacklogChange {
+    /// The backlog grew past the threshold.
+    Raised,
+    /// The backlog that had been raised is empty again.
+    Drained,
+}
+
+impl BacklogAlarm {
+    /// Notes `pending` hints; returns the change to log, if any.
+    fn observe(&self, pending: u64) -> Option<BacklogChange> {
+        let raised = self.raised.load(Ordering::Relaxed);
+        if !raised && pending > BACKLOG_WARN_HINTS {
+            self.raised.store(true, Ordering::Relaxed);
+            return Some(BacklogChange::Raised);
+        }
+        if raised && pending == 0 {
+            self.raised.store(false, Ordering::Relaxed);
+            return Some(BacklogChange::Drained);
+        }
+        None
+    }
 }
 
 impl Handoff {
@@ -71,6 +107,7 @@ impl Handoff {
             interval: pacing.interval,
             keys_per_sec: pacing.keys_per_sec.max(1),
             stats: HandoffStats::default(),
+            backlog: BacklogAlarm::default(),
         }
     }
 
@@ -201,11 +238,42 @@ impl PeriodicTask for Handoff {
         self.interval
     }
 
-    /// Delivers every pending hint, if there are any.
+    /// Delivers every pending hint, if there are any, logging the
+    /// backlog crossing its threshold either way.
     async fn round(&self) -> Result<(), RoundError> {
-        if self.storage.hints_pending() > 0 {
+        let pending = self.storage.hints_pending();
+        match self.backlog.observe(pending) {
+            Some(BacklogChange::Raised) => tracing::warn!(
+                pending,
+                threshold = BACKLOG_WARN_HINTS,
+                "hint backlog: {pending} writes wait for owners that were unreachable; \
+                 they are delivered once the owners answer"
+            ),
+            Some(BacklogChange::Drained) => tracing::info!("hint backlog drained"),
+            None => {}
+        }
+        if pending > 0 {
             self.deliver_all().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_is_reported_once_when_raised_and_once_when_drained() {
+        let alarm = BacklogAlarm::default();
+        assert_eq!(alarm.observe(5), None);
+        assert_eq!(
+            alarm.observe(BACKLOG_WARN_HINTS + 1),
+            Some(BacklogChange::Raised)
+        );
+        assert_eq!(alarm.observe(BACKLOG_WARN_HINTS + 500), None);
+        assert_eq!(alarm.observe(3), None, "not drained until empty");
+        assert_eq!(alarm.observe(0), Some(BacklogChange::Drained));
+        assert_eq!(alarm.observe(0), None);
     }
 }

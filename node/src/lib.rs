@@ -8,8 +8,9 @@
 //!    [`merkle`] (per-partition hash trees), [`tls`], [`credentials`]
 //!    (who may use which routes), [`file_watch`] (files changed since
 //!    read), [`sync`] (poison-tolerant locks), [`pacing`] (rate limits),
-//!    [`logging`] (the log line formats) and [`periodic`] (the shape of
-//!    periodic tasks and their runner).
+//!    [`log_limit`] (rate-limited log lines), [`logging`] (the log line
+//!    formats) and [`periodic`] (the shape of periodic tasks and their
+//!    runner).
 //! 2. [`config`]: the settings, their defaults and the node configuration
 //!    every layer reads (including each layer's own settings).
 //! 3. [`storage`] (RocksDB, keeping the Merkle trees), [`membership`]
@@ -35,6 +36,7 @@ pub mod file_watch;
 pub mod gossip;
 pub mod handoff;
 pub mod local;
+pub mod log_limit;
 pub mod logging;
 pub mod membership;
 pub mod merkle;

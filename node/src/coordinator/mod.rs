@@ -18,9 +18,11 @@ mod rejection;
 mod write;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::log_limit::LogLimit;
 use crate::membership::{Membership, Replicas};
 use crate::peer::Peer;
 use crate::storage::{Storage, StorageError};
@@ -63,7 +65,11 @@ pub struct Coordinator {
     membership: Arc<Membership>,
     transport: Arc<Transport>,
     read_repair_chance: f64,
+    quorum_log: Arc<LogLimit>,
 }
+
+/// At most one quorum-failure warning per this interval.
+const QUORUM_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Coordinator {
     /// A coordinator over the local store and the cluster view.
@@ -81,7 +87,25 @@ impl Coordinator {
             membership,
             transport,
             read_repair_chance: read_repair_chance.clamp(0.0, 1.0),
+            quorum_log: Arc::new(LogLimit::new(QUORUM_LOG_INTERVAL)),
         }
+    }
+
+    /// Warns of a quorum this node failed to reach as coordinator (at most
+    /// once per [`QUORUM_LOG_INTERVAL`], counting the failures it leaves
+    /// out) and returns it.
+    fn quorum_failed(&self, shortfall: QuorumShortfall) -> QuorumShortfall {
+        if let Some(suppressed) = self.quorum_log.admit(Instant::now()) {
+            tracing::warn!(
+                op = %shortfall.op,
+                needed = shortfall.needed,
+                answered = shortfall.answered,
+                replicas = shortfall.replicas,
+                not_logged_since_last = suppressed,
+                "quorum not reached: {shortfall}"
+            );
+        }
+        shortfall
     }
 
     /// The cluster view this coordinator routes by.

@@ -63,13 +63,14 @@ impl Coordinator {
             }
         }
         if replies.len() < r {
-            return Err(QuorumShortfall {
-                op: "read".into(),
-                needed: r,
-                answered: replies.len(),
-                replicas: replicas.n(),
-            }
-            .into());
+            return Err(self
+                .quorum_failed(QuorumShortfall {
+                    op: "read".into(),
+                    needed: r,
+                    answered: replies.len(),
+                    replicas: replicas.n(),
+                })
+                .into());
         }
         let answer = merged.clone();
         // Most reads ask only R replicas and find them equal: nothing is

@@ -206,12 +206,12 @@ impl Coordinator {
         if reached {
             Ok(())
         } else {
-            Err(QuorumShortfall {
+            Err(self.quorum_failed(QuorumShortfall {
                 op: "write".into(),
                 needed: w,
                 answered: acks,
                 replicas: n,
-            })
+            }))
         }
     }
 

@@ -62,23 +62,49 @@ impl Liveness {
         }
     }
 
-    /// A request to `id` succeeded.
+    /// A request to `id` succeeded. A peer that was down is logged as
+    /// reachable again (once: only the success ending the run of failures
+    /// sees them).
     pub fn record_success(&self, id: &str) {
         let stamp = duration_ms(self.epoch.elapsed()).saturating_add(1);
         self.with_record(id, |record| {
-            record.last_ok.store(stamp, Ordering::Relaxed);
-            record.failures.store(0, Ordering::Relaxed);
+            let last_ok = record.last_ok.swap(stamp, Ordering::Relaxed);
+            let failures = record.failures.swap(0, Ordering::Relaxed);
+            if failures >= DOWN_AFTER_FAILURES {
+                let down_ms = stamp.saturating_sub(last_ok);
+                tracing::info!(
+                    peer = id,
+                    failures,
+                    "peer {id} is reachable again ({}) after {failures} failed requests",
+                    heard_before(last_ok, down_ms)
+                );
+            }
         });
     }
 
-    /// A request to `id` failed to get an answer.
+    /// A request to `id` failed to get an answer. The failure that makes
+    /// the peer down is logged (once per outage: the ones after it do not
+    /// cross the threshold again).
     pub fn record_failure(&self, id: &str) {
+        let now = duration_ms(self.epoch.elapsed());
         self.with_record(id, |record| {
-            let _ = record
+            let before = record
                 .failures
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
                     Some(f.saturating_add(1))
-                });
+                })
+                .unwrap_or_default();
+            if before.saturating_add(1) == DOWN_AFTER_FAILURES {
+                let last_ok = record.last_ok.load(Ordering::Relaxed);
+                let since = now.saturating_sub(last_ok.saturating_sub(1));
+                tracing::warn!(
+                    peer = id,
+                    failures = DOWN_AFTER_FAILURES,
+                    "peer {id} is unreachable: {DOWN_AFTER_FAILURES} requests in a row failed ({}); \
+                     it is routed around until it answers again",
+                    heard_before(last_ok, since)
+                );
+            }
         });
     }
 
@@ -124,6 +150,15 @@ impl Liveness {
         }
         let mut records = write(&self.records);
         update(records.entry(id.to_string()).or_default());
+    }
+}
+
+/// When a peer last answered, for a log line: `last_ok` as in [`Record`],
+/// `ago_ms` the time since.
+fn heard_before(last_ok: u64, ago_ms: u64) -> String {
+    match last_ok {
+        0 => "it never answered".to_string(),
+        _ => format!("last answer {:.1} s earlier", ago_ms as f64 / 1000.0),
     }
 }
 

@@ -85,6 +85,8 @@ pub struct Transfers {
     plan: Mutex<Plan>,
     wake: Notify,
     keys_per_sec: u64,
+    /// When the current plan started (for the summary of its transfers).
+    started: Mutex<Instant>,
 }
 
 impl Transfers {
@@ -107,6 +109,7 @@ impl Transfers {
             plan: Mutex::new(plan),
             wake: Notify::new(),
             keys_per_sec: keys_per_sec.max(1),
+            started: Mutex::new(Instant::now()),
         };
         transfers.refresh_receiving();
         Ok(transfers)
@@ -125,6 +128,7 @@ impl Transfers {
             plan.advance(previous, next, self.membership.me());
             plan.clone()
         };
+        *lock(&self.started) = Instant::now();
         self.persist(&plan)?;
         Ok(plan.unfinished().count())
     }
@@ -139,6 +143,7 @@ impl Transfers {
         self.persist(&plan)?;
         let receiving = plan.unfinished().count();
         *lock(&self.plan) = plan;
+        *lock(&self.started) = Instant::now();
         self.refresh_receiving();
         Ok(receiving)
     }
@@ -244,7 +249,7 @@ impl Transfers {
                     tracing::debug!(partition, source = %source.id, "transfer source still receiving")
                 }
                 Err(SourceError::Failed(error)) => {
-                    tracing::info!(partition, source = %source.id, %error, "transfer source failed")
+                    tracing::debug!(partition, source = %source.id, %error, "transfer source failed")
                 }
             }
             if lock(&self.plan).epoch != epoch {
@@ -272,12 +277,35 @@ impl Transfers {
             tracing::warn!(%error, "persisting transfer progress");
         }
         match nothing_anywhere {
-            true => tracing::info!(
+            true => tracing::debug!(
                 partition,
                 "partition complete: every other owner lost its data too, nothing to receive"
             ),
-            false => tracing::info!(partition, "partition received"),
+            false => tracing::debug!(partition, "partition received"),
         }
+        self.log_if_all_received();
+    }
+
+    /// One line once every partition of the plan is received: how many,
+    /// with how many keys and bytes, in how long.
+    fn log_if_all_received(&self) {
+        let plan = lock(&self.plan);
+        if plan.unfinished().next().is_some() {
+            return;
+        }
+        let partitions = plan.partitions.len();
+        let keys: u64 = plan.partitions.values().map(|i| i.keys).sum();
+        let bytes: u64 = plan.partitions.values().map(|i| i.bytes).sum();
+        let secs = lock(&self.started).elapsed().as_secs_f64();
+        tracing::info!(
+            epoch = plan.epoch,
+            partitions,
+            keys,
+            bytes,
+            secs,
+            "transfers for ring {} complete: received {partitions} partitions, {keys} keys, {bytes} bytes in {secs:.1} s",
+            plan.epoch
+        );
     }
 
     /// What a source answers to a scan of `partition`: `None` to serve it,
@@ -371,6 +399,8 @@ impl Transfers {
                 reports.insert(peer.member.id.clone(), report);
             }
         }
+        // Partitions and keys deleted, for one line at the end.
+        let mut cleaned = (0usize, 0usize);
         for partition in retired {
             let received =
                 view.partition_replicas(partition)
@@ -405,10 +435,21 @@ impl Transfers {
                     if let Err(error) = self.persist(&plan) {
                         tracing::warn!(%error, "persisting transfer progress");
                     }
-                    tracing::info!(partition, deleted, "retired partition deleted");
+                    tracing::debug!(partition, deleted, "retired partition deleted");
+                    cleaned.0 += 1;
+                    cleaned.1 += deleted;
                 }
                 Err(error) => tracing::warn!(partition, %error, "deleting a retired partition"),
             }
+        }
+        if cleaned.0 > 0 {
+            let (partitions, keys) = cleaned;
+            tracing::info!(
+                epoch,
+                partitions,
+                keys,
+                "deleted {partitions} retired partitions ({keys} keys): their new owners hold them"
+            );
         }
     }
 
