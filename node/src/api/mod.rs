@@ -39,6 +39,8 @@ pub struct AppState {
     pub coordinator: Coordinator,
     /// This node's zone.
     pub zone: String,
+    /// Where the other nodes reach this one.
+    pub address: String,
     /// Replication factor N, the bound of per-request R and W.
     pub n: usize,
     /// Default read quorum.
@@ -86,6 +88,7 @@ impl AppState {
             transfers,
             tasks,
             zone: config.zone.clone(),
+            address: config.address.clone(),
             n: config.n,
             r: config.r,
             w: config.w,

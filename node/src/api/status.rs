@@ -1,21 +1,112 @@
-//! `GET /v1/status`: this node's view of itself and the cluster.
+//! `GET /v1/status`: this node's view of itself and the cluster. Concise by
+//! default; `?partitions=true` adds the list of partitions this node holds.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use serde_json::{Value, json};
 
 use super::AppState;
+use super::error::ApiError;
 
-pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub(super) async fn status(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let with_partitions = partitions_param(&query)?;
+    let membership = state.coordinator.membership();
+    let view = membership.view();
+    let ring = view.ring();
+    let me = membership.me();
+    let owned = ring.partitions_of(me);
+    let primary = ring.primary_partitions_of(me);
+    let mut partitions_owned = json!({
+        "replica": owned.len(),
+        "primary": primary.len(),
+    });
+    if with_partitions {
+        partitions_owned["list"] = json!(owned);
+    }
+    let transfers = state.transfers.report();
+    Ok(Json(json!({
+        "node_id": me,
+        "zone": state.zone,
+        "member": view.peer(me).is_some(),
+        "node": node_entry(&state),
+        "ring": {
+            "epoch": ring.epoch,
+            "partitions": ring.partitions,
+            "replication": ring.replication,
+        },
+        "quorum": { "n": state.n, "r": state.r, "w": state.w },
+        "members": members(&state),
+        "partitions_owned": partitions_owned,
+        "transfers": {
+            "pending": transfers.pending,
+            "done": transfers.done,
+        },
+        "hints": state.tasks.handoff.report(),
+        "anti_entropy": state.tasks.anti_entropy.report(),
+        "tombstones": state.tasks.tombstones.report(),
+        "storage": state.coordinator.storage().write_health(),
+    })))
+}
+
+/// Whether `?partitions=` asks for the partition list (`true` or `false`;
+/// anything else is a bad request).
+fn partitions_param(
+    query: &Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<bool, ApiError> {
+    let query = query
+        .as_ref()
+        .map_err(|r| ApiError::bad_request("invalid_parameter", r.body_text()))?;
+    match query.get("partitions").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("partitions={other:?} must be true or false"),
+        )),
+    }
+}
+
+/// This node in one object: who and where it is, its release and write
+/// actor, the ring it uses and what it holds, receives and owes.
+fn node_entry(state: &AppState) -> Value {
+    let membership = state.coordinator.membership();
+    let view = membership.view();
+    let ring = view.ring();
+    let me = membership.me();
+    let storage = state.coordinator.storage();
+    let transfers = state.transfers.report();
+    json!({
+        "id": me,
+        "zone": state.zone,
+        "address": state.address,
+        "version": env!("CARGO_PKG_VERSION"),
+        "actor": storage.actor(),
+        "member": view.peer(me).is_some(),
+        "ring_epoch": ring.epoch,
+        "partitions": ring.partitions_of(me).len(),
+        "primary_partitions": ring.primary_partitions_of(me).len(),
+        "transfers_pending": transfers.pending,
+        "transfers_done": transfers.done,
+        "hints_pending": storage.hints_pending(),
+        "writable": storage.write_health().writable,
+    })
+}
+
+/// Every member as this node sees it.
+fn members(state: &AppState) -> Vec<Value> {
     let membership = state.coordinator.membership();
     let view = membership.view();
     let ring = view.ring();
     let me = membership.me();
     let heartbeats = state.tasks.gossip.heartbeats();
-    let members: Vec<Value> = view
-        .all()
+    view.all()
         .map(|peer| {
             let id = &peer.member.id;
             let (state, last_heard_ms) = if id == me {
@@ -34,33 +125,5 @@ pub(super) async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
                 "partitions": ring.partitions_of(id).len(),
             })
         })
-        .collect();
-    let owned = ring.partitions_of(me);
-    let primary = ring.primary_partitions_of(me);
-    let transfers = state.transfers.report();
-    Json(json!({
-        "node_id": me,
-        "zone": state.zone,
-        "member": view.peer(me).is_some(),
-        "ring": {
-            "epoch": ring.epoch,
-            "partitions": ring.partitions,
-            "replication": ring.replication,
-        },
-        "quorum": { "n": state.n, "r": state.r, "w": state.w },
-        "members": members,
-        "partitions_owned": {
-            "replica": owned.len(),
-            "primary": primary.len(),
-            "list": owned,
-        },
-        "transfers": {
-            "pending": transfers.pending,
-            "done": transfers.done,
-        },
-        "hints": state.tasks.handoff.report(),
-        "anti_entropy": state.tasks.anti_entropy.report(),
-        "tombstones": state.tasks.tombstones.report(),
-        "storage": state.coordinator.storage().write_health(),
-    }))
+        .collect()
 }

@@ -22,5 +22,6 @@ mod hostile_clients;
 mod hostile_peers;
 mod rebuild;
 mod replication;
+mod status;
 mod support;
 mod tls;
