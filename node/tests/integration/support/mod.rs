@@ -103,6 +103,9 @@ pub struct ClusterOptions {
     /// Start the nodes with `--initial-cluster-state existing` (default:
     /// `new`, as a cluster being created is started).
     pub existing_cluster: bool,
+    /// Log at this `RUST_LOG` level into a file per node (see
+    /// [`TestCluster::log`]) instead of warnings on the test's stderr.
+    pub log_files: Option<String>,
 }
 
 /// N node processes that share a peer list.
@@ -260,7 +263,32 @@ impl TestCluster {
         for peer in &self.peers {
             command.arg("--peer").arg(peer);
         }
+        if let Some(level) = &self.options.log_files {
+            command.env("RUST_LOG", level).stderr(self.log_file(i));
+        }
         self.nodes[i].process = Some(NodeProcess::spawn(&node.id, &mut command));
+    }
+
+    /// Node `i`'s log file, opened for appending (a restarted node goes on
+    /// writing to it).
+    fn log_file(&self, i: usize) -> std::fs::File {
+        let path = self.log_path(i);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()))
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.log", self.nodes[i].id))
+    }
+
+    /// What node `i` has logged so far (with
+    /// [`ClusterOptions::log_files`]), across its restarts.
+    pub fn log(&self, i: usize) -> String {
+        let path = self.log_path(i);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
     }
 
     pub fn url(&self, i: usize) -> String {
