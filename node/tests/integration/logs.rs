@@ -1,7 +1,10 @@
 //! What nodes log: lines a file can hold (no colour, each naming its node),
-//! a peer's outage once each way, and a ring change summarised.
+//! a peer's outage once each way, missed quorums rate-limited, and a
+//! ring change summarised.
 
 use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
 
 use crate::support::{ClusterOptions, TestCluster, fast, wait_state};
 
@@ -152,4 +155,33 @@ async fn a_ring_change_logs_one_transfer_summary_per_receiving_node() {
         }
     }
     assert!(receivers >= 1, "the joining node receives partitions");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missed_quorums_are_one_warning_per_interval_with_the_count_left_out() {
+    let mut c = logging_cluster(3, "warn", &[]).await;
+    c.kill(1);
+    c.kill(2);
+    let mark = c.log(0).len();
+    let write = |i: usize| {
+        let c = &c;
+        async move { c.put(0, &format!("k{i}"), "v", None, "?w=3").await.0 }
+    };
+    for i in 0..5 {
+        assert_eq!(write(i).await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let quorum = ["WARN", "quorum not reached"];
+    assert_eq!(
+        lines_with(&c.log(0)[mark..], &quorum).len(),
+        1,
+        "{}",
+        &c.log(0)[mark..]
+    );
+    // Past the 10 s interval, the next failure is logged with the four
+    // left out.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(write(5).await, StatusCode::SERVICE_UNAVAILABLE);
+    let lines = lines_with(&c.log(0)[mark..], &quorum).len();
+    let counted = lines_with(&c.log(0)[mark..], &["not_logged_since_last=4"]).len();
+    assert_eq!((lines, counted), (2, 1), "{}", &c.log(0)[mark..]);
 }
