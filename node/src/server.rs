@@ -80,7 +80,6 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(coordinator, &config, rings, transfers, tasks));
     let mut servers = listen(&config, &limits, state.clone(), rpc, &stop_rx).await?;
     tracing::info!(
-        node = %config.node_id,
         listen = %config.listen,
         data_dir = %config.data_dir.display(),
         actor = storage.actor(),
@@ -90,14 +89,14 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
-    tracing::info!(node = %config.node_id, "shutting down");
+    tracing::info!("shutting down");
     state.set_not_ready();
     let _ = stop_tx.send(true);
     while let Some(result) = servers.join_next().await {
         result.context("a listener failed")?;
     }
     drop(state);
-    tracing::info!(node = %config.node_id, "stopped");
+    tracing::info!("stopped");
     Ok(())
 }
 
