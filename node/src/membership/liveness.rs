@@ -73,7 +73,7 @@ impl Liveness {
             if failures >= DOWN_AFTER_FAILURES {
                 let down_ms = stamp.saturating_sub(last_ok);
                 tracing::info!(
-                    peer = id,
+                    peer = %id,
                     failures,
                     "peer {id} is reachable again ({}) after {failures} failed requests",
                     heard_before(last_ok, down_ms)
@@ -98,7 +98,7 @@ impl Liveness {
                 let last_ok = record.last_ok.load(Ordering::Relaxed);
                 let since = now.saturating_sub(last_ok.saturating_sub(1));
                 tracing::warn!(
-                    peer = id,
+                    peer = %id,
                     failures = DOWN_AFTER_FAILURES,
                     "peer {id} is unreachable: {DOWN_AFTER_FAILURES} requests in a row failed ({}); \
                      it is routed around until it answers again",
