@@ -30,9 +30,10 @@ from conftest import (
 # What the operator may do in a namespace it watches (its contract): the
 # DynamoClusters and their status, the objects it owns (server-side apply),
 # the nodes' NetworkPolicy (applied by name, never listed or watched),
-# pods for rolling restarts, claims (labelled, grown, deleted for replaced pods), events, get on secrets to read the auth,
-# clients and TLS Secrets, and create on secrets for the generated
-# <cluster>-auth Secret. (API group, resource, verb.)
+# pods for rolling restarts, claims (labelled, grown, deleted for replaced
+# pods), events, get on secrets to read the auth, clients and TLS Secrets,
+# and create on secrets for the generated <cluster>-auth Secret. (API group,
+# resource, verb.)
 APPLY = {"get", "list", "watch", "create", "patch", "update", "delete"}
 WATCH_GRANTS = (
     {("kv.dynamo.dev", "dynamoclusters", v) for v in ("get", "list", "watch", "patch", "update")}
