@@ -26,22 +26,17 @@ from harness.wait import wait_until
 
 NS = "default"
 NAME = "rep"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
 READY_TIMEOUT = 180.0
 ADMIN_PORT = 7001
 KEYS = 150
 
 
 def node_pods(testbed: Testbed) -> list[Obj]:
-    return sorted(testbed.pods(NS, f"{INSTANCE_LABEL}={NAME}"), key=lambda p: meta(p)["name"])
+    return testbed.node_pods(NS, NAME)
 
 
 def cluster_ready(testbed: Testbed) -> list[Obj] | None:
-    ready = Testbed.condition(testbed.cluster(NS, NAME), "Ready")
-    pods = node_pods(testbed)
-    if ready and ready.get("status") == "True" and len(pods) == 3 and all(map(Testbed.pod_ready, pods)):
-        return pods
-    return None
+    return testbed.ready_cluster(NS, NAME, 3)
 
 
 def pod_named(testbed: Testbed, name: str) -> Obj | None:

@@ -24,7 +24,6 @@ from harness.wait import wait_until
 NS = "default"
 NAME = "tlsdemo"
 ZONE = "main"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
 READY_TIMEOUT = 180.0
 
 
@@ -106,15 +105,11 @@ def nudge(testbed: Testbed, value: str) -> None:
 
 
 def node_pods(testbed: Testbed) -> list[Obj]:
-    return sorted(testbed.pods(NS, f"{INSTANCE_LABEL}={NAME}"), key=lambda p: meta(p)["name"])
+    return testbed.node_pods(NS, NAME)
 
 
 def cluster_ready(testbed: Testbed) -> list[Obj] | None:
-    ready = Testbed.condition(testbed.cluster(NS, NAME), "Ready")
-    pods = node_pods(testbed)
-    if ready and ready.get("status") == "True" and len(pods) == 3 and all(map(Testbed.pod_ready, pods)):
-        return pods
-    return None
+    return testbed.ready_cluster(NS, NAME, 3)
 
 
 def test_a_certificate_renewed_in_place_is_served_without_a_restart(testbed: Testbed) -> None:

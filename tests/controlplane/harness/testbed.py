@@ -176,6 +176,18 @@ class Testbed:
         assert self.kube is not None
         return self.kube.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector).get("items", [])
 
+    def node_pods(self, namespace: str, cluster: str) -> list[Obj]:
+        """The node pods of DynamoCluster `cluster`, by name."""
+        return sorted(self.pods(namespace, f"{INSTANCE_LABEL}={cluster}"), key=lambda p: meta(p)["name"])
+
+    def ready_cluster(self, namespace: str, cluster: str, nodes: int) -> list[Obj] | None:
+        """The node pods of `cluster` once it is Ready with `nodes` Ready pods."""
+        ready = self.condition(self.cluster(namespace, cluster), "Ready")
+        pods = self.node_pods(namespace, cluster)
+        if ready and ready.get("status") == "True" and len(pods) == nodes and all(map(self.pod_ready, pods)):
+            return pods
+        return None
+
     @staticmethod
     def pod_ready(pod: Obj) -> bool:
         status = pod.get("status") or {}
