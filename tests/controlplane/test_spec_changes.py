@@ -626,7 +626,7 @@ def test_volumes_grow_never_shrink_and_carry_the_cluster_uid(testbed: Testbed) -
     )
 
 
-def _paused_for(testbed: Testbed, name: str) -> Obj | None:
+def paused_for(testbed: Testbed, name: str) -> Obj | None:
     """The `Paused` condition if it is true for the current generation."""
     found = fresh_condition(testbed.cluster(NS, name), "Paused")
     return found if found and found["status"] == "True" else None
@@ -648,7 +648,7 @@ def test_pause_holds_every_change_until_resumed(testbed: Testbed) -> None:
     epoch = testbed.cluster(NS, name)["status"]["ringEpoch"]
 
     patch_cluster(testbed, name, {"spec": {"paused": True}})
-    wait_until("Paused=True", lambda: _paused_for(testbed, name), 60, 1.0)
+    wait_until("Paused=True", lambda: paused_for(testbed, name), 60, 1.0)
     wait_until("a Paused event", lambda: cluster_events(testbed, name, "Paused"), 30)
     sts = statefulsets(testbed, name)[f"{name}-main"]
     config = testbed.kube.get(f"/api/v1/namespaces/{NS}/configmaps/{name}-config")
@@ -657,10 +657,10 @@ def test_pause_holds_every_change_until_resumed(testbed: Testbed) -> None:
         name,
         {"spec": {"zones": [{"name": "main", "replicas": 4}], "nodeConfig": {"read-repair-chance": 0.3}}},
     )
-    wait_until("Paused=True for the changed spec", lambda: _paused_for(testbed, name), 60, 1.0)
+    wait_until("Paused=True for the changed spec", lambda: paused_for(testbed, name), 60, 1.0)
     time.sleep(25)  # two more reconciles (10 s apart while paused) must change nothing either
     cluster = testbed.cluster(NS, name)
-    assert _paused_for(testbed, name), summary(testbed, name)
+    assert paused_for(testbed, name), summary(testbed, name)
     assert cluster["status"]["ringEpoch"] == epoch, cluster["status"]
     assert cluster["status"].get("observedGeneration", 0) < generation, cluster["status"]
     held = statefulsets(testbed, name)[f"{name}-main"]

@@ -36,6 +36,7 @@ from test_spec_changes import (
     cluster_manifest,
     node_pods,
     patch_cluster,
+    paused_for,
     uids,
     wait_settled,
 )
@@ -117,6 +118,9 @@ def roll(
             0.3,
         )
         patch_cluster(testbed, name, {"spec": {"paused": True}})
+        # A reconcile that began before the pause may still take one more
+        # step; once the status says paused for this generation, none can.
+        wait_until("Paused=True", lambda: paused_for(testbed, name), 60, 0.5)
         pods = wait_until("three pods of both images serving", lambda: mixed(testbed, name, images), 120, 0.5)
         held = time.monotonic()
         log.info("held mixed: %s", {meta(p)["name"]: image(p) for p in pods})
