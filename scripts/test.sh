@@ -23,6 +23,8 @@ echo "== Fuzzing: every network decoder, 20 s each (scripts/fuzz.sh)"
 scripts/fuzz.sh 20
 echo "== HTTP API against docs/openapi.yaml (tests/api/run.sh, schemathesis)"
 tests/api/run.sh
+echo "== Observability: a loopback cluster seen by real tools (tests/observability/run.sh)"
+tests/observability/run.sh -q
 echo "== Kubernetes packaging: chart, CRDs, manifests, scripts (scripts/k8s-tests.sh)"
 scripts/k8s-tests.sh
 echo "== Real Kubernetes control plane: build it (cached per machine; testbed/build.sh)"
