@@ -1,5 +1,6 @@
 //! `GET /v1/status`: this node's view of itself and the cluster. Concise by
-//! default; `?partitions=true` adds the list of partitions this node holds.
+//! default; `?partitions=true` adds the list of partitions this node holds,
+//! `?ring=true` every partition's owners (what the status page draws).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use dynamo_ring::Ring;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -16,7 +18,8 @@ pub(super) async fn status(
     State(state): State<Arc<AppState>>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let with_partitions = partitions_param(&query)?;
+    let with_partitions = bool_param(&query, "partitions")?;
+    let with_ring = bool_param(&query, "ring")?;
     let membership = state.coordinator.membership();
     let view = membership.view();
     let ring = view.ring();
@@ -30,17 +33,21 @@ pub(super) async fn status(
     if with_partitions {
         partitions_owned["list"] = json!(owned);
     }
+    let mut ring_entry = json!({
+        "epoch": ring.epoch,
+        "partitions": ring.partitions,
+        "replication": ring.replication,
+    });
+    if with_ring {
+        ring_entry["owners"] = owners(ring);
+    }
     let transfers = state.transfers.report();
     Ok(Json(json!({
         "node_id": me,
         "zone": state.zone,
         "member": view.peer(me).is_some(),
         "node": node_entry(&state),
-        "ring": {
-            "epoch": ring.epoch,
-            "partitions": ring.partitions,
-            "replication": ring.replication,
-        },
+        "ring": ring_entry,
         "quorum": { "n": state.n, "r": state.r, "w": state.w },
         "members": members(&state),
         "partitions_owned": partitions_owned,
@@ -55,22 +62,34 @@ pub(super) async fn status(
     })))
 }
 
-/// Whether `?partitions=` asks for the partition list (`true` or `false`;
-/// anything else is a bad request).
-fn partitions_param(
+/// Whether `?{name}=` asks for what it names (`true` or `false`; anything
+/// else is a bad request).
+fn bool_param(
     query: &Result<Query<HashMap<String, String>>, QueryRejection>,
+    name: &str,
 ) -> Result<bool, ApiError> {
     let query = query
         .as_ref()
         .map_err(|r| ApiError::bad_request("invalid_parameter", r.body_text()))?;
-    match query.get("partitions").map(String::as_str) {
+    match query.get(name).map(String::as_str) {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
         Some(other) => Err(ApiError::bad_request(
             "invalid_parameter",
-            format!("partitions={other:?} must be true or false"),
+            format!("{name}={other:?} must be true or false"),
         )),
     }
+}
+
+/// Per partition, in partition order, the ids of its owners in preference
+/// order (the first is the primary).
+fn owners(ring: &Ring) -> Value {
+    (0..ring.partitions)
+        .map(|p| {
+            let list = ring.preference_list(p);
+            list.iter().map(|m| m.id.as_str()).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// This node in one object: who and where it is, its release and write

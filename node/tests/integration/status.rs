@@ -70,3 +70,34 @@ async fn status_shows_the_node_itself_in_one_entry() {
     assert_eq!(node["hints_pending"], 0, "{status}");
     assert_eq!(node["writable"], true, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_with_the_ring_lists_every_partitions_owners() {
+    let c = TestCluster::start(3, &["--partitions", "32"]).await;
+    let (code, concise) = status_with(&c, "").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(!concise.contains("owners"), "{concise}");
+
+    let (code, body) = status_with(&c, "?ring=true").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let doc = c.ring(0).await;
+    let owners = status["ring"]["owners"].as_array().expect("owners");
+    assert_eq!(owners.len(), 32, "{body}");
+    for (p, listed) in owners.iter().enumerate() {
+        let expected: Vec<&str> = doc
+            .ring
+            .preference_list(p as u32)
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect();
+        assert_eq!(listed, &serde_json::json!(expected), "partition {p}");
+    }
+
+    let (code, body) = status_with(&c, "?ring=1").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.contains("ring=\\\"1\\\" must be true or false"),
+        "{body}"
+    );
+}
