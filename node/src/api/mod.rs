@@ -10,6 +10,7 @@ mod internal;
 mod kv;
 pub mod limits;
 mod status;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -171,13 +172,15 @@ fn admin_routes(credentials: &Option<Arc<Credentials>>) -> Router<Arc<AppState>>
     }
 }
 
-/// `v1` with the cap on requests in flight, the probes, JSON answers for
-/// unknown routes and methods, and the body limit.
+/// `v1` with the cap on requests in flight, the probes, the status page
+/// (`ui`), JSON answers for unknown routes and methods, and the body
+/// limit.
 fn finish(v1: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
     let in_flight = limits::InFlight::new(state.max_in_flight_requests);
     v1.route_layer(from_fn_with_state(in_flight, limits::limit_in_flight))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

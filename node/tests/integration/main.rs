@@ -26,3 +26,4 @@ mod replication;
 mod status;
 mod support;
 mod tls;
+mod ui;
