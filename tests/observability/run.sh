@@ -11,6 +11,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 
+# Debian's Chromium for test_status_page.py (Playwright drives it; it never
+# downloads a browser of its own).
+scripts/install-deps.sh chromium
+
 venv=$here/.venv
 # shellcheck source=scripts/lib/venv.sh
 . scripts/lib/venv.sh
