@@ -17,12 +17,14 @@ from conftest import (
     CHART,
     CUSTOM_KINDS,
     KUBE_VERSIONS,
+    MONITORING_KINDS,
     NAMESPACE,
     RELEASE,
     REPO,
     VALUE_SETS,
     non_string_keys,
     render_manifests,
+    validate_custom,
     validate_dynamocluster,
     validate_kubernetes,
 )
@@ -107,13 +109,15 @@ def test_lint_catches_a_broken_template(tmp_path):
 
 
 @pytest.mark.parametrize("values_name", sorted(VALUE_SETS))
-def test_every_rendered_object_is_valid(rendered, values_name):
+def test_every_rendered_object_is_valid(rendered, monitoring_crds, values_name):
     docs = rendered[values_name]
     assert docs, "the chart rendered nothing"
     for doc in docs:
         assert not non_string_keys(doc), f"{doc['kind']}: keys a YAML 1.1 reader takes for non-strings"
         if doc["kind"] == "DynamoCluster":
             validate_dynamocluster(doc)
+        elif doc["kind"] in MONITORING_KINDS:
+            validate_custom(doc, monitoring_crds[doc["kind"]])
         elif doc["kind"] not in CUSTOM_KINDS:
             for version in KUBE_VERSIONS:
                 validate_kubernetes(doc, version)
@@ -161,6 +165,7 @@ def test_kinds_per_value_set(rendered):
             "Service",
             "Deployment",
             "ServiceMonitor",
+            "PodMonitor",
             "DynamoCluster",
         ]
     )
@@ -219,7 +224,10 @@ def test_metrics_service_and_service_monitor(rendered):
             )
             assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
             assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-            assert monitor["metadata"]["labels"]["release"] == "prom"
+            # The operator's series carry the cluster's namespace themselves.
+            assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+            expected = VALUE_SETS[name]["metrics"]["serviceMonitor"].get("labels", {})
+            assert expected.items() <= monitor["metadata"]["labels"].items()
 
 
 def test_rbac_matches_the_contract_exactly(rendered):
@@ -329,6 +337,9 @@ def test_example_cluster_schema_rejects_mistakes(rendered):
         ({"replicaCount": "2"}, "replicaCount"),
         ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"metrics": {"port": 70000}}, "port"),
+        ({"nodeMetrics": {"podMonitor": {"port": "metrics"}}}, "port"),
+        ({"nodeMetrics": {"podMonitor": {"interval": "30 s"}}}, "interval"),
+        ({"grafanaDashboard": {"label": {"grafana_dashboard": "1"}}}, "label"),
     ],
 )
 def test_values_schema_rejects_mistakes(values, mistake):
