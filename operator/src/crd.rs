@@ -196,6 +196,13 @@ pub struct DynamoClusterSpec {
     /// effect only with a network plugin that enforces NetworkPolicies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NodeNetworkPolicy>,
+    /// How the nodes log (their container's `DYNAMO_LOG_FORMAT` and
+    /// `RUST_LOG`). Unset: JSON lines, one object per event, which log
+    /// collectors parse without configuration, at the node's default level
+    /// (`info`). Nodes read it when they start: a change restarts the pods
+    /// one at a time, like any other change of the pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<NodeLogging>,
 }
 
 fn default_partitions() -> u32 {
@@ -395,6 +402,44 @@ fn enabled() -> bool {
     true
 }
 
+/// How the nodes log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeLogging {
+    /// `json` (default): one JSON object per line with `timestamp`,
+    /// `level`, `node`, `target` and `fields`; `text`: one human-readable
+    /// line per event. Either way without ANSI colour codes.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `RUST_LOG` filter of the nodes: a level (`error`, `warn`, `info`,
+    /// `debug`, `trace`) or directives such as
+    /// `info,dynamo_node::antientropy=debug`. Unset: `info`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub level: Option<String>,
+}
+
+/// Format of the nodes' log lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// One human-readable line per event.
+    Text,
+}
+
+impl LogFormat {
+    /// The node's spelling (`--log-format`, `DYNAMO_LOG_FORMAT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Text => "text",
+        }
+    }
+}
+
 /// Pod disruption budget settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -569,6 +614,27 @@ mod tests {
             Some(PodSecuritySpec { assign_ids: true })
         );
         assert_eq!(spec.pod_anti_affinity, PodAntiAffinityMode::Required);
+    }
+
+    #[test]
+    fn logging_defaults_to_json_at_the_nodes_default_level() {
+        let spec: DynamoClusterSpec = serde_json::from_value(serde_json::json!({
+            "image": "dynamo:1",
+            "zones": [{"name": "a", "replicas": 3}],
+            "storage": {"size": "1Gi"},
+            "logging": {}
+        }))
+        .expect("spec with empty logging parses");
+        assert_eq!(spec.logging, Some(NodeLogging::default()));
+        assert_eq!(NodeLogging::default().format.as_str(), "json");
+        let text: NodeLogging =
+            serde_json::from_value(serde_json::json!({"format": "text", "level": "debug"}))
+                .expect("text format parses");
+        assert_eq!(text.format, LogFormat::Text);
+        assert_eq!(text.level.as_deref(), Some("debug"));
+        assert!(
+            serde_json::from_value::<NodeLogging>(serde_json::json!({"format": "Json"})).is_err()
+        );
     }
 
     #[test]

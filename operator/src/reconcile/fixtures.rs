@@ -48,6 +48,7 @@ pub fn spec(zones: &[(&str, i32)]) -> DynamoClusterSpec {
         pod_template: Default::default(),
         paused: false,
         network_policy: None,
+        logging: None,
     }
 }
 

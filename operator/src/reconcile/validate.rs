@@ -33,6 +33,9 @@ pub const MANAGED_NODE_KEYS: &[&str] = &[
     "w",
     "partitions",
     "ring-file",
+    // `spec.logging.format` sets it (DYNAMO_LOG_FORMAT, which wins over the
+    // file).
+    "log-format",
 ];
 
 /// One reason a spec is refused.
@@ -116,6 +119,15 @@ pub enum SpecProblem {
     /// `podTemplate` cannot be applied.
     #[error(transparent)]
     PodTemplate(PodTemplateError),
+    /// `logging.level` is not a `RUST_LOG` filter (the node would ignore
+    /// it and log at `info`).
+    #[error("logging.level {level:?} is not a RUST_LOG filter: {reason}")]
+    LogLevel {
+        /// The filter as given.
+        level: String,
+        /// Why it does not parse.
+        reason: String,
+    },
 }
 
 /// A cluster the operator may act on: its spec passed validation against
@@ -263,11 +275,22 @@ pub fn validate(spec: &DynamoClusterSpec, ring: Option<&Ring>) -> Result<(), Vec
         }
     }
     problems.extend(pod_metadata_problems(spec));
+    problems.extend(log_level_problem(spec));
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems)
     }
+}
+
+/// A `logging.level` the node's log filter would not parse.
+fn log_level_problem(spec: &DynamoClusterSpec) -> Option<SpecProblem> {
+    let level = spec.logging.as_ref()?.level.as_ref()?;
+    let error = tracing_subscriber::EnvFilter::try_new(level).err()?;
+    Some(SpecProblem::LogLevel {
+        level: level.clone(),
+        reason: error.to_string(),
+    })
 }
 
 /// Keys of `podLabels`, `podAnnotations` and the `podTemplate` metadata
@@ -402,7 +425,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::crd::{AuthSpec, ReplicationSpec, SecretReference};
+    use crate::crd::{AuthSpec, NodeLogging, ReplicationSpec, SecretReference};
     use crate::reconcile::fixtures::{cluster, spec, world};
     use crate::resources::fixtures::cluster_ref;
     use dynamo_ring::Member;
@@ -503,6 +526,34 @@ mod tests {
         assert_eq!(
             validate(&spec, None),
             Err(vec![SpecProblem::ManagedNodeKey("listen".into())])
+        );
+    }
+
+    #[test]
+    fn the_log_format_is_spec_logging_and_the_level_must_parse() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.node_config
+            .insert("log-format".into(), serde_json::json!("text"));
+        assert_eq!(
+            validate(&spec, None),
+            Err(vec![SpecProblem::ManagedNodeKey("log-format".into())])
+        );
+        spec.node_config.clear();
+        for level in ["debug", "info,dynamo_node::antientropy=debug"] {
+            spec.logging = Some(NodeLogging {
+                level: Some(level.into()),
+                ..NodeLogging::default()
+            });
+            assert_eq!(validate(&spec, None), Ok(()), "{level}");
+        }
+        spec.logging = Some(NodeLogging {
+            level: Some("info,dynamo_node=loud".into()),
+            ..NodeLogging::default()
+        });
+        let problems = validate(&spec, None).expect_err("refused");
+        assert!(
+            matches!(&problems[..], [SpecProblem::LogLevel { level, .. }] if level == "info,dynamo_node=loud"),
+            "{problems:?}"
         );
     }
 

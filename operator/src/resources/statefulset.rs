@@ -375,6 +375,13 @@ fn env(cluster: &ClusterRef, spec: &DynamoClusterSpec, zone: &ZoneSpec) -> Vec<E
     if spec.tls.is_some() {
         vars.push(value("DYNAMO_TLS_DIR", TLS_DIR.into()));
     }
+    // `spec.logging`: JSON lines unless asked otherwise; `RUST_LOG` only
+    // when a level is given, so the node's default applies otherwise.
+    let logging = spec.logging.clone().unwrap_or_default();
+    vars.push(value("DYNAMO_LOG_FORMAT", logging.format.as_str().into()));
+    if let Some(level) = logging.level {
+        vars.push(value("RUST_LOG", level));
+    }
     vars
 }
 
@@ -527,7 +534,7 @@ mod tests {
     use k8s_openapi::api::core::v1::LocalObjectReference;
 
     use super::*;
-    use crate::crd::{AuthSpec, PodSecuritySpec, SecretReference};
+    use crate::crd::{AuthSpec, LogFormat, NodeLogging, PodSecuritySpec, SecretReference};
     use crate::reconcile::fixtures::spec;
     use crate::resources::fixtures::cluster_ref;
     use crate::resources::pod_template::{is_managed_annotation, is_managed_label};
@@ -1164,6 +1171,63 @@ mod tests {
         );
     }
 
+    /// The node container's value of the environment variable `name`.
+    fn node_env(spec: &DynamoClusterSpec, name: &str) -> Option<String> {
+        first_zone_pod(spec).containers[0]
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .map(|e| e.value.clone().expect("a plain value"))
+    }
+
+    #[test]
+    fn nodes_log_json_lines_unless_the_spec_asks_for_text() {
+        let mut spec = spec(&[("a", 3)]);
+        assert_eq!(
+            node_env(&spec, "DYNAMO_LOG_FORMAT").as_deref(),
+            Some("json")
+        );
+        assert_eq!(
+            node_env(&spec, "RUST_LOG"),
+            None,
+            "the node's default level"
+        );
+        spec.logging = Some(NodeLogging::default());
+        assert_eq!(
+            node_env(&spec, "DYNAMO_LOG_FORMAT").as_deref(),
+            Some("json")
+        );
+        spec.logging = Some(NodeLogging {
+            format: LogFormat::Text,
+            level: Some("info,dynamo_node::antientropy=debug".into()),
+        });
+        assert_eq!(
+            node_env(&spec, "DYNAMO_LOG_FORMAT").as_deref(),
+            Some("text")
+        );
+        assert_eq!(
+            node_env(&spec, "RUST_LOG").as_deref(),
+            Some("info,dynamo_node::antientropy=debug")
+        );
+    }
+
+    #[test]
+    fn the_log_settings_are_the_operators_not_the_pod_templates() {
+        let mut spec = spec(&[("a", 3)]);
+        spec.pod_template.insert(
+            "spec".into(),
+            serde_json::json!({"containers": [{"name": "node", "env": [{"name": "DYNAMO_LOG_FORMAT", "value": "text"}]}]}),
+        );
+        let error = pod_template(&cluster_ref(), &spec, &spec.zones[0], "h1").expect_err("refused");
+        assert_eq!(
+            error,
+            PodTemplateError::Protected(
+                "spec.containers[name=node].env[name=DYNAMO_LOG_FORMAT]".into()
+            )
+        );
+    }
+
     #[test]
     fn every_pod_setting_changes_the_template_hash() {
         let base = spec(&[("a", 3)]);
@@ -1174,7 +1238,19 @@ mod tests {
             applied_template_hash(&first_zone_statefulset(&spec)).map(str::to_string)
         };
         let unchanged = hash(|_| {});
-        let changes: [(&str, Change); 9] = [
+        let changes: [(&str, Change); 11] = [
+            ("logging.format", |s| {
+                s.logging = Some(NodeLogging {
+                    format: LogFormat::Text,
+                    level: None,
+                });
+            }),
+            ("logging.level", |s| {
+                s.logging = Some(NodeLogging {
+                    format: LogFormat::Json,
+                    level: Some("debug".into()),
+                });
+            }),
             ("startupTimeoutSeconds", |s| {
                 s.startup_timeout_seconds = Some(900)
             }),
