@@ -1,80 +1,16 @@
-//! The command line: `local` starts and stops a cluster; `serve` takes its
-//! settings from the environment and a config file; bad settings fail fast.
+//! The command line: `serve` takes its settings from the environment and a
+//! config file; bad settings fail fast (`local` has its own module).
 
 use std::process::{Command, Stdio};
 
 use dynamo_testkit::checks::wait_ready;
 use dynamo_testkit::http::{get_json, http_client};
-use dynamo_testkit::process::{free_port, free_port_run};
+use dynamo_testkit::process::free_port;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::StatusCode;
 
 const EXE: &str = env!("CARGO_BIN_EXE_dynamo-node");
-
-#[tokio::test]
-async fn local_starts_a_cluster_and_ctrl_c_stops_every_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = free_port_run(3);
-    let mut local = Command::new(EXE)
-        .args([
-            "local",
-            "--nodes",
-            "3",
-            "--base-port",
-            &base.to_string(),
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let http = http_client();
-    let urls: Vec<String> = (0..3)
-        .map(|i| format!("http://127.0.0.1:{}", base + i))
-        .collect();
-    for url in &urls {
-        wait_ready(&http, url).await;
-    }
-    let r = http
-        .put(format!("{}/v1/kv/hello", urls[0]))
-        .body("world")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let r = http
-        .get(format!("{}/v1/kv/hello", urls[2]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.bytes().await.unwrap().as_ref(), b"world");
-    for node in ["node1", "node2", "node3"] {
-        assert!(
-            dir.path().join(node).is_dir(),
-            "{node} data directory missing"
-        );
-    }
-
-    kill(Pid::from_raw(local.id() as i32), Signal::SIGINT).unwrap();
-    let status = local.wait().unwrap();
-    assert!(status.success(), "local exited with {status}");
-    let mut printed = String::new();
-    std::io::Read::read_to_string(local.stdout.as_mut().unwrap(), &mut printed).unwrap();
-    assert!(
-        printed.contains(&urls[0]) && printed.contains(&dir.path().display().to_string()),
-        "{printed}"
-    );
-    assert_eq!(printed.matches(" stopped").count(), 3, "{printed}");
-    for url in &urls {
-        assert!(
-            http.get(format!("{url}/healthz")).send().await.is_err(),
-            "{url} still serving"
-        );
-    }
-}
 
 #[tokio::test]
 async fn serve_reads_environment_and_config_file() {
