@@ -41,6 +41,8 @@ struct Counters {
     keys_repaired: AtomicU64,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
+    exchanges_failed: AtomicU64,
+    bytes_repaired: AtomicU64,
 }
 
 /// A snapshot of the counters.
@@ -58,6 +60,20 @@ pub struct AntiEntropyReport {
     pub bytes_sent: u64,
     /// Bytes of replies received.
     pub bytes_received: u64,
+}
+
+/// The totals `/metrics` shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExchangeTotals {
+    /// Exchanges that completed.
+    pub exchanges: u64,
+    /// Exchanges that failed part way (the peer failed or answered
+    /// wrongly); what they repaired before is counted.
+    pub exchanges_failed: u64,
+    /// Keys pulled or pushed because they differed.
+    pub keys_repaired: u64,
+    /// Encoded bytes of the states those keys moved with.
+    pub bytes_repaired: u64,
 }
 
 /// Anti-entropy over this node's store.
@@ -104,6 +120,17 @@ impl AntiEntropy {
             keys_repaired: c.keys_repaired.load(Ordering::Relaxed),
             bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
             bytes_received: c.bytes_received.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Exchange and repair totals.
+    pub fn totals(&self) -> ExchangeTotals {
+        let c = &self.counters;
+        ExchangeTotals {
+            exchanges: c.exchanges.load(Ordering::Relaxed),
+            exchanges_failed: c.exchanges_failed.load(Ordering::Relaxed),
+            keys_repaired: c.keys_repaired.load(Ordering::Relaxed),
+            bytes_repaired: c.bytes_repaired.load(Ordering::Relaxed),
         }
     }
 
@@ -244,6 +271,7 @@ impl AntiEntropy {
     async fn pull(&self, peer: &Peer, keys: Vec<Bytes>) -> Result<(), String> {
         let started = Instant::now();
         let count = keys.len();
+        let mut bytes = 0;
         let mut rest = keys.as_slice();
         while !rest.is_empty() {
             let request = Request::ReadBatch {
@@ -254,6 +282,7 @@ impl AntiEntropy {
                 _ => return Err("bad reply to a batch read".into()),
             };
             let (read, unread) = rest.split_at(objects.len());
+            bytes += objects.iter().flatten().map(encoded_size).sum::<usize>();
             let merges = read
                 .iter()
                 .zip(objects)
@@ -263,7 +292,7 @@ impl AntiEntropy {
             }
             rest = unread;
         }
-        self.repaired(count, started).await;
+        self.repaired(count, bytes, started).await;
         Ok(())
     }
 
@@ -279,19 +308,24 @@ impl AntiEntropy {
             return Ok(());
         }
         let count = items.len();
+        let bytes = items.iter().map(|(_, object)| encoded_size(object)).sum();
         match self.call(peer, Request::MergeBatch { items }).await? {
             Response::Written => {}
             _ => return Err("bad reply to a merge batch".into()),
         }
-        self.repaired(count, started).await;
+        self.repaired(count, bytes, started).await;
         Ok(())
     }
 
-    /// Counts repaired keys and paces repair to the configured key rate.
-    async fn repaired(&self, count: usize, started: Instant) {
+    /// Counts repaired keys and their bytes, and paces repair to the
+    /// configured key rate.
+    async fn repaired(&self, count: usize, bytes: usize, started: Instant) {
         self.counters
             .keys_repaired
             .fetch_add(count as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_repaired
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         pace(count, self.keys_per_sec, started).await;
     }
 
@@ -335,6 +369,9 @@ impl PeriodicTask for AntiEntropy {
         let outcome = self.exchange(&peer).await;
         log_repairs(&peer.member.id, &before, &self.report());
         outcome.map_err(|error| {
+            self.counters
+                .exchanges_failed
+                .fetch_add(1, Ordering::Relaxed);
             RoundError::peer(
                 "anti-entropy exchange failed",
                 peer.member.id.clone(),
@@ -344,6 +381,11 @@ impl PeriodicTask for AntiEntropy {
         self.counters.exchanges.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The size of `object` as it crosses the wire.
+fn encoded_size(object: &Object) -> usize {
+    postcard::experimental::serialized_size(object).unwrap_or(0)
 }
 
 /// One line for an exchange with `peer` that repaired keys (counters

@@ -11,6 +11,9 @@
 //!   key;
 //! - `clients.json` (optional): application tokens, each with read or
 //!   read-write rights on the keys that start with its prefix;
+//! - `metrics-token` (optional): what a scraper presents for `/metrics`,
+//!   which is open to any caller without it (the metrics hold counts and
+//!   member names, no key or value);
 //! - `token` (older layout): serves every role whose own file is absent,
 //!   with a warning, as one token for everything makes every client an
 //!   administrator.
@@ -20,8 +23,9 @@
 //!
 //! Client tokens are read again when their files change
 //! ([`Credentials::reload_clients`]), so that applications can be added or
-//! revoked by editing the Secret; the admin and peer tokens are read at
-//! start only, as a change of either must reach every node together.
+//! revoked by editing the Secret; the admin, peer and metrics tokens are
+//! read at start only, as a change of either must reach every node
+//! together.
 
 use std::fmt;
 use std::path::Path;
@@ -116,6 +120,7 @@ impl Client {
 pub struct Credentials {
     admin: Secret,
     peer: Secret,
+    metrics: Option<Secret>,
     clients: RwLock<Arc<[Arc<Client>]>>,
     /// The client files, to read them again when they change.
     watch: FileWatch,
@@ -138,7 +143,12 @@ impl Credentials {
     /// Reads the credentials in `dir` (see the module documentation).
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let watch = FileWatch::new(dir, &CLIENT_FILES);
-        let (admin, peer, clients) = read(dir)?;
+        let Roles {
+            admin,
+            peer,
+            metrics,
+            clients,
+        } = read(dir)?;
         if clients.is_empty() {
             tracing::warn!(
                 auth_dir = %dir.display(),
@@ -149,6 +159,7 @@ impl Credentials {
         Ok(Self {
             admin,
             peer,
+            metrics,
             clients: RwLock::new(shared(clients)),
             watch,
         })
@@ -162,19 +173,20 @@ impl Credentials {
             return Ok(false);
         }
         let dir = self.watch.dir();
-        let (admin, peer, clients) = read(dir).with_context(|| {
+        let roles = read(dir).with_context(|| {
             format!(
                 "reading the changed credentials in {}; the clients stay as they were",
                 dir.display()
             )
         })?;
-        if admin != self.admin || peer != self.peer {
+        if roles.admin != self.admin || roles.peer != self.peer || roles.metrics != self.metrics {
             tracing::warn!(
                 auth_dir = %dir.display(),
-                "admin-token or peer-token changed: a change takes effect when the node restarts"
+                "admin-token, peer-token or metrics-token changed: a change takes effect when \
+                 the node restarts"
             );
         }
-        *crate::sync::write(&self.clients) = shared(clients);
+        *crate::sync::write(&self.clients) = shared(roles.clients);
         Ok(true)
     }
 }
@@ -185,8 +197,16 @@ fn shared(clients: Vec<Client>) -> Arc<[Arc<Client>]> {
     clients.into_iter().map(Arc::new).collect()
 }
 
-/// The admin token, the peer token and the clients in `dir`.
-fn read(dir: &Path) -> anyhow::Result<(Secret, Secret, Vec<Client>)> {
+/// The tokens of every role, as read from the directory.
+struct Roles {
+    admin: Secret,
+    peer: Secret,
+    metrics: Option<Secret>,
+    clients: Vec<Client>,
+}
+
+/// The tokens and clients in `dir`.
+fn read(dir: &Path) -> anyhow::Result<Roles> {
     let legacy = read_token(dir, "token")?;
     let mut borrowed = Vec::new();
     let mut role = |file: &'static str| -> anyhow::Result<Option<Found>> {
@@ -199,6 +219,7 @@ fn read(dir: &Path) -> anyhow::Result<(Secret, Secret, Vec<Client>)> {
     let admin = role("admin-token")?;
     let peer = role("peer-token")?;
     let client = role("client-token")?;
+    let metrics = read_token(dir, "metrics-token")?;
     let scoped = read_clients(dir)?;
     if !borrowed.is_empty() {
         tracing::warn!(
@@ -216,8 +237,14 @@ fn read(dir: &Path) -> anyhow::Result<(Secret, Secret, Vec<Client>)> {
     };
     let admin = admin.with_context(|| missing("admin-token"))?;
     let peer = peer.with_context(|| missing("peer-token"))?;
-    checked(admin, peer, client, scoped)
-        .with_context(|| format!("credentials in {}", dir.display()))
+    let (admin, peer, clients) = checked(admin, peer, client, metrics.as_ref(), scoped)
+        .with_context(|| format!("credentials in {}", dir.display()))?;
+    Ok(Roles {
+        admin,
+        peer,
+        metrics: metrics.map(|found| found.secret),
+        clients,
+    })
 }
 
 /// The roles' tokens and the clients; refuses two roles or clients
@@ -226,6 +253,7 @@ fn checked(
     admin: Found,
     peer: Found,
     client: Option<Found>,
+    metrics: Option<&Found>,
     scoped: Vec<Client>,
 ) -> anyhow::Result<(Secret, Secret, Vec<Client>)> {
     let mut clients: Vec<Client> = client
@@ -244,6 +272,9 @@ fn checked(
     ];
     if let Some(found) = &client {
         owners.push((DEFAULT_CLIENT.into(), &found.secret, found.file));
+    }
+    if let Some(found) = metrics {
+        owners.push(("metrics-token".into(), &found.secret, found.file));
     }
     for scoped in clients.iter().skip(usize::from(client.is_some())) {
         owners.push((
@@ -273,6 +304,11 @@ impl Credentials {
     /// The token of the node-to-node stream.
     pub fn peer(&self) -> &Secret {
         &self.peer
+    }
+
+    /// The token `/metrics` requires, if any.
+    pub fn metrics(&self) -> Option<&Secret> {
+        self.metrics.as_ref()
     }
 
     /// The client whose token is `given`, if any.
@@ -398,6 +434,20 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_token_is_optional() {
+        let c = load(&[("admin-token", "a"), ("peer-token", "p")]).unwrap();
+        assert!(c.metrics().is_none());
+        let c = load(&[
+            ("admin-token", "a"),
+            ("peer-token", "p"),
+            ("metrics-token", "m"),
+        ])
+        .unwrap();
+        assert!(c.metrics().unwrap().matches("m"));
+        assert!(c.client("m").is_none());
+    }
+
+    #[test]
     fn missing_roles_shared_tokens_and_bad_files_are_refused() {
         let error = |files: &[(&str, &str)]| format!("{:#}", load(files).unwrap_err());
         assert!(error(&[("peer-token", "p")]).contains("no admin-token"));
@@ -411,6 +461,12 @@ mod tests {
             ("clients.json", scoped_admin),
         ]);
         assert!(shared.contains("client \"x\""), "{shared}");
+        let shared = error(&[
+            ("admin-token", "a"),
+            ("peer-token", "p"),
+            ("metrics-token", "a"),
+        ]);
+        assert!(shared.contains("metrics-token"), "{shared}");
         let two_words = error(&[("admin-token", "a b"), ("peer-token", "p")]);
         assert!(two_words.contains("one non-empty word"), "{two_words}");
         for bad in [

@@ -23,9 +23,10 @@
 //!    (rings and heartbeats), [`handoff`] (hinted handoff),
 //!    [`antientropy`] (Merkle exchanges) and [`tombstones`] (purging
 //!    deletes).
-//! 6. [`rpc_handler`] (answering peers' requests), [`api`] (HTTP routes),
-//!    [`server`] (wiring, `dynamo-node serve`) and [`local`] (the
-//!    one-command cluster).
+//! 6. [`rpc_handler`] (answering peers' requests), [`metrics`] (the
+//!    Prometheus metrics, read from the layers below at scrape time),
+//!    [`api`] (HTTP routes), [`server`] (wiring, `dynamo-node serve`) and
+//!    [`local`] (the one-command cluster).
 
 pub mod antientropy;
 pub mod api;
@@ -40,6 +41,7 @@ pub mod log_limit;
 pub mod logging;
 pub mod membership;
 pub mod merkle;
+pub mod metrics;
 pub mod pacing;
 pub mod peer;
 pub mod periodic;

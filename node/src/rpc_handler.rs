@@ -104,10 +104,13 @@ impl RpcHandler {
                 let range = dynamo_ring::partition_range(partition, storage.forest().partitions());
                 let limit = (limit as usize).clamp(1, 4096);
                 match storage.scan_page(&range, after.as_deref(), limit, BATCH_BYTES) {
-                    Ok((items, next)) => Response::Page {
-                        items,
-                        next: next.map(Bytes::from),
-                    },
+                    Ok((items, next)) => {
+                        self.transfers.count_sent(items.len());
+                        Response::Page {
+                            items,
+                            next: next.map(Bytes::from),
+                        }
+                    }
                     Err(error) => failed(error),
                 }
             }

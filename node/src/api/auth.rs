@@ -3,7 +3,9 @@
 //! their prefix and rights, the admin routes take the admin token,
 //! `/v1/status` either, and the node-to-node stream the peer token (and,
 //! with TLS, a client certificate signed by `ca.crt`). The health probes
-//! stay open. No token is `401 unauthorized`; a valid token used beyond
+//! stay open, and so does `/metrics` unless the credentials have a
+//! `metrics-token` (then it takes that or the admin token), as Garage
+//! does: a scraper needs no key rights, and the metrics show none. No token is `401 unauthorized`; a valid token used beyond
 //! its rights is `403 forbidden`.
 
 use std::sync::Arc;
@@ -147,6 +149,28 @@ pub async fn require_admin_or_client(
         }
         Some(_) => unauthorized("unknown token"),
         None => unauthorized("this node requires Authorization: Bearer <token>"),
+    }
+}
+
+/// `/metrics`: open without a metrics token; with one, that or the admin
+/// token.
+pub async fn require_metrics(
+    State(credentials): State<Arc<Credentials>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(metrics) = credentials.metrics() else {
+        return next.run(request).await;
+    };
+    match bearer(request.headers()) {
+        Some(given) if metrics.matches(given) || credentials.admin().matches(given) => {
+            next.run(request).await
+        }
+        Some(given) if credentials.client(given).is_some() || credentials.peer().matches(given) => {
+            forbidden("only the metrics or admin token opens /metrics".into())
+        }
+        Some(_) => unauthorized("unknown token"),
+        None => unauthorized("this node requires Authorization: Bearer <metrics token>"),
     }
 }
 

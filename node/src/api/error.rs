@@ -8,6 +8,11 @@ use serde_json::json;
 use crate::coordinator::{CoordinatorError, RejectionKind};
 use crate::storage::{StorageError, WriteFault};
 
+/// The code of an error reply, kept in the response's extensions for the
+/// middleware that counts requests by outcome.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorCode(pub &'static str);
+
 /// An error reply with a stable machine-readable code.
 #[derive(Debug)]
 pub struct ApiError {
@@ -93,6 +98,8 @@ impl From<StorageError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
     }
 }

@@ -84,6 +84,7 @@ pub(super) async fn get_kv(
     let object = state.coordinator.read(key, r).await?;
     let context = encode_context(&object.context());
     let values: Vec<&Bytes> = object.live_values().collect();
+    state.metrics.observe_read_versions(values.len());
     if values.is_empty() {
         let mut response = ApiError::not_found("key not found").into_response();
         if !object.is_empty() {

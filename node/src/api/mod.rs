@@ -9,6 +9,7 @@ mod error;
 mod internal;
 mod kv;
 pub mod limits;
+mod metrics;
 mod status;
 mod ui;
 
@@ -28,6 +29,7 @@ use crate::coordinator::Coordinator;
 use crate::credentials::Credentials;
 use crate::gossip::Gossip;
 use crate::handoff::Handoff;
+use crate::metrics::Metrics;
 use crate::ring_adoption::RingAdoption;
 use crate::rpc_handler::RpcHandler;
 use crate::tombstones::TombstoneGc;
@@ -58,6 +60,8 @@ pub struct AppState {
     pub transfers: Arc<Transfers>,
     /// The maintenance tasks whose state `/v1/status` shows.
     pub tasks: MaintenanceTasks,
+    /// What `/metrics` shows.
+    pub metrics: Metrics,
     ready: AtomicBool,
 }
 
@@ -88,6 +92,7 @@ impl AppState {
             rings,
             transfers,
             tasks,
+            metrics: Metrics::default(),
             zone: config.zone.clone(),
             address: config.address.clone(),
             n: config.n,
@@ -109,11 +114,11 @@ impl AppState {
     }
 }
 
-/// The client routes: `/v1/kv/{key}`, `/v1/status`, `/healthz` and
-/// `/readyz`, and the admin routes too when `with_admin` (a node without
-/// a separate internal listener). With credentials, each `/v1` route
-/// requires its token (see [`auth`]). Beyond the cap on requests in
-/// flight, `/v1` routes answer `503` at once.
+/// The client routes: `/v1/kv/{key}`, `/v1/status`, `/healthz`,
+/// `/readyz` and `/metrics`, and the admin routes too when `with_admin`
+/// (a node without a separate internal listener). With credentials, each
+/// `/v1` route requires its token (see [`auth`]). Beyond the cap on
+/// requests in flight, `/v1` routes answer `503` at once.
 pub fn client_router(
     state: Arc<AppState>,
     credentials: Option<Arc<Credentials>>,
@@ -123,16 +128,14 @@ pub fn client_router(
     if with_admin {
         v1 = v1.merge(admin_routes(&credentials));
     }
-    finish(v1, state)
+    finish(v1, state.clone()).merge(metrics::router(state, credentials))
 }
 
-/// The admin routes (`/v1/admin/...`), `/v1/status` and the probes, for a
-/// listener of their own.
+/// The admin routes (`/v1/admin/...`), `/v1/status`, the probes and
+/// `/metrics`, for a listener of their own.
 pub fn admin_router(state: Arc<AppState>, credentials: Option<Arc<Credentials>>) -> Router {
-    finish(
-        admin_routes(&credentials).merge(status_routes(&credentials)),
-        state,
-    )
+    let v1 = admin_routes(&credentials).merge(status_routes(&credentials));
+    finish(v1, state.clone()).merge(metrics::router(state, credentials))
 }
 
 /// `/v1/kv/{key}`, requiring a client token with rights on the key.
@@ -172,12 +175,13 @@ fn admin_routes(credentials: &Option<Arc<Credentials>>) -> Router<Arc<AppState>>
     }
 }
 
-/// `v1` with the cap on requests in flight, the probes, the status page
-/// (`ui`), JSON answers for unknown routes and methods, and the body
-/// limit.
+/// `v1` with the cap on requests in flight and, around it, the count of
+/// key requests by outcome; the probes, the status page (`ui`), JSON
+/// answers for unknown routes and methods, and the body limit.
 fn finish(v1: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
     let in_flight = limits::InFlight::new(state.max_in_flight_requests);
     v1.route_layer(from_fn_with_state(in_flight, limits::limit_in_flight))
+        .route_layer(from_fn_with_state(state.clone(), metrics::measure))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .merge(ui::routes())

@@ -15,6 +15,7 @@
 mod fanout;
 mod read;
 mod rejection;
+mod stats;
 mod write;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::storage::{Storage, StorageError};
 use crate::transport::{QuorumShortfall, Request, Response, RpcError, Transport};
 use crate::version::Object;
 pub use rejection::{Rejection, RejectionKind};
+pub use stats::CoordinatorReport;
 
 /// Why a coordinated request failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,7 @@ pub struct Coordinator {
     transport: Arc<Transport>,
     read_repair_chance: f64,
     quorum_log: Arc<LogLimit>,
+    stats: Arc<stats::Stats>,
 }
 
 /// At most one quorum-failure warning per this interval.
@@ -88,13 +91,20 @@ impl Coordinator {
             transport,
             read_repair_chance: read_repair_chance.clamp(0.0, 1.0),
             quorum_log: Arc::new(LogLimit::new(QUORUM_LOG_INTERVAL)),
+            stats: Arc::default(),
         }
     }
 
-    /// Warns of a quorum this node failed to reach as coordinator (at most
-    /// once per [`QUORUM_LOG_INTERVAL`], counting the failures it leaves
-    /// out) and returns it.
+    /// What this coordinator has counted since the node started.
+    pub fn report(&self) -> CoordinatorReport {
+        self.stats.report()
+    }
+
+    /// Counts a quorum this node failed to reach as coordinator, warns of
+    /// it (at most once per [`QUORUM_LOG_INTERVAL`], counting the failures
+    /// it leaves out) and returns it.
     fn quorum_failed(&self, shortfall: QuorumShortfall) -> QuorumShortfall {
+        self.stats.shortfall(&shortfall.op);
         if let Some(suppressed) = self.quorum_log.admit(Instant::now()) {
             tracing::warn!(
                 op = %shortfall.op,
@@ -192,6 +202,9 @@ impl Coordinator {
         object: Object,
         stand_in_for: Option<String>,
     ) -> Result<(), String> {
+        if stand_in_for.is_some() {
+            self.stats.stand_in();
+        }
         if self.is_me(peer) {
             return self
                 .storage

@@ -119,7 +119,11 @@ impl Coordinator {
                 .write_replica(&peer, key.clone(), merged.clone(), None)
                 .await
             {
-                Ok(()) => tracing::debug!(peer = %peer.member.id, "read repair"),
+                Ok(()) => {
+                    let bytes = postcard::experimental::serialized_size(&merged).unwrap_or(0);
+                    self.stats.repaired(bytes);
+                    tracing::debug!(peer = %peer.member.id, "read repair");
+                }
                 Err(error) => tracing::debug!(peer = %peer.member.id, %error, "read repair failed"),
             }
         }

@@ -161,6 +161,9 @@ impl Coordinator {
             .storage
             .coordinate_write_for(write.key.clone(), write.context, write.value, owners)
             .await?;
+        // This node took the write for an owner, as the others in `targets`
+        // will (each counted as it is sent).
+        self.stats.stand_in();
         let context = object.context();
         self.replicate_to(write.key, object, targets, reserve, replicas.n(), write.w)
             .await?;

@@ -11,6 +11,7 @@
 //! `health.rs`); reads are served throughout.
 
 mod dots;
+mod engine;
 pub mod format;
 mod health;
 mod layout;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::defaults;
 use crate::merkle::{MerkleForest, record_digest};
 use crate::version::{Actor, Object, VersionVector};
+pub use engine::EngineStats;
 use health::WriteHealth;
 pub use health::{WriteFault, WriteHealthReport};
 pub use layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF};
@@ -152,6 +154,7 @@ pub struct Storage {
     actor: Actor,
     forest: Arc<MerkleForest>,
     hints_pending: Arc<AtomicU64>,
+    hints_stored: Arc<AtomicU64>,
     health: Arc<WriteHealth>,
 }
 
@@ -226,11 +229,13 @@ impl Storage {
         let actor = load_or_create_actor(&db)?;
         let forest = Arc::new(build_forest(&db, options.partitions)?);
         let hints_pending = Arc::new(AtomicU64::new(count(&db, HINTS_CF)?));
+        let hints_stored = Arc::new(AtomicU64::new(0));
         let health = Arc::new(WriteHealth::new());
         let shared = writer::Shared {
             db: db.clone(),
             forest: forest.clone(),
             hints_pending: hints_pending.clone(),
+            hints_stored: hints_stored.clone(),
             health: health.clone(),
         };
         let dots = dots::Dots::load(&db, actor)?;
@@ -243,6 +248,7 @@ impl Storage {
             actor,
             forest,
             hints_pending,
+            hints_stored,
             health,
         })
     }
@@ -260,6 +266,12 @@ impl Storage {
     /// Hint markers not yet delivered.
     pub fn hints_pending(&self) -> u64 {
         self.hints_pending.load(Ordering::Relaxed)
+    }
+
+    /// Hint markers created since the store opened (a key marked again
+    /// for the same owner before delivery is not counted again).
+    pub fn hints_stored(&self) -> u64 {
+        self.hints_stored.load(Ordering::Relaxed)
     }
 
     /// This data directory's write actor id (random, created with the data).

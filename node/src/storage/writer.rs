@@ -104,6 +104,8 @@ pub(super) struct Shared<D> {
     pub db: D,
     pub forest: Arc<MerkleForest>,
     pub hints_pending: Arc<AtomicU64>,
+    /// Hint markers created since the store opened.
+    pub hints_stored: Arc<AtomicU64>,
     pub health: Arc<WriteHealth>,
 }
 
@@ -133,6 +135,7 @@ pub(super) fn spawn(
                 db: Arc::downgrade(&shared.db),
                 forest: shared.forest,
                 hints_pending: shared.hints_pending,
+                hints_stored: shared.hints_stored,
                 health: shared.health,
             };
             runtime.spawn(run_task(shared, dots, write_options, rx));
@@ -319,6 +322,8 @@ struct Group {
 struct Applied {
     leaf_updates: Vec<(u64, u64, u64)>,
     marker_delta: i64,
+    /// Markers the group creates (not counting those it re-marks).
+    markers_added: u64,
     outcomes: Vec<Outcome>,
 }
 
@@ -344,6 +349,9 @@ fn finish<D>(shared: &Shared<D>, applied: Applied, committed: Result<(), Storage
                 .hints_pending
                 .fetch_sub(d.unsigned_abs(), Ordering::Relaxed),
         };
+        shared
+            .hints_stored
+            .fetch_add(applied.markers_added, Ordering::Relaxed);
     }
     for outcome in applied.outcomes {
         outcome.send(committed.as_ref().map(|_| ()));
@@ -361,6 +369,7 @@ fn prepare(db: &DB, dots: &mut Dots, ops: &mut Vec<WriteOp>, next_seq: &mut u64)
         cf: cf.hints,
         touched: HashMap::new(),
         delta: 0,
+        added: 0,
         next_seq,
     };
     let mut outcomes = Vec::with_capacity(ops.len());
@@ -406,6 +415,7 @@ fn prepare(db: &DB, dots: &mut Dots, ops: &mut Vec<WriteOp>, next_seq: &mut u64)
         applied: Applied {
             leaf_updates,
             marker_delta: markers.delta,
+            markers_added: markers.added,
             outcomes,
         },
     }
@@ -442,6 +452,8 @@ struct Markers<'a> {
     touched: HashMap<Vec<u8>, Option<u64>>,
     /// How the number of markers changes.
     delta: i64,
+    /// How many markers are created.
+    added: u64,
     /// The sequence number of the next write's markers.
     next_seq: &'a mut u64,
 }
@@ -458,6 +470,7 @@ impl Markers<'_> {
             };
             if !existed {
                 self.delta += 1;
+                self.added += 1;
             }
             self.touched.insert(hk, Some(*self.next_seq));
         }
@@ -717,6 +730,7 @@ mod tests {
             db: db.clone(),
             forest: forest.clone(),
             hints_pending: Arc::new(AtomicU64::new(0)),
+            hints_stored: Arc::new(AtomicU64::new(0)),
             health: Arc::new(WriteHealth::new()),
         };
         let (tx, thread) = spawn(shared, Dots::starting_at(7, 1), false).unwrap();
@@ -748,6 +762,7 @@ mod tests {
             db: db.clone(),
             forest: Arc::new(MerkleForest::new(8)),
             hints_pending: Arc::new(AtomicU64::new(0)),
+            hints_stored: Arc::new(AtomicU64::new(0)),
             health: Arc::new(WriteHealth::new()),
         };
         let (tx, thread) = spawn(shared, Dots::starting_at(7, 1), true).unwrap();

@@ -18,6 +18,7 @@
 
 mod plan;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,6 +88,24 @@ pub struct Transfers {
     keys_per_sec: u64,
     /// When the current plan started (for the summary of its transfers).
     started: Mutex<Instant>,
+    totals: Totals,
+}
+
+/// Keys moved by transfers since the node started, both ways.
+#[derive(Default)]
+struct Totals {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+/// A snapshot of the keys transfers moved since the node started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransferTotals {
+    /// Keys this node sent: pages of partitions others streamed from it,
+    /// and retired partitions it handed over.
+    pub keys_sent: u64,
+    /// Keys this node received streaming the partitions it gained.
+    pub keys_received: u64,
 }
 
 impl Transfers {
@@ -110,6 +129,7 @@ impl Transfers {
             wake: Notify::new(),
             keys_per_sec: keys_per_sec.max(1),
             started: Mutex::new(Instant::now()),
+            totals: Totals::default(),
         };
         transfers.refresh_receiving();
         Ok(transfers)
@@ -192,6 +212,20 @@ impl Transfers {
             hints_pending: self.storage.hints_pending(),
             retired: u32::try_from(plan.retired.len()).unwrap_or(u32::MAX),
             partitions,
+        }
+    }
+
+    /// Counts keys of a partition page this node served to a peer
+    /// streaming the partition from it.
+    pub fn count_sent(&self, keys: usize) {
+        self.totals.sent.fetch_add(keys as u64, Ordering::Relaxed);
+    }
+
+    /// Keys moved since the node started.
+    pub fn totals(&self) -> TransferTotals {
+        TransferTotals {
+            keys_sent: self.totals.sent.load(Ordering::Relaxed),
+            keys_received: self.totals.received.load(Ordering::Relaxed),
         }
     }
 
@@ -371,6 +405,7 @@ impl Transfers {
                 i.keys += count;
                 i.bytes += bytes;
             });
+            self.totals.received.fetch_add(count, Ordering::Relaxed);
             // Background work yields: pace to the configured key rate.
             pace(items_len, self.keys_per_sec, started).await;
             match next {
@@ -492,7 +527,7 @@ impl Transfers {
                 .call(owner, &Request::MergeBatch { items })
                 .await
             {
-                Ok(Response::Written) => {}
+                Ok(Response::Written) => self.count_sent(count),
                 Ok(other) => return Err(format!("unexpected reply {other:?}")),
                 Err(error) => return Err(error.to_string()),
             }

@@ -22,6 +22,7 @@ mod hostile_clients;
 mod hostile_peers;
 mod local;
 mod logs;
+mod metrics;
 mod rebuild;
 mod replication;
 mod status;
