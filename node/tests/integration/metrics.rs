@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 
-use crate::support::{TestCluster, fast, wait_state};
+use crate::support::{ClusterOptions, TestCluster, fast, wait_state};
 
 /// `/metrics` at `base` (a node's client or internal URL), with `token`
 /// (none if empty): (status, body).
@@ -164,7 +164,11 @@ async fn total(c: &TestCluster, nodes: &[usize], series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stand_ins_and_hints_are_counted_until_delivered() {
-    let mut c = TestCluster::start(4, &fast(&[])).await;
+    let options = ClusterOptions {
+        extra: fast(&[]),
+        ..ClusterOptions::default()
+    };
+    let mut c = TestCluster::start_with(4, options).await;
     c.kill(3);
     wait_state(&c, 0, 3, "down").await;
     let text = scrape(&c, 0).await;
