@@ -89,7 +89,7 @@ pub(super) async fn measure(
 /// The outcome an answer's status and error code stand for.
 fn outcome(status: StatusCode, code: Option<&str>) -> Outcome {
     match status.as_u16() {
-        200..=299 | 300 => Outcome::Ok,
+        200..=300 => Outcome::Ok,
         404 => Outcome::NotFound,
         408 => Outcome::Timeout,
         401 | 403 => Outcome::Denied,

@@ -9,7 +9,7 @@
 //!   Dynamo paper, section 6.3);
 //! - everything else, counted where it happens by the module doing it
 //!   (the coordinator, handoff, anti-entropy, transfers, the store, the
-//!   failure detector) and read from it at scrape time (see [`scrape`]),
+//!   failure detector) and read from it at scrape time (see [`Sources`]),
 //!   so that `/metrics` and `/v1/status` read the same counters.
 //!
 //! Every series a label set names exists from the start (at zero), so
