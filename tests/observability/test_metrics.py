@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import urllib.parse
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ from conftest import REPO, Cluster, free_port, http, wait_until
 # find it in the testbed cache at once.
 BUILD_TIMEOUT = 3600.0
 SCRAPE_TIMEOUT = 30.0
+DASHBOARD = REPO / "helm" / "dynamo-operator" / "dashboards" / "dynamo.json"
+NODE_METRIC = re.compile(r"\bdynamo_(?!operator_)[a-z0-9_]+")
 
 
 def prometheus_binary() -> Path:
@@ -164,3 +167,40 @@ def test_prometheus_sees_requests_latency_divergence_members_and_storage(
     memtables = prometheus.values("dynamo_rocksdb_memtable_bytes")
     assert len(memtables) == 3 and all(v > 0 for v in memtables.values()), memtables
     assert prometheus.scalar("sum(dynamo_rocksdb_write_stopped)") == 0
+
+
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of the chart's Grafana dashboard, with its
+    variables filled in (any namespace, cluster and pod; a 1 m rate window)."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    panels += [inner for panel in panels for inner in panel.get("panels", [])]
+    queries = []
+    for panel in panels:
+        for target in panel.get("targets", []):
+            expr = re.sub(r"\$__rate_interval|\$__interval|\$__range", "1m", target["expr"])
+            queries.append(re.sub(r"\$\w+", ".*", expr))
+    return queries
+
+
+def test_the_dashboard_queries_run_and_name_series_the_nodes_serve(
+    cluster: Cluster, prometheus: Prometheus
+) -> None:
+    """The chart's dashboard against the real nodes: each query is valid
+    PromQL for Prometheus, and each node metric it names has series."""
+    wait_until("three targets up", lambda: len(prometheus.values('up{job="dynamo"}')) == 3, SCRAPE_TIMEOUT)
+    drive_traffic(cluster)
+    queries = dashboard_queries()
+    names = sorted({name for query in queries for name in NODE_METRIC.findall(query)})
+    assert len(names) > 10, names
+
+    def all_present() -> list[str]:
+        missing = [n for n in names if not prometheus.query(f'count({{__name__="{n}"}})')]
+        return [] if missing else names
+
+    try:
+        wait_until("every dashboard metric scraped", all_present, SCRAPE_TIMEOUT)
+    except TimeoutError:
+        missing = [n for n in names if not prometheus.query(f'count({{__name__="{n}"}})')]
+        raise AssertionError(f"the dashboard names metrics no node serves: {missing}") from None
+    for query in queries:
+        prometheus.query(query)
