@@ -1,7 +1,7 @@
 //! `dynamo-node`: run one node (`serve`) or a local cluster (`local`).
 
 use clap::{Parser, Subcommand};
-use dynamo_node::config::ExplicitServeArgs;
+use dynamo_node::config::{ExplicitServeArgs, defaults};
 use dynamo_node::local::{self, LocalArgs};
 use dynamo_node::logging::{self, LogFormat};
 use dynamo_node::server;
@@ -35,7 +35,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let args = args.0.with_file()?;
-            logging::init(args.log_format.unwrap_or_default(), args.node_id.as_deref());
+            let format = args.log_format.unwrap_or_default();
+            let node = args.node_id.as_deref();
+            let zone = args.zone.as_deref().unwrap_or(defaults::ZONE);
+            // Exports the spans still queued when dropped, as `main` ends.
+            let tracing = logging::node_tracing(format, args.otlp_endpoint.as_deref(), node, zone)?;
+            logging::init(format, node, tracing.as_ref());
             let config = args.validate()?;
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(config.worker_threads)
@@ -44,7 +49,7 @@ fn main() -> anyhow::Result<()> {
                 .block_on(server::serve(config))
         }
         Command::Local(args) => {
-            logging::init(LogFormat::from_env(), None);
+            logging::init(LogFormat::from_env(), None, None);
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?

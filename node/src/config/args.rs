@@ -168,6 +168,12 @@ pub struct ServeArgs {
     /// Log lines as `text` (colour only on a terminal) or `json`.
     #[arg(long, env = "DYNAMO_LOG_FORMAT", value_enum, default_value = text!(defaults::LOG_FORMAT))]
     pub log_format: Option<LogFormat>,
+    /// OTLP/HTTP endpoint to export trace spans to, a base URL such as
+    /// `http://jaeger:4318` (spans go to its `/v1/traces`); without it, and
+    /// without OpenTelemetry's `OTEL_EXPORTER_OTLP_ENDPOINT`, nothing is
+    /// exported.
+    #[arg(long, env = "DYNAMO_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// [`ServeArgs`] holding only what was given explicitly, by flag or
@@ -267,6 +273,7 @@ impl ServeArgs {
             max_peer_connections: self.max_peer_connections.or(file.max_peer_connections),
             max_in_flight_requests: self.max_in_flight_requests.or(file.max_in_flight_requests),
             log_format: self.log_format.or(file.log_format),
+            otlp_endpoint: self.otlp_endpoint.or(file.otlp_endpoint),
         }
     }
 
