@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -11,9 +11,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
+use dynamo_telemetry::TraceParent;
+
 use super::frame::{self, FrameError};
 use super::handshake;
-use super::{Request, Response, RpcError, STREAM_PATH, UPGRADE_PROTOCOL};
+use super::{Request, Response, RpcError, STREAM_PATH, TraceContext, UPGRADE_PROTOCOL};
 use crate::config::NodeConfig;
 use crate::peer::Peer;
 use crate::sync::{lock, read, write};
@@ -76,6 +78,8 @@ struct Connection {
     pending: Mutex<HashMap<u64, oneshot::Sender<Response>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    /// The protocol version agreed in the handshake (0 until then).
+    protocol: AtomicU32,
     /// When the connection was opened.
     opened: Instant,
     /// Milliseconds after `opened` of the last frame received.
@@ -106,6 +110,18 @@ impl Connection {
 
     fn forget(&self, id: u64) {
         lock(&self.pending).remove(&id);
+    }
+
+    /// The frame of `request`: with the trace context of the current span
+    /// when there is one and the peer agreed on a protocol that carries it.
+    fn frame(&self, id: u64, request: &Request) -> Vec<u8> {
+        let context = (self.protocol.load(Ordering::Relaxed) >= handshake::TRACED)
+            .then(|| TraceParent::of(&tracing::Span::current()))
+            .flatten();
+        match context {
+            Some(parent) => frame::encode_with_trailer(id, request, &TraceContext::of(parent)),
+            None => frame::encode(id, request),
+        }
     }
 }
 
@@ -147,7 +163,11 @@ impl Transport {
         let id = connection.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         lock(&connection.pending).insert(id, tx);
-        if connection.queue.send(frame::encode(id, request)).is_err() {
+        if connection
+            .queue
+            .send(connection.frame(id, request))
+            .is_err()
+        {
             connection.close();
             return Err(lost(peer));
         }
@@ -205,9 +225,12 @@ impl Transport {
             reason,
         })?;
         let reply = self.exchange(peer, &connection, &handshake::hello()).await;
-        if let Err(error) = handshake::outcome(peer, reply) {
-            connection.close();
-            return Err(error);
+        match handshake::outcome(peer, reply) {
+            Ok(version) => connection.protocol.store(version, Ordering::Relaxed),
+            Err(error) => {
+                connection.close();
+                return Err(error);
+            }
         }
         *write(&slot.live) = Some(connection.clone());
         Ok(connection)
@@ -289,6 +312,7 @@ where
         pending: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
         closed: AtomicBool::new(false),
+        protocol: AtomicU32::new(0),
         opened: Instant::now(),
         last_heard_ms: AtomicU64::new(0),
     });

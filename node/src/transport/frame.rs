@@ -2,7 +2,9 @@
 //! big-endian request id, then the postcard-encoded message. A message is
 //! an enum of fewer than 128 variants, so its first byte is the variant's
 //! index (its tag), which tells the reader the frame's cap before the rest
-//! arrives.
+//! arrives. A message may be followed by a trailer of a fixed type, read
+//! only where one is expected (from protocol 2 on, a request's trace
+//! context: see [`super::handshake`]); readers that expect none ignore it.
 //!
 //! Reading holds no more than what has arrived: the length is checked
 //! against the cap of the message's kind ([`Capped`]), and the payload
@@ -60,6 +62,19 @@ pub fn encode<T: Serialize>(id: u64, message: &T) -> Vec<u8> {
     out
 }
 
+/// One frame as its own buffer, its message followed by `trailer`.
+pub fn encode_with_trailer<T: Serialize, E: Serialize>(
+    id: u64,
+    message: &T,
+    trailer: &E,
+) -> Vec<u8> {
+    let out = encode(id, message);
+    let mut out = postcard::to_extend(trailer, out).expect("trailers always serialize");
+    let len = u32::try_from(out.len() - 4).expect("frames are far below 4 GiB");
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -82,9 +97,13 @@ pub enum FrameError {
     /// The rest of a begun frame did not come within the stall timeout.
     #[error("the peer stalled for {0:?} in the middle of a frame")]
     Stalled(Duration),
-    /// The payload is not a valid message.
+    /// The payload is not a valid message (and trailer, where one may
+    /// follow it).
     #[error("undecodable frame: {0}")]
     Decode(#[from] postcard::Error),
+    /// Bytes follow the message's trailer.
+    #[error("{0} bytes after the trailer")]
+    Trailing(usize),
 }
 
 /// The start of a frame: what is known before its payload is read.
@@ -123,8 +142,8 @@ where
 }
 
 /// Reads and decodes the payload of the frame `header` began, each chunk
-/// within `stall`. `buf` is reused between calls; it grows with what
-/// arrives, and is freed after a frame that made it large.
+/// within `stall`, ignoring any trailer. `buf` is reused between calls; it
+/// grows with what arrives, and is freed after a frame that made it large.
 pub async fn read_payload<R, T>(
     reader: &mut R,
     header: &Header,
@@ -135,6 +154,57 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    fill(reader, header, buf, stall).await?;
+    let message = postcard::from_bytes(buf);
+    release(buf);
+    Ok(message?)
+}
+
+/// Reads and decodes the payload of the frame `header` began, as
+/// [`read_payload`] does, with its trailer if it has one: a frame whose
+/// message ends it has none, else exactly one `E` must follow the message.
+pub async fn read_payload_with_trailer<R, T, E>(
+    reader: &mut R,
+    header: &Header,
+    buf: &mut Vec<u8>,
+    stall: Duration,
+) -> Result<(T, Option<E>), FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+    E: DeserializeOwned,
+{
+    fill(reader, header, buf, stall).await?;
+    let decoded = decode_with_trailer(buf);
+    release(buf);
+    decoded
+}
+
+/// A message and the trailer that may follow it (see
+/// [`read_payload_with_trailer`]).
+fn decode_with_trailer<T, E>(payload: &[u8]) -> Result<(T, Option<E>), FrameError>
+where
+    T: DeserializeOwned,
+    E: DeserializeOwned,
+{
+    let (message, rest) = postcard::take_from_bytes(payload)?;
+    if rest.is_empty() {
+        return Ok((message, None));
+    }
+    match postcard::take_from_bytes(rest)? {
+        (trailer, []) => Ok((message, Some(trailer))),
+        (_, extra) => Err(FrameError::Trailing(extra.len())),
+    }
+}
+
+/// Reads the payload of the frame `header` began into `buf`, a chunk at a
+/// time, each within `stall`.
+async fn fill<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    header: &Header,
+    buf: &mut Vec<u8>,
+    stall: Duration,
+) -> Result<(), FrameError> {
     let payload = header.len - 8;
     buf.clear();
     buf.push(header.tag);
@@ -143,11 +213,14 @@ where
         buf.resize(payload.min(filled + CHUNK), 0);
         within(stall, reader.read_exact(&mut buf[filled..])).await?;
     }
-    let message = postcard::from_bytes(buf);
+    Ok(())
+}
+
+/// Frees `buf` if a large frame made it large.
+fn release(buf: &mut Vec<u8>) {
     if buf.capacity() > KEEP {
         *buf = Vec::new();
     }
-    Ok(message?)
 }
 
 /// Reads one whole frame (see [`read_header`] and [`read_payload`]).
@@ -282,6 +355,52 @@ mod tests {
             read::<_, String>(&mut reader, &mut buf, STALL).await,
             Err(FrameError::Io(_))
         ));
+    }
+
+    /// A trailer is read where one is expected and ignored elsewhere; a
+    /// frame without one reads as having none, and bytes after it fail
+    /// the frame alone.
+    #[tokio::test]
+    async fn a_trailer_follows_the_message_where_one_is_expected() {
+        let mut wire = encode_with_trailer(1, &"hello".to_string(), &[7u8; 3]);
+        encode_into(&mut wire, 2, &"plain".to_string());
+        wire.extend(encode_with_trailer(3, &"hello".to_string(), &[7u8; 3]));
+        let mut reader = wire.as_slice();
+        let mut buf = Vec::new();
+        let header = read_header::<_, String>(&mut reader, STALL).await.unwrap();
+        let (message, trailer) =
+            read_payload_with_trailer::<_, String, [u8; 3]>(&mut reader, &header, &mut buf, STALL)
+                .await
+                .unwrap();
+        assert_eq!(
+            (header.id, message.as_str(), trailer),
+            (1, "hello", Some([7; 3]))
+        );
+        let header = read_header::<_, String>(&mut reader, STALL).await.unwrap();
+        let (message, trailer) =
+            read_payload_with_trailer::<_, String, [u8; 3]>(&mut reader, &header, &mut buf, STALL)
+                .await
+                .unwrap();
+        assert_eq!((header.id, message.as_str(), trailer), (2, "plain", None));
+        let (id, message): (u64, String) = read(&mut reader, &mut buf, STALL).await.unwrap();
+        assert_eq!((id, message.as_str()), (3, "hello"));
+
+        let mut extra = encode_with_trailer(4, &"hello".to_string(), &[7u8; 4]);
+        let mut reader = extra.as_slice();
+        let header = read_header::<_, String>(&mut reader, STALL).await.unwrap();
+        let result =
+            read_payload_with_trailer::<_, String, [u8; 3]>(&mut reader, &header, &mut buf, STALL)
+                .await;
+        assert!(matches!(result, Err(FrameError::Trailing(1))), "{result:?}");
+        extra.truncate(extra.len() - 2);
+        let len = u32::try_from(extra.len() - 4).unwrap();
+        extra[..4].copy_from_slice(&len.to_be_bytes());
+        let mut reader = extra.as_slice();
+        let header = read_header::<_, String>(&mut reader, STALL).await.unwrap();
+        let result =
+            read_payload_with_trailer::<_, String, [u8; 3]>(&mut reader, &header, &mut buf, STALL)
+                .await;
+        assert!(matches!(result, Err(FrameError::Decode(_))), "{result:?}");
     }
 
     #[tokio::test]

@@ -11,6 +11,16 @@
 //! every request kind it does not know ("undecodable request"), and dials
 //! without one: either way it is taken as speaking protocol 1.
 //!
+//! The versions:
+//!
+//! 1. The first: the messages of `transport/message.rs` as they were when
+//!    versions began.
+//! 2. A request's frame may carry, after its message, the
+//!    [`TraceContext`](super::message::TraceContext) of the sender's span
+//!    (see `transport/frame.rs`), so that a client request and the replica
+//!    calls it causes form one trace across nodes. It goes only to peers
+//!    that agreed on 2 or later; a peer of protocol 1 never sees one.
+//!
 //! Raising the versions: any change to the messages that an older release
 //! would decode differently, or not at all (a new variant, a new or
 //! changed field), raises [`PROTOCOL`], and what is new goes only to
@@ -28,7 +38,10 @@ use crate::peer::Peer;
 use crate::sync::lock;
 
 /// The newest node-to-node protocol version this release speaks.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
+
+/// The first protocol version whose requests may carry a trace context.
+pub const TRACED: u32 = 2;
 
 /// The oldest node-to-node protocol version this release speaks.
 pub const MIN_PROTOCOL: u32 = 1;

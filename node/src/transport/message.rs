@@ -12,6 +12,7 @@
 
 use bytes::Bytes;
 use dynamo_ring::{NodeId, RingDocument, TransferReport};
+use dynamo_telemetry::TraceParent;
 use serde::{Deserialize, Serialize};
 
 use super::frame::Capped;
@@ -335,6 +336,36 @@ mod bounded {
             }
             Ok(out)
         }
+    }
+}
+
+/// The trace context that may follow a request's message in its frame,
+/// from protocol [`TRACED`](super::handshake::TRACED) on: the span of the
+/// sender the request belongs to, which the receiver's span of the
+/// request is a child of. It encodes to a fixed 25 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    /// The trace's id.
+    pub trace_id: [u8; 16],
+    /// The sending span's id.
+    pub span_id: [u8; 8],
+    /// W3C trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// The context of a span.
+    pub fn of(parent: TraceParent) -> Self {
+        Self {
+            trace_id: parent.trace_id(),
+            span_id: parent.span_id(),
+            flags: parent.flags(),
+        }
+    }
+
+    /// The span it names; `None` when an id is zero (a peer's mistake).
+    pub fn parent(&self) -> Option<TraceParent> {
+        TraceParent::new(self.trace_id, self.span_id, self.flags)
     }
 }
 

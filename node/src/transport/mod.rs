@@ -14,6 +14,8 @@
 //! their ranges, and a peer with none in common is refused with a message
 //! saying so. The messages' shapes are the protocol: how they may change
 //! is said at the top of `transport/message.rs` and in [`handshake`].
+//! From protocol 2 on, a request made inside a traced span carries that
+//! span's context, and the peer handles it in a span that is its child.
 //!
 //! Peers are not trusted to be well-behaved: frames are capped by kind and
 //! read as they arrive, a frame stalled half-way closes the stream, lists
@@ -32,7 +34,7 @@ pub use client::Dialing;
 pub use client::Transport;
 pub use message::{
     CoordinateWrite, CoordinateWriteReply, GossipDigest, KeyHolding, QuorumShortfall, Request,
-    Response, TombstoneCheckReply,
+    Response, TombstoneCheckReply, TraceContext,
 };
 pub use server::{RequestHandler, accept_stream};
 

@@ -10,11 +10,12 @@ use axum::response::Response as HttpResponse;
 use hyper_util::rt::TokioIo;
 use tokio::io::BufReader;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tracing::{Instrument, Span};
 
 use super::frame::{self, FrameError};
 use super::handshake;
 use super::limits::{CONNECTION_BYTES, FRAME_OVERHEAD};
-use super::{Request, Response, UPGRADE_PROTOCOL};
+use super::{Request, Response, TraceContext, UPGRADE_PROTOCOL};
 
 /// What a node does with the requests its peers send.
 pub trait RequestHandler: Send + Sync + 'static {
@@ -109,19 +110,28 @@ where
         let Some(share) = reserve(&budget, header.len, &replies).await else {
             return;
         };
-        let answer = match frame::read_payload(&mut reader, &header, &mut buf, stall).await {
+        let payload = frame::read_payload_with_trailer(&mut reader, &header, &mut buf, stall);
+        let (answer, span) = match payload.await {
             // The handshake is the transport's own; a peer that sends none
             // (the release before versions) is served all the same.
-            Ok(Request::Hello {
-                min_protocol,
-                protocol,
-                release,
-            }) => Ok(handshake::answer(min_protocol, protocol, &release)),
-            Ok(request) => handler.handle_now(request),
-            // The frame was whole: say so and go on with the next.
-            Err(FrameError::Decode(error)) => {
-                Ok(Response::Failed(format!("undecodable request: {error}")))
+            Ok((
+                Request::Hello {
+                    min_protocol,
+                    protocol,
+                    release,
+                },
+                _,
+            )) => (
+                Ok(handshake::answer(min_protocol, protocol, &release)),
+                Span::none(),
+            ),
+            Ok((request, context)) => {
+                let span = handling_span(&request, context);
+                (span.in_scope(|| handler.handle_now(request)), span)
             }
+            // The frame was whole: say so and go on with the next.
+            Err(FrameError::Decode(error)) => (Ok(undecodable(&error)), Span::none()),
+            Err(error @ FrameError::Trailing(_)) => (Ok(undecodable(&error)), Span::none()),
             Err(error) => return closing(&error),
         };
         match answer {
@@ -138,7 +148,8 @@ where
             }
             Err(request) => {
                 let answer =
-                    answer_later(handler.clone(), request, header.id, share, budget.clone());
+                    answer_later(handler.clone(), request, header.id, share, budget.clone())
+                        .instrument(span);
                 let replies = replies.clone();
                 tokio::spawn(async move {
                     let _ = replies.send(answer.await);
@@ -146,6 +157,26 @@ where
             }
         }
     }
+}
+
+/// The answer to a request whose frame was whole but not a request.
+fn undecodable(error: &dyn std::fmt::Display) -> Response {
+    Response::Failed(format!("undecodable request: {error}"))
+}
+
+/// The span a peer's request is handled in: a child of the sender's span
+/// the request carries the context of, else none.
+fn handling_span(request: &Request, context: Option<TraceContext>) -> Span {
+    let Some(parent) = context.as_ref().and_then(TraceContext::parent) else {
+        return Span::none();
+    };
+    let span = tracing::info_span!(
+        "peer request",
+        otel.name = request.kind(),
+        otel.kind = "server"
+    );
+    parent.adopt(&span);
+    span
 }
 
 /// The reply to a request answered by [`RequestHandler::handle_async`],

@@ -654,17 +654,20 @@ fn hello_reply(request: &Request) -> Option<Response> {
     Some(handshake::answer(*min_protocol, *protocol, release))
 }
 
+/// What a fake peer was sent besides the handshake: the trace context
+/// each request carried, if any.
+type Seen = Arc<std::sync::Mutex<Vec<Option<TraceContext>>>>;
+
 /// A peer at a new address that answers the handshake with `hello` and
-/// every other request with `Pong`, counting those.
-async fn fake_peer(id: &str, hello: Response) -> (Peer, Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+/// every other request with `Pong`, noting those.
+async fn fake_peer(id: &str, hello: Response) -> (Peer, Seen) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let hello = super::frame::encode(0, &hello);
-    let pongs = Arc::new(AtomicUsize::new(0));
-    let counter = pongs.clone();
+    let seen = Seen::default();
+    let requests = seen.clone();
     tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         let mut head = Vec::new();
@@ -675,17 +678,21 @@ async fn fake_peer(id: &str, hello: Response) -> (Peer, Arc<std::sync::atomic::A
         socket.write_all(reply.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         let stall = Duration::from_secs(5);
-        while let Ok((id, request)) =
-            super::frame::read::<_, Request>(&mut socket, &mut buf, stall).await
-        {
+        while let Ok(header) = super::frame::read_header::<_, Request>(&mut socket, stall).await {
+            let Ok((request, context)) =
+                super::frame::read_payload_with_trailer(&mut socket, &header, &mut buf, stall)
+                    .await
+            else {
+                return;
+            };
             let mut frame = match request {
                 Request::Hello { .. } => hello.clone(),
                 _ => {
-                    counter.fetch_add(1, Ordering::SeqCst);
+                    requests.lock().unwrap().push(context);
                     super::frame::encode(0, &Response::Pong)
                 }
             };
-            frame[4..12].copy_from_slice(&id.to_be_bytes());
+            frame[4..12].copy_from_slice(&header.id.to_be_bytes());
             socket.write_all(&frame).await.unwrap();
         }
     });
@@ -696,7 +703,7 @@ async fn fake_peer(id: &str, hello: Response) -> (Peer, Arc<std::sync::atomic::A
         },
         address,
     };
-    (peer, pongs)
+    (peer, seen)
 }
 
 /// A peer of the release before versions answers the handshake as any
@@ -706,7 +713,7 @@ async fn a_peer_that_predates_versions_is_called_as_protocol_1() {
     let unknown = Response::Failed(
         "undecodable request: Found an enum discriminant that was not in range".into(),
     );
-    let (peer, pongs) = fake_peer("previous", unknown).await;
+    let (peer, seen) = fake_peer("previous", unknown).await;
     let transport = Transport::new(Duration::from_secs(5));
     for _ in 0..2 {
         assert!(matches!(
@@ -714,7 +721,7 @@ async fn a_peer_that_predates_versions_is_called_as_protocol_1() {
             Ok(Response::Pong)
         ));
     }
-    assert_eq!(pongs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(seen.lock().unwrap().len(), 2);
 }
 
 /// A peer whose protocol range does not overlap this release's is refused
@@ -727,7 +734,7 @@ async fn a_peer_speaking_only_newer_protocols_is_refused() {
         protocol: 99,
         release: "dynamo-node 99.0.0".into(),
     };
-    let (peer, pongs) = fake_peer("newer", newer).await;
+    let (peer, seen) = fake_peer("newer", newer).await;
     let transport = Transport::new(Duration::from_secs(5));
     let error = transport.call(&peer, &Request::Ping).await.unwrap_err();
     let message = error.to_string();
@@ -744,7 +751,7 @@ async fn a_peer_speaking_only_newer_protocols_is_refused() {
     ] {
         assert!(message.contains(part), "{part:?} missing in: {message}");
     }
-    assert_eq!(pongs.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(seen.lock().unwrap().is_empty());
 }
 
 /// The serving side refuses a handshake without a common version, saying
@@ -790,4 +797,143 @@ async fn a_handshake_without_a_common_version_is_refused_and_the_stream_goes_on(
         matches!(agreed, Response::Hello { protocol, .. } if protocol == handshake::PROTOCOL),
         "{agreed:?}"
     );
+}
+
+/// Runs `test` with spans traced (exported nowhere), on this thread and
+/// the tasks it runs.
+async fn traced<F: Future>(test: F) -> F::Output {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let tracing = dynamo_telemetry::Tracing::start("test", vec![], None).unwrap();
+    let subscriber = tracing_subscriber::registry().with(tracing.layer());
+    let _default = tracing::subscriber::set_default(subscriber);
+    test.await
+}
+
+/// A span child of a known remote one, and its own context.
+fn client_span() -> (tracing::Span, dynamo_telemetry::TraceParent) {
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let span = tracing::info_span!("client request");
+    dynamo_telemetry::TraceParent::parse(parent)
+        .unwrap()
+        .adopt(&span);
+    let context = dynamo_telemetry::TraceParent::of(&span).unwrap();
+    (span, context)
+}
+
+/// A request made inside a traced span carries the span's context to a
+/// peer that agreed on a protocol with trace contexts; one made outside
+/// any span carries none.
+#[tokio::test]
+async fn a_request_in_a_traced_span_carries_its_context() {
+    use tracing::Instrument;
+
+    traced(async {
+        let agreed = handshake::answer(handshake::MIN_PROTOCOL, handshake::PROTOCOL, "test");
+        let (peer, seen) = fake_peer("current", agreed).await;
+        let transport = Transport::new(Duration::from_secs(5));
+        let (span, context) = client_span();
+        let reply = transport.call(&peer, &Request::Ping).instrument(span).await;
+        assert!(matches!(reply, Ok(Response::Pong)), "{reply:?}");
+        transport.call(&peer, &Request::Ping).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen, [Some(TraceContext::of(context)), None]);
+    })
+    .await;
+}
+
+/// A peer of the release before versions (protocol 1) is never sent a
+/// trace context, which it could not read.
+#[tokio::test]
+async fn a_peer_of_protocol_1_gets_no_trace_context() {
+    use tracing::Instrument;
+
+    traced(async {
+        let unknown = Response::Failed("undecodable request: Found an enum discriminant".into());
+        let (peer, seen) = fake_peer("previous", unknown).await;
+        let transport = Transport::new(Duration::from_secs(5));
+        let (span, _) = client_span();
+        let reply = transport.call(&peer, &Request::Ping).instrument(span).await;
+        assert!(matches!(reply, Ok(Response::Pong)), "{reply:?}");
+        assert_eq!(*seen.lock().unwrap(), [None]);
+    })
+    .await;
+}
+
+/// Notes the trace each request was handled in, answered now or later.
+#[derive(Default)]
+struct TraceRecorder(std::sync::Mutex<Vec<Option<dynamo_telemetry::TraceParent>>>);
+
+impl TraceRecorder {
+    fn note(&self) {
+        let context = dynamo_telemetry::TraceParent::of(&tracing::Span::current());
+        self.0.lock().unwrap().push(context);
+    }
+}
+
+impl RequestHandler for TraceRecorder {
+    fn handle_now(&self, request: Request) -> Result<Response, Request> {
+        match request {
+            Request::Ping => {
+                self.note();
+                Ok(Response::Pong)
+            }
+            other => Err(other),
+        }
+    }
+
+    async fn handle_async(self: Arc<Self>, _: Request) -> Response {
+        self.note();
+        Response::Written
+    }
+
+    fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+/// The serving node handles a request that carries a trace context in a
+/// span of that trace (its own span, a child of the sender's), whether it
+/// answers at once or later; a request without one, in no span.
+#[tokio::test]
+async fn a_traced_request_is_handled_in_a_span_of_its_trace() {
+    use tracing::Instrument;
+
+    traced(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let recorder = Arc::new(TraceRecorder::default());
+        let handler = recorder.clone();
+        let app = Router::new().route(
+            STREAM_PATH,
+            get(move |r: HttpRequest| accept_stream(handler.clone(), r)),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let peer = Peer {
+            member: Member {
+                id: "p".into(),
+                zone: "z".into(),
+            },
+            address,
+        };
+        let transport = Transport::new(Duration::from_secs(5));
+        let (span, client) = client_span();
+        let merge = Request::MergeBatch { items: Vec::new() };
+        async {
+            transport.call(&peer, &Request::Ping).await.unwrap();
+            transport.call(&peer, &merge).await.unwrap();
+        }
+        .instrument(span)
+        .await;
+        transport.call(&peer, &Request::Ping).await.unwrap();
+        let handled = recorder.0.lock().unwrap().clone();
+        assert_eq!(handled.len(), 3);
+        for context in &handled[..2] {
+            let context = context.expect("a traced request is handled in a span");
+            assert_eq!(context.trace_id(), client.trace_id());
+            assert_ne!(context.span_id(), client.span_id());
+        }
+        assert_eq!(handled[2], None);
+    })
+    .await;
 }
