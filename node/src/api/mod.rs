@@ -11,6 +11,7 @@ mod kv;
 pub mod limits;
 mod metrics;
 mod status;
+mod trace;
 mod ui;
 
 use std::sync::Arc;
@@ -147,10 +148,11 @@ fn kv_routes(credentials: &Option<Arc<Credentials>>) -> Router<Arc<AppState>> {
         )
         .route("/v1/kv", any(kv::empty_key))
         .route("/v1/kv/", any(kv::empty_key));
-    match credentials {
+    let routes = match credentials {
         Some(c) => routes.route_layer(from_fn_with_state(c.clone(), auth::require_client)),
         None => routes,
-    }
+    };
+    routes.route_layer(axum::middleware::from_fn(trace::client_span))
 }
 
 /// `/v1/status`, requiring the admin token or a client token.

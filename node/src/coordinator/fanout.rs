@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use tracing::Instrument;
 
 use super::{Coordinator, Target};
 use crate::peer::Peer;
@@ -93,8 +94,12 @@ impl WriteFanout {
         if self.pending.is_empty() {
             return;
         }
-        tokio::spawn(async move {
-            self.until(usize::MAX).await;
-        });
+        // In the client request's span, whose trace they belong to.
+        tokio::spawn(
+            async move {
+                self.until(usize::MAX).await;
+            }
+            .in_current_span(),
+        );
     }
 }

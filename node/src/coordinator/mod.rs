@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::log_limit::LogLimit;
 use crate::membership::{Membership, Replicas};
@@ -163,9 +164,20 @@ impl Coordinator {
         (targets, reserve)
     }
 
-    /// Calls a peer and tells the failure detector how it went.
+    /// Calls a peer and tells the failure detector how it went. Inside a
+    /// span (a client request's), the call has a span of its own, whose
+    /// context goes with the request (see [`crate::transport`]).
     async fn call(&self, peer: &Peer, request: &Request) -> Result<Response, RpcError> {
-        let result = self.transport.call(peer, request).await;
+        let span = match tracing::Span::current().is_none() {
+            true => tracing::Span::none(),
+            false => tracing::info_span!(
+                "replica call",
+                otel.name = request.kind(),
+                otel.kind = "client",
+                peer = %peer.member.id,
+            ),
+        };
+        let result = self.transport.call(peer, request).instrument(span).await;
         let liveness = self.membership.liveness();
         match &result {
             Err(error) if !error.peer_answered() => liveness.record_failure(&peer.member.id),

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use tracing::Instrument;
 
 use super::{Coordinator, CoordinatorError};
 use crate::peer::Peer;
@@ -84,7 +85,8 @@ impl Coordinator {
             .map(|p| p.member.id.clone())
             .collect();
         let this = self.clone();
-        tokio::spawn(async move {
+        // In the client request's span, whose trace the repair belongs to.
+        let repair = async move {
             while let Some((peer, result)) = pending.next().await {
                 if let Ok(object) = result {
                     let object = object.unwrap_or_default();
@@ -94,7 +96,8 @@ impl Coordinator {
             }
             replies.retain(|(peer, _)| owners.contains(&peer.member.id));
             this.read_repair(key, merged, replies).await;
-        });
+        };
+        tokio::spawn(repair.in_current_span());
         Ok(answer)
     }
 
