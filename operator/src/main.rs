@@ -16,6 +16,7 @@ use dynamo_operator::reconcile::{Context, error_policy, reconcile};
 use dynamo_operator::resources::INSTANCE_LABEL;
 use dynamo_operator::server::{ServerState, router};
 use dynamo_operator::trigger::cluster_trigger;
+use dynamo_telemetry::{KeyValue, Tracing};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -54,6 +55,37 @@ struct Args {
     /// Timeout of a call to a node's admin API, in seconds.
     #[arg(long, default_value_t = 5)]
     node_timeout_seconds: u64,
+    /// OTLP/HTTP endpoint to export reconcile traces to, a base URL such
+    /// as `http://jaeger:4318`; without it, and without OpenTelemetry's
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, nothing is exported.
+    #[arg(long, env = "DYNAMO_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+}
+
+/// Installs the JSON logger (`RUST_LOG` filters, default `info`) and, when
+/// an OTLP endpoint is configured, the tracing of reconciles (one span
+/// each, naming the cluster). The returned tracer exports the spans still
+/// queued when dropped.
+fn init_logging(args: &Args) -> anyhow::Result<Option<Tracing>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let tracing = match dynamo_telemetry::otlp_configured(args.otlp_endpoint.as_deref()) {
+        true => Some(Tracing::start(
+            "dynamo-operator",
+            vec![KeyValue::new("service.instance.id", args.pod_name.clone())],
+            args.otlp_endpoint.as_deref(),
+        )?),
+        false => None,
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::registry()
+        .with(tracing.as_ref().map(Tracing::layer))
+        .with(tracing_subscriber::fmt::layer().json().with_filter(filter))
+        .init();
+    Ok(tracing)
 }
 
 fn api<K>(client: &kube::Client, namespace: &str) -> Api<K>
@@ -119,13 +151,8 @@ async fn run_controller(client: &kube::Client, ns: &str, ctx: Arc<Context<HttpNo
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
+    let _tracing = init_logging(&args)?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)

@@ -528,51 +528,147 @@ async fn an_auth_secret_created_meanwhile_is_kept_and_the_reconcile_goes_on() {
 
 #[tokio::test]
 async fn an_invalid_spec_gets_a_status_and_an_event_and_no_statefulset_nor_secret() {
+    let (c, object) = invalid_cluster();
+    let (action, _) = run(c, FakeNodes::default(), |api| refuse(api, object)).await;
+    assert_eq!(action, Action::await_change());
+}
+
+/// A cluster whose spec is refused (a read quorum above N), and its JSON.
+fn invalid_cluster() -> (DynamoCluster, Value) {
     let mut s = spec(&[("a", 1), ("b", 1), ("c", 1)]);
     s.replication.r = 4;
     let c = cluster(s);
     let object = serde_json::to_value(&c).expect("json");
-    let (action, _) = run(c, FakeNodes::default(), |mut api| async move {
-        api.observe(
-            list("StatefulSetList", "apps/v1", vec![]),
-            list("PodList", "v1", vec![]),
-            None,
+    (c, object)
+}
+
+/// The reconcile of [`invalid_cluster`]: it observes, looks for the auth
+/// Secret, then sets the status and posts an event saying why.
+async fn refuse(mut api: ApiServer, object: Value) -> ApiServer {
+    api.observe(
+        list("StatefulSetList", "apps/v1", vec![]),
+        list("PodList", "v1", vec![]),
+        None,
+    )
+    .await;
+    api.auth_secret("demo-auth", None).await;
+    let status = api.status_patch(&object).await;
+    assert_eq!(status["status"]["phase"], "Invalid");
+    let ready = status["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .expect("Ready condition");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "SpecRefused");
+    let (_, event) = api
+        .answer(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            StatusCode::CREATED,
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                   "metadata": {"name": "e"}, "eventTime": null}),
         )
         .await;
-        api.auth_secret("demo-auth", None).await;
-        let status = api.status_patch(&object).await;
-        assert_eq!(status["status"]["phase"], "Invalid");
-        let ready = status["status"]["conditions"]
-            .as_array()
-            .expect("conditions")
-            .iter()
-            .find(|c| c["type"] == "Ready")
-            .cloned()
-            .expect("Ready condition");
-        assert_eq!(ready["status"], "False");
-        assert_eq!(ready["reason"], "SpecRefused");
-        let (_, event) = api
-            .answer(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/default/events",
-                StatusCode::CREATED,
-                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
-                       "metadata": {"name": "e"}, "eventTime": null}),
-            )
-            .await;
-        assert_eq!(event["type"], "Warning");
-        assert_eq!(event["reason"], "SpecRefused");
-        assert!(
-            event["note"]
-                .as_str()
-                .expect("note")
-                .contains("readQuorum=4"),
-            "{event}"
-        );
-        api
-    })
-    .await;
-    assert_eq!(action, Action::await_change());
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "SpecRefused");
+    assert!(
+        event["note"]
+            .as_str()
+            .expect("note")
+            .contains("readQuorum=4"),
+        "{event}"
+    );
+    api
+}
+
+/// A span that closed: its name, its fields as text, and whether it was
+/// an OpenTelemetry span (one a configured endpoint would receive).
+#[derive(Debug)]
+struct ClosedSpan {
+    name: &'static str,
+    fields: BTreeMap<String, String>,
+    traced: bool,
+}
+
+/// Notes every span as it closes.
+#[derive(Clone, Default)]
+struct ClosedSpans(Arc<Mutex<Vec<ClosedSpan>>>);
+
+/// A span's fields as text.
+#[derive(Clone, Default)]
+struct Fields(BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for ClosedSpans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attributes: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields::default();
+        attributes.record(&mut fields);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let extensions = span.extensions();
+        self.0.lock().expect("lock").push(ClosedSpan {
+            name: span.name(),
+            fields: extensions.get::<Fields>().cloned().unwrap_or_default().0,
+            traced: extensions.get::<dynamo_telemetry::TraceIds>().is_some(),
+        });
+    }
+}
+
+/// With tracing on, a reconcile is one span, naming the cluster and its
+/// namespace, that the OpenTelemetry layer turns into a span to export.
+#[tokio::test]
+async fn a_reconcile_is_traced_as_a_span_naming_the_cluster() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let tracing =
+        dynamo_telemetry::Tracing::start("dynamo-operator", vec![], None).expect("tracing");
+    let closed = ClosedSpans::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing.layer())
+        .with(closed.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+    let (c, object) = invalid_cluster();
+    run(c, FakeNodes::default(), |api| refuse(api, object)).await;
+    let closed = closed.0.lock().expect("lock");
+    let reconciles: Vec<&ClosedSpan> = closed.iter().filter(|s| s.name == "reconcile").collect();
+    assert_eq!(reconciles.len(), 1, "{closed:?}");
+    let reconcile = reconciles[0];
+    assert!(reconcile.traced, "{reconcile:?}");
+    assert_eq!(
+        reconcile.fields.get("cluster").map(String::as_str),
+        Some("demo")
+    );
+    assert_eq!(
+        reconcile.fields.get("namespace").map(String::as_str),
+        Some("default")
+    );
 }
 
 fn zone_statefulset(zone: &str, replicas: i32) -> Value {
