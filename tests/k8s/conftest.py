@@ -53,6 +53,7 @@ VALUE_SETS = {
         "exampleCluster": {"enabled": True, "namespace": "team-b"},
         "metrics": {"port": 9090, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
         "nodeMetrics": {"podMonitor": {"enabled": True}},
+        "tracing": {"otlpEndpoint": "http://jaeger-collector.observability:4318"},
     },
     "existing-service-account": {
         "fullnameOverride": "dyn-op",

@@ -186,6 +186,8 @@ def test_deployment(rendered):
         assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
         assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
         assert env["WATCH_NAMESPACE"]["value"] == ",".join(values.get("watchNamespaces", []))
+        endpoint = values.get("tracing", {}).get("otlpEndpoint")
+        assert env.get("DYNAMO_OTLP_ENDPOINT", {}).get("value") == endpoint, "tracing.otlpEndpoint"
         port = values.get("metrics", {}).get("port", 8080)
         assert f"--metrics-addr=0.0.0.0:{port}" in container["args"]
         assert "--lease-name=dynamo-operator" in container["args"]
@@ -340,6 +342,7 @@ def test_example_cluster_schema_rejects_mistakes(rendered):
         ({"nodeMetrics": {"podMonitor": {"port": "metrics"}}}, "port"),
         ({"nodeMetrics": {"podMonitor": {"interval": "30 s"}}}, "interval"),
         ({"grafanaDashboard": {"label": {"grafana_dashboard": "1"}}}, "label"),
+        ({"tracing": {"otlpEndpoint": "https://jaeger:4318"}}, "otlpEndpoint"),
     ],
 )
 def test_values_schema_rejects_mistakes(values, mistake):
