@@ -28,7 +28,9 @@ pub(super) async fn client_span(request: Request, next: Next) -> Response {
         otel.status_code = tracing::field::Empty,
         http.request.method = %method,
         http.response.status_code = tracing::field::Empty,
-        dynamo.key.bytes = key.len(),
+        // Signed: OpenTelemetry's integers are, and tracing-opentelemetry
+        // records unsigned ones as text.
+        dynamo.key.bytes = key.len() as i64,
         dynamo.key.hash = format!("{:016x}", xxh3_64(key.as_bytes())),
     );
     if let Some(parent) = traceparent(request.headers()) {
@@ -36,7 +38,7 @@ pub(super) async fn client_span(request: Request, next: Next) -> Response {
     }
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
