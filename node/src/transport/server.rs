@@ -83,6 +83,10 @@ pub async fn accept_stream<H: RequestHandler>(
 /// and they never wait, so that no task holding a share can wait for one.
 /// A peer that stalls inside a frame, or reads no reply for the stall
 /// timeout, loses the stream.
+///
+/// A request whose frame carries a trace context (protocol 2 on, see
+/// [`handshake`]) is handled, now or later, in a span that is the child
+/// of the sender's; others in none.
 pub(super) async fn serve<H, S>(handler: Arc<H>, stream: S)
 where
     H: RequestHandler,
