@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use dynamo_node::transport::{
-    CoordinateWrite, GossipDigest, QuorumShortfall, Request, Response, handshake,
+    CoordinateWrite, GossipDigest, QuorumShortfall, Request, Response, TraceContext, handshake,
 };
 use dynamo_node::version::{Dot, Object, VersionVector, encode_context};
 use dynamo_ring::document::{PartitionTransfer, TransferState};
@@ -190,6 +190,19 @@ pub fn request_frames() -> Vec<Vec<u8>> {
         .collect();
     let mut seeds = frames.clone();
     seeds.push(frames.concat());
+    // From protocol 2 on, a request may carry its sender's trace context.
+    let context = TraceContext {
+        trace_id: [0x4b; 16],
+        span_id: [0xf0; 8],
+        flags: 1,
+    };
+    for request in [Request::Ping, Request::ReplicaRead { key: Bytes::from_static(b"k") }] {
+        let mut traced = frame(1, &request);
+        traced.extend(postcard::to_stdvec(&context).expect("contexts serialize"));
+        let len = u32::try_from(traced.len() - 4).expect("seed frames are small");
+        traced[..4].copy_from_slice(&len.to_be_bytes());
+        seeds.push(traced);
+    }
     seeds
 }
 
