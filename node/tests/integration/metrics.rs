@@ -39,6 +39,24 @@ fn get(text: &str, series: &str) -> f64 {
     value(text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
 }
 
+/// Node `i`'s metrics once it counts all three members alive (a node just
+/// started may not have heard from every peer yet); fails after 10 s.
+async fn scrape_until_all_alive(c: &TestCluster, i: usize) -> String {
+    let alive = r#"dynamo_members{state="alive"}"#;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = scrape(c, i).await;
+        if get(&text, alive) == 3.0 {
+            return text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not 3 members alive within 10 s:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn requests(op: &str, outcome: &str) -> String {
     format!(r#"dynamo_requests_total{{op="{op}",outcome="{outcome}"}}"#)
 }
@@ -70,9 +88,8 @@ async fn requests_versions_and_quorum_failures_are_counted() {
             .starts_with("application/openmetrics-text"),
         "{content_type:?}"
     );
-    let before = scrape(&c, 0).await;
+    let before = scrape_until_all_alive(&c, 0).await;
     assert_eq!(get(&before, &requests("put", "ok")), 0.0);
-    assert_eq!(get(&before, r#"dynamo_members{state="alive"}"#), 3.0);
     let version = format!(
         r#"dynamo_build_info{{version="{}"}}"#,
         env!("CARGO_PKG_VERSION")
