@@ -289,6 +289,7 @@ fn print_endpoints(nodes: &[LocalNode], data_dir: &Path) {
             first.url()
         );
         println!("      curl -i {}/v1/kv/greeting", last.url());
+        println!("      open {}/ui/ (the status page)", first.url());
     }
     println!("Ctrl-C stops all nodes.");
 }
