@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Cluster, free_port, http, wait_until
+from conftest import REPO, Cluster, free_port, http, stop_process, wait_until
 
 # The first build on a machine compiles Prometheus (minutes); later runs
 # find it in the testbed cache at once.
@@ -102,12 +102,7 @@ def prometheus(cluster: Cluster, tmp_path: Path) -> Iterator[Prometheus]:
         wait_until("prometheus ready", ready, 60.0)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 20.0)
         log.close()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Cluster, free_port, http, make_cluster, wait_until
+from conftest import REPO, Cluster, free_port, http, make_cluster, stop_process, wait_until
 
 HERE = Path(__file__).resolve().parent
 EXPORT_TIMEOUT = 30.0
@@ -75,12 +75,7 @@ def jaeger(tmp_path: Path) -> Iterator[Jaeger]:
         yield running
     finally:
         # Jaeger's graceful shutdown can take 10 s; nothing of it is needed.
-        process.terminate()
-        try:
-            process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 3.0)
 
 
 def answers(url: str) -> bool:
