@@ -545,7 +545,9 @@ def test_volumes_grow_never_shrink_and_carry_the_cluster_uid(testbed: Testbed) -
     testbed.install_operator()
     assert testbed.kube is not None
     apply_ok(testbed, cluster_manifest(name, [("main", 3)], storage={"size": "1Gi"}), name)
+    began = time.monotonic()
     pods = wait_settled(testbed, name, 3, timeout=READY_TIMEOUT, what="Ready")
+    testbed.timings["ready"] = time.monotonic() - began
     uid = meta(testbed.cluster(NS, name))["uid"]
     wait_until(
         "claims labelled with the cluster uid",
@@ -600,14 +602,18 @@ def test_volumes_grow_never_shrink_and_carry_the_cluster_uid(testbed: Testbed) -
         found = fresh_condition(testbed.cluster(NS, name), "SpecApplied")
         return found if found and found["status"] == "False" else None
 
+    began = time.monotonic()
     condition = wait_until("a smaller size refused", refused, 60, 1.0)
+    testbed.timings["shrink refused"] = time.monotonic() - began
     assert condition["reason"] == "StorageChangeRefused", condition
     assert "cannot shrink" in condition["message"], condition
     assert all(requested(c) == "2Gi" for c in claims_of(testbed, name).values())
 
     four = {"storage": {"size": "2Gi"}, "zones": [{"name": "main", "replicas": 4}]}
+    began = time.monotonic()
     patch_cluster(testbed, name, {"spec": four})
     wait_settled(testbed, name, 4, what="scaled up to 4")
+    testbed.timings["scaled up to 4"] = time.monotonic() - began
 
     def added_ready() -> Obj | None:
         added = claims_of(testbed, name)[f"data-{name}-main-3"]
@@ -616,8 +622,10 @@ def test_volumes_grow_never_shrink_and_carry_the_cluster_uid(testbed: Testbed) -
         return added if labelled and requested(added) == "2Gi" and provided == "2Gi" else None
 
     wait_until("the new claim labelled and grown to 2Gi", added_ready, 60, 1.0)
+    began = time.monotonic()
     patch_cluster(testbed, name, {"spec": {"zones": [{"name": "main", "replicas": 3}]}})
     wait_settled(testbed, name, 3, what="scaled down to 3")
+    testbed.timings["scaled down to 3"] = time.monotonic() - began
     wait_until(
         "the removed pod's claim deleted",
         lambda: f"data-{name}-main-3" not in claims_of(testbed, name),

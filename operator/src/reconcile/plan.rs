@@ -120,7 +120,8 @@ pub struct Plan {
     pub status: DynamoClusterStatus,
     /// Events to record.
     pub decisions: Vec<Decision>,
-    /// Whether something is in progress (poll again soon).
+    /// Whether something is in progress (poll again soon): a ring step,
+    /// a replacement, or claims still growing (claims are not watched).
     pub busy: bool,
     /// Bearer token of the ring publications: the auth Secret's admin
     /// token.
@@ -320,7 +321,9 @@ pub fn plan_valid(valid: &ValidatedCluster<'_>, world: &World, now: &Time) -> Re
         publish_to: publish_targets(cref, world, &ready, step.ring.ring.epoch),
         decisions,
         restart: restarted_pod(&restart),
-        busy: !is_true(&status.conditions, condition::READY) || !replacements.now.is_empty(),
+        busy: !is_true(&status.conditions, condition::READY)
+            || !replacements.now.is_empty()
+            || held.iter().any(|h| h.expanding),
         replace: replacements.now,
         volumes,
         objects,
@@ -636,12 +639,14 @@ mod tests {
 
     use super::*;
     use crate::crd::Phase;
+    use crate::reconcile::claims::ClaimState;
     use crate::reconcile::cluster_ref;
     use crate::reconcile::fixtures::{
         admin_token, cluster, spec, with_auth, with_tls, world as base_world,
     };
     use crate::reconcile::observe::{AuthProblem, NodeTls, PodState, StatefulSetState, TlsProblem};
     use crate::ring_steps::fixtures::settled_report;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
     fn now() -> Time {
         Time(Timestamp::from_second(1_000).expect("time"))
@@ -804,6 +809,33 @@ mod tests {
         assert!(steady.publish_to.is_empty());
         assert!(steady.restart.is_none());
         assert!(!steady.busy);
+    }
+
+    /// The operator does not watch claims: while a claim has not grown to
+    /// the new size the plan stays busy, so the next reconcile (10 s, not
+    /// 5 min) sees the growth and reports `SpecApplied` again.
+    #[test]
+    fn claims_still_growing_keep_the_cluster_busy() {
+        let (mut c, mut world) = settled_cluster(&[("a", 3)]);
+        c.spec.storage.size = Quantity("2Gi".into());
+        let claim = |i: usize, capacity: &str| ClaimState {
+            name: format!("data-demo-a-{i}"),
+            zone: "a".into(),
+            cluster_uid: Some("uid-demo".into()),
+            older_than_cluster: false,
+            requested: Some("2Gi".into()),
+            capacity: Some(capacity.into()),
+            terminating: false,
+        };
+        world.claims = vec![claim(0, "2Gi"), claim(1, "1Gi"), claim(2, "2Gi")];
+        let growing = acted(&c, &world);
+        assert!(growing.busy, "{:?}", growing.status.conditions);
+        assert_eq!(condition(&growing.status, condition::SPEC_APPLIED), "False");
+
+        world.claims = vec![claim(0, "2Gi"), claim(1, "2Gi"), claim(2, "2Gi")];
+        let grown = acted(&c, &world);
+        assert!(!grown.busy, "{:?}", grown.status.conditions);
+        assert_eq!(condition(&grown.status, condition::SPEC_APPLIED), "True");
     }
 
     /// `kubectl wait --for=condition=Ready` right after an image change must
