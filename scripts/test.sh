@@ -12,42 +12,46 @@ cd "$(dirname "$0")/.."
 # chromium drives the status page's test (tests/observability).
 scripts/install-deps.sh openssl util-linux python3-venv chromium
 
-# The Go programs the later tests run (the control plane, Prometheus,
-# Jaeger) build at nice 19 while the Rust checks run, on the CPU those
-# leave idle (the fault tests mostly wait); each is a no-op once cached.
-go_logs=$(mktemp -d)
-go_builds=()
+# What the later tests run and this clone does not build with cargo test
+# (the control plane, Prometheus and Jaeger from their Go modules, the
+# previous release's dynamo-node) builds at nice 19 in the background
+# while the Rust checks run, on the CPU those leave idle (the fault tests
+# mostly wait); each is a no-op once cached.
+bg_logs=$(mktemp -d)
+bg_builds=()
 # A failing step ends the run: stop the builds still going with it (each
-# runs in a session of its own, so its go and compile processes too).
-stop_go_builds() {
+# runs in a session of its own, so its go, cargo and compiler processes too).
+stop_bg_builds() {
     local entry
-    for entry in "${go_builds[@]}"; do
+    for entry in "${bg_builds[@]}"; do
         kill -- "-${entry#*:}" 2>/dev/null || true
     done
 }
-trap stop_go_builds EXIT
-start_go_build() {
+trap stop_bg_builds EXIT
+# start_bg_build NAME COMMAND...: its stdout goes to $bg_logs/NAME.out.
+start_bg_build() {
     local name=$1
     shift
-    setsid "$@" >"$go_logs/$name.out" 2>"$go_logs/$name.log" &
-    go_builds+=("$name:$!")
+    setsid "$@" >"$bg_logs/$name.out" 2>"$bg_logs/$name.log" &
+    bg_builds+=("$name:$!")
 }
-# wait_go_build NAME: waits for that build; its log on failure.
-wait_go_build() {
+# wait_bg_build NAME: waits for that build; its log on failure.
+wait_bg_build() {
     local entry
-    for entry in "${go_builds[@]}"; do
+    for entry in "${bg_builds[@]}"; do
         [[ ${entry%%:*} == "$1" ]] || continue
         if ! wait "${entry#*:}"; then
             echo "building $1 failed:" >&2
-            cat "$go_logs/$1.log" >&2
+            cat "$bg_logs/$1.log" >&2
             exit 1
         fi
-        tail -n 3 "$go_logs/$1.log"
+        tail -n 3 "$bg_logs/$1.log"
     done
 }
-start_go_build controlplane testbed/build.sh
-start_go_build prometheus testbed/build-go-tool.sh testbed/prometheus
-start_go_build jaeger testbed/build-go-tool.sh testbed/jaeger
+start_bg_build controlplane testbed/build.sh
+start_bg_build prometheus testbed/build-go-tool.sh testbed/prometheus
+start_bg_build jaeger testbed/build-go-tool.sh testbed/jaeger
+start_bg_build previous-node nice -n 19 ionice -c3 scripts/build-previous-node.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -62,19 +66,20 @@ scripts/fuzz.sh 20
 echo "== HTTP API against docs/openapi.yaml (tests/api/run.sh, schemathesis)"
 tests/api/run.sh
 echo "== Observability: a loopback cluster seen by a real Prometheus, Jaeger and Chromium (tests/observability/run.sh)"
-wait_go_build prometheus
-wait_go_build jaeger
+wait_bg_build prometheus
+wait_bg_build jaeger
 tests/observability/run.sh -q --durations=5
 echo "== Kubernetes packaging: chart, CRDs, manifests, scripts (scripts/k8s-tests.sh)"
 scripts/k8s-tests.sh
 echo "== Real Kubernetes control plane: its build (cached per machine; testbed/build.sh)"
-wait_go_build controlplane
+wait_bg_build controlplane
 echo "== gofmt, go vet (testbed/controlplane)"
 unformatted=$(gofmt -l testbed)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 (cd testbed/controlplane && go vet ./...)
 echo "== The previous release's dynamo-node, for the mixed-version test (cached; scripts/build-previous-node.sh)"
-DYNAMO_CP_PREVIOUS_NODE=$(scripts/build-previous-node.sh)
+wait_bg_build previous-node
+DYNAMO_CP_PREVIOUS_NODE=$(cat "$bg_logs/previous-node.out")
 export DYNAMO_CP_PREVIOUS_NODE
 echo "== The operator on the real control plane (tests/controlplane/run.sh)"
 tests/controlplane/run.sh -q --durations=10
