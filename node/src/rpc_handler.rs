@@ -66,6 +66,39 @@ impl RpcHandler {
         }
     }
 
+    /// The states of `keys`, in order, as many as fit in [`BATCH_BYTES`]
+    /// (at least one); refused when a key repeats; not ready while a partition of any of them is still being received
+    /// (as for a single read).
+    fn read_batch(&self, keys: &[Bytes]) -> Response {
+        if !distinct(keys) {
+            return Response::Failed("a read batch names a key more than once".into());
+        }
+        let view = self.coordinator.membership().view();
+        let ring = view.ring();
+        if keys
+            .iter()
+            .any(|key| self.transfers.is_receiving(ring.partition_for_key(key)))
+        {
+            return Response::NotReady;
+        }
+        let storage = self.coordinator.storage();
+        let mut objects = Vec::with_capacity(keys.len());
+        let mut bytes = 0;
+        for key in keys {
+            let object = match storage.get(key) {
+                Ok(object) => object,
+                Err(error) => return Response::Failed(error.to_string()),
+            };
+            let size = postcard::experimental::serialized_size(&object).unwrap_or(0);
+            if !objects.is_empty() && bytes + size > BATCH_BYTES {
+                break;
+            }
+            bytes += size;
+            objects.push(object);
+        }
+        Response::Objects(objects)
+    }
+
     fn answer_now(&self, request: Request) -> Result<Response, Request> {
         let storage = self.coordinator.storage();
         let failed = |e: crate::storage::StorageError| Response::Failed(e.to_string());
@@ -73,7 +106,7 @@ impl RpcHandler {
             Request::ReplicaRead { key } => self.read(&key),
             Request::Ping => Response::Pong,
             Request::TransferReport => Response::Transfers(Box::new(self.transfers.report())),
-            Request::ReadBatch { keys } => read_batch(storage, &keys),
+            Request::ReadBatch { keys } => self.read_batch(&keys),
             Request::MerkleRoots { partitions } => {
                 let forest = storage.forest();
                 let valid = partitions.iter().all(|&p| p < forest.partitions());
@@ -175,29 +208,6 @@ impl RequestHandler for RpcHandler {
     fn stall_timeout(&self) -> Duration {
         self.stall_timeout
     }
-}
-
-/// The states of `keys`, in order, as many as fit in [`BATCH_BYTES`] (at
-/// least one); refused when a key repeats.
-fn read_batch(storage: &Storage, keys: &[Bytes]) -> Response {
-    if !distinct(keys) {
-        return Response::Failed("a read batch names a key more than once".into());
-    }
-    let mut objects = Vec::with_capacity(keys.len());
-    let mut bytes = 0;
-    for key in keys {
-        let object = match storage.get(key) {
-            Ok(object) => object,
-            Err(error) => return Response::Failed(error.to_string()),
-        };
-        let size = postcard::experimental::serialized_size(&object).unwrap_or(0);
-        if !objects.is_empty() && bytes + size > BATCH_BYTES {
-            break;
-        }
-        bytes += size;
-        objects.push(object);
-    }
-    Response::Objects(objects)
 }
 
 /// The (key, digest) pairs of `segments` of `partition`, whole segments in

@@ -4,6 +4,8 @@
 //!   `--tls-dir` or a `kubernetes.io/tls` Secret expects.
 //! - [`process`]: the `dynamo-node` binary, free ports, the `serve` command
 //!   line, and a node process killed when dropped.
+//! - [`proxy`]: a fault-injecting TCP proxy in front of a node's internal
+//!   port, to cut nodes off from each other.
 //! - [`http`]: reqwest clients (plain, or HTTPS trusting one CA) and the
 //!   node's client API as tests call it.
 //! - [`writer`]: a background writer recording every acknowledged write.
@@ -16,4 +18,5 @@ pub mod checks;
 pub mod http;
 pub mod pki;
 pub mod process;
+pub mod proxy;
 pub mod writer;

@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
-use crate::credentials::{Credentials, Operation};
+use crate::credentials::{Client, Credentials, Operation};
 use crate::periodic::{PeriodicTask, RoundError};
 
 /// How often the client token files are checked for changes.
@@ -80,25 +80,56 @@ fn forbidden(message: String) -> Response {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
 }
 
-/// `/v1/kv`: a client token whose prefix covers the key and whose rights
-/// cover the method. A key the path cannot hold goes on to the handler,
-/// which refuses it.
+/// The client of the request's bearer token, or the error refusing it.
+fn client_of(credentials: &Credentials, headers: &HeaderMap) -> Result<Arc<Client>, ApiError> {
+    let Some(given) = bearer(headers) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this node requires Authorization: Bearer <client token>",
+        ));
+    };
+    let Some(client) = credentials.client(given) else {
+        if credentials.admin().matches(given) || credentials.peer().matches(given) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the admin and peer tokens do not open /v1/kv: use a client token",
+            ));
+        }
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown token",
+        ));
+    };
+    Ok(client)
+}
+
+/// The answer refusing `client` an `operation` on a key outside its rights.
+pub fn refused(client: &Client, operation: Operation) -> Response {
+    let rights = match operation {
+        Operation::Read => "read",
+        Operation::Write => "write",
+    };
+    forbidden(format!(
+        "client {:?} may not {rights} this key (its rights: {:?} on keys starting with {:?})",
+        client.name, client.access, client.prefix
+    ))
+}
+
+/// `/v1/kv/{key}`: a client token whose prefix covers the key and whose
+/// rights cover the method. A key the path cannot hold goes on to the
+/// handler, which refuses it.
 pub async fn require_client(
     State(credentials): State<Arc<Credentials>>,
     key: Result<Path<String>, PathRejection>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(given) = bearer(request.headers()) else {
-        return unauthorized("this node requires Authorization: Bearer <client token>");
-    };
-    let Some(client) = credentials.client(given) else {
-        if credentials.admin().matches(given) || credentials.peer().matches(given) {
-            return forbidden(
-                "the admin and peer tokens do not open /v1/kv: use a client token".into(),
-            );
-        }
-        return unauthorized("unknown token");
+    let client = match client_of(&credentials, request.headers()) {
+        Ok(client) => client,
+        Err(refusal) => return refusal.into_response(),
     };
     let operation = match *request.method() {
         Method::GET | Method::HEAD => Operation::Read,
@@ -107,16 +138,26 @@ pub async fn require_client(
     if let Ok(Path(key)) = &key
         && !client.may(operation, key.as_bytes())
     {
-        let rights = match operation {
-            Operation::Read => "read",
-            Operation::Write => "write",
-        };
-        return forbidden(format!(
-            "client {:?} may not {rights} this key (its rights: {:?} on keys starting with {:?})",
-            client.name, client.access, client.prefix
-        ));
+        return refused(&client, operation);
     }
     next.run(request).await
+}
+
+/// The read routes over many keys (batch reads, listing): any client
+/// token; the handler checks each key (or the prefix) against the
+/// [`Client`] this leaves in the request's extensions.
+pub async fn require_reader(
+    State(credentials): State<Arc<Credentials>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match client_of(&credentials, request.headers()) {
+        Ok(client) => {
+            request.extensions_mut().insert(client);
+            next.run(request).await
+        }
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
 /// The admin routes: the admin token only.

@@ -1,19 +1,19 @@
 //! The key-value routes: `GET`, `PUT` and `DELETE` of `/v1/kv/{key}`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
+use super::params::{QueryParams, known, no_conditions, quorum};
 use super::{ApiError, AppState};
-use crate::version::{VersionVector, decode_context, encode_context};
+use crate::version::{Object, VersionVector, decode_context, encode_context};
 
 /// Header carrying the opaque causal context.
 pub const CONTEXT_HEADER: &str = "x-dynamo-context";
@@ -24,12 +24,14 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub(super) async fn put_kv(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: QueryParams,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = parse_key(path)?;
-    let w = quorum_param(&query, "w", state.w, state.n)?;
+    let params = known(&query, &["w"])?;
+    no_conditions(&headers)?;
+    let w = quorum(&params, "w", state.w, state.n)?;
     let context = context_header(&headers)?.unwrap_or_default();
     let value = match body {
         Ok(bytes) => bytes,
@@ -52,18 +54,20 @@ pub(super) async fn put_kv(
 pub(super) async fn delete_kv(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: QueryParams,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = parse_key(path)?;
-    let w = quorum_param(&query, "w", state.w, state.n)?;
+    let params = known(&query, &["w", "r"])?;
+    no_conditions(&headers)?;
+    let w = quorum(&params, "w", state.w, state.n)?;
+    let r = quorum(&params, "r", state.r, state.n)?;
     let context = match context_header(&headers)? {
         Some(context) => context,
         None => {
-            let r = quorum_param(&query, "r", state.r, state.n)?;
             let current = state.coordinator.read(key.clone(), r).await?;
             if current.live_values().next().is_none() {
-                return Err(ApiError::not_found("key not found"));
+                return Ok(not_found(&current));
             }
             current.context()
         }
@@ -76,23 +80,19 @@ pub(super) async fn delete_kv(
 pub(super) async fn get_kv(
     State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: QueryParams,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = parse_key(path)?;
-    let r = quorum_param(&query, "r", state.r, state.n)?;
+    let params = known(&query, &["r"])?;
+    no_conditions(&headers)?;
+    let r = quorum(&params, "r", state.r, state.n)?;
     let object = state.coordinator.read(key, r).await?;
     let context = encode_context(&object.context());
     let values: Vec<&Bytes> = object.live_values().collect();
     state.metrics.observe_read_versions(values.len());
     if values.is_empty() {
-        let mut response = ApiError::not_found("key not found").into_response();
-        if !object.is_empty() {
-            response
-                .headers_mut()
-                .insert(CONTEXT_HEADER, header_value(&context));
-        }
-        return Ok(response);
+        return Ok(not_found(&object));
     }
     let wants_json = headers
         .get_all(header::ACCEPT)
@@ -127,6 +127,19 @@ pub(super) async fn get_kv(
     Ok(response)
 }
 
+/// `404` for a key with no live version, with the context of its
+/// tombstone when it has one (a write with it supersedes the delete).
+fn not_found(object: &Object) -> Response {
+    let mut response = ApiError::not_found("key not found").into_response();
+    if !object.is_empty() {
+        response.headers_mut().insert(
+            CONTEXT_HEADER,
+            header_value(&encode_context(&object.context())),
+        );
+    }
+    response
+}
+
 /// Any method on `/v1/kv` or `/v1/kv/`: a key is required.
 pub(super) async fn empty_key() -> ApiError {
     ApiError::bad_request("invalid_key", "the key is empty; use /v1/kv/{key}")
@@ -134,6 +147,11 @@ pub(super) async fn empty_key() -> ApiError {
 
 fn parse_key(path: Result<Path<String>, PathRejection>) -> Result<Bytes, ApiError> {
     let Path(key) = path.map_err(|r| ApiError::bad_request("invalid_key", r.body_text()))?;
+    valid_key(key)
+}
+
+/// `key` as stored, if it is 1 to [`MAX_KEY_BYTES`] bytes long.
+pub(super) fn valid_key(key: String) -> Result<Bytes, ApiError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
         return Err(ApiError::bad_request(
             "invalid_key",
@@ -144,27 +162,6 @@ fn parse_key(path: Result<Path<String>, PathRejection>) -> Result<Bytes, ApiErro
         ));
     }
     Ok(Bytes::from(key))
-}
-
-fn quorum_param(
-    query: &Result<Query<HashMap<String, String>>, QueryRejection>,
-    name: &str,
-    default: usize,
-    n: usize,
-) -> Result<usize, ApiError> {
-    let query = query
-        .as_ref()
-        .map_err(|r| ApiError::bad_request("invalid_parameter", r.body_text()))?;
-    let Some(raw) = query.get(name) else {
-        return Ok(default);
-    };
-    match raw.parse::<usize>() {
-        Ok(v) if (1..=n).contains(&v) => Ok(v),
-        _ => Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("{name}={raw:?} must be an integer from 1 to n={n}"),
-        )),
-    }
 }
 
 fn context_header(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {

@@ -59,23 +59,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Middleware counting and timing each `GET`, `HEAD`, `PUT` and `DELETE`
-/// under `/v1/kv` by outcome (refusals for lack of credentials or room
+/// Middleware counting and timing each client operation (see
+/// [`client_op`]) by outcome (refusals for lack of credentials or room
 /// included); other requests pass untouched.
 pub(super) async fn measure(
     State(state): State<Arc<AppState>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let op = match *request.method() {
-        Method::GET | Method::HEAD => Op::Get,
-        Method::PUT => Op::Put,
-        Method::DELETE => Op::Delete,
-        _ => return next.run(request).await,
-    };
-    if !request.uri().path().starts_with("/v1/kv") {
+    let Some(op) = client_op(request.method(), request.uri().path()) else {
         return next.run(request).await;
-    }
+    };
     let started = Instant::now();
     let response = next.run(request).await;
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
@@ -84,6 +78,22 @@ pub(super) async fn measure(
         .metrics
         .observe_request(op, outcome, started.elapsed());
     response
+}
+
+/// The client operation a request is, if it is one: a key's `GET`,
+/// `HEAD`, `PUT` or `DELETE`, a listing or a batch read.
+fn client_op(method: &Method, path: &str) -> Option<Op> {
+    match (method, path) {
+        (&Method::GET, "/v1/kv") => Some(Op::List),
+        (&Method::POST, "/v1/batch/get") => Some(Op::BatchGet),
+        (method, path) if path.starts_with("/v1/kv/") => match *method {
+            Method::GET | Method::HEAD => Some(Op::Get),
+            Method::PUT => Some(Op::Put),
+            Method::DELETE => Some(Op::Delete),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The outcome an answer's status and error code stand for.

@@ -5,11 +5,14 @@
 
 mod admin;
 pub mod auth;
+mod batch;
 mod error;
 mod internal;
 mod kv;
 pub mod limits;
+mod list;
 mod metrics;
+mod params;
 mod status;
 mod trace;
 mod ui;
@@ -139,18 +142,24 @@ pub fn admin_router(state: Arc<AppState>, credentials: Option<Arc<Credentials>>)
     finish(v1, state.clone()).merge(metrics::router(state, credentials))
 }
 
-/// `/v1/kv/{key}`, requiring a client token with rights on the key.
+/// `/v1/kv/{key}`, requiring a client token with rights on the key; the
+/// listing (`GET /v1/kv`) and batch reads, requiring a client token
+/// whose rights the handler checks key by key.
 fn kv_routes(credentials: &Option<Arc<Credentials>>) -> Router<Arc<AppState>> {
-    let routes = Router::new()
+    let keys = Router::new()
         .route(
             "/v1/kv/{*key}",
             get(kv::get_kv).put(kv::put_kv).delete(kv::delete_kv),
         )
-        .route("/v1/kv", any(kv::empty_key))
         .route("/v1/kv/", any(kv::empty_key));
+    let many = Router::new()
+        .route("/v1/kv", get(list::list_keys).fallback(kv::empty_key))
+        .route("/v1/batch/get", post(batch::batch_get));
     let routes = match credentials {
-        Some(c) => routes.route_layer(from_fn_with_state(c.clone(), auth::require_client)),
-        None => routes,
+        Some(c) => keys
+            .route_layer(from_fn_with_state(c.clone(), auth::require_client))
+            .merge(many.route_layer(from_fn_with_state(c.clone(), auth::require_reader))),
+        None => keys.merge(many),
     };
     routes.route_layer(axum::middleware::from_fn(trace::client_span))
 }
@@ -187,7 +196,13 @@ fn finish(v1: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .merge(ui::routes())
-        .fallback(|| async { ApiError::not_found("no such route") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_route",
+                "no such route (see docs/api.md)",
+            )
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,

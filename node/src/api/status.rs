@@ -2,24 +2,24 @@
 //! default; `?partitions=true` adds the list of partitions this node holds,
 //! `?ring=true` every partition's owners (what the status page draws).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use dynamo_ring::Ring;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
+use super::params::{QueryParams, flag, known};
 
 pub(super) async fn status(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    query: QueryParams,
 ) -> Result<Json<Value>, ApiError> {
-    let with_partitions = bool_param(&query, "partitions")?;
-    let with_ring = bool_param(&query, "ring")?;
+    let params = known(&query, &["partitions", "ring"])?;
+    let with_partitions = flag(&params, "partitions")?;
+    let with_ring = flag(&params, "ring")?;
     let membership = state.coordinator.membership();
     let view = membership.view();
     let ring = view.ring();
@@ -60,25 +60,6 @@ pub(super) async fn status(
         "tombstones": state.tasks.tombstones.report(),
         "storage": state.coordinator.storage().write_health(),
     })))
-}
-
-/// Whether `?{name}=` asks for what it names (`true` or `false`; anything
-/// else is a bad request).
-fn bool_param(
-    query: &Result<Query<HashMap<String, String>>, QueryRejection>,
-    name: &str,
-) -> Result<bool, ApiError> {
-    let query = query
-        .as_ref()
-        .map_err(|r| ApiError::bad_request("invalid_parameter", r.body_text()))?;
-    match query.get(name).map(String::as_str) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("{name}={other:?} must be true or false"),
-        )),
-    }
 }
 
 /// Per partition, in partition order, the ids of its owners in preference

@@ -27,7 +27,7 @@ struct Asset {
     body: &'static str,
 }
 
-/// The page's files; any other path under `/ui/` is `404 not_found`.
+/// The page's files; any other path under `/ui/` is `404 no_such_route`.
 static ASSETS: [Asset; 4] = [
     Asset {
         path: "/ui/",

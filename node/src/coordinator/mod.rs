@@ -13,6 +13,7 @@
 //! [`crate::handoff`]).
 
 mod fanout;
+mod list;
 mod read;
 mod rejection;
 mod stats;
@@ -30,6 +31,7 @@ use crate::peer::Peer;
 use crate::storage::{Storage, StorageError};
 use crate::transport::{QuorumShortfall, Request, Response, RpcError, Transport};
 use crate::version::Object;
+pub use list::{KeyPage, REMOTE_SCANS_PER_PAGE};
 pub use rejection::{Rejection, RejectionKind};
 pub use stats::CoordinatorReport;
 
@@ -203,6 +205,47 @@ impl Coordinator {
             Ok(_) => Err(unexpected(peer, "replica read").to_string()),
             Err(error) => Err(error.to_string()),
         }
+    }
+
+    /// The states of `keys` on a replica, local or remote, one per key in
+    /// order: one request for them all (asked again for the keys a reply
+    /// too large to hold them all leaves out).
+    async fn read_replica_keys(
+        &self,
+        peer: &Peer,
+        keys: &[Bytes],
+    ) -> Result<Vec<Option<Object>>, String> {
+        if let [key] = keys {
+            return Ok(vec![self.read_replica(peer, key.clone()).await?]);
+        }
+        if self.is_me(peer) {
+            if keys.iter().any(|key| self.membership.is_receiving_key(key)) {
+                return Err("this node is still receiving a partition of these keys".into());
+            }
+            return keys
+                .iter()
+                .map(|key| self.storage.get(key).map_err(|e| e.to_string()))
+                .collect();
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        while out.len() < keys.len() {
+            let rest = keys[out.len()..].to_vec();
+            let asked = rest.len();
+            match self.call(peer, &Request::ReadBatch { keys: rest }).await {
+                Ok(Response::Objects(objects)) if (1..=asked).contains(&objects.len()) => {
+                    out.extend(objects);
+                }
+                Ok(Response::NotReady) => {
+                    return Err(format!(
+                        "{} is still receiving a partition of these keys",
+                        peer.member.id
+                    ));
+                }
+                Ok(_) => return Err(unexpected(peer, "read batch").to_string()),
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(out)
     }
 
     /// Merges `object` into a replica, local or remote; `stand_in_for`

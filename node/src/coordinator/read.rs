@@ -2,7 +2,7 @@
 //! for owners believed down and for replicas that fail; answer after R;
 //! repair the stale owners among those that answered.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,24 +12,74 @@ use futures::stream::FuturesUnordered;
 use tracing::Instrument;
 
 use super::{Coordinator, CoordinatorError};
+use crate::membership::Replicas;
 use crate::peer::Peer;
 use crate::transport::QuorumShortfall;
 use crate::version::Object;
 
-type ReadResult = (Arc<Peer>, Result<Option<Object>, String>);
+type ReadResult = (Arc<Peer>, Result<Vec<Option<Object>>, String>);
 
 impl Coordinator {
     /// Reads `key` from `r` replicas and returns the merge of their states
     /// (empty when nobody has it). Owners that turn out stale once all asked
     /// have answered are repaired in the background.
     pub async fn read(&self, key: Bytes, r: usize) -> Result<Object, CoordinatorError> {
+        let replicas = self.membership.view().replicas(&key);
+        let mut objects = self.read_group(vec![key], &replicas, r).await?;
+        Ok(objects.pop().unwrap_or_default())
+    }
+
+    /// Reads many keys as [`Coordinator::read`] reads one, with one
+    /// request per replica of each set of keys that share their owners
+    /// (not one per key); the states in the order of `keys`. Fails when
+    /// any set misses its quorum.
+    pub async fn read_many(
+        &self,
+        keys: &[Bytes],
+        r: usize,
+    ) -> Result<Vec<Object>, CoordinatorError> {
         let view = self.membership.view();
-        let replicas = view.replicas(&key);
-        let (mut targets, reserve) = self.sloppy_targets(&replicas);
+        let mut groups: HashMap<Vec<String>, (Replicas, Vec<usize>)> = HashMap::new();
+        for (index, key) in keys.iter().enumerate() {
+            let replicas = view.replicas(key);
+            let owners = replicas
+                .owners()
+                .iter()
+                .map(|p| p.member.id.clone())
+                .collect();
+            groups
+                .entry(owners)
+                .or_insert_with(|| (replicas, Vec::new()))
+                .1
+                .push(index);
+        }
+        let reads = groups.into_values().map(|(replicas, indices)| async move {
+            let group = indices.iter().map(|&i| keys[i].clone()).collect();
+            (indices, self.read_group(group, &replicas, r).await)
+        });
+        let mut out = vec![Object::new(); keys.len()];
+        for (indices, objects) in futures::future::join_all(reads).await {
+            for (index, object) in indices.into_iter().zip(objects?) {
+                out[index] = object;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads `keys`, which share `replicas`, from `r` of them: every
+    /// replica asked answers for all the keys at once.
+    async fn read_group(
+        &self,
+        keys: Vec<Bytes>,
+        replicas: &Replicas,
+        r: usize,
+    ) -> Result<Vec<Object>, CoordinatorError> {
+        let keys: Arc<[Bytes]> = keys.into();
+        let (mut targets, reserve) = self.sloppy_targets(replicas);
         let mut reserve: VecDeque<Arc<Peer>> = reserve.into();
         if rand::random::<f64>() >= self.read_repair_chance {
-            // Ask R: this node first when it holds the key (a local read is
-            // cheap), the others in walk order; the rest stand by.
+            // Ask R: this node first when it holds the keys (a local read
+            // is cheap), the others in walk order; the rest stand by.
             if let Some(mine) = targets.iter().position(|t| self.is_me(&t.peer)) {
                 let me = targets.remove(mine);
                 targets.insert(0, me);
@@ -40,25 +90,21 @@ impl Coordinator {
         }
         let mut pending: FuturesUnordered<BoxFuture<'static, ReadResult>> = FuturesUnordered::new();
         for target in targets {
-            pending.push(self.read_from(target.peer, key.clone()));
+            pending.push(self.read_from(target.peer, keys.clone()));
         }
 
-        let mut replies: Vec<(Arc<Peer>, Object)> = Vec::with_capacity(replicas.n());
-        let mut merged = Object::new();
+        let mut replies: Vec<(Arc<Peer>, Vec<Object>)> = Vec::with_capacity(replicas.n());
+        let mut merged = vec![Object::new(); keys.len()];
         while replies.len() < r {
             let Some((peer, result)) = pending.next().await else {
                 break;
             };
             match result {
-                Ok(object) => {
-                    let object = object.unwrap_or_default();
-                    merged.merge(&object);
-                    replies.push((peer, object));
-                }
+                Ok(objects) => replies.push((peer, merge_reply(&mut merged, objects))),
                 Err(error) => {
                     tracing::debug!(peer = %peer.member.id, %error, "replica read failed");
                     if let Some(next) = reserve.pop_front() {
-                        pending.push(self.read_from(next, key.clone()));
+                        pending.push(self.read_from(next, keys.clone()));
                     }
                 }
             }
@@ -76,7 +122,7 @@ impl Coordinator {
         let answer = merged.clone();
         // Most reads ask only R replicas and find them equal: nothing is
         // left to wait for or repair, so no task is spawned.
-        if pending.is_empty() && replies.iter().all(|(_, object)| *object == merged) {
+        if pending.is_empty() && replies.iter().all(|(_, objects)| *objects == merged) {
             return Ok(answer);
         }
         let owners: Vec<String> = replicas
@@ -88,23 +134,27 @@ impl Coordinator {
         // In the client request's span, whose trace the repair belongs to.
         let repair = async move {
             while let Some((peer, result)) = pending.next().await {
-                if let Ok(object) = result {
-                    let object = object.unwrap_or_default();
-                    merged.merge(&object);
-                    replies.push((peer, object));
+                if let Ok(objects) = result {
+                    replies.push((peer, merge_reply(&mut merged, objects)));
                 }
             }
             replies.retain(|(peer, _)| owners.contains(&peer.member.id));
-            this.read_repair(key, merged, replies).await;
+            for (index, (key, merged)) in keys.iter().zip(merged).enumerate() {
+                let states = replies
+                    .iter()
+                    .map(|(peer, objects)| (peer.clone(), objects[index].clone()))
+                    .collect();
+                this.read_repair(key.clone(), merged, states).await;
+            }
         };
         tokio::spawn(repair.in_current_span());
         Ok(answer)
     }
 
-    fn read_from(&self, peer: Arc<Peer>, key: Bytes) -> BoxFuture<'static, ReadResult> {
+    fn read_from(&self, peer: Arc<Peer>, keys: Arc<[Bytes]>) -> BoxFuture<'static, ReadResult> {
         let this = self.clone();
         Box::pin(async move {
-            let result = this.read_replica(&peer, key).await;
+            let result = this.read_replica_keys(&peer, &keys).await;
             (peer, result)
         })
     }
@@ -131,4 +181,14 @@ impl Coordinator {
             }
         }
     }
+}
+
+/// Merges one replica's answer (a state or nothing per key) into `merged`
+/// and returns it with nothing as empty states.
+fn merge_reply(merged: &mut [Object], objects: Vec<Option<Object>>) -> Vec<Object> {
+    let objects: Vec<Object> = objects.into_iter().map(Option::unwrap_or_default).collect();
+    for (into, object) in merged.iter_mut().zip(&objects) {
+        into.merge(object);
+    }
+    objects
 }

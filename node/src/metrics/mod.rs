@@ -44,6 +44,10 @@ pub enum Op {
     Put,
     /// `DELETE`.
     Delete,
+    /// `GET /v1/kv`: a page of a key listing.
+    List,
+    /// `POST /v1/batch/get`: many keys read at once.
+    BatchGet,
 }
 
 /// How a client request ended.
@@ -76,6 +80,8 @@ impl Op {
             Op::Get => "get",
             Op::Put => "put",
             Op::Delete => "delete",
+            Op::List => "list",
+            Op::BatchGet => "batch_get",
         }
     }
 }

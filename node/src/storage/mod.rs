@@ -34,10 +34,9 @@ use crate::version::{Actor, Object, VersionVector};
 pub use engine::EngineStats;
 use health::WriteHealth;
 pub use health::{WriteFault, WriteHealthReport};
-pub use layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF};
+pub use layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF, data_key};
 use layout::{
-    META_ACTOR, column_families, data_key, hash_range_bounds, hint_key, hint_prefix,
-    split_hint_key, user_key,
+    META_ACTOR, column_families, hash_range_bounds, hint_key, hint_prefix, split_hint_key, user_key,
 };
 pub use writer::now_ms;
 use writer::{WriteOp, decode_seq};

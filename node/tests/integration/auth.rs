@@ -96,7 +96,7 @@ async fn each_role_has_its_own_token_and_clients_stay_within_their_prefix() {
     // The admin routes are not on the client listener at all.
     let on_client_port = format!("{}/v1/admin/ring", c.url(1));
     let (got, code) = call(&c, Method::GET, &on_client_port, ADMIN).await;
-    assert_eq!((got, code.as_str()), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!((got, code.as_str()), (StatusCode::NOT_FOUND, "no_such_route"));
     for probe in ["healthz", "readyz"] {
         let (got, _) = call(&c, Method::GET, &format!("{}/{probe}", c.url(2)), "").await;
         assert_eq!(got, StatusCode::OK, "{probe} stays open");
@@ -184,4 +184,82 @@ async fn an_application_added_to_clients_json_is_let_in_without_a_restart() {
     // The applications dropped from the file are revoked.
     let (status, _) = call(&c, Method::GET, &c.kv(0, "orders/1"), ORDERS).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_and_batch_reads_stay_within_the_client_prefix() {
+    let dir = auth_dir();
+    let c = TestCluster::start(3, &["--auth-dir", dir.path().to_str().unwrap()]).await;
+    for key in ["orders/1", "orders/2", "users/1"] {
+        let r = c
+            .http
+            .put(c.kv(0, key))
+            .bearer_auth(CLIENT)
+            .body("v")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{key}");
+    }
+    let list = |token: &'static str, query: &'static str| {
+        let request = c
+            .http
+            .get(format!("{}/v1/kv?{query}", c.url(1)))
+            .bearer_auth(token);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // `orders` sees its own keys only, whatever wider prefix it asks for.
+    for query in [
+        "limit=1000",
+        "prefix=ord&limit=1000",
+        "prefix=orders/&limit=1000",
+    ] {
+        let (status, body) = list(ORDERS, query).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        let mut keys: Vec<&str> = body["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["orders/1", "orders/2"], "{query}: {body}");
+    }
+    let (status, body) = list(ORDERS, "prefix=users/").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = list(AUDIT, "limit=1000").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["keys"].as_array().unwrap().len(), 3, "{body}");
+    let (status, _) = list(PEER, "").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the peer token reads no keys"
+    );
+    let (status, _) = list("", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let batch = |token: &'static str, keys: &'static [&'static str]| {
+        let request = c
+            .http
+            .post(format!("{}/v1/batch/get", c.url(2)))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "keys": keys }));
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        batch(ORDERS, &["orders/1", "orders/2"]).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        batch(ORDERS, &["orders/1", "users/1"]).await,
+        StatusCode::FORBIDDEN,
+        "one key outside the prefix refuses the batch"
+    );
+    assert_eq!(batch(AUDIT, &["orders/1", "users/1"]).await, StatusCode::OK);
+    assert_eq!(batch(ADMIN, &["orders/1"]).await, StatusCode::FORBIDDEN);
 }

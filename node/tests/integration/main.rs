@@ -20,6 +20,7 @@ mod history;
 mod hostile_admin;
 mod hostile_clients;
 mod hostile_peers;
+mod listing;
 mod local;
 mod logs;
 mod metrics;

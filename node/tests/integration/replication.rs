@@ -206,7 +206,7 @@ async fn client_mistakes_get_json_errors_not_500s() {
             .unwrap(),
     )
     .await;
-    expect(StatusCode::NOT_FOUND, "not_found")(
+    expect(StatusCode::NOT_FOUND, "no_such_route")(
         http.get(format!("{}/nope", c.url(0))).send().await.unwrap(),
     )
     .await;

@@ -90,7 +90,7 @@ async fn the_status_page_is_served_with_its_types_and_policy() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
         let body: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "not_found", "{path}");
+        assert_eq!(body["error"]["code"], "no_such_route", "{path}");
     }
     let r = http.post(format!("{}/ui/", c.url(0))).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);

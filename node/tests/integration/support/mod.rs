@@ -1,7 +1,7 @@
 //! A cluster of real `dynamo-node` processes on loopback for tests, on
 //! top of `dynamo_testkit`.
 
-pub mod proxy;
+pub use dynamo_testkit::proxy;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

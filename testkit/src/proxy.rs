@@ -42,6 +42,7 @@ impl Rules {
 
 /// A proxy listening on `address` and forwarding to `target`.
 pub struct FaultProxy {
+    /// Where it listens: the address peers are told to dial.
     pub address: SocketAddr,
     rules: Arc<Mutex<Rules>>,
     accept: AbortHandle,
