@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use super::{Coordinator, CoordinatorError};
 use crate::peer::Peer;
@@ -89,7 +91,8 @@ impl Coordinator {
     }
 
     /// Up to `limit` records of `partition` after `position` from `r` of
-    /// its owners (in preference order, skipping those that fail). With
+    /// its owners (this node first when it is one, then in preference
+    /// order): `r` asked at once, the next owner for each that fails. With
     /// several, the page ends where the shortest reply ends, so it holds
     /// every record any of them has up to there.
     async fn scan(
@@ -105,27 +108,47 @@ impl Coordinator {
             let me = owners.remove(mine);
             owners.insert(0, me);
         }
+        let mut owners = owners.into_iter();
+        let mut pending = FuturesUnordered::new();
+        for owner in owners.by_ref().take(r) {
+            pending.push(self.scan_from(owner, partition, position, limit));
+        }
         let mut replies = Vec::with_capacity(r);
         let mut remote = 0;
-        for owner in owners {
+        while let Some((owner, page)) = pending.next().await {
             remote += usize::from(!self.is_me(owner));
-            match self.scan_replica(owner, partition, position, limit).await {
+            match page {
                 Ok(page) => replies.push(page),
                 Err(error) => {
                     tracing::debug!(peer = %owner.member.id, %error, "partition scan failed");
+                    if let Some(next) = owners.next() {
+                        pending.push(self.scan_from(next, partition, position, limit));
+                    }
                 }
             }
-            if replies.len() == r {
-                return Ok(merge_pages(replies, remote));
+        }
+        if replies.len() < r {
+            return Err(QuorumShortfall {
+                op: "list".into(),
+                needed: r,
+                answered: replies.len(),
+                replicas: replicas.n(),
             }
+            .into());
         }
-        Err(QuorumShortfall {
-            op: "list".into(),
-            needed: r,
-            answered: replies.len(),
-            replicas: replicas.n(),
-        }
-        .into())
+        Ok(merge_pages(replies, remote))
+    }
+
+    /// [`Coordinator::scan_replica`], with the owner it asked.
+    async fn scan_from<'a>(
+        &'a self,
+        owner: &'a Peer,
+        partition: u32,
+        position: &'a [u8],
+        limit: usize,
+    ) -> (&'a Peer, Result<ReplicaPage, String>) {
+        let page = self.scan_replica(owner, partition, position, limit).await;
+        (owner, page)
     }
 
     /// One replica's page of `partition`, local or remote.
