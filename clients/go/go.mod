@@ -1,0 +1,3 @@
+module dynamo.dev/dynamo
+
+go 1.26
