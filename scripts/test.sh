@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite from a clean clone: installs what it needs,
-# checks formatting and lints, then runs every test: Rust first, then the
-# Kubernetes packaging (chart, CRDs, manifests; no cluster needed), the
+# checks formatting and lints, then runs every test: Rust first (the Rust
+# client among them), the Python and Go clients against live clusters,
+# fuzzing, the HTTP API against its OpenAPI description, the observability
+# tools, then the Kubernetes packaging (chart, CRDs, manifests; no cluster needed), the
 # operator on a real Kubernetes control plane built from published Go
 # modules (testbed/, tests/controlplane/; needs Go and root) and the Docker
 # cluster test (skipped with a message when no Docker engine answers).
@@ -59,8 +61,13 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo doc (broken doc links fail)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
-echo "== cargo test"
+echo "== cargo test (the Rust client's tests among them)"
 cargo test --workspace --locked
+echo "== Client libraries: Python and Go against live clusters (clients/*/run-tests.sh)"
+DYNAMO_NODE_BIN=$(cargo metadata --format-version 1 --no-deps | python3 scripts/cargo_metadata.py target-directory)/debug/dynamo-node
+export DYNAMO_NODE_BIN
+clients/python/run-tests.sh -q
+clients/go/run-tests.sh
 echo "== Fuzzing: every network decoder, 20 s each (scripts/fuzz.sh)"
 scripts/fuzz.sh 20
 echo "== HTTP API against docs/openapi.yaml (tests/api/run.sh, schemathesis)"
