@@ -18,6 +18,7 @@ use dynamo_node::api::{self, AppState};
 use dynamo_node::config::{NodeConfig, ServeArgs};
 use dynamo_node::coordinator::Coordinator;
 use dynamo_node::membership::Membership;
+use dynamo_node::metrics::Metrics;
 use dynamo_node::ring_adoption::RingAdoption;
 use dynamo_node::rpc_handler::RpcHandler;
 use dynamo_node::server;
@@ -124,13 +125,22 @@ fn wire(config: &NodeConfig) -> anyhow::Result<(Arc<AppState>, Arc<RpcHandler>)>
     );
     let tasks =
         server::maintenance_tasks(config, &storage, &membership, &rings, &transfers, &dialing);
+    let metrics = Metrics::default();
     let rpc = Arc::new(RpcHandler::new(
         coordinator.clone(),
         transfers.clone(),
         tasks.gossip.clone(),
         config.request_timeout,
+        metrics.clone(),
     ));
-    let state = Arc::new(AppState::new(coordinator, config, rings, transfers, tasks));
+    let state = Arc::new(AppState::new(
+        coordinator,
+        config,
+        rings,
+        transfers,
+        tasks,
+        metrics,
+    ));
     Ok((state, rpc))
 }
 

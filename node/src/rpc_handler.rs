@@ -18,6 +18,7 @@ use bytes::Bytes;
 use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
 use crate::merkle::{SEGMENTS, segment_range};
+use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::transfer::Transfers;
 use crate::transport::limits::BATCH_BYTES;
@@ -29,6 +30,7 @@ pub struct RpcHandler {
     transfers: Arc<Transfers>,
     gossip: Arc<Gossip>,
     stall_timeout: Duration,
+    metrics: Metrics,
 }
 
 impl RpcHandler {
@@ -36,16 +38,19 @@ impl RpcHandler {
     /// A peer stalling for `stall_timeout` inside a frame, or leaving
     /// replies unread that long, loses its stream: the node's request
     /// timeout, after which the peer's callers have given up anyway.
+    /// Requests are counted by kind in `metrics`.
     pub fn new(
         coordinator: Coordinator,
         transfers: Arc<Transfers>,
         gossip: Arc<Gossip>,
         stall_timeout: Duration,
+        metrics: Metrics,
     ) -> Self {
         Self {
             coordinator,
             transfers,
             gossip,
+            metrics,
             stall_timeout,
         }
     }
@@ -174,6 +179,7 @@ impl RpcHandler {
 
 impl RequestHandler for RpcHandler {
     fn handle_now(&self, request: Request) -> Result<Response, Request> {
+        self.metrics.observe_peer_request(request.kind());
         self.answer_now(request)
     }
 

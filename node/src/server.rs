@@ -22,6 +22,7 @@ use crate::coordinator::Coordinator;
 use crate::gossip::Gossip;
 use crate::handoff::Handoff;
 use crate::membership::Membership;
+use crate::metrics::Metrics;
 use crate::periodic;
 use crate::probe::Prober;
 use crate::ring_adoption::RingAdoption;
@@ -62,11 +63,13 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         config.read_repair_chance,
     );
     let tasks = maintenance_tasks(&config, &storage, &membership, &rings, &transfers, &dialing);
+    let metrics = Metrics::default();
     let rpc = Arc::new(RpcHandler::new(
         coordinator.clone(),
         transfers.clone(),
         tasks.gossip.clone(),
         config.request_timeout,
+        metrics.clone(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let prober = Arc::new(Prober::new(membership.clone(), dialing));
@@ -77,7 +80,14 @@ pub async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     if let Some(tls_reload) = tls_reload {
         periodic::spawn(tls_reload, stop_rx.clone());
     }
-    let state = Arc::new(AppState::new(coordinator, &config, rings, transfers, tasks));
+    let state = Arc::new(AppState::new(
+        coordinator,
+        &config,
+        rings,
+        transfers,
+        tasks,
+        metrics,
+    ));
     let mut servers = listen(&config, &limits, state.clone(), rpc, &stop_rx).await?;
     tracing::info!(
         listen = %config.listen,

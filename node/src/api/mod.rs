@@ -83,20 +83,22 @@ pub struct MaintenanceTasks {
 }
 
 impl AppState {
-    /// State for a node that is ready to serve.
+    /// State for a node that is ready to serve, recording into `metrics`
+    /// (shared with the node-to-node handler).
     pub fn new(
         coordinator: Coordinator,
         config: &NodeConfig,
         rings: Arc<RingAdoption>,
         transfers: Arc<Transfers>,
         tasks: MaintenanceTasks,
+        metrics: Metrics,
     ) -> Self {
         Self {
             coordinator,
             rings,
             transfers,
             tasks,
-            metrics: Metrics::default(),
+            metrics,
             zone: config.zone.clone(),
             address: config.address.clone(),
             n: config.n,

@@ -30,9 +30,9 @@ impl Coordinator {
     }
 
     /// Reads many keys as [`Coordinator::read`] reads one, with one
-    /// request per replica of each set of keys that share their owners
-    /// (not one per key); the states in the order of `keys`. Fails when
-    /// any set misses its quorum.
+    /// request per replica of each set of keys that share their owners, in
+    /// whatever preference order (not one per key); the states in the
+    /// order of `keys`. Fails when any set misses its quorum.
     pub async fn read_many(
         &self,
         keys: &[Bytes],
@@ -42,11 +42,12 @@ impl Coordinator {
         let mut groups: HashMap<Vec<String>, (Replicas, Vec<usize>)> = HashMap::new();
         for (index, key) in keys.iter().enumerate() {
             let replicas = view.replicas(key);
-            let owners = replicas
+            let mut owners: Vec<String> = replicas
                 .owners()
                 .iter()
                 .map(|p| p.member.id.clone())
                 .collect();
+            owners.sort_unstable();
             groups
                 .entry(owners)
                 .or_insert_with(|| (replicas, Vec::new()))

@@ -110,6 +110,12 @@ struct RequestLabels {
     outcome: &'static str,
 }
 
+/// The labels of the counter of requests served to peers.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerRequestLabels {
+    kind: &'static str,
+}
+
 /// The labels of the read versions counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
@@ -128,6 +134,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: Histograms,
     read_versions: Family<VersionLabels, Counter>,
+    peer_requests: Family<PeerRequestLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -137,8 +144,9 @@ impl Default for Metrics {
             requests: Family::default(),
             durations: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             read_versions: Family::default(),
+            peer_requests: Family::default(),
         };
-        for op in [Op::Get, Op::Put, Op::Delete] {
+        for op in [Op::Get, Op::Put, Op::Delete, Op::List, Op::BatchGet] {
             for outcome in [Outcome::Ok, Outcome::NotFound, Outcome::QuorumFailed] {
                 let labels = request_labels(op, outcome);
                 drop(metrics.requests.get_or_create(&labels));
@@ -191,6 +199,14 @@ impl Metrics {
             .inc();
     }
 
+    /// Records a request a peer sent over the node-to-node stream, by its
+    /// kind ([`crate::transport::Request::kind`]).
+    pub fn observe_peer_request(&self, kind: &'static str) {
+        self.peer_requests
+            .get_or_create(&PeerRequestLabels { kind })
+            .inc();
+    }
+
     /// Every metric of the node, with the figures of `sources` as they are
     /// now, in the OpenMetrics text format.
     pub fn encode(&self, sources: &Sources<'_>) -> Result<String, fmt::Error> {
@@ -218,6 +234,11 @@ impl Metrics {
             "read_versions",
             "Successful reads by the number of concurrent versions (siblings) they returned",
             self.read_versions.clone(),
+        );
+        registry.register(
+            "peer_requests",
+            "Requests this node served for its peers over the node-to-node stream, by kind",
+            self.peer_requests.clone(),
         );
     }
 }

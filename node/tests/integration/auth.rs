@@ -96,7 +96,10 @@ async fn each_role_has_its_own_token_and_clients_stay_within_their_prefix() {
     // The admin routes are not on the client listener at all.
     let on_client_port = format!("{}/v1/admin/ring", c.url(1));
     let (got, code) = call(&c, Method::GET, &on_client_port, ADMIN).await;
-    assert_eq!((got, code.as_str()), (StatusCode::NOT_FOUND, "no_such_route"));
+    assert_eq!(
+        (got, code.as_str()),
+        (StatusCode::NOT_FOUND, "no_such_route")
+    );
     for probe in ["healthz", "readyz"] {
         let (got, _) = call(&c, Method::GET, &format!("{}/{probe}", c.url(2)), "").await;
         assert_eq!(got, StatusCode::OK, "{probe} stays open");

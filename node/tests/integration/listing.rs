@@ -323,3 +323,69 @@ async fn what_the_api_does_not_support_is_refused_with_what_it_does() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(code(&body), "invalid_body");
 }
+
+/// `dynamo_peer_requests_total{kind}` of node `i`.
+async fn served(c: &TestCluster, i: usize, kind: &str) -> f64 {
+    let r = c
+        .http
+        .get(format!("{}/metrics", c.url(i)))
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    let series = format!("dynamo_peer_requests_total{{kind=\"{kind}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_read_asks_each_replica_once_not_once_per_key() {
+    // No anti-entropy or handoff while the test counts requests.
+    let quiet = [
+        "--partitions",
+        "64",
+        "--anti-entropy-interval-ms",
+        "3600000",
+        "--handoff-interval-ms",
+        "3600000",
+    ];
+    let c = TestCluster::start(3, &quiet).await;
+    let keys: Vec<String> = (0..100).map(|n| format!("batch/{n}")).collect();
+    for key in keys.iter().take(10) {
+        let (status, _) = c.put(0, key, "v", None, "?w=3").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let before = [
+        served(&c, 1, "read batch").await,
+        served(&c, 2, "read batch").await,
+    ];
+    let single = [
+        served(&c, 1, "replica read").await,
+        served(&c, 2, "replica read").await,
+    ];
+
+    // Three nodes, N=3: every key has the same replicas, so r=3 asks the
+    // two other nodes one request each for all 100 keys.
+    let (status, body) = batch(&c, 0, "?r=3", json!({ "keys": keys })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let found = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["values"] != json!([]))
+        .count();
+    assert_eq!(found, 10);
+    for (i, node) in [1, 2].into_iter().enumerate() {
+        assert_eq!(
+            served(&c, node, "read batch").await,
+            before[i] + 1.0,
+            "node {node}"
+        );
+        assert_eq!(
+            served(&c, node, "replica read").await,
+            single[i],
+            "node {node}"
+        );
+    }
+}
