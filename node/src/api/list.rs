@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::auth::refused;
 use super::kv::MAX_KEY_BYTES;
-use super::params::{QueryParams, known, no_conditions, quorum};
+use super::params::{QueryParams, count, known, no_conditions, quorum};
 use super::{ApiError, AppState};
 use crate::credentials::{Client, Operation};
 
@@ -37,7 +37,13 @@ pub(super) async fn list_keys(
     let params = known(&query, &["prefix", "limit", "cursor", "r"])?;
     no_conditions(&headers)?;
     let r = quorum(&params, "r", 1, state.n)?;
-    let limit = limit(params.get("limit"))?;
+    let limit = count(
+        &params,
+        "limit",
+        DEFAULT_LIMIT,
+        MAX_LIMIT,
+        &MAX_LIMIT.to_string(),
+    )?;
     let position = match params.get("cursor") {
         Some(cursor) => decode_cursor(cursor)?,
         None => Vec::new(),
@@ -61,20 +67,6 @@ pub(super) async fn list_keys(
         .collect();
     let cursor = page.next.as_deref().map(encode_cursor);
     Ok(Json(json!({ "keys": keys, "cursor": cursor })).into_response())
-}
-
-/// `limit`: [`DEFAULT_LIMIT`] when absent, else `1..=`[`MAX_LIMIT`].
-fn limit(raw: Option<&String>) -> Result<usize, ApiError> {
-    let Some(raw) = raw else {
-        return Ok(DEFAULT_LIMIT);
-    };
-    match raw.parse::<usize>() {
-        Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-        _ => Err(ApiError::bad_request(
-            "invalid_parameter",
-            format!("limit={raw:?} must be an integer from 1 to {MAX_LIMIT}"),
-        )),
-    }
 }
 
 /// The prefix a client may list under when it asks for `asked`: its own

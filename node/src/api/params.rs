@@ -69,14 +69,26 @@ pub(super) fn quorum(
     default: usize,
     n: usize,
 ) -> Result<usize, ApiError> {
+    count(params, name, default, n, &format!("n={n}"))
+}
+
+/// A count parameter: `default` when absent, else an integer in
+/// `1..=max` (`max_text` says what the bound is, for the message).
+pub(super) fn count(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: usize,
+    max: usize,
+    max_text: &str,
+) -> Result<usize, ApiError> {
     let Some(raw) = params.get(name) else {
         return Ok(default);
     };
     match raw.parse::<usize>() {
-        Ok(v) if (1..=n).contains(&v) => Ok(v),
+        Ok(v) if (1..=max).contains(&v) => Ok(v),
         _ => Err(ApiError::bad_request(
             "invalid_parameter",
-            format!("{name}={raw:?} must be an integer from 1 to n={n}"),
+            format!("{name}={raw:?} must be an integer from 1 to {max_text}"),
         )),
     }
 }
