@@ -7,21 +7,19 @@ import (
 
 func TestEscape(t *testing.T) {
 	cases := map[string]string{
-		"users/42":      "users/42",
+		"users/42":      "users%2F42",
 		"a b":           "a%20b",
 		"café":          "caf%C3%A9",
-		"A-Z_a.z~0/9":   "A-Z_a.z~0/9",
+		"A-Z_a.z~0/9":   "A-Z_a%2Ez~0%2F9",
+		"a/../b":        "a%2F%2E%2E%2Fb",
 		"?#&=+%":        "%3F%23%26%3D%2B%25",
 		"\x00\xff":      "%00%FF",
-		"50%/off/ünï?x": "50%25/off/%C3%BCn%C3%AF%3Fx",
+		"50%/off/ünï?x": "50%25%2Foff%2F%C3%BCn%C3%AF%3Fx",
 	}
 	for in, want := range cases {
-		if got := escape(in, true); got != want {
+		if got := escape(in); got != want {
 			t.Errorf("escape(%q) = %q, want %q", in, got, want)
 		}
-	}
-	if got := escape("a/b c", false); got != "a%2Fb%20c" {
-		t.Errorf("escape without slashes = %q", got)
 	}
 }
 

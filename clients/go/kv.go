@@ -119,7 +119,7 @@ func writeConfig(opts []WriteOption) writeOptions {
 func query(pairs ...string) string {
 	var parts []string
 	for i := 0; i+1 < len(pairs); i += 2 {
-		parts = append(parts, pairs[i]+"="+escape(pairs[i+1], false))
+		parts = append(parts, pairs[i]+"="+escape(pairs[i+1]))
 	}
 	return strings.Join(parts, "&")
 }
@@ -135,9 +135,8 @@ func quorumPairs(r, w int) []string {
 	return pairs
 }
 
-// escape percent-encodes every byte but A-Z a-z 0-9 - . _ ~ (and / when
-// keepSlash).
-func escape(s string, keepSlash bool) string {
+// escape percent-encodes every byte but A-Z a-z 0-9 - _ ~.
+func escape(s string) string {
 	const hex = "0123456789ABCDEF"
 	var b strings.Builder
 	b.Grow(len(s))
@@ -145,7 +144,7 @@ func escape(s string, keepSlash bool) string {
 		c := s[i]
 		switch {
 		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9',
-			c == '-', c == '.', c == '_', c == '~', c == '/' && keepSlash:
+			c == '-', c == '_', c == '~':
 			b.WriteByte(c)
 		default:
 			b.WriteByte('%')
@@ -156,8 +155,10 @@ func escape(s string, keepSlash bool) string {
 	return b.String()
 }
 
-// keyPath is the path of a key's route.
-func keyPath(key string) string { return "/v1/kv/" + escape(key, true) }
+// keyPath is the path of a key's route: the key as one path segment, "/"
+// and "." percent-encoded too, so no proxy or library on the way merges
+// "//" or resolves "." and ".." in it (the node decodes them back).
+func keyPath(key string) string { return "/v1/kv/" + escape(key) }
 
 // versionsBody is the JSON shape of a successful read.
 type versionsBody struct {

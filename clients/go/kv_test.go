@@ -250,21 +250,23 @@ func TestKeyEncoding(t *testing.T) {
 	client := newClient(t, shared(t).URLs(), dynamo.WithHTTPClient(rec.client()))
 	base := key(t, "")
 	keys := map[string]string{ // key suffix -> the escaped path suffix sent
-		"users/42/profile":      "users/42/profile",
+		"users/42/profile":      "users%2F42%2Fprofile",
 		"with space":            "with%20space",
-		"café/日本語/😀":            "caf%C3%A9/%E6%97%A5%E6%9C%AC%E8%AA%9E/%F0%9F%98%80",
+		"café/日本語/😀":            "caf%C3%A9%2F%E6%97%A5%E6%9C%AC%E8%AA%9E%2F%F0%9F%98%80",
 		"q?a=1&b=2#frag+plus%":  "q%3Fa%3D1%26b%3D2%23frag%2Bplus%25",
-		"a/./b":                 "a/./b",
-		"a/b":                   "a/b",
-		"a/../b":                "a/../b",
-		"double//slash/":        "double//slash/",
-		"tilde~dash-dot.under_": "tilde~dash-dot.under_",
+		"a/./b":                 "a%2F%2E%2Fb",
+		"a/b":                   "a%2Fb",
+		"a/../b":                "a%2F%2E%2E%2Fb",
+		"double//slash/":        "double%2F%2Fslash%2F",
+		"tilde~dash-dot.under_": "tilde~dash-dot%2Eunder_",
 	}
+	// The key is one path segment: "/" and "." are encoded too.
+	escapedBase := strings.NewReplacer("/", "%2F", ".", "%2E").Replace(base)
 	for suffix, escaped := range keys {
 		k := base + suffix
 		mustPut(t, client, k, "value of "+suffix)
 		sent := rec.take()
-		want := "/v1/kv/" + base + escaped
+		want := "/v1/kv/" + escapedBase + escaped
 		if len(sent) != 1 || sent[0].Path != want {
 			t.Fatalf("Put(%q) sent %+v, want path %s", k, sent, want)
 		}

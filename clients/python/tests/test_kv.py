@@ -143,9 +143,9 @@ def test_key_encoding(cluster: Cluster, name: str) -> None:
 def test_key_encoding_of_spaces_and_unicode_is_percent_encoding() -> None:
     from dynamo_client import encode_key
 
-    assert encode_key("a b/café") == "a%20b/caf%C3%A9"
-    assert encode_key("a/../b/./c") == "a/%2E%2E/b/%2E/c"
-    assert encode_key("x.y/~z-_") == "x.y/~z-_"
+    assert encode_key("a b/café") == "a%20b%2Fcaf%C3%A9"
+    assert encode_key("a/../b/./c") == "a%2F%2E%2E%2Fb%2F%2E%2Fc"
+    assert encode_key("x.y/~z-_") == "x%2Ey%2F~z-_"
     assert encode_key("%2F?#") == "%252F%3F%23"
 
 

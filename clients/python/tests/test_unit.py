@@ -119,4 +119,4 @@ def test_requests_carry_accept_token_and_encoded_keys() -> None:
         assert kv.get("a b/../ü", r=1).values == []
     assert seen[0].headers["Accept"] == "application/json"
     assert seen[0].headers["Authorization"] == "Bearer t0k"
-    assert seen[0].url.raw_path == b"/v1/kv/a%20b/%2E%2E/%C3%BC?r=1"
+    assert seen[0].url.raw_path == b"/v1/kv/a%20b%2F%2E%2E%2F%C3%BC?r=1"

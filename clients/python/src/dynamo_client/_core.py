@@ -145,11 +145,11 @@ Op: TypeAlias = Generator[Effect, Any, T]
 
 
 def encode_key(key: str) -> str:
-    """The key as it goes in the path after ``/v1/kv/``: every UTF-8 byte percent-encoded
-    except ``A-Z a-z 0-9 - . _ ~`` and ``/``; a ``.`` or ``..`` segment is encoded too, since
-    HTTP libraries would otherwise resolve it (``a/../b`` must not become ``b``)."""
-    segments = quote(key, safe="/").split("/")
-    return "/".join(s.replace(".", "%2E") if s in (".", "..") else s for s in segments)
+    """The key as it goes in the path after ``/v1/kv/``: one path segment, every UTF-8 byte
+    percent-encoded except ``A-Z a-z 0-9 - _ ~`` (``/`` and ``.`` too, which the node
+    decodes back), so no library or proxy on the way merges ``//`` or resolves ``.`` and
+    ``..`` in it (``a/../b`` must not become ``b``)."""
+    return quote(key, safe="").replace(".", "%2E")
 
 
 def kv_path(key: str) -> str:
