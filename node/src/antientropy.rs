@@ -267,10 +267,11 @@ impl AntiEntropy {
 
     /// Reads `keys` from the peer and merges them here, asking again for
     /// the keys a reply leaves out (one that would be too large holds the
-    /// first states only).
+    /// first states only). A peer still receiving their partition has
+    /// nothing to give yet (it answers not ready): the pull stops there,
+    /// and its transfer, then a later exchange, converge the keys.
     async fn pull(&self, peer: &Peer, keys: Vec<Bytes>) -> Result<(), String> {
         let started = Instant::now();
-        let count = keys.len();
         let mut bytes = 0;
         let mut rest = keys.as_slice();
         while !rest.is_empty() {
@@ -279,6 +280,7 @@ impl AntiEntropy {
             };
             let objects = match self.call(peer, request).await? {
                 Response::Objects(objects) if (1..=rest.len()).contains(&objects.len()) => objects,
+                Response::NotReady => break,
                 _ => return Err("bad reply to a batch read".into()),
             };
             let (read, unread) = rest.split_at(objects.len());
@@ -292,7 +294,7 @@ impl AntiEntropy {
             }
             rest = unread;
         }
-        self.repaired(count, bytes, started).await;
+        self.repaired(keys.len() - rest.len(), bytes, started).await;
         Ok(())
     }
 
