@@ -235,7 +235,7 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 	if value == nil {
 		value = []byte{}
 	}
-	resp, err := c.do(ctx, &request{
+	return c.write(ctx, &request{
 		method:     http.MethodPut,
 		path:       keyPath(key),
 		query:      query(quorumPairs(0, o.w)...),
@@ -243,13 +243,6 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 		causal:     o.causal,
 		idempotent: o.causal != "",
 	})
-	if err != nil {
-		return "", err
-	}
-	if resp.status != http.StatusNoContent && resp.status != http.StatusOK {
-		return "", apiError(resp.status, resp.body)
-	}
-	return resp.header.Get(contextHeader), nil
 }
 
 // Delete deletes key: it writes a tombstone superseding the versions the
@@ -258,13 +251,18 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 // tombstone's context: writing with it supersedes the delete.
 func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (string, error) {
 	o := writeConfig(opts)
-	resp, err := c.do(ctx, &request{
+	return c.write(ctx, &request{
 		method:     http.MethodDelete,
 		path:       keyPath(key),
 		query:      query(quorumPairs(o.r, o.w)...),
 		causal:     o.causal,
 		idempotent: o.causal != "",
 	})
+}
+
+// write sends a PUT or DELETE and returns the context of what it wrote.
+func (c *Client) write(ctx context.Context, req *request) (string, error) {
+	resp, err := c.do(ctx, req)
 	if err != nil {
 		return "", err
 	}

@@ -424,8 +424,7 @@ impl Client {
                     }
                     return Err(api_error(&call.method, url, response).await);
                 }
-                Err(error) if !last => {
-                    let _ = error;
+                Err(_) if !last => {
                     tokio::time::sleep(self.retry.backoff(attempt, Duration::ZERO)).await;
                 }
                 Err(error) => {
