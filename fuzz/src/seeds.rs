@@ -8,7 +8,7 @@ use bytes::Bytes;
 use dynamo_node::transport::{
     CoordinateWrite, GossipDigest, QuorumShortfall, Request, Response, TraceContext, handshake,
 };
-use dynamo_node::version::{Dot, Object, VersionVector, encode_context};
+use dynamo_node::version::{Attributes, Content, Dot, Object, VersionVector, encode_context};
 use dynamo_ring::document::{PartitionTransfer, TransferState};
 use dynamo_ring::{Member, Ring, RingDocument, TransferReport};
 
@@ -132,7 +132,14 @@ pub fn requests() -> Vec<Request> {
         Request::CoordinateWrite(CoordinateWrite {
             key: key(),
             context: clock(&[(7, 1), (9, 4)]),
-            value: Some(Bytes::from_static(b"new value")),
+            content: Content::value(
+                Bytes::from_static(b"new value"),
+                Attributes {
+                    content_type: Some("application/json".into()),
+                    meta: vec![("owner".into(), "ops".into())],
+                    expires_at: Some(1_800_000_000_000),
+                },
+            ),
             w: 2,
         }),
         Request::Ping,

@@ -1,4 +1,9 @@
-//! Tombstone purging.
+//! Tombstone purging, and expiry.
+//!
+//! A value written with a TTL carries its expiry; it reads as deleted from
+//! then on, everywhere. The tombstone index also lists such keys (at their
+//! expiry), and each sweep turns the versions whose expiry passed into
+//! tombstones with the same dots, which are then purged like any other.
 //!
 //! A delete is stored as a tombstone version so that replicas which missed
 //! it cannot bring the old value back. A tombstone is purged only when no
@@ -61,6 +66,8 @@ pub struct TombstoneReport {
     pub interrupted: u64,
     /// Members removed from the ring still asked before purging.
     pub departed_members: u64,
+    /// Keys whose expired values were turned into tombstones here.
+    pub expired: u64,
 }
 
 /// Members seen in the ring, and those that left it since.
@@ -84,6 +91,7 @@ pub struct TombstoneGc {
     purged: AtomicU64,
     blocked: AtomicU64,
     interrupted: AtomicU64,
+    expired: AtomicU64,
 }
 
 /// A tombstone every node agreed may go, and the other nodes holding it.
@@ -133,6 +141,7 @@ impl TombstoneGc {
             purged: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             interrupted: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
         }
     }
 
@@ -143,10 +152,13 @@ impl TombstoneGc {
             blocked_sweeps: self.blocked.load(Ordering::Relaxed),
             interrupted: self.interrupted.load(Ordering::Relaxed),
             departed_members: lock(&self.departures).departed.len() as u64,
+            expired: self.expired.load(Ordering::Relaxed),
         }
     }
 
-    /// One pass over the tombstone index.
+    /// One pass over the tombstone index: turns the values whose expiry
+    /// passed into tombstones, and purges the tombstones that may go (until
+    /// some node blocks purging for this pass).
     async fn sweep(&self) -> Result<(), RoundError> {
         let view = self.membership.view();
         self.note_departures(&view);
@@ -154,6 +166,7 @@ impl TombstoneGc {
             return Ok(());
         }
         let mut after: Option<Bytes> = None;
+        let mut purging = true;
         loop {
             let batch = match self.storage.tombstones(after.as_deref(), BATCH) {
                 Ok(batch) if !batch.is_empty() => batch,
@@ -162,6 +175,13 @@ impl TombstoneGc {
             };
             after = batch.last().map(|(key, _)| key.clone());
             let now = now_ms();
+            let due = batch.iter().filter(|(_, since)| *since <= now);
+            self.expire(due.map(|(key, _)| key), now)
+                .await
+                .map_err(|error| RoundError::local("expiring values", error))?;
+            if !purging {
+                continue;
+            }
             let old_enough: Vec<Bytes> = batch
                 .into_iter()
                 .filter(|(_, since)| {
@@ -173,7 +193,7 @@ impl TombstoneGc {
                 Ok(true) => {}
                 Ok(false) => {
                     self.blocked.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
+                    purging = false;
                 }
                 Err(error) => {
                     self.blocked.fetch_add(1, Ordering::Relaxed);
@@ -181,6 +201,27 @@ impl TombstoneGc {
                 }
             }
         }
+    }
+
+    /// Turns the versions of `keys` whose expiry passed at `now` into
+    /// tombstones with the same dots. Every replica does so on its own at
+    /// the expiry the version carries, and a merge carries the tombstone to
+    /// one that has not yet: an expired value never comes back.
+    async fn expire(
+        &self,
+        keys: impl Iterator<Item = &Bytes>,
+        now: u64,
+    ) -> Result<(), StorageError> {
+        for key in keys {
+            let Some(mut object) = self.storage.get(key)? else {
+                continue;
+            };
+            if object.expire(now) {
+                self.storage.merge(key.clone(), object).await?;
+                self.expired.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
     }
 
     /// Records members that left the ring since the last sweep (and

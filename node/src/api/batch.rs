@@ -9,18 +9,17 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::attributes::live_json;
 use super::auth::refused;
 use super::kv::valid_key;
 use super::params::{QueryParams, known, no_conditions, quorum};
 use super::{ApiError, AppState};
 use crate::credentials::{Client, Operation};
-use crate::version::{Object, encode_context};
+use crate::version::{Object, now_ms};
 
 /// Most keys one batch read names.
 pub const MAX_BATCH_KEYS: usize = 100;
@@ -53,15 +52,16 @@ pub(super) async fn batch_get(
         return Ok(refused(&client, Operation::Read));
     }
     let objects = state.coordinator.read_many(&keys, r).await?;
+    let now = now_ms();
     let items: Vec<Value> = keys
         .iter()
         .zip(&objects)
         .map(|(key, object)| {
-            let values = object.live_values().count();
+            let values = object.live(now).count();
             if values > 0 {
                 state.metrics.observe_read_versions(values);
             }
-            item(key, object)
+            item(key, object, now)
         })
         .collect();
     Ok(Json(json!({ "items": items })).into_response())
@@ -92,14 +92,11 @@ fn batch_keys(keys: Vec<String>) -> Result<Vec<Bytes>, ApiError> {
     Ok(out)
 }
 
-/// One key's answer: its live values (base64), and its context when the
-/// key has any state (a tombstone's too).
-fn item(key: &Bytes, object: &Object) -> Value {
-    let values: Vec<String> = object.live_values().map(|v| STANDARD.encode(v)).collect();
-    let context = (!object.is_empty()).then(|| encode_context(&object.context()));
-    json!({
-        "key": String::from_utf8_lossy(key),
-        "context": context,
-        "values": values,
-    })
+/// One key's answer: its live values (base64) and siblings with their
+/// attributes, and its context when the key has any state (a tombstone's
+/// too).
+fn item(key: &Bytes, object: &Object, now: u64) -> Value {
+    let mut answer = live_json(object, now);
+    answer.insert("key".into(), json!(String::from_utf8_lossy(key)));
+    Value::Object(answer)
 }

@@ -64,6 +64,11 @@ impl From<CoordinatorError> for ApiError {
                 };
                 Self::new(status, rejection.kind.code(), rejection.message)
             }
+            CoordinatorError::AttributesUnsupported(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "attributes_unavailable",
+                error.to_string(),
+            ),
             CoordinatorError::Storage(e) => e.into(),
         }
     }

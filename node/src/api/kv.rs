@@ -2,18 +2,17 @@
 
 use std::sync::Arc;
 
+use super::attributes;
+use super::params::{QueryParams, known, no_conditions, quorum};
+use super::{ApiError, AppState};
+use crate::version::{
+    Content, Object, Sibling, VersionVector, decode_context, encode_context, now_ms,
+};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use serde_json::json;
-
-use super::params::{QueryParams, known, no_conditions, quorum};
-use super::{ApiError, AppState};
-use crate::version::{Object, VersionVector, decode_context, encode_context};
 
 /// Header carrying the opaque causal context.
 pub const CONTEXT_HEADER: &str = "x-dynamo-context";
@@ -29,10 +28,11 @@ pub(super) async fn put_kv(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let key = parse_key(path)?;
-    let params = known(&query, &["w"])?;
+    let params = known(&query, &["w", "ttl"])?;
     no_conditions(&headers)?;
     let w = quorum(&params, "w", state.w, state.n)?;
     let context = context_header(&headers)?.unwrap_or_default();
+    let attributes = attributes::of_write(&headers, &params, now_ms())?;
     let value = match body {
         Ok(bytes) => bytes,
         Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
@@ -44,7 +44,7 @@ pub(super) async fn put_kv(
     };
     let context = state
         .coordinator
-        .write(key, context, Some(value), w)
+        .write(key, context, Content::value(value, attributes), w)
         .await?;
     Ok(no_content(&context))
 }
@@ -72,7 +72,10 @@ pub(super) async fn delete_kv(
             current.context()
         }
     };
-    let context = state.coordinator.write(key, context, None, w).await?;
+    let context = state
+        .coordinator
+        .write(key, context, Content::Deleted, w)
+        .await?;
     Ok(no_content(&context))
 }
 
@@ -89,37 +92,29 @@ pub(super) async fn get_kv(
     let r = quorum(&params, "r", state.r, state.n)?;
     let object = state.coordinator.read(key, r).await?;
     let context = encode_context(&object.context());
-    let values: Vec<&Bytes> = object.live_values().collect();
-    state.metrics.observe_read_versions(values.len());
-    if values.is_empty() {
-        return Ok(not_found(&object));
-    }
+    let now = now_ms();
+    let live: Vec<&Sibling> = object.live(now).collect();
+    state.metrics.observe_read_versions(live.len());
     let wants_json = headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/json"));
-    let mut response = if values.len() == 1 && !wants_json {
-        (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            )],
-            values[0].clone(),
-        )
-            .into_response()
-    } else {
-        let encoded: Vec<String> = values.iter().map(|v| STANDARD.encode(v)).collect();
-        let status = if values.len() > 1 {
-            StatusCode::MULTIPLE_CHOICES
-        } else {
-            StatusCode::OK
-        };
-        (
-            status,
-            axum::Json(json!({ "context": context, "values": encoded })),
-        )
-            .into_response()
+    let mut response = match live.as_slice() {
+        [] => return Ok(not_found(&object)),
+        [only] if !wants_json => {
+            let value = only.content.bytes().cloned().unwrap_or_default();
+            let mut response = value.into_response();
+            attributes::insert_headers(response.headers_mut(), only.content.attributes());
+            response
+        }
+        several => {
+            let status = match several.len() {
+                1 => StatusCode::OK,
+                _ => StatusCode::MULTIPLE_CHOICES,
+            };
+            (status, axum::Json(attributes::live_json(&object, now))).into_response()
+        }
     };
     response
         .headers_mut()

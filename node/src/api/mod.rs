@@ -4,6 +4,7 @@
 //! the stream can get a listener of their own.
 
 mod admin;
+pub mod attributes;
 pub mod auth;
 mod batch;
 mod error;

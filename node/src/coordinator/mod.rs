@@ -29,6 +29,7 @@ use crate::log_limit::LogLimit;
 use crate::membership::{Membership, Replicas};
 use crate::peer::Peer;
 use crate::storage::{Storage, StorageError};
+use crate::transport::handshake::DESCRIBED;
 use crate::transport::{QuorumShortfall, Request, Response, RpcError, Transport};
 use crate::version::Object;
 pub use list::{KeyPage, REMOTE_SCANS_PER_PAGE};
@@ -51,6 +52,13 @@ pub enum CoordinatorError {
     /// No replica of the key could be reached to coordinate a write.
     #[error("no replica of the key could coordinate the write: {0}")]
     NoCoordinator(String),
+    /// A write with attributes (content type, metadata, expiry) while some
+    /// member does not, or may not, speak the protocol that carries them.
+    #[error(
+        "values with a content type, metadata or a TTL are taken once every node runs a \
+         release that keeps them (node-to-node protocol {DESCRIBED} or later); {0}"
+    )]
+    AttributesUnsupported(String),
 }
 
 impl From<StorageError> for CoordinatorError {

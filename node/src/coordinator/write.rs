@@ -9,30 +9,34 @@ use futures::stream::FuturesUnordered;
 
 use super::fanout::WriteFanout;
 use super::rejection::Rejection;
-use super::{Coordinator, CoordinatorError, Target, unexpected};
+use super::{Coordinator, CoordinatorError, DESCRIBED, Target, unexpected};
 use crate::membership::Replicas;
 use crate::peer::Peer;
 use crate::transport::{CoordinateWrite, QuorumShortfall, Request, Response, RpcError};
-use crate::version::{Object, VersionVector};
+use crate::version::{Content, Object, VersionVector};
 
 impl Coordinator {
-    /// Stores `value` (or a tombstone for `None`) under `key`, superseding
+    /// Stores `content` (a value, or a tombstone) under `key`, superseding
     /// what `context` covers, once `w` replicas hold it. Returns the context
-    /// of the new version.
+    /// of the new version. A value with attributes is refused until every
+    /// member speaks a protocol that carries them.
     pub async fn write(
         &self,
         key: Bytes,
         context: VersionVector,
-        value: Option<Bytes>,
+        content: Content,
         w: usize,
     ) -> Result<VersionVector, CoordinatorError> {
+        if content.is_described() {
+            self.check_described_writes().await?;
+        }
         let view = self.membership.view();
         let replicas = view.replicas(&key);
         if !replicas.owners().iter().any(|p| self.is_me(p)) {
             let write = CoordinateWrite {
                 key,
                 context,
-                value,
+                content,
                 w,
             };
             return match self.forward_write(replicas.owners(), &write).await {
@@ -45,7 +49,7 @@ impl Coordinator {
         self.catch_up(&key, &context, &replicas).await?;
         let object = self
             .storage
-            .coordinate_write(key.clone(), context, value)
+            .coordinate_write(key.clone(), context, content)
             .await?;
         let context = object.context();
         self.replicate(key, object, &replicas, w).await?;
@@ -96,6 +100,32 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Refuses a write with attributes unless every other member of the
+    /// ring agreed on a protocol that carries them: a member of an older
+    /// release would refuse (or, before versions, misread) every message
+    /// holding such a version, replica writes and transfers alike. A member
+    /// never reached, or on an older protocol, is named.
+    async fn check_described_writes(&self) -> Result<(), CoordinatorError> {
+        let view = self.membership.view();
+        let others = view.all().filter(|p| !self.is_me(p));
+        let answers = futures::future::join_all(
+            others.map(|peer| async move { (peer, self.transport.protocol_of(peer).await) }),
+        )
+        .await;
+        let behind: Vec<String> = answers
+            .into_iter()
+            .filter_map(|(peer, protocol)| match protocol {
+                Ok(version) if version >= DESCRIBED => None,
+                Ok(version) => Some(format!("{} speaks protocol {version}", peer.member.id)),
+                Err(error) => Some(format!("{} could not be asked ({error})", peer.member.id)),
+            })
+            .collect();
+        match behind.is_empty() {
+            true => Ok(()),
+            false => Err(CoordinatorError::AttributesUnsupported(behind.join("; "))),
+        }
+    }
+
     /// Coordinates a write a non-replica node handed over.
     pub async fn coordinate_forwarded(&self, write: CoordinateWrite) -> Response {
         let view = self.membership.view();
@@ -115,7 +145,7 @@ impl Coordinator {
             ));
         }
         match self
-            .write(write.key, write.context, write.value, write.w)
+            .write(write.key, write.context, write.content, write.w)
             .await
         {
             Ok(context) => Response::Coordinated(Ok(context)),
@@ -159,7 +189,7 @@ impl Coordinator {
         }
         let object = self
             .storage
-            .coordinate_write_for(write.key.clone(), write.context, write.value, owners)
+            .coordinate_write_for(write.key.clone(), write.context, write.content, owners)
             .await?;
         // This node took the write for an owner, as the others in `targets`
         // will (each counted as it is sent).

@@ -2,11 +2,21 @@
 //! directory's records are laid out, so that a release refuses a directory
 //! it does not understand instead of misreading it.
 //!
-//! [`FORMAT`] is raised when a release writes records an older release
+//! A new format is defined when a release writes records an older release
 //! would misread (a new key layout, a changed encoding of a state or of a
 //! meta document); a release that reads older formats keeps them in
 //! [`READS`] and upgrades or reads them as they are. Releases before the
 //! record existed wrote format 1 without saying so.
+//!
+//! The formats:
+//!
+//! 1. The first.
+//! 2. A version may hold a value with attributes (content type, user
+//!    metadata, expiry; `Content::Described` in `version/content.rs`), and
+//!    the tombstone index also holds the keys with a value that expires
+//!    (at its expiry). Everything else is format 1, so a directory stays
+//!    format 1, which the releases before attributes open, until the first
+//!    such version is stored: the commit that stores it records format 2.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -17,11 +27,14 @@ use super::{Storage, StorageError};
 /// ASCII.
 pub const FORMAT_RECORD: &str = "format-version";
 
-/// The format this release writes.
+/// The format a new data directory gets.
 pub const FORMAT: u32 = 1;
 
+/// The format of a directory once it holds a version with attributes.
+pub const DESCRIBED_FORMAT: u32 = 2;
+
 /// The formats this release reads.
-pub const READS: RangeInclusive<u32> = 1..=FORMAT;
+pub const READS: RangeInclusive<u32> = 1..=DESCRIBED_FORMAT;
 
 /// Why a node may not use a data directory's format.
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +151,7 @@ mod tests {
         for part in [
             &dir.path().display().to_string(),
             "format version 99",
-            &format!("reads versions 1..={FORMAT}"),
+            &format!("reads versions 1..={DESCRIBED_FORMAT}"),
             "run a release that reads format 99",
         ] {
             assert!(message.contains(part), "{part:?} missing in: {message}");

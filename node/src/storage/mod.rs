@@ -30,7 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::defaults;
 use crate::merkle::{MerkleForest, record_digest};
-use crate::version::{Actor, Object, VersionVector};
+pub use crate::version::now_ms;
+use crate::version::{Actor, Content, Object, VersionVector};
 pub use engine::EngineStats;
 use health::WriteHealth;
 pub use health::{WriteFault, WriteHealthReport};
@@ -38,7 +39,6 @@ pub use layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF, data_key};
 use layout::{
     META_ACTOR, column_families, hash_range_bounds, hint_key, hint_prefix, split_hint_key, user_key,
 };
-pub use writer::now_ms;
 use writer::{WriteOp, decode_seq};
 
 /// Memory all memtables may use together. With the block cache (which also
@@ -306,9 +306,9 @@ impl Storage {
         &self,
         key: Bytes,
         context: VersionVector,
-        value: Option<Bytes>,
+        content: impl Into<Content>,
     ) -> Result<Object, StorageError> {
-        self.coordinate_write_for(key, context, value, Vec::new())
+        self.coordinate_write_for(key, context, content, Vec::new())
             .await
     }
 
@@ -318,13 +318,14 @@ impl Storage {
         &self,
         key: Bytes,
         context: VersionVector,
-        value: Option<Bytes>,
+        content: impl Into<Content>,
         owners: Vec<NodeId>,
     ) -> Result<Object, StorageError> {
+        let content = content.into();
         self.request(|reply| WriteOp::Coordinate {
             key,
             context,
-            value,
+            content,
             hints: owners,
             reply,
         })
@@ -712,6 +713,50 @@ mod tests {
             vec![&Bytes::from_static(b"v")]
         );
         assert!(s.get(b"missing").unwrap().is_none());
+    }
+
+    /// A directory stays format 1 through plain writes; the commit of the
+    /// first value with attributes records format 2, and a value that
+    /// expires enters the tombstone index at its expiry, and leaves it as a
+    /// tombstone once expired.
+    #[tokio::test]
+    async fn a_value_with_attributes_records_format_2_and_its_expiry() {
+        use crate::version::{Attributes, Content};
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        format::check(&s, dir.path()).unwrap();
+        let key = Bytes::from_static(b"k");
+        s.coordinate_write(key.clone(), VersionVector::new(), value("plain"))
+            .await
+            .unwrap();
+        let recorded = || s.meta_get(format::FORMAT_RECORD).unwrap();
+        assert_eq!(recorded(), Some(b"1".to_vec()));
+        let attributes = Attributes {
+            expires_at: Some(5_000),
+            ..Attributes::default()
+        };
+        let described = Content::value(Bytes::from_static(b"v"), attributes);
+        let mut object = s
+            .coordinate_write(key.clone(), VersionVector::new(), described)
+            .await
+            .unwrap();
+        assert_eq!(recorded(), Some(b"2".to_vec()));
+        assert_eq!(s.tombstones(None, 10).unwrap(), vec![(key.clone(), 5_000)]);
+        assert!(object.expire(5_000));
+        s.merge(key.clone(), object).await.unwrap();
+        assert_eq!(
+            s.tombstones(None, 10).unwrap(),
+            Vec::new(),
+            "a live value is left"
+        );
+        let context = s.get(&key).unwrap().unwrap().context();
+        s.coordinate_write(key.clone(), context, None)
+            .await
+            .unwrap();
+        let index = s.tombstones(None, 10).unwrap();
+        assert!(matches!(index.as_slice(), [(k, since)] if *k == key && *since > 5_000));
+        drop(s);
+        format::check(&open(dir.path()), dir.path()).unwrap();
     }
 
     #[tokio::test]

@@ -25,7 +25,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dynamo_ring::{NodeId, key_hash};
@@ -33,11 +32,12 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use super::dots::{Dots, META_DOTS};
+use super::format::{DESCRIBED_FORMAT, FORMAT_RECORD};
 use super::health::WriteHealth;
 use super::layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF, data_key, hint_key};
-use super::{StorageError, decode};
+use super::{StorageError, decode, now_ms};
 use crate::merkle::{MerkleForest, record_digest};
-use crate::version::{Object, VersionVector};
+use crate::version::{Content, Object, VersionVector};
 
 /// Most writes committed in one batch.
 const MAX_BATCH: usize = 512;
@@ -51,7 +51,7 @@ pub(super) enum WriteOp {
     Coordinate {
         key: Bytes,
         context: VersionVector,
-        value: Option<Bytes>,
+        content: Content,
         hints: Vec<NodeId>,
         reply: Reply<Object>,
     },
@@ -175,8 +175,29 @@ struct KeyState {
     object: Object,
     /// Digest of the record on disk before this group (0: absent).
     old_digest: u64,
-    old_tombstone: bool,
+    /// The key's entry in the sweep index before this group.
+    old_sweep: Sweep,
     dirty: bool,
+}
+
+/// Why a key has an entry in the sweep index (the tombstone column
+/// family), and the entry's time: a tombstone, since the time this replica
+/// first held it; a value version that expires, at its expiry (the
+/// tombstone sweeper then turns it into a tombstone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sweep {
+    None,
+    Tombstone,
+    ExpiresAt(u64),
+}
+
+impl Sweep {
+    fn of(object: &Object) -> Self {
+        if object.is_tombstone() {
+            return Sweep::Tombstone;
+        }
+        object.next_expiry().map_or(Sweep::None, Sweep::ExpiresAt)
+    }
 }
 
 impl KeyState {
@@ -518,11 +539,11 @@ fn apply(
     match op {
         WriteOp::Coordinate {
             context,
-            value,
+            content,
             hints: owners,
             reply,
             ..
-        } => match coordinate(state, dk, &context, value, &owners, markers, dots) {
+        } => match coordinate(state, dk, &context, content, &owners, markers, dots) {
             Ok(()) => Some(Outcome::Object(reply, state.object.clone())),
             Err(error) => {
                 drop(reply.send(Err(error)));
@@ -572,7 +593,7 @@ fn coordinate(
     state: &mut KeyState,
     dk: &[u8],
     context: &VersionVector,
-    value: Option<Bytes>,
+    content: Content,
     owners: &[NodeId],
     markers: &mut Markers<'_>,
     dots: &mut Dots,
@@ -581,7 +602,7 @@ fn coordinate(
     // Written on a copy first: a refused write (or a failed marker) must
     // leave neither a new version nor a hint marker behind.
     let mut object = state.object.clone();
-    object.write(dot, context, value)?;
+    object.write(dot, context, content)?;
     markers.mark(owners, dk)?;
     state.object = object;
     state.dirty = true;
@@ -598,10 +619,12 @@ fn store_states(
 ) -> Vec<(u64, u64, u64)> {
     let mut leaf_updates = Vec::new();
     let now = now_ms();
+    let mut described = false;
     for (dk, state) in states {
         if !state.dirty {
             continue;
         }
+        described |= state.object.is_described();
         let hash = u64::from_be_bytes(dk[..8].try_into().expect("data keys start with a hash"));
         let new_digest = if state.object.is_empty() {
             batch.delete_cf(cf.data, dk);
@@ -612,13 +635,19 @@ fn store_states(
             batch.put_cf(cf.data, dk, bytes);
             digest
         };
-        let tombstone = state.object.is_tombstone();
-        if tombstone && !state.old_tombstone {
-            batch.put_cf(cf.tombs, dk, now.to_be_bytes());
-        } else if !tombstone && state.old_tombstone {
-            batch.delete_cf(cf.tombs, dk);
+        let sweep = Sweep::of(&state.object);
+        if sweep != state.old_sweep {
+            match sweep {
+                Sweep::Tombstone => batch.put_cf(cf.tombs, dk, now.to_be_bytes()),
+                Sweep::ExpiresAt(at) => batch.put_cf(cf.tombs, dk, at.to_be_bytes()),
+                Sweep::None => batch.delete_cf(cf.tombs, dk),
+            }
         }
         leaf_updates.push((hash, state.old_digest, new_digest));
+    }
+    if described {
+        let format = DESCRIBED_FORMAT.to_string();
+        batch.put_cf(cf.meta, FORMAT_RECORD, format.as_bytes());
     }
     leaf_updates
 }
@@ -636,7 +665,7 @@ fn load(
         return Ok(KeyState {
             object: Object::new(),
             old_digest: 0,
-            old_tombstone: false,
+            old_sweep: Sweep::None,
             dirty: false,
         });
     };
@@ -646,7 +675,7 @@ fn load(
         Object::new()
     });
     Ok(KeyState {
-        old_tombstone: object.is_tombstone(),
+        old_sweep: Sweep::of(&object),
         object,
         old_digest,
         dirty: false,
@@ -661,13 +690,6 @@ pub(super) fn encode(object: &Object) -> Vec<u8> {
 /// Decodes a hint marker's sequence number.
 pub(super) fn decode_seq(bytes: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -740,7 +762,7 @@ mod tests {
         tx.send(WriteOp::Coordinate {
             key: key.clone(),
             context: VersionVector::new(),
-            value: Some(big),
+            content: Content::Value(big),
             hints: Vec::new(),
             reply,
         })

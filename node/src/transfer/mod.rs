@@ -566,5 +566,5 @@ impl Transfers {
 }
 
 fn value_len(sibling: &crate::version::Sibling) -> usize {
-    sibling.value.as_ref().map_or(0, |v| v.len())
+    sibling.content.bytes().map_or(0, |v| v.len())
 }

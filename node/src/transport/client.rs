@@ -71,6 +71,9 @@ pub struct Transport {
 struct Slot {
     live: RwLock<Option<Arc<Connection>>>,
     dialing: tokio::sync::Mutex<()>,
+    /// The protocol agreed in the last handshake with the address (0 before
+    /// the first), kept while the connection is down.
+    agreed: AtomicU32,
 }
 
 struct Connection {
@@ -195,6 +198,21 @@ impl Transport {
         }
     }
 
+    /// The protocol version `peer` agreed on in the last handshake with it;
+    /// dials it when it was never reached. A peer now down keeps the
+    /// version it last spoke (a restart under another release is learned
+    /// at the next dial).
+    pub async fn protocol_of(&self, peer: &Peer) -> Result<u32, RpcError> {
+        let known = lock(&self.slots)
+            .get(&peer.address)
+            .map_or(0, |slot| slot.agreed.load(Ordering::Relaxed));
+        if known > 0 {
+            return Ok(known);
+        }
+        let connection = self.connection(peer).await?;
+        Ok(connection.protocol.load(Ordering::Relaxed))
+    }
+
     async fn connection(&self, peer: &Peer) -> Result<Arc<Connection>, RpcError> {
         let slot = {
             let mut slots = lock(&self.slots);
@@ -226,7 +244,10 @@ impl Transport {
         })?;
         let reply = self.exchange(peer, &connection, &handshake::hello()).await;
         match handshake::outcome(peer, reply) {
-            Ok(version) => connection.protocol.store(version, Ordering::Relaxed),
+            Ok(version) => {
+                connection.protocol.store(version, Ordering::Relaxed);
+                slot.agreed.store(version, Ordering::Relaxed);
+            }
             Err(error) => {
                 connection.close();
                 return Err(error);

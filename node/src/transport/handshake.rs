@@ -20,6 +20,15 @@
 //!    (see `transport/frame.rs`), so that a client request and the replica
 //!    calls it causes form one trace across nodes. It goes only to peers
 //!    that agreed on 2 or later; a peer of protocol 1 never sees one.
+//! 3. A version may hold a value with attributes (content type, user
+//!    metadata, expiry: `Content::Described`, see `version/content.rs`).
+//!    Nothing else changed, so the messages of protocols 1 and 2 still
+//!    decode as they did; a coordinator takes a write with attributes only
+//!    once every member of the ring agreed on 3 or later with it, so a
+//!    node of an older release is never sent such a version (one that
+//!    joins afterwards, or a member rolled back, refuses the messages that
+//!    carry one, as undecodable; see docs/operator.md, "Upgrade the
+//!    operator and the node image").
 //!
 //! Raising the versions: any change to the messages that an older release
 //! would decode differently, or not at all (a new variant, a new or
@@ -38,7 +47,10 @@ use crate::peer::Peer;
 use crate::sync::lock;
 
 /// The newest node-to-node protocol version this release speaks.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
+
+/// The first protocol version whose versions may carry attributes.
+pub const DESCRIBED: u32 = 3;
 
 /// The first protocol version whose requests may carry a trace context.
 pub const TRACED: u32 = 2;

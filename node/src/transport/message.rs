@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::frame::Capped;
 use super::limits::{LIST_FRAME, MAX_FRAME, SMALL_FRAME, STATE_FRAME};
-use crate::version::{Object, VersionVector};
+use crate::version::{Content, Object, VersionVector};
 
 /// A request from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -408,8 +408,8 @@ pub struct CoordinateWrite {
     pub key: Bytes,
     /// The client's context.
     pub context: VersionVector,
-    /// The value, or `None` for a delete.
-    pub value: Option<Bytes>,
+    /// The value (with its attributes), or a delete.
+    pub content: Content,
     /// Write quorum for this request.
     pub w: usize,
 }

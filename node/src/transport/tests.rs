@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use super::*;
 use crate::peer::Peer;
-use crate::version::{Dot, Object};
+use crate::version::{Content, Dot, Object};
 
 /// Echoes reads with an empty object named after the key length, answers
 /// forwarded writes after a delay (to exercise timeouts and concurrency).
@@ -112,7 +112,7 @@ async fn slow_answers_time_out_and_the_peer_stays_reachable() {
     let slow = Request::CoordinateWrite(CoordinateWrite {
         key: Bytes::from_static(b"k"),
         context: Default::default(),
-        value: None,
+        content: Content::Deleted,
         w: 300,
     });
     let error = transport.call(&peer, &slow).await.unwrap_err();
@@ -460,7 +460,7 @@ fn frame_caps_follow_the_variant_order() {
             Request::CoordinateWrite(CoordinateWrite {
                 key: key(),
                 context: Default::default(),
-                value: None,
+                content: Content::Deleted,
                 w: 1,
             }),
             MAX_FRAME,
@@ -752,6 +752,33 @@ async fn a_peer_speaking_only_newer_protocols_is_refused() {
         assert!(message.contains(part), "{part:?} missing in: {message}");
     }
     assert!(seen.lock().unwrap().is_empty());
+}
+
+/// The protocol a peer agreed on is known after the first call, and a
+/// peer never reached is dialed to learn it: what the coordinator checks
+/// before it takes a write with attributes.
+#[tokio::test]
+async fn the_protocol_a_peer_agreed_on_is_known() {
+    let older = Response::Hello {
+        min_protocol: 1,
+        protocol: 2,
+        release: "dynamo-node 0.2.0".into(),
+    };
+    let (peer, _) = fake_peer("older", older).await;
+    let transport = Transport::new(Duration::from_secs(5));
+    assert_eq!(transport.protocol_of(&peer).await.unwrap(), 2);
+    let current = handshake::answer(handshake::MIN_PROTOCOL, handshake::PROTOCOL, "test");
+    let (peer, _) = fake_peer("current", current).await;
+    transport.call(&peer, &Request::Ping).await.unwrap();
+    assert_eq!(
+        transport.protocol_of(&peer).await.unwrap(),
+        handshake::DESCRIBED
+    );
+    let unreachable = Peer {
+        member: peer.member.clone(),
+        address: "127.0.0.1:1".into(),
+    };
+    assert!(transport.protocol_of(&unreachable).await.is_err());
 }
 
 /// The serving side refuses a handshake without a common version, saying

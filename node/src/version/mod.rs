@@ -10,11 +10,13 @@
 //! and contexts within [`MAX_CONTEXT_LEN`]. See `docs/versioning.md`.
 
 mod clock;
+mod content;
 mod context;
 mod limits;
 mod object;
 
 pub use clock::{Actor, Dot, VersionVector};
+pub use content::{Attributes, Content, now_ms};
 pub use context::{ContextError, decode_context, encode_context};
 pub use limits::{
     MAX_CONTEXT_ACTORS, MAX_CONTEXT_BYTES, MAX_CONTEXT_LEN, MAX_COUNTER, MAX_OBJECT_BYTES,

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::content::{Content, now_ms};
 use super::limits::{MAX_CONTEXT_ACTORS, MAX_COUNTER, MAX_OBJECT_BYTES, MAX_SIBLINGS};
 use super::{Actor, Dot, VersionVector};
 
@@ -42,20 +43,28 @@ pub enum WriteRefused {
     },
 }
 
-/// One concurrent version of a value: live bytes, or a tombstone (`None`).
+/// One concurrent version of a value: a value, or a tombstone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sibling {
     /// The write event that created this version.
     pub dot: Dot,
-    /// The value, or `None` for a delete.
-    pub value: Option<Bytes>,
+    /// The value (with its attributes), or a delete.
+    pub content: Content,
 }
 
 impl Sibling {
     /// Bound of its encoded size.
     fn size_bound(&self) -> usize {
-        let value = self.value.as_ref().map_or(0, Bytes::len);
-        value.saturating_add(SIBLING_OVERHEAD)
+        self.content.size_bound().saturating_add(SIBLING_OVERHEAD)
+    }
+
+    /// The value, if this version is a value that has not expired at `now`
+    /// (ms since the Unix epoch).
+    pub fn live_value(&self, now: u64) -> Option<&Bytes> {
+        self.content
+            .is_live(now)
+            .then(|| self.content.bytes())
+            .flatten()
     }
 }
 
@@ -105,7 +114,7 @@ impl Object {
         &mut self,
         dot: Dot,
         context: &VersionVector,
-        value: Option<Bytes>,
+        content: impl Into<Content>,
     ) -> Result<(), WriteRefused> {
         let fresh = self
             .next_counter(dot.actor, context)
@@ -113,7 +122,10 @@ impl Object {
         if !fresh {
             return Err(WriteRefused::StaleDot(dot));
         }
-        let new = Sibling { dot, value };
+        let new = Sibling {
+            dot,
+            content: content.into(),
+        };
         self.check_limits(context, &new)?;
         self.siblings.retain(|s| !context.covers(s.dot));
         self.clock.add(dot);
@@ -140,14 +152,17 @@ impl Object {
     }
 
     /// Merges another replica's state into this one (the DVV-set "sync"):
-    /// a sibling survives if the other side holds it too or has not seen it.
-    /// Returns whether this object changed.
+    /// a sibling survives if the other side holds it too or has not seen it;
+    /// a version the other side holds as expired (a tombstone with the
+    /// same dot) becomes that tombstone here. Returns whether this object
+    /// changed.
     pub fn merge(&mut self, other: &Object) -> bool {
         let before_len = self.siblings.len();
         let before_clock = self.clock.clone();
         self.siblings
             .retain(|s| other.has_dot(s.dot) || !other.clock.covers(s.dot));
         let removed = self.siblings.len() != before_len;
+        let expired = self.take_expiries(other);
         let mut added = false;
         for s in &other.siblings {
             if !before_clock.covers(s.dot) && !self.has_dot(s.dot) {
@@ -159,7 +174,49 @@ impl Object {
             self.siblings.sort_by_key(|s| s.dot);
         }
         self.clock.merge(&other.clock);
-        removed || added || self.clock != before_clock
+        removed || expired || added || self.clock != before_clock
+    }
+
+    /// Turns into tombstones the expiring versions `other` holds as
+    /// tombstones with the same dot (a dot names one write, so the
+    /// tombstone is that version, expired where `other` is). Returns
+    /// whether any changed.
+    fn take_expiries(&mut self, other: &Object) -> bool {
+        let mut changed = false;
+        for sibling in &mut self.siblings {
+            let expires = sibling.content.expires_at().is_some();
+            if expires && other.holds_deleted(sibling.dot) {
+                sibling.content = Content::Deleted;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Turns every version expired at `now` into a tombstone with its dot.
+    /// Returns whether any was.
+    pub fn expire(&mut self, now: u64) -> bool {
+        let mut changed = false;
+        for sibling in &mut self.siblings {
+            if sibling.content.has_expired(now) {
+                sibling.content = Content::Deleted;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// The earliest expiry of a value version that is not yet a tombstone.
+    pub fn next_expiry(&self) -> Option<u64> {
+        self.siblings
+            .iter()
+            .filter_map(|s| s.content.expires_at())
+            .min()
+    }
+
+    /// Whether a version has attributes (needs data format 2, protocol 3).
+    pub fn is_described(&self) -> bool {
+        self.siblings.iter().any(|s| s.content.is_described())
     }
 
     /// Whether this state has seen every event `other` has.
@@ -192,9 +249,16 @@ impl Object {
         &self.siblings
     }
 
-    /// The live (non-deleted) values, sorted by dot.
+    /// The versions that are values not expired at `now` (ms since the
+    /// Unix epoch), sorted by dot.
+    pub fn live(&self, now: u64) -> impl Iterator<Item = &Sibling> {
+        self.siblings.iter().filter(move |s| s.content.is_live(now))
+    }
+
+    /// The values live now by this node's clock, sorted by dot.
     pub fn live_values(&self) -> impl Iterator<Item = &Bytes> {
-        self.siblings.iter().filter_map(|s| s.value.as_ref())
+        let now = now_ms();
+        self.siblings.iter().filter_map(move |s| s.live_value(now))
     }
 
     /// Whether nothing was ever written (no clock, no siblings).
@@ -205,7 +269,11 @@ impl Object {
     /// Whether every remaining version is a delete (a tombstone that can be
     /// purged once all replicas hold it).
     pub fn is_tombstone(&self) -> bool {
-        !self.siblings.is_empty() && self.siblings.iter().all(|s| s.value.is_none())
+        !self.siblings.is_empty()
+            && self
+                .siblings
+                .iter()
+                .all(|s| matches!(s.content, Content::Deleted))
     }
 
     /// A bound of the size of this state once encoded.
@@ -215,6 +283,12 @@ impl Object {
 
     fn has_dot(&self, dot: Dot) -> bool {
         self.siblings.binary_search_by_key(&dot, |s| s.dot).is_ok()
+    }
+
+    fn holds_deleted(&self, dot: Dot) -> bool {
+        self.siblings
+            .binary_search_by_key(&dot, |s| s.dot)
+            .is_ok_and(|i| self.siblings[i].content == Content::Deleted)
     }
 }
 
@@ -232,7 +306,7 @@ fn size_bound<'a>(clock_entries: usize, siblings: impl Iterator<Item = &'a Sibli
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::version::{decode_context, encode_context};
+    use crate::version::{Attributes, decode_context, encode_context};
     use proptest::prelude::*;
 
     fn val(s: &str) -> Option<Bytes> {
@@ -506,6 +580,34 @@ mod tests {
         assert!(live(&merged).is_empty(), "a reused dot loses the write");
     }
 
+    /// A value reads as absent from its expiry on; a replica that turned it
+    /// into a tombstone hands that tombstone to one that has not, and the
+    /// other way round nothing changes: the two converge on the tombstone.
+    #[test]
+    fn an_expired_value_becomes_a_tombstone_that_merges_converge_on() {
+        let mut a = Object::new();
+        let dot = put_content(&mut a, 1, &VersionVector::new(), expiring(100));
+        put(&mut a, 2, &VersionVector::new(), val("kept"));
+        assert_eq!(a.live(99).count(), 2);
+        assert_eq!(a.live(100).count(), 1);
+        assert_eq!(a.next_expiry(), Some(100));
+        let mut b = a.clone();
+        assert!(!b.expire(99));
+        assert!(b.expire(100));
+        assert!(b.holds_deleted(dot) && b.next_expiry().is_none());
+        assert!(!b.merge(&a), "the value does not come back");
+        assert!(a.merge(&b), "the tombstone is taken");
+        assert_eq!(a, b);
+        assert!(!a.is_tombstone(), "the other value stays");
+    }
+
+    fn put_content(o: &mut Object, actor: Actor, ctx: &VersionVector, content: Content) -> Dot {
+        let counter = o.next_counter(actor, ctx).unwrap();
+        let dot = Dot { actor, counter };
+        o.write(dot, ctx, content).unwrap();
+        dot
+    }
+
     /// A random history: replicas that take writes with contexts read from
     /// random replicas, merge with each other, and purge tombstones; and
     /// writes with crafted contexts.
@@ -527,6 +629,17 @@ mod tests {
         /// replicas in `mask` (a purge that may stop halfway).
         Purge {
             mask: u8,
+        },
+        /// A write of a value that expires at `at`.
+        Expiring {
+            ctx_from: usize,
+            actor: Actor,
+            at: u64,
+        },
+        /// Replica `replica` turns what expired at `now` into tombstones.
+        Expire {
+            replica: usize,
+            now: u64,
         },
         /// A write with a crafted context; the coordinator first catches up
         /// from replica `catch_up`, as it does for any context it has not
@@ -577,6 +690,12 @@ mod tests {
             (1..4u64).prop_map(|actor| Op::Blind { actor }),
             (0..3usize, 0..3usize).prop_map(|(from, to)| Op::Sync { from, to }),
             (1..8u8).prop_map(|mask| Op::Purge { mask }),
+            (0..3usize, 1..4u64, 0..10u64).prop_map(|(ctx_from, actor, at)| Op::Expiring {
+                ctx_from,
+                actor,
+                at
+            }),
+            (0..3usize, 0..12u64).prop_map(|(replica, now)| Op::Expire { replica, now }),
         ]
     }
 
@@ -593,6 +712,7 @@ mod tests {
         ctx: VersionVector,
         known: VersionVector,
         tombstone: bool,
+        expiring: bool,
     }
 
     impl Written {
@@ -622,7 +742,7 @@ mod tests {
             &mut self,
             actor: Actor,
             ctx: VersionVector,
-            value: Option<Bytes>,
+            content: Content,
             catch_up: usize,
         ) -> Result<(), Option<WriteRefused>> {
             let i = actor as usize % 3;
@@ -640,14 +760,16 @@ mod tests {
                 counter: next.max(issued + 1),
             };
             let known = self.replicas[i].clock().clone();
-            let tombstone = value.is_none();
-            self.replicas[i].write(dot, &ctx, value).map_err(Some)?;
+            let tombstone = content == Content::Deleted;
+            let expiring = content.expires_at().is_some();
+            self.replicas[i].write(dot, &ctx, content).map_err(Some)?;
             self.issued[actor as usize] = dot.counter;
             self.written.push(Written {
                 dot,
                 ctx,
                 known,
                 tombstone,
+                expiring,
             });
             Ok(())
         }
@@ -682,11 +804,23 @@ mod tests {
                 } => {
                     let ctx = h.replicas[ctx_from].context();
                     let value = if tombstone { None } else { val("w") };
-                    h.write(actor, ctx, value, ctx_from)
+                    h.write(actor, ctx, value.into(), ctx_from)
                         .expect("a write with a read context is taken");
                 }
+                &Op::Expiring {
+                    ctx_from,
+                    actor,
+                    at,
+                } => {
+                    let ctx = h.replicas[ctx_from].context();
+                    h.write(actor, ctx, expiring(at), ctx_from)
+                        .expect("a write with a read context is taken");
+                }
+                &Op::Expire { replica, now } => {
+                    h.replicas[replica].expire(now);
+                }
                 &Op::Blind { actor } => h
-                    .write(actor, VersionVector::new(), val("b"), 0)
+                    .write(actor, VersionVector::new(), val("b").into(), 0)
                     .expect("a blind write is taken"),
                 &Op::Sync { from, to } => {
                     let src = h.replicas[from].clone();
@@ -698,11 +832,19 @@ mod tests {
                     ctx,
                     catch_up,
                 } => {
-                    let _ = h.write(*actor, ctx.clone(), val("f"), *catch_up);
+                    let _ = h.write(*actor, ctx.clone(), val("f").into(), *catch_up);
                 }
             }
         }
         h
+    }
+
+    fn expiring(at: u64) -> Content {
+        let attributes = Attributes {
+            expires_at: Some(at),
+            ..Attributes::default()
+        };
+        Content::value(Bytes::from_static(b"e"), attributes)
     }
 
     fn well_formed(o: &Object) -> bool {
@@ -753,11 +895,26 @@ mod tests {
             for w in &h.written {
                 let superseded = h.written.iter().any(|later| later.supersedes(w.dot));
                 let present = all.siblings().iter().any(|s| s.dot == w.dot);
-                if w.tombstone {
+                if w.tombstone || w.expiring {
                     prop_assert!(!(present && superseded), "dot {:?}", w.dot);
                 } else {
                     prop_assert_eq!(present, !superseded, "dot {:?}", w.dot);
                 }
+            }
+        }
+
+        /// An expiry is final: a version any replica turned into a
+        /// tombstone at its expiry is, once all replicas are merged, that
+        /// tombstone or purged, never the value again.
+        #[test]
+        fn an_expired_version_never_comes_back(ops in proptest::collection::vec(arb_op(), 0..60)) {
+            let h = run(&ops);
+            let r = &h.replicas;
+            let all = merged(&merged(&r[0], &r[1]), &r[2]);
+            for w in h.written.iter().filter(|w| w.expiring) {
+                let deleted_somewhere = r.iter().any(|o| o.holds_deleted(w.dot));
+                let value_in_all = all.siblings().iter().any(|s| s.dot == w.dot && s.content != Content::Deleted);
+                prop_assert!(!(deleted_somewhere && value_in_all), "dot {:?} came back", w.dot);
             }
         }
 

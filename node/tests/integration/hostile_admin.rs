@@ -544,7 +544,7 @@ async fn a_data_directory_of_a_newer_format_is_refused() {
         "the data directory {} has format version 99, but this release of dynamo-node reads \
          versions 1..={}: run a release that reads format 99",
         newer.display(),
-        format::FORMAT
+        format::READS.end()
     );
     assert!(stderr.contains(&expected), "{stderr}");
 

@@ -173,7 +173,7 @@ async fn a_batch_read_answers_every_key_in_order() {
         assert!(items[0]["context"].is_string());
         assert_eq!(
             items[1],
-            json!({"key": "never", "context": null, "values": []})
+            json!({"key": "never", "context": null, "values": [], "siblings": []})
         );
         let mut colours: Vec<&str> = items[2]["values"]
             .as_array()
@@ -215,7 +215,7 @@ async fn what_the_api_does_not_support_is_refused_with_what_it_does() {
 
     // Unknown query parameters, on every client route.
     for (method, path) in [
-        ("PUT", "/v1/kv/k?ttl=10"),
+        ("PUT", "/v1/kv/k?expires=10"),
         ("GET", "/v1/kv/k?consistency=strong"),
         ("DELETE", "/v1/kv/k?force=true"),
         ("GET", "/v1/kv?start=a"),

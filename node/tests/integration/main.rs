@@ -9,6 +9,7 @@
 //! directories, processes) is its own.
 
 mod admin;
+mod attributes;
 mod auth;
 mod cli;
 mod connection_limits;
