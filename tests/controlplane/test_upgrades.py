@@ -10,8 +10,11 @@ one at a time, so old and new nodes serve together (a new node dials old
 ones with a handshake they do not know, old nodes dial new ones without
 one). The rollout is held half-way (`spec.paused`) to write with `w=3`
 through every pod, which proves calls both ways work; every acknowledged
-write reads back. Then the image is rolled back, which the data format
-allows (both releases read format 1), and everything still reads back.
+write reads back; a write with a TTL through a pod of this release is
+refused (`503 attributes_unavailable`) while a node of the previous one
+serves. Then the image is rolled back, which the data format allows (no
+value with attributes was written, so every directory is still format 1,
+which both releases read), and everything still reads back.
 
 The refusal on the other side (a node on a data directory of a newer
 format) is the node's integration test
@@ -98,6 +101,16 @@ def write_all_replicas(testbed: Testbed, pod: Obj, key: str) -> bytes:
     return value
 
 
+def check_attributes_refused(testbed: Testbed, pod: Obj) -> None:
+    """A write with a TTL through a pod of this release, while a node of
+    the previous one serves, answers `503 attributes_unavailable` (that
+    node could not keep the expiry) and stores nothing."""
+    key = f"ttl-{meta(pod)['name']}-{secrets.token_hex(3)}"
+    status, body = testbed.node_http(pod, "PUT", f"/v1/kv/{key}?ttl=60", b"expiring", timeout=10.0)
+    assert status == 503 and b"attributes_unavailable" in body, f"{status} {body[:300]!r}"
+    assert get_values(testbed, pod, key)[0] == 404, "the refused write was stored"
+
+
 def roll(
     testbed: Testbed, target: Target, new_image: str, before: list[Obj]
 ) -> tuple[list[Obj], dict[str, bytes]]:
@@ -128,6 +141,8 @@ def roll(
         for pod in pods:
             key = f"mixed-{meta(pod)['name']}-{secrets.token_hex(3)}"
             written[key] = write_all_replicas(testbed, pod, key)
+            if image(pod) == CURRENT_IMAGE:
+                check_attributes_refused(testbed, pod)
         time.sleep(2.0)
         during = writer.acked_between(held, time.monotonic())
         assert mixed(testbed, name, images), "the cluster stopped being mixed while held"
@@ -172,7 +187,8 @@ def test_a_rolling_upgrade_from_the_previous_release_and_back_keeps_every_write(
     """A 3-zone cluster on the previous release, keys written; `spec.image`
     changed to this release while a client writes: held half-way, pods of
     both releases serve together and a `w=3` write through each of them is
-    acknowledged; the writes go on; every pod ends on this release's binary
+    acknowledged (a write with a TTL through a pod of this release is
+    refused, `503 attributes_unavailable`); the writes go on; every pod ends on this release's binary
     (by digest), every acknowledged write reads back (also with r=3) and no
     node logs a protocol refusal. Rolled back to the previous image the
     same way, the data is all there."""
