@@ -6,7 +6,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use dynamo_node::transport::{
-    CoordinateWrite, GossipDigest, QuorumShortfall, Request, Response, TraceContext, handshake,
+    CoordinateWrite, GossipDigest, QuorumShortfall, Request, Response, TraceContext,
+    UnacknowledgedWrite, handshake,
 };
 use dynamo_node::version::{Attributes, Content, Dot, Object, VersionVector, encode_context};
 use dynamo_ring::document::{PartitionTransfer, TransferState};
@@ -145,6 +146,12 @@ pub fn requests() -> Vec<Request> {
         Request::Ping,
         Request::TombstoneCheck { keys: vec![key()] },
         handshake::hello(),
+        Request::CoordinateWriteWithOutcome(CoordinateWrite {
+            key: key(),
+            context: clock(&[(7, 1)]),
+            content: Content::Value(Bytes::from_static(b"value")),
+            w: 3,
+        }),
     ]
 }
 
@@ -175,6 +182,15 @@ pub fn responses() -> Vec<Response> {
         Response::NotReady,
         Response::Failed("no such partition".into()),
         handshake::answer(handshake::MIN_PROTOCOL, handshake::PROTOCOL, "seed"),
+        Response::WriteOutcome(Err(UnacknowledgedWrite {
+            shortfall: QuorumShortfall {
+                op: "write".into(),
+                needed: 3,
+                answered: 1,
+                replicas: 3,
+            },
+            context: clock(&[(7, 2)]),
+        })),
     ]
 }
 

@@ -206,7 +206,14 @@ impl RequestHandler for RpcHandler {
                     .map(|(key, digest)| storage.delete_if(key, digest));
                 written(futures::future::join_all(purges).await)
             }
-            Request::CoordinateWrite(write) => self.coordinator.coordinate_forwarded(write).await,
+            Request::CoordinateWrite(write) => {
+                let outcome = self.coordinator.coordinate_forwarded(write).await;
+                outcome.into_coordinated()
+            }
+            Request::CoordinateWriteWithOutcome(write) => {
+                let outcome = self.coordinator.coordinate_forwarded(write).await;
+                outcome.into_write_outcome()
+            }
             other => Response::Failed(format!("{} cannot be handled asynchronously", other.kind())),
         }
     }

@@ -1,12 +1,14 @@
 //! JSON error replies: `{"error": {"code": "...", "message": "..."}}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::kv::CONTEXT_HEADER;
 use crate::coordinator::{CoordinatorError, RejectionKind};
 use crate::storage::{StorageError, WriteFault};
+use crate::version::{VersionVector, encode_context};
 
 /// The code of an error reply, kept in the response's extensions for the
 /// middleware that counts requests by outcome.
@@ -19,6 +21,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// `X-Dynamo-Context` of the reply, when it has one.
+    context: Option<String>,
 }
 
 impl ApiError {
@@ -28,7 +32,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            context: None,
         }
+    }
+
+    /// The same error, answered with `context` in `X-Dynamo-Context`.
+    pub fn with_context(mut self, context: &VersionVector) -> Self {
+        self.context = Some(encode_context(context));
+        self
     }
 
     /// 400 for a client mistake.
@@ -50,6 +61,12 @@ impl From<CoordinatorError> for ApiError {
                 "quorum_unavailable",
                 shortfall.to_string(),
             ),
+            CoordinatorError::Unacknowledged(write) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "quorum_unavailable",
+                write.to_string(),
+            )
+            .with_context(&write.context),
             CoordinatorError::NoCoordinator(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "quorum_unavailable",
@@ -105,6 +122,9 @@ impl IntoResponse for ApiError {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code));
+        if let Some(context) = self.context.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            response.headers_mut().insert(CONTEXT_HEADER, context);
+        }
         response
     }
 }

@@ -30,18 +30,25 @@ use crate::membership::{Membership, Replicas};
 use crate::peer::Peer;
 use crate::storage::{Storage, StorageError};
 use crate::transport::handshake::DESCRIBED;
-use crate::transport::{QuorumShortfall, Request, Response, RpcError, Transport};
+use crate::transport::{
+    QuorumShortfall, Request, Response, RpcError, Transport, UnacknowledgedWrite,
+};
 use crate::version::Object;
 pub use list::{KeyPage, REMOTE_SCANS_PER_PAGE};
 pub use rejection::{Rejection, RejectionKind};
 pub use stats::CoordinatorReport;
+pub use write::ForwardedOutcome;
 
 /// Why a coordinated request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
-    /// Fewer than R (or W) replicas answered.
+    /// Fewer than R replicas answered a read (or a forwarded write's
+    /// coordinator of an older release fell short of W).
     #[error(transparent)]
     Quorum(#[from] QuorumShortfall),
+    /// Fewer than W replicas took a write; those that did keep it.
+    #[error(transparent)]
+    Unacknowledged(#[from] UnacknowledgedWrite),
     /// The local store failed.
     #[error(transparent)]
     Storage(StorageError),

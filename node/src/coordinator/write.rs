@@ -12,8 +12,11 @@ use super::rejection::Rejection;
 use super::{Coordinator, CoordinatorError, DESCRIBED, Target, unexpected};
 use crate::membership::Replicas;
 use crate::peer::Peer;
-use crate::transport::{CoordinateWrite, QuorumShortfall, Request, Response, RpcError};
-use crate::version::{Content, Object, VersionVector};
+use crate::transport::handshake::WRITE_OUTCOME;
+use crate::transport::{
+    CoordinateWrite, QuorumShortfall, Request, Response, RpcError, UnacknowledgedWrite,
+};
+use crate::version::{Actor, Content, Dot, MAX_CONTEXT_ACTORS, Object, VersionVector};
 
 impl Coordinator {
     /// Stores `content` (a value, or a tombstone) under `key`, superseding
@@ -49,11 +52,14 @@ impl Coordinator {
         self.catch_up(&key, &context, &replicas).await?;
         let object = self
             .storage
-            .coordinate_write(key.clone(), context, content)
+            .coordinate_write(key.clone(), context.clone(), content)
             .await?;
+        let retry = retry_context(context, &object, self.storage.actor());
         let context = object.context();
-        self.replicate(key, object, &replicas, w).await?;
-        Ok(context)
+        match self.replicate(key, object, &replicas, w).await {
+            Ok(()) => Ok(context),
+            Err(shortfall) => Err(unacknowledged(shortfall, retry)),
+        }
     }
 
     /// Lets the local copy of `key` see what `context` claims, when other
@@ -127,11 +133,11 @@ impl Coordinator {
     }
 
     /// Coordinates a write a non-replica node handed over.
-    pub async fn coordinate_forwarded(&self, write: CoordinateWrite) -> Response {
+    pub async fn coordinate_forwarded(&self, write: CoordinateWrite) -> ForwardedOutcome {
         let view = self.membership.view();
         let n = view.ring().replication;
         if !(1..=n).contains(&write.w) {
-            return Response::Failed(format!("w={} outside 1..={n}", write.w));
+            return ForwardedOutcome::Failed(format!("w={} outside 1..={n}", write.w));
         }
         if !view
             .replicas(&write.key)
@@ -139,7 +145,7 @@ impl Coordinator {
             .iter()
             .any(|p| self.is_me(p))
         {
-            return Response::Failed(format!(
+            return ForwardedOutcome::Failed(format!(
                 "{} is not a replica of this key",
                 self.membership.me()
             ));
@@ -148,10 +154,12 @@ impl Coordinator {
             .write(write.key, write.context, write.content, write.w)
             .await
         {
-            Ok(context) => Response::Coordinated(Ok(context)),
-            Err(CoordinatorError::Quorum(shortfall)) => Response::Coordinated(Err(shortfall)),
-            Err(CoordinatorError::Rejected(rejection)) => Response::Failed(rejection.to_wire()),
-            Err(other) => Response::Failed(other.to_string()),
+            Ok(context) => ForwardedOutcome::Written(context),
+            Err(CoordinatorError::Unacknowledged(write)) => ForwardedOutcome::Unacknowledged(write),
+            Err(CoordinatorError::Rejected(rejection)) => {
+                ForwardedOutcome::Failed(rejection.to_wire())
+            }
+            Err(other) => ForwardedOutcome::Failed(other.to_string()),
         }
     }
 
@@ -189,15 +197,25 @@ impl Coordinator {
         }
         let object = self
             .storage
-            .coordinate_write_for(write.key.clone(), write.context, write.content, owners)
+            .coordinate_write_for(
+                write.key.clone(),
+                write.context.clone(),
+                write.content,
+                owners,
+            )
             .await?;
         // This node took the write for an owner, as the others in `targets`
         // will (each counted as it is sent).
         self.stats.stand_in();
+        let retry = retry_context(write.context, &object, self.storage.actor());
         let context = object.context();
-        self.replicate_to(write.key, object, targets, reserve, replicas.n(), write.w)
-            .await?;
-        Ok(context)
+        let replicated = self
+            .replicate_to(write.key, object, targets, reserve, replicas.n(), write.w)
+            .await;
+        match replicated {
+            Ok(()) => Ok(context),
+            Err(shortfall) => Err(unacknowledged(shortfall, retry)),
+        }
     }
 
     /// Sends the coordinator's new state to the other targets of the sloppy
@@ -259,10 +277,16 @@ impl Coordinator {
         let liveness = self.membership.liveness();
         let mut ordered: Vec<&Arc<Peer>> = owners.iter().collect();
         ordered.sort_by_key(|p| !liveness.is_usable(&p.member.id));
-        let request = Request::CoordinateWrite(write.clone());
         let mut errors = Vec::new();
         for peer in ordered {
+            let request = match self.transport.protocol_of(peer).await {
+                Ok(version) if version >= WRITE_OUTCOME => {
+                    Request::CoordinateWriteWithOutcome(write.clone())
+                }
+                _ => Request::CoordinateWrite(write.clone()),
+            };
             match self.call(peer, &request).await {
+                Ok(Response::WriteOutcome(reply)) => return reply.map_err(CoordinatorError::from),
                 Ok(Response::Coordinated(reply)) => return reply.map_err(CoordinatorError::from),
                 Ok(_) => errors.push(unexpected(peer, "coordinate write").to_string()),
                 Err(error) => {
@@ -276,5 +300,114 @@ impl Coordinator {
             }
         }
         Err(CoordinatorError::NoCoordinator(errors.join("; ")))
+    }
+}
+
+/// How a write handed over by another node went, answered in the shape
+/// the request asked for.
+pub enum ForwardedOutcome {
+    /// Stored on W replicas: the new version's context.
+    Written(VersionVector),
+    /// Stored on fewer than W replicas.
+    Unacknowledged(UnacknowledgedWrite),
+    /// Not coordinated here (refused, or failed), with why.
+    Failed(String),
+}
+
+impl ForwardedOutcome {
+    /// The answer to `Request::CoordinateWrite` (protocols before 3: a
+    /// shortfall without the context).
+    pub fn into_coordinated(self) -> Response {
+        match self {
+            ForwardedOutcome::Written(context) => Response::Coordinated(Ok(context)),
+            ForwardedOutcome::Unacknowledged(write) => Response::Coordinated(Err(write.shortfall)),
+            ForwardedOutcome::Failed(why) => Response::Failed(why),
+        }
+    }
+
+    /// The answer to `Request::CoordinateWriteWithOutcome`.
+    pub fn into_write_outcome(self) -> Response {
+        match self {
+            ForwardedOutcome::Written(context) => Response::WriteOutcome(Ok(context)),
+            ForwardedOutcome::Unacknowledged(write) => Response::WriteOutcome(Err(write)),
+            ForwardedOutcome::Failed(why) => Response::Failed(why),
+        }
+    }
+}
+
+/// The context to retry a write with when it fell short of its quorum:
+/// what the client's own context `sent` covered, and the version `actor`
+/// (this node) just created in `object` (its newest dot of that actor), so
+/// that the retry replaces that version rather than adding an identical
+/// sibling. A context covers every event of an actor up to a counter, so
+/// when `object` holds an older version of `actor` that `sent` does not
+/// cover (a concurrent write this node coordinated, which the client never
+/// saw), naming the new one would supersede it too: then `sent` as it
+/// was (the retry adds a sibling, as it would without this). Cut to the
+/// most actors a context names likewise.
+fn retry_context(sent: VersionVector, object: &Object, actor: Actor) -> VersionVector {
+    let new = Dot {
+        actor,
+        counter: object.clock().get(actor),
+    };
+    let unseen_older = object
+        .siblings()
+        .iter()
+        .any(|s| s.dot.actor == actor && s.dot.counter < new.counter && !sent.covers(s.dot));
+    let mut retry = sent.clone();
+    retry.add(new);
+    match unseen_older || retry.entries().len() > MAX_CONTEXT_ACTORS {
+        true => sent,
+        false => retry,
+    }
+}
+
+/// A write `shortfall` left on fewer replicas than its quorum, with the
+/// `context` to retry it with.
+fn unacknowledged(shortfall: QuorumShortfall, context: VersionVector) -> CoordinatorError {
+    CoordinatorError::Unacknowledged(UnacknowledgedWrite { shortfall, context })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn write(object: &mut Object, actor: Actor, context: &VersionVector, value: &'static str) {
+        let counter = object.next_counter(actor, context).unwrap();
+        let dot = Dot { actor, counter };
+        object
+            .write(dot, context, Some(Bytes::from_static(value.as_bytes())))
+            .unwrap();
+    }
+
+    /// The retry context names the new version beside what the client
+    /// sent, and so supersedes exactly those; unless that would also cover
+    /// an older version of the same actor the client never saw.
+    #[test]
+    fn a_retry_context_supersedes_only_what_the_client_saw_and_its_own_version() {
+        let blind = VersionVector::new();
+        let mut object = Object::new();
+        write(&mut object, 2, &blind, "other node's");
+        write(&mut object, 1, &blind, "short write");
+        let retry = retry_context(blind.clone(), &object, 1);
+        let covered: Vec<Actor> = object
+            .siblings()
+            .iter()
+            .filter(|s| retry.covers(s.dot))
+            .map(|s| s.dot.actor)
+            .collect();
+        assert_eq!(covered, [1]);
+
+        write(&mut object, 1, &blind, "second short write");
+        assert_eq!(
+            retry_context(blind.clone(), &object, 1),
+            blind,
+            "would cover the first"
+        );
+        let seen = object.context();
+        write(&mut object, 1, &seen, "after a read");
+        assert!(retry_context(seen.clone(), &object, 1).descends(&object.context()));
     }
 }

@@ -22,13 +22,16 @@
 //!    that agreed on 2 or later; a peer of protocol 1 never sees one.
 //! 3. A version may hold a value with attributes (content type, user
 //!    metadata, expiry: `Content::Described`, see `version/content.rs`).
-//!    Nothing else changed, so the messages of protocols 1 and 2 still
-//!    decode as they did; a coordinator takes a write with attributes only
-//!    once every member of the ring agreed on 3 or later with it, so a
-//!    node of an older release is never sent such a version (one that
-//!    joins afterwards, or a member rolled back, refuses the messages that
-//!    carry one, as undecodable; see docs/operator.md, "Upgrade the
-//!    operator and the node image").
+//!    The messages of protocols 1 and 2 still decode as they did; a
+//!    coordinator takes a write with attributes only once every member of
+//!    the ring agreed on 3 or later with it, so a node of an older release
+//!    is never sent such a version (one that joins afterwards, or a member
+//!    rolled back, refuses the messages that carry one, as undecodable;
+//!    see docs/operator.md, "Upgrade the operator and the node image").
+//!    And a forwarded write may be sent as
+//!    `Request::CoordinateWriteWithOutcome`, answered with
+//!    `Response::WriteOutcome`, which carries a context to retry with also
+//!    when the quorum fell short.
 //!
 //! Raising the versions: any change to the messages that an older release
 //! would decode differently, or not at all (a new variant, a new or
@@ -51,6 +54,10 @@ pub const PROTOCOL: u32 = 3;
 
 /// The first protocol version whose versions may carry attributes.
 pub const DESCRIBED: u32 = 3;
+
+/// The first protocol version that takes
+/// `Request::CoordinateWriteWithOutcome`.
+pub const WRITE_OUTCOME: u32 = 3;
 
 /// The first protocol version whose requests may carry a trace context.
 pub const TRACED: u32 = 2;

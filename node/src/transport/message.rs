@@ -116,6 +116,11 @@ pub enum Request {
         /// The sender's release, for messages.
         release: String,
     },
+    /// [`Request::CoordinateWrite`] answered with
+    /// [`Response::WriteOutcome`], which carries a context to retry with
+    /// also when the quorum fell short. Sent only to peers that agreed on
+    /// protocol [`WRITE_OUTCOME`](super::handshake::WRITE_OUTCOME) or later.
+    CoordinateWriteWithOutcome(CoordinateWrite),
 }
 
 impl Request {
@@ -133,7 +138,9 @@ impl Request {
             Request::PurgeTombstones { .. } => "purge tombstones",
             Request::Gossip(_) => "gossip",
             Request::TransferReport => "transfer report",
-            Request::CoordinateWrite(_) => "coordinate write",
+            Request::CoordinateWrite(_) | Request::CoordinateWriteWithOutcome(_) => {
+                "coordinate write"
+            }
             Request::Ping => "ping",
             Request::TombstoneCheck { .. } => "tombstone check",
             Request::Hello { .. } => "hello",
@@ -200,10 +207,12 @@ pub enum Response {
         /// The replier's release, for messages.
         release: String,
     },
+    /// Outcome of [`Request::CoordinateWriteWithOutcome`].
+    WriteOutcome(WriteOutcome),
 }
 
 /// Largest frame of each request kind, by tag (variant index).
-pub const REQUEST_CAPS: [usize; 15] = [
+pub const REQUEST_CAPS: [usize; 16] = [
     SMALL_FRAME, // ReplicaRead: one key
     MAX_FRAME,   // ReplicaWrite: a key's state
     MAX_FRAME,   // MergeBatch: states
@@ -219,10 +228,11 @@ pub const REQUEST_CAPS: [usize; 15] = [
     SMALL_FRAME, // Ping
     LIST_FRAME,  // TombstoneCheck: keys
     SMALL_FRAME, // Hello: versions and a release name
+    MAX_FRAME,   // CoordinateWriteWithOutcome: a value
 ];
 
 /// Largest frame of each response kind, by tag (variant index).
-pub const RESPONSE_CAPS: [usize; 16] = [
+pub const RESPONSE_CAPS: [usize; 17] = [
     MAX_FRAME,   // Object: a key's state
     SMALL_FRAME, // Written
     LIST_FRAME,  // Coordinated: a version vector or a shortfall
@@ -239,6 +249,7 @@ pub const RESPONSE_CAPS: [usize; 16] = [
     STATE_FRAME, // TombstoneCheck: a transfer report and key holdings
     MAX_FRAME,   // DigestsPrefix: as many as the segments hold
     SMALL_FRAME, // Hello: versions and a release name
+    LIST_FRAME,  // WriteOutcome: a version vector, maybe with a shortfall
 ];
 
 /// Tags beyond the table (a newer peer's request, or garbage) get the
@@ -416,6 +427,23 @@ pub struct CoordinateWrite {
 
 /// Outcome of a forwarded write: the new context, or how short the quorum fell.
 pub type CoordinateWriteReply = Result<VersionVector, QuorumShortfall>;
+
+/// Outcome of a forwarded write: the new version's context, or how short
+/// the quorum fell and the context to retry the write with.
+pub type WriteOutcome = Result<VersionVector, UnacknowledgedWrite>;
+
+/// A write stored on fewer replicas than its quorum: the replicas that
+/// took it keep it (nothing is rolled back), so the client gets a context
+/// to retry with: the one it wrote with plus the version the write left,
+/// so a retry replaces that version rather than adding a sibling.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{shortfall}; the replicas that took the write keep it")]
+pub struct UnacknowledgedWrite {
+    /// How short the quorum fell.
+    pub shortfall: QuorumShortfall,
+    /// The client's context plus the version the write left.
+    pub context: VersionVector,
+}
 
 /// A quorum that could not be reached.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

@@ -34,7 +34,7 @@ pub use client::Dialing;
 pub use client::Transport;
 pub use message::{
     CoordinateWrite, CoordinateWriteReply, GossipDigest, KeyHolding, QuorumShortfall, Request,
-    Response, TombstoneCheckReply, TraceContext,
+    Response, TombstoneCheckReply, TraceContext, UnacknowledgedWrite, WriteOutcome,
 };
 pub use server::{RequestHandler, accept_stream};
 

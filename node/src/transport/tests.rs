@@ -468,6 +468,15 @@ fn frame_caps_follow_the_variant_order() {
         (Request::Ping, SMALL_FRAME),
         (Request::TombstoneCheck { keys: Vec::new() }, LIST_FRAME),
         (handshake::hello(), SMALL_FRAME),
+        (
+            Request::CoordinateWriteWithOutcome(CoordinateWrite {
+                key: key(),
+                context: Default::default(),
+                content: Content::Deleted,
+                w: 1,
+            }),
+            MAX_FRAME,
+        ),
     ];
     assert_eq!(requests.len(), super::message::REQUEST_CAPS.len());
     for (i, (request, cap)) in requests.iter().enumerate() {
@@ -510,6 +519,7 @@ fn frame_caps_follow_the_variant_order() {
             MAX_FRAME,
         ),
         (handshake::answer(1, 1, "r"), SMALL_FRAME),
+        (Response::WriteOutcome(Ok(Default::default())), LIST_FRAME),
     ];
     assert_eq!(responses.len(), super::message::RESPONSE_CAPS.len());
     for (i, (response, cap)) in responses.iter().enumerate() {

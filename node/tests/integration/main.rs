@@ -31,3 +31,4 @@ mod status;
 mod support;
 mod tls;
 mod ui;
+mod write_outcomes;

@@ -379,8 +379,8 @@ impl TestCluster {
 
 impl TestCluster {
     /// Node `i`'s own stored state of `key`, read over the node-to-node
-    /// transport (no quorum, no repair); `None` also when its record is
-    /// unreadable.
+    /// transport (no quorum, no repair), once it is not receiving the key's
+    /// partition; `None` also when its record is unreadable.
     pub async fn replica(&self, i: usize, key: &str) -> Option<Object> {
         let transport = Transport::new(Duration::from_secs(5));
         let peer = Peer {
@@ -393,11 +393,19 @@ impl TestCluster {
         let request = Request::ReplicaRead {
             key: Bytes::from(key.to_string()),
         };
-        match transport.call(&peer, &request).await {
-            Ok(Response::Object(object)) => object,
-            // The node answered that its record is unreadable (corrupt).
-            Err(RpcError::Remote { .. }) => None,
-            other => panic!("unexpected reply {other:?}"),
+        // A node still receiving the key's partition answers NotReady
+        // until the transfer is done: ask again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match transport.call(&peer, &request).await {
+                Ok(Response::Object(object)) => return object,
+                // The node answered that its record is unreadable (corrupt).
+                Err(RpcError::Remote { .. }) => return None,
+                Ok(Response::NotReady) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => panic!("unexpected reply {other:?}"),
+            }
         }
     }
 }
