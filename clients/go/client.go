@@ -180,8 +180,11 @@ type request struct {
 	path   string // escaped, from /v1
 	query  string // encoded, without "?"
 	body   []byte
-	json   bool   // the body is JSON
-	causal string // X-Dynamo-Context, if not empty
+	// contentType is the body's Content-Type, if not empty. None is sent
+	// otherwise (http.Client adds none): a PUT's is kept with the value.
+	contentType string
+	header      http.Header // more headers (a PUT's metadata)
+	causal      string      // X-Dynamo-Context, if not empty
 	// idempotent marks calls that may be sent again after a connection
 	// error that may have happened after the node got them: reads, and
 	// writes carrying a context (sending one twice makes at most a
@@ -200,6 +203,8 @@ type response struct {
 // policy allows. It returns every answer but 503 (after the last attempt,
 // as an *Error) and the transport errors.
 func (c *Client) do(ctx context.Context, req *request) (*response, error) {
+	sent := *req // its context may change between attempts
+	req = &sent
 	n := uint32(len(c.bases))
 	node := c.preferred.Load() % n
 	tried := make([]bool, n)
@@ -240,6 +245,13 @@ func (c *Client) do(ctx context.Context, req *request) (*response, error) {
 		// may do better (it may see other replicas); wait either way.
 		lastErr = apiError(resp.status, resp.body)
 		retryAfter = parseRetryAfter(resp.header.Get("Retry-After"))
+		if retry := resp.header.Get(contextHeader); retry != "" && req.method != http.MethodGet {
+			// The write left its version on some replicas; retried with
+			// this context it replaces that version instead of adding a
+			// sibling.
+			req.causal = retry
+			req.idempotent = true
+		}
 		node = (node + 1) % n
 		freshNode = false
 	}
@@ -269,12 +281,13 @@ func (c *Client) once(ctx context.Context, base string, req *request) (*response
 	if err != nil {
 		return nil, &permanentError{err}
 	}
+	for name, values := range req.header {
+		hr.Header[name] = values
+	}
 	hr.Header.Set("Accept", "application/json")
 	hr.Header.Set("User-Agent", userAgent)
-	if req.json {
-		hr.Header.Set("Content-Type", "application/json")
-	} else if req.body != nil {
-		hr.Header.Set("Content-Type", "application/octet-stream")
+	if req.contentType != "" {
+		hr.Header.Set("Content-Type", req.contentType)
 	}
 	if c.token != "" {
 		hr.Header.Set("Authorization", "Bearer "+c.token)

@@ -1,6 +1,7 @@
 package dynamo
 
 import (
+	"net/http"
 	"testing"
 	"time"
 )
@@ -90,5 +91,71 @@ func TestErrorIs(t *testing.T) {
 	e = apiError(400, []byte(`{"error":{"code":"invalid_key","message":"keys must be 1 to 1024 bytes"}}`))
 	if e.Code != "invalid_key" || e.Message != "keys must be 1 to 1024 bytes" || e.Error() != "dynamo: 400 invalid_key: keys must be 1 to 1024 bytes" {
 		t.Errorf("parsed %+v (%v)", e, e)
+	}
+}
+
+func TestTTLRoundsUp(t *testing.T) {
+	cases := map[time.Duration]int64{
+		time.Nanosecond:                        1,
+		time.Second:                            1,
+		time.Second + time.Nanosecond:          2,
+		1500 * time.Millisecond:                2,
+		time.Hour:                              3600,
+		MaxTTL:                                 315360000,
+		MaxTTL - time.Second + time.Nanosecond: 315360000,
+	}
+	for d, want := range cases {
+		if got := ttlSeconds(d); got != want {
+			t.Errorf("ttlSeconds(%v) = %d, want %d", d, got, want)
+		}
+	}
+}
+
+func TestDecodeVersions(t *testing.T) {
+	// A node predating attributes sends values only.
+	values, versions, err := decodeVersions("k", []string{"YQ==", "Yg=="}, nil)
+	if err != nil || len(values) != 2 || len(versions) != 2 || string(versions[1].Value) != "b" || versions[1].ContentType != "" {
+		t.Errorf("values without siblings: %q %+v %v", values, versions, err)
+	}
+	// Siblings carry the attributes, in the order of the values.
+	ct, v, at := "text/plain", "Yg==", int64(1764547200000)
+	values, versions, err = decodeVersions("k", []string{v}, []siblingBody{{Value: &v, ContentType: &ct, Meta: map[string]string{"a": "1"}, ExpiresAt: &at}})
+	if err != nil || string(values[0]) != "b" || versions[0].ContentType != ct || versions[0].Meta["a"] != "1" || versions[0].ExpiresAt.UnixMilli() != at {
+		t.Errorf("a sibling with attributes: %q %+v %v", values, versions, err)
+	}
+	empty := map[string]string{}
+	if _, versions, _ = decodeVersions("k", []string{v}, []siblingBody{{Value: &v, Meta: empty}}); versions[0].Meta != nil || !versions[0].ExpiresAt.IsZero() {
+		t.Errorf("a sibling without attributes: %+v", versions[0])
+	}
+	if _, _, err := decodeVersions("k", []string{v, v}, []siblingBody{{Value: &v}}); err == nil {
+		t.Error("two values and one sibling were taken")
+	}
+	if _, _, err := decodeVersions("k", []string{v}, []siblingBody{{}}); err == nil {
+		t.Error("a sibling without a value was taken")
+	}
+}
+
+func TestVersionOfHeaders(t *testing.T) {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Dynamo-Meta-Owner", "ops")
+	h.Set("X-Dynamo-Expires-At", "1764547200000")
+	h.Set("X-Dynamo-Context", "c")
+	v := versionOfHeaders([]byte("{}"), h)
+	if v.ContentType != "application/json" || len(v.Meta) != 1 || v.Meta["owner"] != "ops" || v.ExpiresAt.UnixMilli() != 1764547200000 {
+		t.Errorf("versionOfHeaders: %+v", v)
+	}
+}
+
+func TestHeaderChecks(t *testing.T) {
+	for s, want := range map[string]bool{"owner": true, "x-trace.id": true, "a!#$%&'*+-.^_`|~9": true, "": false, "a b": false, "a:b": false, "é": false, "a\n": false} {
+		if got := token(s); got != want {
+			t.Errorf("token(%q) = %v", s, got)
+		}
+	}
+	for s, want := range map[string]bool{"": true, "a b": true, "text/plain; charset=utf-8": true, " a": false, "a ": false, "a\tb": false, "é": false, "\x7f": false} {
+		if got := printable(s); got != want {
+			t.Errorf("printable(%q) = %v", s, got)
+		}
 	}
 }

@@ -34,11 +34,21 @@
 //		return []byte(strconv.Itoa(highest + 1)), false, nil
 //	})
 //
+// # Attributes
+//
+// Each version keeps the content type, user metadata and expiry its write
+// gave ([ContentType], [Meta], [TTL] on [Client.Put] or [Client.Update]);
+// reads return them per sibling in [Versions.Siblings], a [Version] for
+// each of [Versions.Values]. A version whose TTL has passed reads as
+// deleted. Options the node would refuse are refused before any request,
+// with an error matching [ErrInvalidOption].
+//
 // # Errors
 //
 // A node's error answer is an [*Error] carrying the HTTP status and the
 // node's code and message. Test for classes of errors with [errors.Is] and
 // the sentinels [ErrUnauthorized], [ErrForbidden], [ErrNotFound] and
 // [ErrUnavailable] (also returned, wrapping the last connection error, when
-// no node could be reached), and [ErrSiblings] from [Versions.Value].
+// no node could be reached), [ErrSiblings] from [Versions.Value], and
+// [ErrInvalidOption] for an option refused before sending.
 package dynamo

@@ -28,6 +28,12 @@ var (
 	// ErrSiblings is returned by [Versions.Value] when the key holds
 	// several concurrent versions: read [Versions.Values] and merge them.
 	ErrSiblings = errors.New("dynamo: key has siblings")
+	// ErrInvalidOption matches an option the client refuses before sending
+	// anything: a [TTL] that is not positive or longer than [MaxTTL], a
+	// [Meta] name that is not an HTTP header token or is given twice, a
+	// [ContentType] or metadata value that is not printable ASCII, metadata
+	// beyond the node's limits, or an attribute given to [Client.Delete].
+	ErrInvalidOption = errors.New("dynamo: invalid option")
 )
 
 // Error is an error answer of a node: its HTTP status and the code and

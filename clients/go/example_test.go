@@ -53,6 +53,30 @@ func ExampleClient_Get() {
 	}
 }
 
+// Writing a value with a content type, metadata and a TTL, and reading
+// them back per sibling.
+func ExampleClient_Put() {
+	client, err := dynamo.New([]string{"http://127.0.0.1:7000"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err = client.Put(ctx, "sessions/9f2c", []byte(`{"user":42}`),
+		dynamo.ContentType("application/json"),
+		dynamo.Meta("owner", "auth-service"),
+		dynamo.TTL(30*time.Minute)) // reads as deleted once it has passed
+	if err != nil {
+		log.Fatal(err)
+	}
+	v, err := client.Get(ctx, "sessions/9f2c")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range v.Siblings { // the same versions as v.Values
+		fmt.Println(s.ContentType, s.Meta["owner"], time.Until(s.ExpiresAt).Round(time.Minute))
+	}
+}
+
 // A read-modify-write merging siblings: the value is a set of lines.
 func ExampleClient_Update() {
 	client, err := dynamo.New([]string{"http://127.0.0.1:7000"})

@@ -72,6 +72,11 @@ func TestNodeFailures(t *testing.T) {
 				t.Fatalf("requests %+v, want three 503s", sent)
 			}
 		}
+		// Each 503 left a version on n3 and carried the context to retry
+		// with: the retries replaced it, so the value is there once.
+		if sent[0].Header.Get("X-Dynamo-Context") != "" || sent[1].Header.Get("X-Dynamo-Context") == "" || sent[2].Header.Get("X-Dynamo-Context") == "" {
+			t.Fatalf("contexts sent %q, %q, %q; want none, then the 503s'", sent[0].Header.Get("X-Dynamo-Context"), sent[1].Header.Get("X-Dynamo-Context"), sent[2].Header.Get("X-Dynamo-Context"))
+		}
 		// Reads need r = 2 replicas too; r = 1 does with one.
 		if _, err := client.Get(ctx, k); !errors.Is(err, dynamo.ErrUnavailable) {
 			t.Fatalf("Get with r=2 and one node up: %v, want ErrUnavailable", err)
@@ -79,6 +84,11 @@ func TestNodeFailures(t *testing.T) {
 		v, err := client.Get(ctx, k, dynamo.R(1))
 		if err != nil || !v.Exists() {
 			t.Fatalf("Get with r=1 and one node up: %+v, %v, want the value", v, err)
+		}
+		got := strs(v.Values)
+		retried := slices.DeleteFunc(slices.Clone(got), func(s string) bool { return s != "w=2 needs two replicas" })
+		if len(retried) != 1 || len(got) != 2 {
+			t.Fatalf("values %q after three 503s, want the earlier one and the retried one once", got)
 		}
 	})
 

@@ -112,7 +112,9 @@ func testContext(t *testing.T) context.Context {
 // sent is one request a recorder saw.
 type sent struct {
 	Method, Host, Path string
-	Status             int // 0 for a transport error
+	Query              string      // the raw query, without "?"
+	Header             http.Header // the headers the client set
+	Status             int         // 0 for a transport error
 	Err                error
 }
 
@@ -132,7 +134,7 @@ func newRecorder() *recorder {
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := r.next.RoundTrip(req)
-	s := sent{Method: req.Method, Host: req.URL.Host, Path: req.URL.EscapedPath(), Err: err}
+	s := sent{Method: req.Method, Host: req.URL.Host, Path: req.URL.EscapedPath(), Query: req.URL.RawQuery, Header: req.Header.Clone(), Err: err}
 	if resp != nil {
 		s.Status = resp.StatusCode
 	}

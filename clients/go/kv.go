@@ -30,6 +30,10 @@ type Versions struct {
 	// Values are the live versions: one normally, several when concurrent
 	// writes made siblings, none when the key has no live value.
 	Values [][]byte
+	// Siblings are the same versions as Values, in the same order, each
+	// with the attributes it was written with (content type, metadata,
+	// expiry); Siblings[i].Value is Values[i].
+	Siblings []Version
 }
 
 // Exists reports whether the key has at least one live value.
@@ -56,6 +60,15 @@ type readOptions struct{ r int }
 type writeOptions struct {
 	causal string
 	w, r   int
+	attrs  attributes
+	err    error // the first invalid option's
+}
+
+// fail records the first invalid option.
+func (o *writeOptions) fail(err error) {
+	if o.err == nil {
+		o.err = err
+	}
 }
 
 // ReadOption modifies a read ([Client.Get], [Client.GetMany],
@@ -63,7 +76,8 @@ type writeOptions struct {
 type ReadOption interface{ applyRead(*readOptions) }
 
 // WriteOption modifies a write ([Client.Put], [Client.Delete],
-// [Client.Update]).
+// [Client.Update]). [ContentType], [Meta] and [TTL] describe the value
+// written, so [Client.Delete] refuses them.
 type WriteOption interface{ applyWrite(*writeOptions) }
 
 // ReadWriteOption is an option for reads and writes alike.
@@ -111,6 +125,9 @@ func writeConfig(opts []WriteOption) writeOptions {
 	var o writeOptions
 	for _, opt := range opts {
 		opt.applyWrite(&o)
+	}
+	if o.err == nil {
+		o.fail(o.attrs.check())
 	}
 	return o
 }
@@ -162,8 +179,9 @@ func keyPath(key string) string { return "/v1/kv/" + escape(key) }
 
 // versionsBody is the JSON shape of a successful read.
 type versionsBody struct {
-	Context *string  `json:"context"`
-	Values  []string `json:"values"`
+	Context  *string       `json:"context"`
+	Values   []string      `json:"values"`
+	Siblings []siblingBody `json:"siblings"`
 }
 
 func decodeValues(key string, encoded []string) ([][]byte, error) {
@@ -211,6 +229,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*Vers
 	}
 	if mediaType, _, _ := mime.ParseMediaType(resp.header.Get("Content-Type")); mediaType != "application/json" {
 		// A node that ignored Accept: the body is the one value.
+		v.Siblings = []Version{versionOfHeaders(resp.body, resp.header)}
 		v.Values = [][]byte{resp.body}
 		return v, nil
 	}
@@ -221,7 +240,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*Vers
 	if body.Context != nil && *body.Context != "" {
 		v.Context = *body.Context
 	}
-	if v.Values, err = decodeValues(key, body.Values); err != nil {
+	if v.Values, v.Siblings, err = decodeVersions(key, body.Values, body.Siblings); err != nil {
 		return nil, err
 	}
 	return v, nil
@@ -230,18 +249,33 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*Vers
 // Put stores value under key and returns the context of the new version.
 // With [Causal] it supersedes the versions that context covers; without, it
 // becomes a sibling of any value the key holds. [W] sets the write quorum.
+// [ContentType], [Meta] and [TTL] give the version attributes, which reads
+// return in [Versions.Siblings]; an invalid one is an error matching
+// [ErrInvalidOption], and nothing is sent. While a cluster is being upgraded
+// from a release without attributes, a write with any answers 503
+// attributes_unavailable, retried as any 503 is.
 func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (string, error) {
 	o := writeConfig(opts)
+	if o.err != nil {
+		return "", o.err
+	}
+	return c.put(ctx, key, value, &o)
+}
+
+// put writes value with the options o (checked).
+func (c *Client) put(ctx context.Context, key string, value []byte, o *writeOptions) (string, error) {
 	if value == nil {
 		value = []byte{}
 	}
 	return c.write(ctx, &request{
-		method:     http.MethodPut,
-		path:       keyPath(key),
-		query:      query(quorumPairs(0, o.w)...),
-		body:       value,
-		causal:     o.causal,
-		idempotent: o.causal != "",
+		method:      http.MethodPut,
+		path:        keyPath(key),
+		query:       query(append(quorumPairs(0, o.w), o.attrs.pairs()...)...),
+		body:        value,
+		contentType: o.attrs.contentType,
+		header:      o.attrs.header(),
+		causal:      o.causal,
+		idempotent:  o.causal != "",
 	})
 }
 
@@ -251,6 +285,12 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 // tombstone's context: writing with it supersedes the delete.
 func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (string, error) {
 	o := writeConfig(opts)
+	if o.err == nil && o.attrs.given() {
+		o.err = fmt.Errorf("%w: Delete takes no ContentType, Meta or TTL", ErrInvalidOption)
+	}
+	if o.err != nil {
+		return "", o.err
+	}
 	return c.write(ctx, &request{
 		method:     http.MethodDelete,
 		path:       keyPath(key),
@@ -283,8 +323,16 @@ type UpdateFunc func(siblings [][]byte) (value []byte, del bool, err error)
 // read's context, so that the write supersedes every version fn saw. It
 // returns the context of the write. Deleting a key without a live value
 // writes nothing and returns the read's context.
+//
+// The value written has the [ContentType], [Meta] and [TTL] given to
+// Update, and no others: the attributes of the versions read are not
+// carried over. An invalid option is an error matching [ErrInvalidOption]
+// before anything is read.
 func (c *Client) Update(ctx context.Context, key string, fn UpdateFunc, opts ...WriteOption) (string, error) {
 	o := writeConfig(opts)
+	if o.err != nil {
+		return "", o.err
+	}
 	current, err := c.Get(ctx, key, R(o.r))
 	if err != nil {
 		return "", err
@@ -299,19 +347,22 @@ func (c *Client) Update(ctx context.Context, key string, fn UpdateFunc, opts ...
 		}
 		return c.Delete(ctx, key, Causal(current.Context), W(o.w))
 	}
-	return c.Put(ctx, key, value, Causal(current.Context), W(o.w))
+	o.causal = current.Context
+	return c.put(ctx, key, value, &o)
 }
 
 // batchItem is one key of a batch read's answer.
 type batchItem struct {
-	Key     string   `json:"key"`
-	Context *string  `json:"context"`
-	Values  []string `json:"values"`
+	Key      string        `json:"key"`
+	Context  *string       `json:"context"`
+	Values   []string      `json:"values"`
+	Siblings []siblingBody `json:"siblings"`
 }
 
 // GetMany reads several keys (POST /v1/batch/get, [MaxBatchKeys] keys per
-// request) and returns the Versions of each distinct key; keys without a
-// live value have Versions with no values, as with [Client.Get].
+// request) and returns the Versions of each distinct key, their Siblings
+// with their attributes; keys without a live value have Versions with no
+// values, as with [Client.Get].
 func (c *Client) GetMany(ctx context.Context, keys []string, opts ...ReadOption) (map[string]*Versions, error) {
 	o := readConfig(opts)
 	result := make(map[string]*Versions, len(keys))
@@ -332,12 +383,12 @@ func (c *Client) GetMany(ctx context.Context, keys []string, opts ...ReadOption)
 			return nil, err
 		}
 		resp, err := c.do(ctx, &request{
-			method:     http.MethodPost,
-			path:       "/v1/batch/get",
-			query:      query(quorumPairs(o.r, 0)...),
-			body:       body,
-			json:       true,
-			idempotent: true,
+			method:      http.MethodPost,
+			path:        "/v1/batch/get",
+			query:       query(quorumPairs(o.r, 0)...),
+			body:        body,
+			contentType: "application/json",
+			idempotent:  true,
 		})
 		if err != nil {
 			return nil, err
@@ -359,7 +410,7 @@ func (c *Client) GetMany(ctx context.Context, keys []string, opts ...ReadOption)
 			if item.Context != nil {
 				v.Context = *item.Context
 			}
-			if v.Values, err = decodeValues(item.Key, item.Values); err != nil {
+			if v.Values, v.Siblings, err = decodeVersions(item.Key, item.Values, item.Siblings); err != nil {
 				return nil, err
 			}
 			result[item.Key] = v

@@ -1,15 +1,26 @@
 """What a live cluster cannot show on demand, against scripted answers (httpx.MockTransport):
-which failures are retried, Retry-After, 507 failover, error bodies, malformed answers."""
+which failures are retried, Retry-After, 507 failover, error bodies, malformed answers, the
+headers that carry a write's attributes and how every shape of read answer is decoded."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from dynamo_client import Client, ConnectionFailed, DynamoError, Retry, Unavailable
+from dynamo_client import (
+    Client,
+    ConnectionFailed,
+    DynamoError,
+    Retry,
+    SiblingsError,
+    Unavailable,
+    Version,
+    Versions,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -120,3 +131,123 @@ def test_requests_carry_accept_token_and_encoded_keys() -> None:
     assert seen[0].headers["Accept"] == "application/json"
     assert seen[0].headers["Authorization"] == "Bearer t0k"
     assert seen[0].url.raw_path == b"/v1/kv/a%20b%2F%2E%2E%2F%C3%BC?r=1"
+
+
+# Attributes (content type, metadata, TTL).
+
+
+def test_attributes_go_as_headers_and_nothing_without_them() -> None:
+    seen, handler = scripted(WRITTEN, WRITTEN, WRITTEN)
+    with client(handler) as kv:
+        kv.put("k", b"v")
+        kv.put("k", b"v", content_type="text/csv", meta={"Owner": "ops", "empty": ""}, ttl=0.2)
+        kv.put("k", b"v", ttl=timedelta(seconds=90, microseconds=1))
+    assert "content-type" not in seen[0].headers
+    assert not any(name.startswith("x-dynamo-") for name in seen[0].headers)
+    assert seen[1].headers["content-type"] == "text/csv"
+    assert seen[1].headers["x-dynamo-meta-owner"] == "ops"
+    assert seen[1].headers["x-dynamo-meta-empty"] == ""
+    assert seen[1].headers["x-dynamo-ttl"] == "1"  # whole seconds, rounded up
+    assert seen[2].headers["x-dynamo-ttl"] == "91"
+    assert all(r.url.query == b"" for r in seen)
+
+
+def test_attributes_unavailable_during_an_upgrade_is_retried() -> None:
+    refused = {"error": {"code": "attributes_unavailable", "message": "n3 is behind"}}
+    seen, handler = scripted(httpx.Response(503, json=refused), WRITTEN)
+    with client(handler) as kv:
+        assert kv.put("k", b"v", meta={"a": "b"}) == "ctx2"  # a blind write too: nothing was stored
+    assert [r.headers["x-dynamo-meta-a"] for r in seen] == ["b", "b"]
+
+
+def test_update_writes_the_attributes_it_is_given() -> None:
+    read = httpx.Response(200, json={"context": "c1", "values": ["YQ=="]})
+    seen, handler = scripted(read, WRITTEN)
+    with client(handler) as kv:
+        assert kv.update("k", lambda values: values[0] + b"b", meta={"v": "2"}, ttl=5) == "ctx2"
+    assert seen[1].headers["x-dynamo-meta-v"] == "2" and seen[1].headers["x-dynamo-ttl"] == "5"
+    assert seen[1].headers["x-dynamo-context"] == "c1" and seen[1].content == b"ab"
+
+
+def test_siblings_are_decoded_with_their_attributes() -> None:
+    body = {
+        "context": "c",
+        "values": ["eyJhIjoxfQ==", "aGk="],
+        "siblings": [
+            {"value": "eyJhIjoxfQ==", "content_type": "application/json", "meta": {"owner": "ops"}},
+            {"value": "aGk=", "content_type": None, "meta": {}, "expires_at": 1764547200123},
+        ],
+    }
+    batch = {"items": [{"key": "k", **body}, {"key": "x", "context": None, "values": [], "siblings": []}]}
+    _, handler = scripted(httpx.Response(300, json=body), httpx.Response(200, json=batch))
+    with client(handler) as kv:
+        read = kv.get("k")
+        many = kv.get_many(["k", "x"])
+    expected = (
+        Version(b'{"a":1}', "application/json", {"owner": "ops"}, None),
+        Version(b"hi", None, {}, datetime(2025, 12, 1, 0, 0, 0, 123000, tzinfo=UTC)),
+    )
+    assert read == Versions("k", "c", siblings=expected)
+    assert read.values == [b'{"a":1}', b"hi"]
+    assert many == {"k": read, "x": Versions("x")}
+    with pytest.raises(SiblingsError):
+        _ = read.version
+
+
+def test_an_answer_without_siblings_gives_versions_without_attributes() -> None:
+    # A node from before attributes (during a rolling upgrade) sends no "siblings".
+    _, handler = scripted(httpx.Response(200, json={"context": "c", "values": ["aGk="]}))
+    with client(handler) as kv:
+        assert kv.get("k").siblings == (Version(b"hi", None, {}, None),)
+
+
+def test_a_single_value_answered_as_itself_has_its_attributes_in_headers() -> None:
+    headers = {
+        "Content-Type": "text/plain",
+        "X-Dynamo-Meta-Owner": "ops",
+        "X-Dynamo-Expires-At": "1000",
+        "X-Dynamo-Context": "c",
+    }
+    _, handler = scripted(httpx.Response(200, content=b"hi", headers=headers))
+    with client(handler) as kv:
+        read = kv.get("k")
+    one_second = datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert read == Versions("k", "c", siblings=(Version(b"hi", "text/plain", {"owner": "ops"}, one_second),))
+
+
+@pytest.mark.parametrize(
+    "siblings",
+    [
+        "no list",
+        [],  # shorter than values
+        [{"value": "b3RoZXI="}],  # another value than values has there
+        [{"value": "aGk=", "content_type": 7}],
+        [{"value": "aGk=", "meta": {"a": 1}}],
+        [{"value": "aGk=", "meta": ["a"]}],
+        [{"value": "aGk=", "expires_at": "soon"}],
+        [{"value": "aGk=", "expires_at": -1}],
+        [{"value": "aGk=", "expires_at": True}],
+        [{"value": "aGk=", "expires_at": 10**30}],
+    ],
+)
+def test_malformed_siblings_are_protocol_errors(siblings: object) -> None:
+    body = {"context": "c", "values": ["aGk="], "siblings": siblings}
+    _, handler = scripted(httpx.Response(200, json=body))
+    with client(handler) as kv, pytest.raises(DynamoError) as raised:
+        kv.get("k")
+    assert raised.value.code == "protocol_error"
+
+
+def test_versions_derive_values_and_siblings_from_each_other() -> None:
+    assert Versions("k", "c", [b"a"]).siblings == (Version(b"a"),)
+    assert Versions("k", "c", siblings=[Version(b"a", "t")]).values == [b"a"]  # type: ignore[arg-type]
+    assert Versions("k", "c", [b"a"], (Version(b"a", "t"),)).version == Version(b"a", "t")
+    assert Versions("k").version is None and Versions("k").value is None
+    with pytest.raises(ValueError):
+        Versions("k", "c", [b"a"], (Version(b"b"),))
+    # A Version is hashable (its meta aside), and keeps its own copy of the meta it is given.
+    meta = {"a": "1"}
+    version = Version(b"v", "t", meta)
+    meta["a"] = "2"
+    assert version.meta == {"a": "1"}
+    assert len({version, Version(b"v", "t", {"a": "1"})}) == 1

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::Stream;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{ACCEPT, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::path::{encode, key_path};
 use crate::versions::WireVersions;
-use crate::{Error, Versions};
+use crate::{Error, Versions, WriteOptions};
 
 /// The header carrying a key's causal context.
 pub const CONTEXT_HEADER: &str = "x-dynamo-context";
@@ -199,6 +199,9 @@ struct Call<'a> {
     method: Method,
     path: String,
     context: Option<&'a str>,
+    /// Headers besides the context, the token and `Accept`: a write's
+    /// `Content-Type` and metadata.
+    headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Body>,
     /// Whether `404` is an answer (a read of an absent key) and not an error.
     found_or_not: bool,
@@ -236,16 +239,13 @@ impl Client {
             method: Method::GET,
             path: format!("{}{}", key_path(key)?, quorum("r", self.r)),
             context: None,
+            headers: Vec::new(),
             body: None,
             found_or_not: true,
         };
         let (url, response) = self.send(&call).await?;
         if response.status() == StatusCode::NOT_FOUND {
-            return Ok(Versions {
-                key: key.to_string(),
-                context: context_of(&response),
-                values: Vec::new(),
-            });
+            return Ok(Versions::absent(key, context_of(&response)));
         }
         let wire: WireVersions = decode(&url, response).await?;
         wire.into_versions(key)
@@ -254,17 +254,43 @@ impl Client {
 
     /// Writes `value`, superseding the versions `context` (from a read of
     /// this key) covers; without one, a value already there stays as a
-    /// sibling. Returns the new version's context.
+    /// sibling. Returns the new version's context. The version has no
+    /// attributes (reads give no content type, metadata or expiry): see
+    /// [`Client::put_with`].
     pub async fn put(
         &self,
         key: &str,
         value: impl Into<Bytes>,
         context: Option<&str>,
     ) -> Result<String, Error> {
+        self.put_with(key, value, context, &WriteOptions::default())
+            .await
+    }
+
+    /// Writes `value` as [`Client::put`] does, with the content type,
+    /// metadata and time to live of `options`, which reads return with
+    /// this version ([`crate::Version`]). Options the client cannot send
+    /// are refused before any request ([`Error::InvalidAttribute`]).
+    /// During a rolling upgrade from a release without attributes, a node
+    /// answers such a write `503 attributes_unavailable`, retried as any
+    /// `503` is.
+    pub async fn put_with(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        context: Option<&str>,
+        options: &WriteOptions,
+    ) -> Result<String, Error> {
+        let path = key_path(key)?;
+        let attributes = options.prepare()?;
         let call = Call {
             method: Method::PUT,
-            path: format!("{}{}", key_path(key)?, quorum("w", self.w)),
+            path: format!(
+                "{path}{}",
+                query(&[("w", self.w.map(u64::from)), ("ttl", attributes.ttl)])
+            ),
             context,
+            headers: attributes.headers,
             body: Some(Body::Bytes(value.into())),
             found_or_not: false,
         };
@@ -283,6 +309,7 @@ impl Client {
             method: Method::DELETE,
             path: format!("{}{}", key_path(key)?, quorum("w", self.w)),
             context,
+            headers: Vec::new(),
             body: None,
             found_or_not: true,
         };
@@ -297,15 +324,34 @@ impl Client {
     /// (none when absent, several when siblings) and writes what it
     /// returns with the read's context, so the write supersedes exactly
     /// what `merge` saw; `None` deletes the key. Returns the new context
-    /// (`None` when there was nothing to delete).
+    /// (`None` when there was nothing to delete). The value written has no
+    /// attributes, whatever the siblings had: see [`Client::update_with`].
     pub async fn update<F>(&self, key: &str, merge: F) -> Result<Option<String>, Error>
     where
         F: FnOnce(&[Bytes]) -> Option<Bytes>,
     {
+        self.update_with(key, &WriteOptions::default(), merge).await
+    }
+
+    /// [`Client::update`] writing the merged value with the attributes of
+    /// `options` (checked before the read). The siblings' own attributes
+    /// are not carried over: read them from [`Versions::siblings`] to
+    /// choose `options`.
+    pub async fn update_with<F>(
+        &self,
+        key: &str,
+        options: &WriteOptions,
+        merge: F,
+    ) -> Result<Option<String>, Error>
+    where
+        F: FnOnce(&[Bytes]) -> Option<Bytes>,
+    {
+        options.prepare()?;
         let current = self.get(key).await?;
         match merge(&current.values) {
             Some(value) => Ok(Some(
-                self.put(key, value, current.context.as_deref()).await?,
+                self.put_with(key, value, current.context.as_deref(), options)
+                    .await?,
             )),
             None if current.exists() => self.delete(key, current.context.as_deref()).await,
             None => Ok(current.context),
@@ -323,6 +369,7 @@ impl Client {
             method: Method::POST,
             path: format!("/v1/batch/get{}", quorum("r", self.r)),
             context: None,
+            headers: Vec::new(),
             body: Some(Body::Json(json!({ "keys": keys }))),
             found_or_not: false,
         };
@@ -359,6 +406,7 @@ impl Client {
             method: Method::GET,
             path,
             context: None,
+            headers: Vec::new(),
             body: None,
             found_or_not: false,
         };
@@ -402,6 +450,10 @@ impl Client {
         let started = Instant::now();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         let mut attempt = 0;
+        // A write answered 503 may have left its version on some replicas;
+        // the 503 then carries the context to retry with, which replaces
+        // that version instead of adding an identical sibling.
+        let mut context = call.context.map(str::to_string);
         loop {
             attempt += 1;
             let url = format!(
@@ -410,8 +462,11 @@ impl Client {
                 call.path
             );
             let last = attempt >= self.retry.attempts.max(1);
-            match self.request(call, &url).send().await {
+            match self.request(call, &url, context.as_deref()).send().await {
                 Ok(response) if response.status() == StatusCode::SERVICE_UNAVAILABLE && !last => {
+                    if let Some(retry) = context_of(&response) {
+                        context = Some(retry);
+                    }
                     let floor = retry_after(&response).unwrap_or_default();
                     tokio::time::sleep(self.retry.backoff(attempt, floor)).await;
                 }
@@ -440,7 +495,7 @@ impl Client {
         }
     }
 
-    fn request(&self, call: &Call<'_>, url: &str) -> RequestBuilder {
+    fn request(&self, call: &Call<'_>, url: &str, context: Option<&str>) -> RequestBuilder {
         let mut request = self
             .http
             .request(call.method.clone(), url)
@@ -448,13 +503,16 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
-        if let Some(context) = call.context {
+        if let Some(context) = context {
             request = request.header(CONTEXT_HEADER, context);
         }
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
         match &call.body {
-            Some(Body::Bytes(bytes)) => request
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .body(bytes.clone()),
+            // No `Content-Type` unless the write gives one: the node keeps
+            // it with the version.
+            Some(Body::Bytes(bytes)) => request.body(bytes.clone()),
             Some(Body::Json(value)) => request.json(value),
             None => request,
         }
@@ -463,7 +521,20 @@ impl Client {
 
 /// `?name=n` when a quorum is set.
 fn quorum(name: &str, value: Option<u32>) -> String {
-    value.map_or_else(String::new, |n| format!("?{name}={n}"))
+    query(&[(name, value.map(u64::from))])
+}
+
+/// The query string of the parameters that are set (`?w=2&ttl=60`), or
+/// nothing.
+fn query(params: &[(&str, Option<u64>)]) -> String {
+    let mut text = String::new();
+    for (name, value) in params {
+        if let Some(value) = value {
+            text.push(if text.is_empty() { '?' } else { '&' });
+            text.push_str(&format!("{name}={value}"));
+        }
+    }
+    text
 }
 
 fn context_of(response: &Response) -> Option<String> {
@@ -523,4 +594,16 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_hold_the_parameters_set() {
+        assert_eq!(query(&[("w", None), ("ttl", None)]), "");
+        assert_eq!(query(&[("w", None), ("ttl", Some(60))]), "?ttl=60");
+        assert_eq!(query(&[("w", Some(2)), ("ttl", Some(60))]), "?w=2&ttl=60");
+    }
 }

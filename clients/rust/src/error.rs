@@ -42,6 +42,11 @@ pub enum Error {
     /// not.
     #[error("the key {0:?} cannot be sent in a URL path: use another key")]
     UnaddressableKey(String),
+    /// A write's attributes ([`crate::WriteOptions`]) this client cannot
+    /// send as given (a metadata name that is not an HTTP header name, a
+    /// zero TTL, ...): refused before any request.
+    #[error("write attributes: {0}")]
+    InvalidAttribute(String),
     /// The client could not be built (a bad URL, an unreadable CA file).
     #[error("client configuration: {0}")]
     Config(String),

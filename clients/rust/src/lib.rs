@@ -27,6 +27,29 @@
 //! # }
 //! ```
 //!
+//! Each version also keeps what its write said about it: a content type,
+//! user metadata and a time to live ([`WriteOptions`], given to
+//! [`Client::put_with`]), which reads return per sibling
+//! ([`Versions::siblings`], each a [`Version`]).
+//!
+//! ```no_run
+//! # async fn example(client: dynamo_client::Client) -> Result<(), dynamo_client::Error> {
+//! use std::time::Duration;
+//! use dynamo_client::WriteOptions;
+//!
+//! let options = WriteOptions::new()
+//!     .content_type("application/json")
+//!     .meta("owner", "ops")
+//!     .ttl(Duration::from_secs(3600));
+//! client.put_with("doc", r#"{"a":1}"#, None, &options).await?;
+//! let read = client.get("doc").await?;
+//! if let Some(version) = read.version()? {
+//!     println!("{:?} {:?} {:?}", version.content_type, version.meta, version.expires_at);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Failures: `503` answers and connection errors are retried with
 //! exponential backoff and full jitter on the next node ([`Retry`]);
 //! client errors never are. A write retried after a lost answer may leave
@@ -36,7 +59,9 @@ mod client;
 mod error;
 mod path;
 mod versions;
+mod write;
 
 pub use client::{CONTEXT_HEADER, Client, ClientBuilder, KeyPage, Retry};
 pub use error::Error;
-pub use versions::Versions;
+pub use versions::{Version, Versions};
+pub use write::WriteOptions;

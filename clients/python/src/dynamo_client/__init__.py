@@ -10,7 +10,7 @@ b'Ada'
 """
 
 from ._client import AsyncClient, Client
-from ._core import Retry, Versions, __version__, encode_key
+from ._core import TTL, Retry, Version, Versions, __version__, encode_key
 from ._errors import (
     Conflict,
     ConnectionFailed,
@@ -24,6 +24,7 @@ from ._errors import (
 )
 
 __all__ = [
+    "TTL",
     "AsyncClient",
     "Client",
     "Conflict",
@@ -36,6 +37,7 @@ __all__ = [
     "SiblingsError",
     "TLSError",
     "Unavailable",
+    "Version",
     "Versions",
     "__version__",
     "encode_key",

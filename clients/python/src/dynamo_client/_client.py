@@ -14,7 +14,7 @@ from typing import Any, Self
 
 import httpx
 
-from ._core import BaseClient, Op, Retry, Send, T, UpdateFn, Versions, tls_context
+from ._core import TTL, BaseClient, Op, Retry, Send, T, UpdateFn, Versions, tls_context
 
 DEFAULT_UPDATE_ATTEMPTS = 3
 
@@ -75,18 +75,40 @@ class Client(BaseClient):
     def get(self, key: str, *, r: int | None = None) -> Versions:
         """Reads ``key`` with read quorum ``r`` (default: the node's).
 
-        Returns every live version and the read's context; an absent or deleted key gives
-        ``values == []`` (and the tombstone's context, if any). Never raises for siblings.
+        Returns every live version (``values``; with their attributes, ``siblings``) and
+        the read's context; an absent or deleted key, or one whose versions' TTLs passed,
+        gives ``values == []`` (and the tombstone's context, if any). Never raises for
+        siblings.
         """
         return self._run(self._op_get(key, r))
 
-    def put(self, key: str, value: bytes, *, context: str | None = None, w: int | None = None) -> str:
+    def put(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        context: str | None = None,
+        w: int | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        ttl: TTL | None = None,
+    ) -> str:
         """Writes ``value`` with write quorum ``w``; returns the new version's context.
 
         With ``context`` (from a read of this key) the write supersedes the versions that
         read saw; without, it supersedes nothing (an existing value becomes a sibling).
+
+        The version keeps the attributes given, which reads return (:class:`Version`):
+        ``content_type`` (sent as the ``Content-Type``; without it none is sent or kept),
+        ``meta`` (``{name: value}``, sent as ``X-Dynamo-Meta-{name}`` headers; names are
+        HTTP tokens, case-insensitive, read back in lower case) and ``ttl`` (seconds or a
+        ``timedelta``, rounded up to whole seconds, 1 s to ten years), after which the
+        version reads as deleted. They belong to this version only: a later write keeps
+        only those it gives. A bad name, value or TTL raises ``ValueError`` and sends
+        nothing. While the cluster is being upgraded from a release without attributes, a
+        write with any answers ``503 attributes_unavailable``, retried like any 503.
         """
-        return self._run(self._op_put(key, value, context, w))
+        return self._run(self._op_put(key, value, context, w, content_type, meta, ttl))
 
     def delete(
         self, key: str, *, context: str | None = None, w: int | None = None, r: int | None = None
@@ -107,6 +129,9 @@ class Client(BaseClient):
         r: int | None = None,
         w: int | None = None,
         attempts: int = DEFAULT_UPDATE_ATTEMPTS,
+        content_type: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        ttl: TTL | None = None,
     ) -> str | None:
         """Read-modify-write: reads ``key``, calls ``fn(values)`` with its live values
         (``[]`` when absent; several when there are siblings, which ``fn`` merges) and
@@ -116,8 +141,10 @@ class Client(BaseClient):
         Returns the context of the written version (or tombstone); ``None`` when ``fn``
         returned ``None`` for an absent key (nothing written). A write refused with 409
         (siblings arrived meanwhile) starts again from the read, up to ``attempts`` times.
+        ``content_type``, ``meta`` and ``ttl`` are the written version's, as for
+        :meth:`put` (the read versions' attributes are not carried over).
         """
-        return self._run(self._op_update(key, fn, r, w, attempts))
+        return self._run(self._op_update(key, fn, r, w, attempts, content_type, meta, ttl))
 
     def get_many(self, keys: Iterable[str], *, r: int | None = None) -> dict[str, Versions]:
         """Reads several keys (``POST /v1/batch/get``, 100 keys per request): a dict in the
@@ -201,9 +228,19 @@ class AsyncClient(BaseClient):
         """See :meth:`Client.get`."""
         return await self._run(self._op_get(key, r))
 
-    async def put(self, key: str, value: bytes, *, context: str | None = None, w: int | None = None) -> str:
+    async def put(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        context: str | None = None,
+        w: int | None = None,
+        content_type: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        ttl: TTL | None = None,
+    ) -> str:
         """See :meth:`Client.put`."""
-        return await self._run(self._op_put(key, value, context, w))
+        return await self._run(self._op_put(key, value, context, w, content_type, meta, ttl))
 
     async def delete(
         self, key: str, *, context: str | None = None, w: int | None = None, r: int | None = None
@@ -219,9 +256,12 @@ class AsyncClient(BaseClient):
         r: int | None = None,
         w: int | None = None,
         attempts: int = DEFAULT_UPDATE_ATTEMPTS,
+        content_type: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        ttl: TTL | None = None,
     ) -> str | None:
         """See :meth:`Client.update` (``fn`` is a plain function)."""
-        return await self._run(self._op_update(key, fn, r, w, attempts))
+        return await self._run(self._op_update(key, fn, r, w, attempts, content_type, meta, ttl))
 
     async def get_many(self, keys: Iterable[str], *, r: int | None = None) -> dict[str, Versions]:
         """See :meth:`Client.get_many`."""

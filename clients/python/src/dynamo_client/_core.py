@@ -12,10 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import numbers
 import random
+import re
 import ssl
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import quote
 
@@ -36,6 +40,10 @@ from ._errors import (
 __version__ = "0.1.0"
 
 CONTEXT_HEADER = "X-Dynamo-Context"
+# A write's attributes (docs/api.md, "Attributes"): metadata headers are META_PREFIX + name.
+META_PREFIX = "X-Dynamo-Meta-"
+TTL_HEADER = "X-Dynamo-TTL"
+EXPIRES_HEADER = "X-Dynamo-Expires-At"
 # Most keys one POST /v1/batch/get takes; get_many splits longer lists.
 BATCH_LIMIT = 100
 # Answers worth trying again: 503 (quorum_unavailable, overloaded, too_many_connections,
@@ -49,18 +57,53 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class Version:
+    """One live version of a key: its bytes and what its write said about them.
+
+    ``content_type`` is the ``Content-Type`` it was written with (``None`` when none),
+    ``meta`` its metadata (``X-Dynamo-Meta-{name}`` headers; names in lower case) and
+    ``expires_at`` when its TTL runs out (timezone-aware, UTC; ``None`` without a TTL),
+    after which it reads as deleted. Equal versions hash equally (``meta`` aside).
+    """
+
+    value: bytes
+    content_type: str | None = None
+    meta: Mapping[str, str] = field(default_factory=dict, hash=False)
+    expires_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "meta", dict(self.meta))
+
+
+@dataclass(frozen=True)
 class Versions:
     """What a read of one key found.
 
-    ``values`` holds every live version: one normally, several when concurrent writes made
-    siblings, none when the key is absent or deleted. ``context`` is the causal context of
+    ``values`` holds every live version's bytes: one normally, several when concurrent
+    writes made siblings, none when the key is absent or deleted (or its TTL passed).
+    ``siblings`` holds the same versions in the same order as :class:`Version` objects,
+    each with its content type, metadata and expiry. ``context`` is the causal context of
     the read (also of a deletion's tombstone, so a later write supersedes it); pass it to
     ``put``/``delete`` so the write supersedes exactly what this read saw.
+
+    Either of ``values`` and ``siblings`` may be given, the other follows (values alone
+    make versions without attributes); given both, they must hold the same bytes.
     """
 
     key: str
     context: str | None = None
     values: list[bytes] = field(default_factory=list)
+    siblings: tuple[Version, ...] = ()
+
+    def __post_init__(self) -> None:
+        siblings = tuple(self.siblings)
+        if not siblings:
+            siblings = tuple(Version(v) for v in self.values)
+        elif not self.values:
+            object.__setattr__(self, "values", [s.value for s in siblings])
+        elif [s.value for s in siblings] != list(self.values):
+            raise ValueError("Versions: values and siblings hold different bytes")
+        object.__setattr__(self, "siblings", siblings)
 
     @property
     def exists(self) -> bool:
@@ -73,9 +116,18 @@ class Versions:
 
         Raises :class:`SiblingsError` when the key has several concurrent values.
         """
-        if len(self.values) > 1:
+        version = self.version
+        return None if version is None else version.value
+
+    @property
+    def version(self) -> Version | None:
+        """The single version with its attributes; ``None`` when the key is absent.
+
+        Raises :class:`SiblingsError` when the key has several concurrent values.
+        """
+        if len(self.siblings) > 1:
             raise SiblingsError(self.key, list(self.values))
-        return self.values[0] if self.values else None
+        return self.siblings[0] if self.siblings else None
 
 
 @dataclass(frozen=True)
@@ -162,6 +214,76 @@ def quorum_query(**quorums: int | None) -> tuple[tuple[str, str], ...]:
     return tuple((name, str(value)) for name, value in quorums.items() if value is not None)
 
 
+# A TTL: seconds (int or float) or a timedelta.
+TTL: TypeAlias = float | timedelta
+# Longest TTL the API takes: ten years, in seconds.
+MAX_TTL_SECONDS = 315_360_000
+# An HTTP token (RFC 9110): what a metadata name may hold.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Visible ASCII with spaces and tabs inside: what a header value carries unchanged (HTTP
+# drops the whitespace around a value).
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ttl_seconds(ttl: TTL) -> int:
+    """``ttl`` in whole seconds, rounded up (``0.2`` is 1 s), as the API takes it.
+
+    Raises ``ValueError`` for a TTL that is not positive, not finite or over ten years, and
+    ``TypeError`` for anything but a number or a ``timedelta``."""
+    if isinstance(ttl, timedelta):
+        seconds = -(-ttl // timedelta(seconds=1))  # ceil, exactly
+    elif isinstance(ttl, numbers.Real) and not isinstance(ttl, bool):
+        if not math.isfinite(ttl):
+            raise ValueError(f"ttl must be a finite number of seconds, not {ttl!r}")
+        seconds = math.ceil(ttl)
+    else:
+        raise TypeError(f"ttl must be seconds (int or float) or a timedelta, not {type(ttl).__name__}")
+    if seconds <= 0:  # rounding up keeps every positive TTL positive
+        raise ValueError(f"ttl must be positive, not {ttl!r}")
+    if seconds > MAX_TTL_SECONDS:
+        raise ValueError(f"ttl must be at most {MAX_TTL_SECONDS} s (ten years), not {seconds} s")
+    return seconds
+
+
+def attribute_headers(
+    content_type: str | None, meta: Mapping[str, str] | None, ttl: TTL | None
+) -> tuple[tuple[str, str], ...]:
+    """The headers that give a write its attributes; none for none.
+
+    Raises ``ValueError`` before anything is sent for what HTTP cannot carry as given: a
+    metadata name that is not an HTTP token (letters, digits, ``!#$%&'*+-.^_`|~``) or is
+    given twice (names are case-insensitive), a content type or metadata value that is not
+    visible ASCII or has whitespace around it (an empty content type too), and a bad
+    ``ttl`` (see :func:`ttl_seconds`). The node checks the limits (256 bytes of content
+    type, 32 metadata entries of 4 KiB in all) and answers ``400 invalid_header``."""
+    headers: list[tuple[str, str]] = []
+    if content_type is not None:
+        if not isinstance(content_type, str) or not _HEADER_VALUE.fullmatch(content_type):
+            raise ValueError(
+                f"content_type must be visible ASCII without whitespace around it, not {content_type!r}"
+            )
+        headers.append(("Content-Type", content_type))
+    seen: set[str] = set()
+    for name, value in (meta or {}).items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(
+                f"metadata name {name!r} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)"
+            )
+        if name.lower() in seen:
+            raise ValueError(f"metadata name {name!r} is given twice (names are case-insensitive)")
+        seen.add(name.lower())
+        if not isinstance(value, str) or (value and not _HEADER_VALUE.fullmatch(value)):
+            raise ValueError(
+                f"metadata {name!r}: the value must be visible ASCII without whitespace around it, "
+                f"not {value!r}"
+            )
+        headers.append((META_PREFIX + name, value))
+    if ttl is not None:
+        headers.append((TTL_HEADER, str(ttl_seconds(ttl))))
+    return tuple(headers)
+
+
 def normalize_urls(urls: str | Sequence[str]) -> list[str]:
     """The node base URLs without trailing slashes; at least one, each http(s)://."""
     listed = [urls] if isinstance(urls, str) else list(urls)
@@ -231,6 +353,63 @@ def _decode_values(response: httpx.Response, raw: Any) -> list[bytes]:
         raise protocol_error(response, f"a value is not valid base64: {error}") from error
 
 
+def _expiry(response: httpx.Response, raw: Any) -> datetime | None:
+    """An ``expires_at`` (ms since the Unix epoch, or ``None``) as an aware UTC datetime."""
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        try:
+            return _EPOCH + timedelta(milliseconds=raw)
+        except OverflowError:
+            pass
+    raise protocol_error(response, f"'expires_at' {raw!r} is not a time in ms since the Unix epoch")
+
+
+def _decode_versions(response: httpx.Response, body: dict[str, Any]) -> tuple[Version, ...]:
+    """The live versions of a read's JSON (a single read's body or a batch item): its
+    ``values`` with the attributes of its ``siblings`` (the same versions in the same
+    order; a node from before attributes sends none)."""
+    encoded = body.get("values")
+    values = _decode_values(response, encoded)
+    raw = body.get("siblings")
+    if raw is None:
+        return tuple(Version(v) for v in values)
+    if not isinstance(raw, list) or len(raw) != len(values):
+        raise protocol_error(response, "'siblings' is not a list as long as 'values'")
+    versions = []
+    for sibling, text, value in zip(raw, encoded, values, strict=True):
+        if not isinstance(sibling, dict) or sibling.get("value") != text:
+            raise protocol_error(response, "a sibling is not an object with the value 'values' has there")
+        meta = sibling.get("meta") or {}
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise protocol_error(response, "a sibling's 'meta' is not an object of strings")
+        versions.append(
+            Version(
+                value,
+                _optional_str(response, sibling.get("content_type"), "content_type"),
+                meta,
+                _expiry(response, sibling.get("expires_at")),
+            )
+        )
+    return tuple(versions)
+
+
+def _version_of_headers(response: httpx.Response) -> Version:
+    """A single value answered as itself (not JSON), with the attributes in its headers.
+    Its ``content_type`` is the answer's (``application/octet-stream`` when written without
+    one: a node cannot say otherwise here)."""
+    meta = {
+        name[len(META_PREFIX) :].lower(): value
+        for name, value in response.headers.items()
+        if name.lower().startswith(META_PREFIX.lower())
+    }
+    expires = response.headers.get(EXPIRES_HEADER)
+    if expires is not None and not (expires.isascii() and expires.isdigit()):
+        raise protocol_error(response, f"{EXPIRES_HEADER} {expires!r} is not a time in ms")
+    expires_at = _expiry(response, None if expires is None else int(expires))
+    return Version(response.content, response.headers.get("content-type"), meta, expires_at)
+
+
 def _json_object(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
@@ -268,11 +447,12 @@ def parse_read(key: str, response: httpx.Response) -> Versions:
         raise error_from_response(response)
     if not response.headers.get("content-type", "").startswith("application/json"):
         # A node that ignored Accept: the body is the single value itself.
-        return Versions(key, response.headers.get(CONTEXT_HEADER), [response.content])
+        version = _version_of_headers(response)
+        return Versions(key, response.headers.get(CONTEXT_HEADER), siblings=(version,))
     body = _json_object(response)
     context = _optional_str(response, body.get("context"), "context")
-    values = _decode_values(response, body.get("values"))
-    return Versions(key, context or response.headers.get(CONTEXT_HEADER), values)
+    versions = _decode_versions(response, body)
+    return Versions(key, context or response.headers.get(CONTEXT_HEADER), siblings=versions)
 
 
 def parse_write(response: httpx.Response) -> str:
@@ -308,7 +488,7 @@ def parse_batch(keys: list[str], response: httpx.Response) -> dict[str, Versions
             raise protocol_error(response, "an item is not an object with a string 'key'")
         key = item["key"]
         context = _optional_str(response, item.get("context"), "context")
-        found[key] = Versions(key, context, _decode_values(response, item.get("values")))
+        found[key] = Versions(key, context, siblings=_decode_versions(response, item))
     missing = [k for k in keys if k not in found]
     if missing:
         raise protocol_error(response, f"no item for the requested key(s) {missing[:5]!r}")
@@ -388,6 +568,7 @@ class BaseClient:
         headers = dict(self._headers)
         headers.update(request.headers)
         attempts = self._retry.attempts
+        idempotent = request.idempotent
         tried: set[int] = set()
         waits = 0
         failure: DynamoError | None = None
@@ -421,7 +602,7 @@ class BaseClient:
                     f"{type(error).__name__}: {error or 'no detail'}{hint}",
                 )
                 cause = error
-                if not request.idempotent and not isinstance(error, NOT_SENT):
+                if not idempotent and not isinstance(error, NOT_SENT):
                     # It may have been applied: a blind write sent again would add a sibling.
                     raise failure from error
                 self._advance(index)
@@ -431,6 +612,12 @@ class BaseClient:
                 if response.status_code not in RETRY_STATUSES:
                     return response
                 failure, cause = error_from_response(response), None
+                retry_context = response.headers.get(CONTEXT_HEADER)
+                if request.method != "GET" and retry_context:
+                    # The write left its version on some replicas; retried with this
+                    # context it replaces that version instead of adding a sibling.
+                    headers[CONTEXT_HEADER] = retry_context
+                    idempotent = True
                 self._advance(index)
                 retry_after = _retry_after(response)
             if attempt + 1 < attempts:
@@ -445,12 +632,34 @@ class BaseClient:
         response = yield from self._call(Request("GET", kv_path(key), quorum_query(r=r)))
         return parse_read(key, response)
 
-    def _op_put(self, key: str, value: bytes, context: str | None, w: int | None) -> Op[str]:
+    def _op_put(
+        self,
+        key: str,
+        value: bytes,
+        context: str | None,
+        w: int | None,
+        content_type: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        ttl: TTL | None = None,
+    ) -> Op[str]:
+        attributes = attribute_headers(content_type, meta, ttl)  # ValueError before sending
+        return (yield from self._op_write(key, value, context, w, attributes))
+
+    def _op_write(
+        self,
+        key: str,
+        value: bytes,
+        context: str | None,
+        w: int | None,
+        attributes: tuple[tuple[str, str], ...],
+    ) -> Op[str]:
+        # Without a content type the body goes without Content-Type (httpx adds none for
+        # bytes), so the version keeps none.
         request = Request(
             "PUT",
             kv_path(key),
             quorum_query(w=w),
-            ((CONTEXT_HEADER, context),) if context else (),
+            (((CONTEXT_HEADER, context),) if context else ()) + attributes,
             bytes(value),
             idempotent=bool(context),
         )
@@ -467,10 +676,19 @@ class BaseClient:
         return parse_delete((yield from self._call(request)))
 
     def _op_update(
-        self, key: str, fn: UpdateFn, r: int | None, w: int | None, attempts: int
+        self,
+        key: str,
+        fn: UpdateFn,
+        r: int | None,
+        w: int | None,
+        attempts: int,
+        content_type: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        ttl: TTL | None = None,
     ) -> Op[str | None]:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
+        attributes = attribute_headers(content_type, meta, ttl)
         for attempt in range(attempts):
             read = yield from self._op_get(key, r)
             new = fn(list(read.values))
@@ -479,7 +697,7 @@ class BaseClient:
                     if not read.exists:
                         return None
                     return (yield from self._op_delete(key, read.context or None, w, r))
-                return (yield from self._op_put(key, new, read.context, w))
+                return (yield from self._op_write(key, new, read.context, w, attributes))
             except Conflict:
                 # Siblings arrived between the read and the write: read them too and merge again.
                 if attempt + 1 == attempts:

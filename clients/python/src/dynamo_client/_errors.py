@@ -21,7 +21,7 @@ class DynamoError(Exception):
 
 class InvalidRequest(DynamoError):
     """400: the server refused the request itself (``invalid_key``, ``invalid_parameter``,
-    ``invalid_context``, ...). Never retried."""
+    ``invalid_context``, ``invalid_header``, ...). Never retried."""
 
 
 class NotAuthorized(DynamoError):
@@ -41,7 +41,8 @@ class Conflict(DynamoError):
 
 class Unavailable(DynamoError):
     """The store could not serve the request within the retry budget: the last answer was a
-    503 (``quorum_unavailable``, ``overloaded``, ...) or a 507 (``insufficient_storage``)."""
+    503 (``quorum_unavailable``, ``overloaded``, ``attributes_unavailable`` for a write with
+    attributes during an upgrade, ...) or a 507 (``insufficient_storage``)."""
 
 
 class ConnectionFailed(Unavailable):

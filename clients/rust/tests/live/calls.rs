@@ -177,6 +177,38 @@ async fn client_errors_fail_at_once_and_unavailability_is_retried() {
         .await
         .unwrap()
         .expect("retried until the nodes were back");
+
+    // A fresh key written while the quorum cannot be met: each 503 left a
+    // version and carried the context to retry with, so every retry
+    // replaced the previous one: one version in the end, not one per
+    // attempt.
+    let before = series(&cluster.metrics(0).await, failed);
+    cluster.kill(1);
+    cluster.kill(2);
+    let writer = only_first(patient);
+    let write = tokio::spawn(async move { writer.put("fresh", "v", None).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.restart(1).await;
+    cluster.restart(2).await;
+    write
+        .await
+        .unwrap()
+        .expect("retried until the nodes were back");
+    let metrics = cluster.metrics(0).await;
+    assert!(
+        series(&metrics, failed) >= before + 1.0,
+        "answered 503 at least once"
+    );
+    let reader = Client::builder(cluster.urls())
+        .read_quorum(3)
+        .build()
+        .unwrap();
+    let read = reader.get("fresh").await.unwrap();
+    assert_eq!(
+        read.values,
+        [Bytes::from("v")],
+        "one version after the retries"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

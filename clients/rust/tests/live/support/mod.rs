@@ -3,7 +3,7 @@
 //! off from the others.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dynamo_testkit::pki::TestCa;
 use dynamo_testkit::process::{
@@ -98,7 +98,7 @@ impl Cluster {
         let node = &self.nodes[i];
         let data_dir = self.dir.path().join(&node.id);
         let mut command = serve_command(
-            &node_binary(),
+            &binary(),
             &node.id,
             &format!("{}:{}", node.ip, node.port),
             &format!("z{}", i + 1),
@@ -159,6 +159,25 @@ impl Cluster {
             .await
             .unwrap()
     }
+}
+
+/// The `dynamo-node` to run: `$DYNAMO_NODE_BIN` when set (scripts/test.sh
+/// sets it), else the one next to the test executable.
+fn binary() -> PathBuf {
+    match std::env::var_os("DYNAMO_NODE_BIN") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => node_binary(),
+    }
+}
+
+/// The sum of the series whose text starts with `prefix` (every outcome
+/// of an operation, say).
+pub fn series_sum(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix(prefix))
+        .filter_map(|rest| rest.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 /// The value of the series `name{labels}` in a metrics text (0 if absent).
