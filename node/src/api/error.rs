@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::kv::CONTEXT_HEADER;
+use super::CONTEXT_HEADER;
 use crate::coordinator::{CoordinatorError, RejectionKind};
 use crate::storage::{StorageError, WriteFault};
 use crate::version::{VersionVector, encode_context};

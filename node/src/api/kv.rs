@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::attributes;
 use super::params::{QueryParams, known, no_conditions, quorum};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, CONTEXT_HEADER};
 use crate::version::{
     Content, Object, Sibling, VersionVector, decode_context, encode_context, now_ms,
 };
@@ -14,8 +14,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-/// Header carrying the opaque causal context.
-pub const CONTEXT_HEADER: &str = "x-dynamo-context";
 /// Longest accepted key, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 

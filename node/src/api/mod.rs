@@ -41,6 +41,9 @@ use crate::tombstones::TombstoneGc;
 use crate::transfer::Transfers;
 pub use error::ApiError;
 
+/// Header carrying the opaque causal context.
+pub const CONTEXT_HEADER: &str = "x-dynamo-context";
+
 /// Everything the handlers need.
 pub struct AppState {
     /// Request coordination.
