@@ -24,6 +24,7 @@ NODE_METRICS = {
     "dynamo_request_duration_seconds": ("histogram", {"op", "outcome"}),
     "dynamo_quorum_shortfalls_total": ("counter", {"op"}),
     "dynamo_sloppy_standins_total": ("counter", set()),
+    "dynamo_hedged_reads_total": ("counter", set()),
     "dynamo_hints_stored_total": ("counter", set()),
     "dynamo_hints_delivered_total": ("counter", set()),
     "dynamo_hints_pending": ("gauge", set()),

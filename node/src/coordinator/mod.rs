@@ -13,6 +13,7 @@
 //! [`crate::handoff`]).
 
 mod fanout;
+mod latency;
 mod list;
 mod read;
 mod rejection;
@@ -34,6 +35,7 @@ use crate::transport::{
     QuorumShortfall, Request, Response, RpcError, Transport, UnacknowledgedWrite,
 };
 use crate::version::Object;
+use latency::Latencies;
 pub use list::{KeyPage, REMOTE_SCANS_PER_PAGE};
 pub use rejection::{Rejection, RejectionKind};
 pub use stats::CoordinatorReport;
@@ -87,6 +89,7 @@ pub struct Coordinator {
     read_repair_chance: f64,
     quorum_log: Arc<LogLimit>,
     stats: Arc<stats::Stats>,
+    latencies: Arc<Latencies>,
 }
 
 /// At most one quorum-failure warning per this interval.
@@ -110,6 +113,7 @@ impl Coordinator {
             read_repair_chance: read_repair_chance.clamp(0.0, 1.0),
             quorum_log: Arc::new(LogLimit::new(QUORUM_LOG_INTERVAL)),
             stats: Arc::default(),
+            latencies: Arc::default(),
         }
     }
 
@@ -194,7 +198,16 @@ impl Coordinator {
                 peer = %peer.member.id,
             ),
         };
+        let sampled = matches!(
+            request,
+            Request::ReplicaRead { .. } | Request::ReplicaWrite { .. } | Request::ReadBatch { .. }
+        );
+        let flight = self.latencies.start(&peer.member.id, sampled);
         let result = self.transport.call(peer, request).instrument(span).await;
+        match &result {
+            Err(error) if !error.peer_answered() => flight.failed(),
+            _ => flight.answered(),
+        }
         let liveness = self.membership.liveness();
         match &result {
             Err(error) if !error.peer_answered() => liveness.record_failure(&peer.member.id),

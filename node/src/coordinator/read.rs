@@ -1,9 +1,12 @@
-//! The read path: ask R replicas (all N on a share of reads), fallbacks
-//! for owners believed down and for replicas that fail; answer after R;
-//! repair the stale owners among those that answered.
+//! The read path: ask R replicas (all N on a share of reads), this node
+//! first, then those expected to answer soonest; ask one more when they
+//! are slow to answer (a hedge, after a delay derived from recent
+//! latencies) or fail, the fallbacks for owners believed down last;
+//! answer after R; repair the stale owners among those that answered.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -78,15 +81,24 @@ impl Coordinator {
         let keys: Arc<[Bytes]> = keys.into();
         let (mut targets, reserve) = self.sloppy_targets(replicas);
         let mut reserve: VecDeque<Arc<Peer>> = reserve.into();
+        // Replicas of the first N usable nodes not asked at first, at the
+        // front of `reserve`: the ones a hedge may ask (the fallbacks
+        // behind them hold the keys only by chance).
+        let mut spares: usize = 0;
         if rand::random::<f64>() >= self.read_repair_chance {
             // Ask R: this node first when it holds the keys (a local read
-            // is cheap), the others in walk order; the rest stand by.
-            if let Some(mine) = targets.iter().position(|t| self.is_me(&t.peer)) {
-                let me = targets.remove(mine);
-                targets.insert(0, me);
-            }
+            // is cheap), then the replicas expected to answer soonest; the
+            // rest stand by, in that order.
+            targets.sort_by_key(|t| match self.is_me(&t.peer) {
+                true => Duration::ZERO,
+                false => self
+                    .latencies
+                    .expected_wait(&t.peer.member.id)
+                    .saturating_add(Duration::from_nanos(1)),
+            });
             for spare in targets.drain(r.min(targets.len())..).rev() {
                 reserve.push_front(spare.peer);
+                spares += 1;
             }
         }
         let mut pending: FuturesUnordered<BoxFuture<'static, ReadResult>> = FuturesUnordered::new();
@@ -96,17 +108,34 @@ impl Coordinator {
 
         let mut replies: Vec<(Arc<Peer>, Vec<Object>)> = Vec::with_capacity(replicas.n());
         let mut merged = vec![Object::new(); keys.len()];
+        let hedge_delay = self.latencies.hedge_delay();
+        let hedge = tokio::time::sleep(hedge_delay);
+        tokio::pin!(hedge);
         while replies.len() < r {
-            let Some((peer, result)) = pending.next().await else {
-                break;
-            };
-            match result {
-                Ok(objects) => replies.push((peer, merge_reply(&mut merged, objects))),
-                Err(error) => {
-                    tracing::debug!(peer = %peer.member.id, %error, "replica read failed");
-                    if let Some(next) = reserve.pop_front() {
-                        pending.push(self.read_from(next, keys.clone()));
+            tokio::select! {
+                next = pending.next() => {
+                    let Some((peer, result)) = next else {
+                        break;
+                    };
+                    match result {
+                        Ok(objects) => replies.push((peer, merge_reply(&mut merged, objects))),
+                        Err(error) => {
+                            tracing::debug!(peer = %peer.member.id, %error, "replica read failed");
+                            if let Some(next) = reserve.pop_front() {
+                                spares = spares.saturating_sub(1);
+                                pending.push(self.read_from(next, keys.clone()));
+                            }
+                        }
                     }
+                }
+                () = &mut hedge, if spares > 0 => {
+                    // The replicas asked are slow: ask one more, and again
+                    // after the same delay while some stand by.
+                    let next = reserve.pop_front().expect("spares are in the reserve");
+                    spares -= 1;
+                    pending.push(self.read_from(next, keys.clone()));
+                    self.stats.hedged();
+                    hedge.as_mut().reset(tokio::time::Instant::now() + hedge_delay);
                 }
             }
         }

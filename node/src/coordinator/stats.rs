@@ -1,6 +1,7 @@
 //! What the coordinator counts as it works: quorums it failed to reach,
-//! replica writes it sent to stand-ins for owners believed down, and the
-//! keys and bytes its read repairs sent. `/metrics` reads them.
+//! replica writes it sent to stand-ins for owners believed down, the keys
+//! and bytes its read repairs sent, and the reads it hedged. `/metrics`
+//! reads them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +13,7 @@ pub(super) struct Stats {
     stand_ins: AtomicU64,
     repaired_keys: AtomicU64,
     repaired_bytes: AtomicU64,
+    hedged_reads: AtomicU64,
 }
 
 /// A snapshot of the coordinator's counters.
@@ -28,6 +30,9 @@ pub struct CoordinatorReport {
     pub repaired_keys: u64,
     /// Bytes of the states those repairs sent (their encoded size).
     pub repaired_bytes: u64,
+    /// Replica reads sent because the replicas asked first were slow to
+    /// answer (hedged reads).
+    pub hedged_reads: u64,
 }
 
 impl Stats {
@@ -53,6 +58,11 @@ impl Stats {
             .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    /// Counts a replica read sent to hedge slow ones.
+    pub fn hedged(&self) {
+        self.hedged_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters now.
     pub fn report(&self) -> CoordinatorReport {
         CoordinatorReport {
@@ -61,6 +71,7 @@ impl Stats {
             stand_ins: self.stand_ins.load(Ordering::Relaxed),
             repaired_keys: self.repaired_keys.load(Ordering::Relaxed),
             repaired_bytes: self.repaired_bytes.load(Ordering::Relaxed),
+            hedged_reads: self.hedged_reads.load(Ordering::Relaxed),
         }
     }
 }

@@ -67,8 +67,9 @@ impl Coordinator {
     /// behind, and a write supersedes only versions its coordinator has
     /// seen (a context never enters a clock). Asks the key's other targets,
     /// merges their states as they answer and stops once the context is
-    /// covered or all have answered; a replica that fails is skipped (the
-    /// write then supersedes less, never more).
+    /// covered, all have answered, or a hedge delay after the first answer
+    /// (a replica that is slow or fails is skipped: the write then
+    /// supersedes less, never more, rather than wait for it).
     async fn catch_up(
         &self,
         key: &Bytes,
@@ -86,7 +87,18 @@ impl Coordinator {
             .map(|t| async move { (self.read_replica(&t.peer, key.clone()).await, t) })
             .collect();
         let mut learned = Object::new();
-        while let Some((reply, target)) = replies.next().await {
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                None => replies.next().await,
+                Some(at) => match tokio::time::timeout_at(at, replies.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            let Some((reply, target)) = next else {
+                break;
+            };
             match reply {
                 Ok(object) => {
                     learned.merge(&object.unwrap_or_default());
@@ -99,6 +111,8 @@ impl Coordinator {
             if seen.descends(context) {
                 break;
             }
+            deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + self.latencies.hedge_delay());
         }
         if !learned.is_empty() {
             self.storage.merge(key.clone(), learned).await?;
@@ -266,9 +280,11 @@ impl Coordinator {
         }
     }
 
-    /// Hands a write to an owner of the key, trying them in preference
-    /// order (reachable ones first). An owner's rejection of what the
-    /// client sent is the answer: no other owner is asked to take it.
+    /// Hands a write to an owner of the key, trying them in turn: reachable
+    /// ones first, those expected to answer soonest first among them (a
+    /// forwarded write is not hedged: two coordinators would store it
+    /// twice). An owner's rejection of what the client sent is the answer:
+    /// no other owner is asked to take it.
     async fn forward_write(
         &self,
         owners: &[Arc<Peer>],
@@ -276,7 +292,10 @@ impl Coordinator {
     ) -> Result<VersionVector, CoordinatorError> {
         let liveness = self.membership.liveness();
         let mut ordered: Vec<&Arc<Peer>> = owners.iter().collect();
-        ordered.sort_by_key(|p| !liveness.is_usable(&p.member.id));
+        ordered.sort_by_key(|p| {
+            let id = &p.member.id;
+            (!liveness.is_usable(id), self.latencies.expected_wait(id))
+        });
         let mut errors = Vec::new();
         for peer in ordered {
             let request = match self.transport.protocol_of(peer).await {

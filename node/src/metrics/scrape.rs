@@ -90,6 +90,11 @@ fn register_requests(registry: &mut Registry, coordinator: &Coordinator) {
         "Replica writes this node sent to a stand-in for an owner believed down",
         counter(report.stand_ins),
     );
+    registry.register(
+        "hedged_reads",
+        "Replica reads this node sent because the replicas it asked first were slow to answer",
+        counter(report.hedged_reads),
+    );
 }
 
 /// Hints, anti-entropy exchanges and the keys and bytes repaired.

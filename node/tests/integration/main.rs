@@ -27,6 +27,7 @@ mod logs;
 mod metrics;
 mod rebuild;
 mod replication;
+mod slow_replica;
 mod status;
 mod support;
 mod tls;

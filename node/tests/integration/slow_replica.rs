@@ -1,0 +1,120 @@
+//! A replica that stops answering (SIGSTOP, as in a long GC pause or a
+//! stalled disk) must not hold requests for the node-to-node timeout: the
+//! coordinators prefer replicas that answer and hedge a read to another
+//! replica after a delay derived from recent latencies. An open-loop load
+//! on the two healthy nodes keeps its tail (a bound loose enough for a busy
+//! CI machine; `scripts/bench.sh` measures the real figures) and loses
+//! nothing.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::support::TestCluster;
+
+/// Keys the load reads and writes.
+const KEYS: usize = 200;
+/// One operation every this often (200 per second), whatever the answers.
+const INTERVAL: Duration = Duration::from_millis(5);
+/// The load runs this long; node 2 sleeps from `PAUSE_AT` for `PAUSE`.
+const RUN: Duration = Duration::from_secs(8);
+const PAUSE_AT: Duration = Duration::from_secs(2);
+const PAUSE: Duration = Duration::from_secs(4);
+/// The p99 bound while node 2 sleeps (the node-to-node timeout is 2 s).
+const P99_BOUND: Duration = Duration::from_millis(250);
+
+/// One operation: when it started (after the load began), how long it
+/// took, whether it was a read, and how it ended.
+struct Sample {
+    started: Duration,
+    took: Duration,
+    read: bool,
+    outcome: Result<StatusCode, String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_replica_does_not_hold_requests_for_the_timeout() {
+    let c = TestCluster::start(3, &[]).await;
+    for k in 0..KEYS {
+        let (status, _) = c.put(0, &format!("k{k}"), "v0", None, "?w=3").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0.. {
+        let due = INTERVAL * n;
+        if due >= RUN {
+            break;
+        }
+        tokio::time::sleep_until((began + due).into()).await;
+        if due == PAUSE_AT {
+            c.pause(2, true);
+        }
+        if due == PAUSE_AT + PAUSE {
+            c.pause(2, false);
+        }
+        let read = n % 2 == 0;
+        let url = c.kv(n as usize % 2, &format!("k{}", n as usize % KEYS));
+        let (http, samples) = (c.http.clone(), samples.clone());
+        tasks.push(tokio::spawn(async move {
+            let started = began.elapsed();
+            let request = match read {
+                true => http.get(url),
+                false => http.put(url).body(format!("v{n}")),
+            };
+            let outcome = request
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map(|r| r.status())
+                .map_err(|e| e.to_string());
+            let took = began.elapsed() - started;
+            samples.lock().unwrap().push(Sample {
+                started,
+                took,
+                read,
+                outcome,
+            });
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let samples = std::mem::take(&mut *samples.lock().unwrap());
+    let paused: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| (PAUSE_AT..PAUSE_AT + PAUSE).contains(&s.started))
+        .collect();
+    let failed: Vec<String> = samples
+        .iter()
+        .filter(|s| !matches!(s.outcome, Ok(status) if status.is_success()))
+        .map(|s| format!("{:?} at {:?}: {:?}", s.read, s.started, s.outcome))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    for read in [true, false] {
+        let mut took: Vec<Duration> = paused
+            .iter()
+            .filter(|s| s.read == read)
+            .map(|s| s.took)
+            .collect();
+        took.sort();
+        let p99 = took[took.len() * 99 / 100];
+        let worst = took[took.len() - 1];
+        let what = if read { "reads" } else { "writes" };
+        eprintln!(
+            "{what} while a replica slept: {} ops, p99 {p99:?}, max {worst:?}",
+            took.len()
+        );
+        assert!(
+            p99 < P99_BOUND,
+            "{what}: p99 {p99:?} while a replica slept (max {worst:?})"
+        );
+    }
+}
