@@ -4,8 +4,11 @@
 #   2. a fresh 3-node loopback cluster (N=3, R=2, W=2), 100k keys of 1 KiB,
 #      32 connections: 100% writes, 100% reads, 50/50, each at max
 #      throughput and then open-loop at half that rate;
-#   3. node memory after loading 1,000,000 keys of 1 KiB;
-#   4. what RocksDB alone costs per operation (scripts/storage-floor.sh), and
+#   3. a slow replica: 50/50 open loop at half the mixed maximum sent to
+#      nodes 1 and 2 only, first with node 3 healthy, then the same window
+#      with node 3 stopped (SIGSTOP) from its first moment to its last;
+#   4. node memory after loading 1,000,000 keys of 1 KiB;
+#   5. what RocksDB alone costs per operation (scripts/storage-floor.sh), and
 #      from it the CPU the throughput targets leave for everything else.
 # Usage: scripts/bench.sh [SECONDS_PER_RUN] [--fsync]   (default 20)
 set -euo pipefail
@@ -54,6 +57,16 @@ for workload in write read mixed; do
     $bench run "${urls[@]}" --workload "$workload" --rate "$rate" "${common[@]}" "${pids[@]}" > "$out/$workload-half.json"
 done
 
+rate=$(half "$out/mixed-max.json")
+two=("${urls[@]:0:4}") # --url of nodes 1 and 2
+third=$(pgrep -f "dynamo-node serve.*--listen 127.0.0.1:7103")
+echo "== a slow replica: mixed at $rate ops/s on nodes 1 and 2, node 3 healthy" >&2
+$bench run "${two[@]}" --workload mixed --rate "$rate" "${common[@]}" "${pids[@]}" > "$out/slow-healthy.json"
+echo "== the same with node 3 (pid $third) stopped for the whole run" >&2
+kill -STOP "$third"
+$bench run "${two[@]}" --workload mixed --rate "$rate" "${common[@]}" "${pids[@]}" > "$out/slow-paused.json" \
+    || { kill -CONT "$third"; exit 1; }
+kill -CONT "$third"
 echo "== loading 1,000,000 keys of 1 KiB" >&2
 $bench run "${urls[@]}" --workload read --keys 1000000 --prefill --value-size 1024 --concurrency 32 \
     --duration 5s -o json "${pids[@]}" > "$out/million.json"

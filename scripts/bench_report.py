@@ -6,7 +6,8 @@ scripts/bench.sh leaves in OUT_DIR.
 
 FSYNC (true or false: whether the nodes ran with DYNAMO_FSYNC) is printed
 above the tables. OUT_DIR holds one dynamo-bench JSON report per run
-(baseline-{write,read}[-half], {write,read,mixed}-{max,half}, million) and
+(baseline-{write,read}[-half], {write,read,mixed}-{max,half},
+slow-{healthy,paused}, million) and
 storage.json from scripts/storage-floor.sh. Standard library only.
 """
 
@@ -32,6 +33,10 @@ THROUGHPUT_HEADER = (
     "| target | workload | mode | ops/s | % of baseline | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms "
     "| errors | node CPU % (sum) | node RSS MiB (max) |\n"
     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+SLOW_HEADER = (
+    "| node 3 | operation | mode | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n"
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
 )
 BUDGET_HEADER = (
     "| target | allowed | load tool | one HTTP hop (server side) | RocksDB alone "
@@ -142,6 +147,21 @@ def print_budget_table(out_dir: Path, baseline: dict[str, float], cores: int) ->
     budget_row(0.5, "read", 2 * get, f"2 replicas x {get:.1f} get")
 
 
+def print_slow_replica(out_dir: Path) -> None:
+    """The mixed open-loop load on two nodes of three, with the third
+    healthy and then stopped for the whole window."""
+    print("\nA slow replica: 50/50 open loop on nodes 1 and 2; node 3 healthy, then stopped (SIGSTOP):\n")
+    print(SLOW_HEADER)
+    for name, third in (("slow-healthy", "healthy"), ("slow-paused", "stopped")):
+        report = load(out_dir, name)
+        for kind in ("read", "write"):
+            operation = report["operations"][kind]
+            print(
+                f"| {third} | {kind}s | {mode_label(report, 'half')} | {operation['ops_per_sec']:.0f} "
+                f"| {latency_columns(operation)} | {operation['errors']['total']} |"
+            )
+
+
 def print_memory(out_dir: Path) -> None:
     """Memory of every process after loading a million keys."""
     print("\nAfter loading 1,000,000 keys of 1 KiB:")
@@ -161,6 +181,7 @@ def main() -> int:
     print(f"fsync per write: {args.fsync}\n")
     print_throughput_table(args.out_dir, baseline)
     print_budget_table(args.out_dir, baseline, os.cpu_count())
+    print_slow_replica(args.out_dir)
     print_memory(args.out_dir)
     return 0
 

@@ -490,6 +490,14 @@ impl TestCluster {
         process.pause(paused);
     }
 
+    /// Holds every answer node `i` gives its peers for `delay` (zero:
+    /// none), as a stalled disk or a busy machine would; clients are not
+    /// slowed.
+    pub fn slow_down(&self, i: usize, delay: Duration) {
+        assert!(self.options.proxies, "start the cluster with proxies");
+        self.proxies[i].set_delay(delay);
+    }
+
     /// Cuts node `i` off from the other nodes (not from clients), or heals.
     pub fn isolate(&self, i: usize, cut: bool) {
         assert!(self.options.proxies, "start the cluster with proxies");
