@@ -91,8 +91,9 @@ impl Coordinator {
     }
 
     /// Up to `limit` records of `partition` after `position` from `r` of
-    /// its owners (this node first when it is one, then in preference
-    /// order): `r` asked at once, the next owner for each that fails. With
+    /// its owners (this node first when it is one, then those expected to
+    /// answer soonest): `r` asked at once, the next owner for each that
+    /// fails. With
     /// several, the page ends where the shortest reply ends, so it holds
     /// every record any of them has up to there.
     async fn scan(
@@ -104,10 +105,7 @@ impl Coordinator {
     ) -> Result<Scan, CoordinatorError> {
         let replicas = self.membership.view().partition_replicas(partition);
         let mut owners: Vec<&Peer> = replicas.owners().iter().map(AsRef::as_ref).collect();
-        if let Some(mine) = owners.iter().position(|p| self.is_me(p)) {
-            let me = owners.remove(mine);
-            owners.insert(0, me);
-        }
+        owners.sort_by_key(|p| self.answer_order(p));
         let mut owners = owners.into_iter();
         let mut pending = FuturesUnordered::new();
         for owner in owners.by_ref().take(r) {

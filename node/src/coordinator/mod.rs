@@ -154,6 +154,18 @@ impl Coordinator {
         self.membership.is_me(peer)
     }
 
+    /// How soon `peer` may be expected to answer, as a sort key: this node
+    /// first, then the peers the failure detector deems usable, the ones
+    /// expected to answer soonest first (see [`latency`]).
+    fn answer_order(&self, peer: &Peer) -> (bool, bool, Duration) {
+        let id = &peer.member.id;
+        (
+            !self.is_me(peer),
+            !self.membership.is_usable(id),
+            self.latencies.expected_wait(id),
+        )
+    }
+
     /// The first N usable nodes of the walk, each with the owner it stands
     /// in for (`None` for an owner), plus the usable nodes after them.
     fn sloppy_targets(&self, replicas: &Replicas) -> (Vec<Target>, Vec<Arc<Peer>>) {

@@ -6,7 +6,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -89,13 +88,7 @@ impl Coordinator {
             // Ask R: this node first when it holds the keys (a local read
             // is cheap), then the replicas expected to answer soonest; the
             // rest stand by, in that order.
-            targets.sort_by_key(|t| match self.is_me(&t.peer) {
-                true => Duration::ZERO,
-                false => self
-                    .latencies
-                    .expected_wait(&t.peer.member.id)
-                    .saturating_add(Duration::from_nanos(1)),
-            });
+            targets.sort_by_key(|t| self.answer_order(&t.peer));
             for spare in targets.drain(r.min(targets.len())..).rev() {
                 reserve.push_front(spare.peer);
                 spares += 1;

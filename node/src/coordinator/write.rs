@@ -290,12 +290,8 @@ impl Coordinator {
         owners: &[Arc<Peer>],
         write: &CoordinateWrite,
     ) -> Result<VersionVector, CoordinatorError> {
-        let liveness = self.membership.liveness();
         let mut ordered: Vec<&Arc<Peer>> = owners.iter().collect();
-        ordered.sort_by_key(|p| {
-            let id = &p.member.id;
-            (!liveness.is_usable(id), self.latencies.expected_wait(id))
-        });
+        ordered.sort_by_key(|p| self.answer_order(p));
         let mut errors = Vec::new();
         for peer in ordered {
             let request = match self.transport.protocol_of(peer).await {
