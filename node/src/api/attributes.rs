@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use super::ApiError;
+use super::params::single_header;
 use crate::version::{Attributes, Object, Sibling, encode_context};
 
 /// Prefix of the user metadata headers.
@@ -45,7 +46,8 @@ pub(super) fn of_write(
 }
 
 fn content_type(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = single(headers, header::CONTENT_TYPE.as_str())? else {
+    let Some(value) = single_header(headers, "invalid_header", header::CONTENT_TYPE.as_str())?
+    else {
         return Ok(None);
     };
     if value.is_empty() || value.len() > MAX_CONTENT_TYPE_BYTES {
@@ -75,7 +77,7 @@ fn meta(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
                 format!("a metadata header needs a name after {META_PREFIX:?}"),
             ));
         }
-        let value = single(headers, name.as_str())?.unwrap_or_default();
+        let value = single_header(headers, "invalid_header", name.as_str())?.unwrap_or_default();
         meta.push((short.to_string(), value));
     }
     meta.sort();
@@ -95,7 +97,10 @@ fn meta(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
 
 /// The TTL in seconds, from `?ttl=` or the header (not both).
 fn ttl(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
-    let given = match (params.get("ttl"), single(headers, TTL_HEADER)?) {
+    let given = match (
+        params.get("ttl"),
+        single_header(headers, "invalid_header", TTL_HEADER)?,
+    ) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
                 "invalid_ttl",
@@ -116,28 +121,6 @@ fn ttl(headers: &HeaderMap, params: &HashMap<String, String>) -> Result<Option<u
             ),
         )),
     }
-}
-
-/// The one value of header `name`, if given: refused when given twice or
-/// not visible ASCII.
-fn single(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
-    let mut values = headers.get_all(name).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_header",
-            format!("the header {name} is given more than once"),
-        ));
-    }
-    let text = value.to_str().map_err(|_| {
-        ApiError::bad_request(
-            "invalid_header",
-            format!("the header {name} must be visible ASCII"),
-        )
-    })?;
-    Ok(Some(text.to_string()))
 }
 
 /// The headers that describe a single value read: its content type

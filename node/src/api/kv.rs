@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::attributes;
-use super::params::{QueryParams, known, no_conditions, quorum};
+use super::params::{QueryParams, known, no_conditions, quorum, single_header};
 use super::{ApiError, AppState, CONTEXT_HEADER};
 use crate::version::{
     Content, Object, Sibling, VersionVector, decode_context, encode_context, now_ms,
@@ -158,20 +158,10 @@ pub(super) fn valid_key(key: String) -> Result<Bytes, ApiError> {
 }
 
 fn context_header(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
-    let mut given = headers.get_all(CONTEXT_HEADER).iter();
-    let Some(raw) = given.next() else {
+    let Some(text) = single_header(headers, "invalid_context", CONTEXT_HEADER)? else {
         return Ok(None);
     };
-    if given.next().is_some() {
-        return Err(ApiError::bad_request(
-            "invalid_context",
-            "X-Dynamo-Context is given more than once",
-        ));
-    }
-    let text = raw
-        .to_str()
-        .map_err(|_| ApiError::bad_request("invalid_context", "X-Dynamo-Context must be ASCII"))?;
-    decode_context(text)
+    decode_context(&text)
         .map(Some)
         .map_err(|e| ApiError::bad_request("invalid_context", e.to_string()))
 }

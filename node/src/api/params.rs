@@ -124,3 +124,26 @@ pub(super) fn no_conditions(headers: &HeaderMap) -> Result<(), ApiError> {
         )),
     }
 }
+
+/// The one value of header `name`, if given; refused with `400 code` when
+/// given twice or not visible ASCII.
+pub(super) fn single_header(
+    headers: &HeaderMap,
+    code: &'static str,
+    name: &str,
+) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(
+            code,
+            format!("the header {name} is given more than once"),
+        ));
+    }
+    let text = value.to_str().map_err(|_| {
+        ApiError::bad_request(code, format!("the header {name} must be visible ASCII"))
+    })?;
+    Ok(Some(text.to_string()))
+}

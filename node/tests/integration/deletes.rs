@@ -44,21 +44,6 @@ async fn delete(c: &TestCluster, via: usize, key: &str, context: &str, query: &s
     assert!(r.status().is_success(), "delete of {key}: {}", r.status());
 }
 
-/// Node indexes of the owners of `key`, in preference order, and of the
-/// other nodes, in walk order, by node `via`'s ring.
-async fn owners_and_others(c: &TestCluster, via: usize, key: &str) -> (Vec<usize>, Vec<usize>) {
-    let ring = c.ring(via).await;
-    let index = |id: &str| c.nodes.iter().position(|n| n.id == id).unwrap();
-    let walk: Vec<usize> = ring
-        .ring
-        .extended_preference_list(ring.ring.partition_for_key(key.as_bytes()))
-        .iter()
-        .map(|m| index(&m.id))
-        .collect();
-    let n = ring.ring.replication;
-    (walk[..n].to_vec(), walk[n..].to_vec())
-}
-
 /// Asks node `i` directly (node-to-node transport) to purge its record of
 /// `key` if it still has `digest`, as a purging node does.
 async fn purge_on(c: &TestCluster, i: usize, key: &str, digest: u64) {
@@ -130,7 +115,7 @@ async fn a_purge_that_fails_on_one_owner_then_a_re_create_without_context() {
 async fn a_hinted_copy_written_before_the_delete_blocks_the_purge_until_delivered() {
     let c = start(4, true, &QUICK_PURGE).await;
     let key = "hinted";
-    let (owners, others) = owners_and_others(&c, 0, key).await;
+    let (owners, others) = c.owners_and_others(0, key).await;
     let (coordinator, missing) = (owners[0], owners[2]);
     let fallback = others[0];
 
@@ -211,7 +196,7 @@ async fn pending_hints(c: &TestCluster, except: usize) -> u64 {
 async fn hints_for_a_member_that_left_the_ring_reach_the_current_owners() {
     let mut c = start(4, false, &[]).await;
     let key = "orphan";
-    let (owners, _) = owners_and_others(&c, 3, key).await;
+    let (owners, _) = c.owners_and_others(3, key).await;
     let leaving = owners[1];
     let via = owners[0];
     c.kill(leaving);
@@ -233,7 +218,7 @@ async fn hints_for_a_member_that_left_the_ring_reach_the_current_owners() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (new_owners, _) = owners_and_others(&c, via, key).await;
+    let (new_owners, _) = c.owners_and_others(via, key).await;
     for &i in &new_owners {
         let held = c.replica(i, key).await;
         assert!(
@@ -254,7 +239,7 @@ async fn holds(c: &TestCluster, i: usize, key: &str, value: &str) -> bool {
 async fn a_removed_member_still_holding_a_deleted_value_blocks_the_purge_until_it_dropped_it() {
     let c = start(4, true, &QUICK_PURGE).await;
     let key = "departed";
-    let (owners, _) = owners_and_others(&c, 0, key).await;
+    let (owners, _) = c.owners_and_others(0, key).await;
     let (via, leaving) = (owners[0], owners[1]);
     let (status, _) = c.put(via, key, "old", None, "?w=3").await;
     assert!(status.is_success());

@@ -145,21 +145,6 @@ async fn still_usable(c: &TestCluster, key: &str, value: &str) {
     }
 }
 
-/// The owners of `key` in preference order, then the other nodes.
-async fn owners_then_others(c: &TestCluster, key: &str) -> (Vec<usize>, Vec<usize>) {
-    let ring = c.ring(0).await;
-    let index = |id: &str| c.nodes.iter().position(|n| n.id == id).unwrap();
-    let partition = ring.ring.partition_for_key(key.as_bytes());
-    let walk: Vec<usize> = ring
-        .ring
-        .extended_preference_list(partition)
-        .iter()
-        .map(|m| index(&m.id))
-        .collect();
-    let (owners, others) = walk.split_at(ring.ring.replication);
-    (owners.to_vec(), others.to_vec())
-}
-
 #[tokio::test]
 async fn extreme_counters_of_the_coordinator_are_refused_and_nothing_is_lost() {
     let c = TestCluster::start(3, &[]).await;
@@ -269,7 +254,7 @@ async fn contexts_with_too_many_actors_are_refused_and_the_read_context_stays_us
 async fn a_forwarded_impossible_context_is_refused_and_nothing_is_lost() {
     let c = TestCluster::start(4, &[]).await;
     let key = "forwarded";
-    let (owners, others) = owners_then_others(&c, key).await;
+    let (owners, others) = c.owners_and_others(0, key).await;
     let (first, outsider) = (owners[0], others[0]);
     let actor = only_actor(&put_ok(&c, first, key, "v1", None).await);
     for counter in [NEVER_ISSUED].into_iter().chain(IMPOSSIBLE) {

@@ -13,20 +13,6 @@ use crate::support::TestCluster;
 
 const KEY: &str = "unacknowledged";
 
-/// The owners of [`KEY`] in preference order, then the other nodes.
-async fn owners_then_others(c: &TestCluster) -> (Vec<usize>, Vec<usize>) {
-    let ring = c.ring(0).await;
-    let index = |id: &str| c.nodes.iter().position(|n| n.id == id).unwrap();
-    let walk: Vec<usize> = ring
-        .ring
-        .extended_preference_list(ring.ring.partition_for_key(KEY.as_bytes()))
-        .iter()
-        .map(|m| index(&m.id))
-        .collect();
-    let (owners, others) = walk.split_at(ring.ring.replication);
-    (owners.to_vec(), others.to_vec())
-}
-
 /// A `w=3` write through `via` with two owners down: `503` with a context.
 async fn short_write(c: &TestCluster, via: usize, value: &str, context: Option<&str>) -> String {
     let (status, context) = c.put(via, KEY, value, context, "?w=3").await;
@@ -37,7 +23,7 @@ async fn short_write(c: &TestCluster, via: usize, value: &str, context: Option<&
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_short_of_its_quorum_answers_its_context_and_a_retry_replaces_it() {
     let mut c = TestCluster::start(4, &[]).await;
-    let (owners, others) = owners_then_others(&c).await;
+    let (owners, others) = c.owners_and_others(0, KEY).await;
     // A version the writer below never reads, by another coordinator than
     // the one left: it must survive.
     let (status, _) = c.put(owners[1], KEY, "concurrent", None, "?w=3").await;

@@ -490,6 +490,21 @@ impl TestCluster {
         process.pause(paused);
     }
 
+    /// Node indexes of the owners of `key`, in preference order, and of
+    /// the other nodes, in walk order, by node `via`'s ring.
+    pub async fn owners_and_others(&self, via: usize, key: &str) -> (Vec<usize>, Vec<usize>) {
+        let ring = self.ring(via).await;
+        let index = |id: &str| self.nodes.iter().position(|n| n.id == id).unwrap();
+        let walk: Vec<usize> = ring
+            .ring
+            .extended_preference_list(ring.ring.partition_for_key(key.as_bytes()))
+            .iter()
+            .map(|m| index(&m.id))
+            .collect();
+        let n = ring.ring.replication;
+        (walk[..n].to_vec(), walk[n..].to_vec())
+    }
+
     /// Holds every answer node `i` gives its peers for `delay` (zero:
     /// none), as a stalled disk or a busy machine would; clients are not
     /// slowed.
