@@ -125,6 +125,8 @@ def test_bench_report_budget(tmp_path):
         reports[f"{w}-max"] = _report(10_000, nodes, kinds)
         reports[f"{w}-half"] = _report(5_000, nodes, kinds, rate=5_000)
     reports["million"] = _report(1_000, [("dynamo-node", 10.0)], ["read"])
+    for name in ("slow-healthy", "slow-paused"):
+        reports[name] = _report(4_000, nodes, ["read", "write"], rate=4_000)
     for name, report in reports.items():
         (tmp_path / f"{name}.json").write_text(json.dumps(report))
     out = subprocess.run(
@@ -151,6 +153,14 @@ def test_bench_report_budget(tmp_path):
     ]
     # the three nodes at 50% each over 10,000 ops/s: 150 us per operation
     assert [r[6].rstrip(" |") for r in rows] == ["150.0"] * 3
+    # the slow-replica table: node 3 healthy, then stopped, reads and writes
+    slow = [line.split(" | ")[:2] for line in out.splitlines() if line.startswith(("| healthy", "| stopped"))]
+    assert slow == [
+        ["| healthy", "reads"],
+        ["| healthy", "writes"],
+        ["| stopped", "reads"],
+        ["| stopped", "writes"],
+    ]
 
 
 def test_e2e_cluster_objects():
