@@ -12,7 +12,6 @@ use super::rejection::Rejection;
 use super::{Coordinator, CoordinatorError, DESCRIBED, Target, unexpected};
 use crate::membership::Replicas;
 use crate::peer::Peer;
-use crate::storage::StorageError;
 use crate::transport::handshake::WRITE_OUTCOME;
 use crate::transport::{
     CoordinateWrite, QuorumShortfall, Request, Response, RpcError, UnacknowledgedWrite,
@@ -50,41 +49,16 @@ impl Coordinator {
                 outcome => outcome,
             };
         }
+        self.catch_up(&key, &context, &replicas).await?;
         let object = self
-            .coordinate_locally(&key, &context, content, &replicas)
+            .storage
+            .coordinate_write(key.clone(), context.clone(), content)
             .await?;
         let retry = retry_context(context, &object, self.storage.actor());
         let context = object.context();
         match self.replicate(key, object, &replicas, w).await {
             Ok(()) => Ok(context),
             Err(shortfall) => Err(unacknowledged(shortfall, retry)),
-        }
-    }
-
-    /// Creates the new version here: at once when this replica has seen
-    /// what `context` names (no read before the write), else after
-    /// catching up from the other replicas.
-    async fn coordinate_locally(
-        &self,
-        key: &Bytes,
-        context: &VersionVector,
-        content: Content,
-        replicas: &Replicas,
-    ) -> Result<Object, CoordinatorError> {
-        let seen = self
-            .storage
-            .coordinate_seen_write(key.clone(), context.clone(), content.clone())
-            .await;
-        match seen {
-            Err(StorageError::Unseen) => {
-                self.catch_up(key, context, replicas).await?;
-                let written = self
-                    .storage
-                    .coordinate_write(key.clone(), context.clone(), content)
-                    .await?;
-                Ok(written)
-            }
-            seen => Ok(seen?),
         }
     }
 

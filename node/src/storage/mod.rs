@@ -134,11 +134,6 @@ pub enum StorageError {
     /// The key's clock is at the largest counter there is.
     #[error("the key's version counter is exhausted")]
     CounterExhausted,
-    /// A write asked to be taken only if this replica has seen everything
-    /// its context names, and it has not (see
-    /// [`Storage::coordinate_seen_write`]).
-    #[error("the context names versions this replica has not seen")]
-    Unseen,
     /// The key's versions refused the write: it would leave the key above
     /// its sibling or size limit (a client's doing), or it was given a dot
     /// the key had seen (a bug).
@@ -317,27 +312,6 @@ impl Storage {
             .await
     }
 
-    /// Like [`Storage::coordinate_write`], only if this replica has seen
-    /// every version `context` names (else [`StorageError::Unseen`] and
-    /// nothing written): a coordinator's first try, which saves reading
-    /// the key before writing it when it is up to date, as it mostly is.
-    pub async fn coordinate_seen_write(
-        &self,
-        key: Bytes,
-        context: VersionVector,
-        content: Content,
-    ) -> Result<Object, StorageError> {
-        self.request(|reply| WriteOp::Coordinate {
-            key,
-            context,
-            content,
-            hints: Vec::new(),
-            require_seen: true,
-            reply,
-        })
-        .await
-    }
-
     /// Like [`Storage::coordinate_write`], for a node standing in for the
     /// key's `owners`: each gets a hint marker in the same commit.
     pub async fn coordinate_write_for(
@@ -353,7 +327,6 @@ impl Storage {
             context,
             content,
             hints: owners,
-            require_seen: false,
             reply,
         })
         .await
@@ -784,39 +757,6 @@ mod tests {
         assert!(matches!(index.as_slice(), [(k, since)] if *k == key && *since > 5_000));
         drop(s);
         format::check(&open(dir.path()), dir.path()).unwrap();
-    }
-
-    /// A write that must have seen its context is refused, with nothing
-    /// written, when the key's clock does not cover it, and taken when it
-    /// does.
-    #[tokio::test]
-    async fn a_seen_write_needs_the_context_covered() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = open(dir.path());
-        let key = Bytes::from_static(b"k");
-        let mut elsewhere = VersionVector::new();
-        elsewhere.add(crate::version::Dot {
-            actor: s.actor().wrapping_add(1),
-            counter: 3,
-        });
-        let refused = s
-            .coordinate_seen_write(key.clone(), elsewhere, Content::Value(Bytes::new()))
-            .await;
-        assert!(matches!(refused, Err(StorageError::Unseen)), "{refused:?}");
-        assert!(s.get(&key).unwrap().is_none(), "nothing written");
-        let first = s
-            .coordinate_seen_write(
-                key.clone(),
-                VersionVector::new(),
-                Content::Value(Bytes::new()),
-            )
-            .await
-            .unwrap();
-        let second = s
-            .coordinate_seen_write(key.clone(), first.context(), Content::Deleted)
-            .await
-            .unwrap();
-        assert!(second.is_tombstone());
     }
 
     #[tokio::test]

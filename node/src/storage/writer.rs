@@ -47,14 +47,12 @@ type Reply<T> = oneshot::Sender<Result<T, StorageError>>;
 /// One queued write.
 pub(super) enum WriteOp {
     /// A client write coordinated here: add a version with a new dot, and
-    /// remember that `hints` (owners standing in for) miss it; with
-    /// `require_seen`, only if the key's clock covers the context.
+    /// remember that `hints` (owners standing in for) miss it.
     Coordinate {
         key: Bytes,
         context: VersionVector,
         content: Content,
         hints: Vec<NodeId>,
-        require_seen: bool,
         reply: Reply<Object>,
     },
     /// Merge another replica's state, optionally as a stand-in for `hint`.
@@ -541,15 +539,6 @@ fn apply(
     match op {
         WriteOp::Coordinate {
             context,
-            require_seen,
-            reply,
-            ..
-        } if require_seen && !state.object.clock().descends(&context) => {
-            drop(reply.send(Err(StorageError::Unseen)));
-            None
-        }
-        WriteOp::Coordinate {
-            context,
             content,
             hints: owners,
             reply,
@@ -775,7 +764,6 @@ mod tests {
             context: VersionVector::new(),
             content: Content::Value(big),
             hints: Vec::new(),
-            require_seen: false,
             reply,
         })
         .unwrap_or_else(|_| panic!("writer gone"));
