@@ -67,9 +67,12 @@ impl Coordinator {
     /// behind, and a write supersedes only versions its coordinator has
     /// seen (a context never enters a clock). Asks the key's other targets,
     /// merges their states as they answer and stops once the context is
-    /// covered, all have answered, or a hedge delay after the first answer
-    /// (a replica that is slow or fails is skipped: the write then
-    /// supersedes less, never more, rather than wait for it).
+    /// covered or all have answered; a replica that fails is skipped (the
+    /// write then supersedes less, never more). A slow replica is waited
+    /// for (up to the request timeout) only while the context is not yet
+    /// covered: a bound tried here left acknowledged writes and deletes
+    /// that did not supersede what the client had read, whenever the only
+    /// replica holding it answered after the bound.
     async fn catch_up(
         &self,
         key: &Bytes,
@@ -87,18 +90,7 @@ impl Coordinator {
             .map(|t| async move { (self.read_replica(&t.peer, key.clone()).await, t) })
             .collect();
         let mut learned = Object::new();
-        let mut deadline: Option<tokio::time::Instant> = None;
-        loop {
-            let next = match deadline {
-                None => replies.next().await,
-                Some(at) => match tokio::time::timeout_at(at, replies.next()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                },
-            };
-            let Some((reply, target)) = next else {
-                break;
-            };
+        while let Some((reply, target)) = replies.next().await {
             match reply {
                 Ok(object) => {
                     learned.merge(&object.unwrap_or_default());
@@ -111,8 +103,6 @@ impl Coordinator {
             if seen.descends(context) {
                 break;
             }
-            deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + self.latencies.hedge_delay());
         }
         if !learned.is_empty() {
             self.storage.merge(key.clone(), learned).await?;

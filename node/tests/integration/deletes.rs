@@ -6,10 +6,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dynamo_node::peer::Peer;
 use dynamo_node::storage::object_digest;
 use dynamo_node::transport::{Request, Response, Transport};
-use dynamo_ring::{Member, key_hash};
+use dynamo_ring::key_hash;
 use dynamo_testkit::http::CONTEXT;
 use reqwest::StatusCode;
 
@@ -47,15 +46,11 @@ async fn delete(c: &TestCluster, via: usize, key: &str, context: &str, query: &s
 /// Asks node `i` directly (node-to-node transport) to purge its record of
 /// `key` if it still has `digest`, as a purging node does.
 async fn purge_on(c: &TestCluster, i: usize, key: &str, digest: u64) {
-    let peer = Peer {
-        member: Member::new(c.nodes[i].id.clone(), c.nodes[i].zone.clone()),
-        address: format!("{}:{}", c.nodes[i].ip, c.nodes[i].internal_port),
-    };
     let request = Request::PurgeTombstones {
         items: vec![(Bytes::from(key.to_string()), digest)],
     };
     let reply = Transport::new(Duration::from_secs(5))
-        .call(&peer, &request)
+        .call(&c.peer(i), &request)
         .await;
     assert!(matches!(reply, Ok(Response::Written)), "{reply:?}");
 }

@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use dynamo_node::peer::Peer;
 use dynamo_node::transport::{Request, Response, Transport};
-use dynamo_ring::Member;
 
 use crate::support::{ClusterOptions, TestCluster, fast};
 
@@ -23,15 +21,11 @@ async fn start(existing_cluster: bool) -> TestCluster {
 /// What node `i` answers for its own copy of `key` over the node-to-node
 /// transport.
 async fn replica_answer(c: &TestCluster, i: usize, key: &str) -> Response {
-    let peer = Peer {
-        member: Member::new(c.nodes[i].id.clone(), ""),
-        address: format!("{}:{}", c.nodes[i].ip, c.nodes[i].internal_port),
-    };
     let request = Request::ReplicaRead {
         key: Bytes::from(key.to_string()),
     };
     Transport::new(Duration::from_secs(5))
-        .call(&peer, &request)
+        .call(&c.peer(i), &request)
         .await
         .expect("the node answers")
 }

@@ -10,6 +10,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use dynamo_node::version::{Dot, Object, VersionVector, encode_context};
+use dynamo_testkit::http::CONTEXT;
 use reqwest::StatusCode;
 
 use crate::support::{ClusterOptions, TestCluster};
@@ -140,6 +143,59 @@ fn assert_tail(samples: &[Sample], how: &str) {
         assert!(
             p99 < P99_BOUND,
             "{what}: p99 {p99:?} while a replica was {how} (max {worst:?})"
+        );
+    }
+}
+
+/// A write's coordinator that lags behind what the client read catches up
+/// first, and waits for the only replica that can tell it, however slow:
+/// a delete acknowledged while the value it was sent to delete survives
+/// would be a ghost. Node 0 alone holds a value (written there directly,
+/// with anti-entropy too slow to copy it in the test's time) and holds
+/// every answer [`HELD`]; node 2 answers at once. A delete through node 1
+/// with the context read from node 0 deletes the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_coordinator_waits_for_a_slow_replica_before_superseding() {
+    let options = ClusterOptions {
+        extra: ["--partitions", "64", "--anti-entropy-interval-ms", "600000"]
+            .map(String::from)
+            .to_vec(),
+        proxies: true,
+        ..ClusterOptions::default()
+    };
+    let c = TestCluster::start_with(3, options).await;
+    let key = "only-on-node-0";
+    let mut object = Object::new();
+    let dot = Dot {
+        actor: 7,
+        counter: 1,
+    };
+    object
+        .write(
+            dot,
+            &VersionVector::new(),
+            Some(Bytes::from_static(b"doomed")),
+        )
+        .unwrap();
+    c.replica_write(0, key, object).await;
+    let context = encode_context(&c.replica(0, key).await.unwrap().context());
+    c.slow_down(0, HELD);
+
+    let r = c
+        .http
+        .delete(c.kv(1, key))
+        .header(CONTEXT, &context)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    c.slow_down(0, Duration::ZERO);
+    for i in 0..3 {
+        let (status, _, values) = c.get_json(i, key, "?r=3").await;
+        assert_eq!(
+            (status, values),
+            (StatusCode::NOT_FOUND, vec![]),
+            "node {i} still reads the value the delete was sent to delete"
         );
     }
 }

@@ -378,18 +378,34 @@ impl TestCluster {
 }
 
 impl TestCluster {
+    /// Node `i` as a peer, reached directly (not through its proxy).
+    pub fn peer(&self, i: usize) -> Peer {
+        Peer {
+            member: Member::new(self.nodes[i].id.clone(), self.nodes[i].zone.clone()),
+            address: format!("{}:{}", self.nodes[i].ip, self.nodes[i].internal_port),
+        }
+    }
+
+    /// Merges `object` into node `i`'s own copy of `key` only, as a replica
+    /// write from a coordinator does (no hint, no other replica).
+    pub async fn replica_write(&self, i: usize, key: &str, object: Object) {
+        let request = Request::ReplicaWrite {
+            key: Bytes::from(key.to_string()),
+            object,
+            hint_for: None,
+        };
+        let reply = Transport::new(Duration::from_secs(5))
+            .call(&self.peer(i), &request)
+            .await;
+        assert!(matches!(reply, Ok(Response::Written)), "{reply:?}");
+    }
+
     /// Node `i`'s own stored state of `key`, read over the node-to-node
     /// transport (no quorum, no repair), once it is not receiving the key's
     /// partition; `None` also when its record is unreadable.
     pub async fn replica(&self, i: usize, key: &str) -> Option<Object> {
         let transport = Transport::new(Duration::from_secs(5));
-        let peer = Peer {
-            member: Member {
-                id: self.nodes[i].id.clone(),
-                zone: String::new(),
-            },
-            address: format!("{}:{}", self.nodes[i].ip, self.nodes[i].internal_port),
-        };
+        let peer = self.peer(i);
         let request = Request::ReplicaRead {
             key: Bytes::from(key.to_string()),
         };
