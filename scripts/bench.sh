@@ -9,13 +9,17 @@
 #      with node 3 stopped (SIGSTOP) from its first moment to its last;
 #   4. node memory after loading 1,000,000 keys of 1 KiB;
 #   5. what RocksDB alone costs per operation (scripts/storage-floor.sh), and
-#      from it the CPU the throughput targets leave for everything else.
+#      from it the CPU the throughput targets leave for everything else;
+#   6. how cost grows with the data (scripts/bench-scale.sh: 100k, 1M and
+#      10M keys, or the counts in SCALE_KEYS; SCALE_KEYS=none skips it).
+# The tables are printed, and drawn as PNG plots into IMAGES (default
+# docs/images).
 # Usage: scripts/bench.sh [SECONDS_PER_RUN] [--fsync]   (default 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/cluster.sh
 . scripts/lib/cluster.sh
-scripts/install-deps.sh
+scripts/install-deps.sh python3-matplotlib
 secs=${1:-20}
 fsync=false
 [ "${2:-}" = "--fsync" ] && fsync=true
@@ -71,5 +75,14 @@ echo "== loading 1,000,000 keys of 1 KiB" >&2
 $bench run "${urls[@]}" --workload read --keys 1000000 --prefill --value-size 1024 --concurrency 32 \
     --duration 5s -o json "${pids[@]}" > "$out/million.json"
 
+images=${IMAGES:-docs/images}
 echo "== JSON reports kept in $out (scripts/bench_report.py $out $fsync prints the tables again)" >&2
-scripts/bench_report.py "$out" "$fsync"
+/usr/bin/python3 scripts/bench_report.py "$out" "$fsync" --images "$images"
+
+kill -INT "$cluster"
+wait "$cluster" || true
+scale_keys=${SCALE_KEYS:-100000 1000000 10000000}
+if [ "$scale_keys" != none ]; then
+    # shellcheck disable=SC2086 # a list of key counts
+    OUT="$out" IMAGES="$images" scripts/bench-scale.sh "$secs" $scale_keys
+fi

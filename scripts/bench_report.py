@@ -2,13 +2,15 @@
 """Prints the tables of docs/benchmarks.md from the JSON reports that
 scripts/bench.sh leaves in OUT_DIR.
 
-  scripts/bench_report.py OUT_DIR FSYNC
+  scripts/bench_report.py OUT_DIR FSYNC [--images DIR]
 
 FSYNC (true or false: whether the nodes ran with DYNAMO_FSYNC) is printed
 above the tables. OUT_DIR holds one dynamo-bench JSON report per run
 (baseline-{write,read}[-half], {write,read,mixed}-{max,half},
 slow-{healthy,paused}, million) and
-storage.json from scripts/storage-floor.sh. Standard library only.
+storage.json from scripts/storage-floor.sh. The tables need the standard
+library only; --images also draws them (runs-throughput.png,
+runs-latency.png) with matplotlib (Debian: python3-matplotlib).
 """
 
 from __future__ import annotations
@@ -172,10 +174,82 @@ def print_memory(out_dir: Path) -> None:
         )
 
 
+def cluster_runs(out_dir: Path) -> list[tuple[str, Report]]:
+    """(label, operation figures) of every cluster run, per operation type."""
+    runs = []
+    for workload in CLUSTER_WORKLOADS:
+        kinds = ["read", "write"] if workload == "mixed" else [workload]
+        for mode in ("max", "half"):
+            report = load(out_dir, f"{workload}-{mode}")
+            for kind in kinds:
+                name = workload if workload != "mixed" else f"mixed {kind}s"
+                runs.append((f"{name}\n{mode_label(report, mode)}", report["operations"][kind]))
+    return runs
+
+
+def plot(out_dir: Path, baseline: dict[str, float], images: Path) -> None:
+    """Throughput at maximum against the one-hop baseline, and the latency
+    percentiles of every cluster run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels, cluster, hop = [], [], []
+    for workload in BASELINE_WORKLOADS:
+        labels.append(f"{workload}s")
+        cluster.append(load(out_dir, f"{workload}-max")["ops_per_sec"])
+        hop.append(baseline[workload])
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], hop, width=0.4, label="one HTTP hop (baseline)")
+    bars = ax.bar([x + 0.2 for x in xs], cluster, width=0.4, label="3-node cluster")
+    for bar, ops, ref in zip(bars, cluster, hop, strict=True):
+        ax.annotate(
+            f"{100 * ops / ref:.0f}%", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center"
+        )
+    ax.set_xticks(list(xs), labels)
+    ax.set_ylabel("operations per second")
+    ax.set_title("Maximum throughput, same window", fontsize=10)
+    ax.legend()
+    save(fig, images / "runs-throughput.png")
+
+    runs = cluster_runs(out_dir)
+    fig, ax = plt.subplots(figsize=(11, 4))
+    shown = ("p50", "p99", "p999")
+    width = 0.8 / len(shown)
+    for i, p in enumerate(shown):
+        values = [(op["latency_ms"] or {}).get(p, 0) for _, op in runs]
+        ax.bar(
+            [x + (i - 1) * width for x in range(len(runs))],
+            values,
+            width=width,
+            label=p.replace("999", "99.9"),
+        )
+    ax.set_xticks(range(len(runs)), [label for label, _ in runs], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Latency percentiles of each cluster run", fontsize=10)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend()
+    save(fig, images / "runs-latency.png")
+
+
+def save(fig: object, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="the JSON reports of scripts/bench.sh")
     parser.add_argument("fsync", metavar="FSYNC", help="whether the nodes ran with fsync (printed as is)")
+    parser.add_argument("--images", type=Path, help="also draw the tables as PNG plots into this directory")
     args = parser.parse_args()
     baseline = {w: load(args.out_dir, f"baseline-{w}")["ops_per_sec"] for w in BASELINE_WORKLOADS}
     print(f"fsync per write: {args.fsync}\n")
@@ -183,6 +257,8 @@ def main() -> int:
     print_budget_table(args.out_dir, baseline, os.cpu_count())
     print_slow_replica(args.out_dir)
     print_memory(args.out_dir)
+    if args.images:
+        plot(args.out_dir, baseline, args.images)
     return 0
 
 

@@ -207,3 +207,47 @@ def test_e2e_cluster_objects():
     assert run("pods", pods) == "e2e-a-0 ready dynamo-node:1\ne2e-a-1 notready dynamo-node:1\n"
     assert run("client-service", services) == "e2e\n"
     assert run("client-service", services[:1]) == ""
+
+
+def test_bench_scale_report(tmp_path):
+    """The "how cost grows" tables: per key count the throughput, the
+    memory and disk per key, and the transfer rates of rebuild and join."""
+    import json
+
+    for keys in (1_000_000, 100_000):
+        summary = {
+            "keys": keys,
+            "value_size": 256,
+            "transfer_keys_per_sec": 1_000_000,
+            "load_secs": keys / 10_000,
+            "nodes": [
+                {"node": i, "rss_kib": keys * 200 // 1024, "disk_bytes": keys * 400 - i} for i in (1, 2, 3)
+            ],
+            "rebuild": {"secs": keys / 50_000, "moved": {"keys": 2 * keys, "bytes": keys * 1024}},
+            "join": {"secs": keys / 25_000, "moved": {"keys": keys, "bytes": keys * 512}},
+        }
+        (tmp_path / f"scale-{keys}.json").write_text(json.dumps(summary))
+        for op in ("write", "read"):
+            report = _report(keys / 100, [], [op])
+            (tmp_path / f"scale-{keys}-{op}.json").write_text(json.dumps(report))
+    out = subprocess.run(
+        [str(REPO / "scripts" / "bench_scale_report.py"), str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rows = [
+        line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith(("| 100 k", "| 1 M"))
+    ]
+    # fewest keys first: throughput (writes, reads), footprint, transfers
+    assert [r[:3] for r in rows[:4]] == [
+        ["100 k", "writes", "1,000"],
+        ["100 k", "reads", "1,000"],
+        ["1 M", "writes", "10,000"],
+        ["1 M", "reads", "10,000"],
+    ]
+    # about 200 bytes of RSS a key (19 MiB), 400 bytes of disk (38 MiB)
+    assert rows[4] == ["100 k", "10", "19", "200", "38", "400"]
+    # a rebuilt replica receives each key from both other replicas
+    assert rows[6][0] == "100 k" and rows[6][-1] == "100,000" and rows[7][-1] == "25,000"
+    assert rows[8][:4] == ["1 M", "rebuild node 3", "20.0", "2,000,000"]
