@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench_report import save
+
 Report = dict[str, Any]
 
 OPERATIONS = ("write", "read")
@@ -150,15 +152,6 @@ def finish(ax: Any, title: str, ylabel: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-
-
-def save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}", file=sys.stderr)
 
 
 def main() -> None:
