@@ -286,7 +286,7 @@ async fn dial(
     let Some(tls) = tls else {
         upgrade(&mut stream, address, token).await?;
         let (reader, writer) = stream.into_split();
-        return Ok(start(reader, writer, stall));
+        return Ok(start(reader, writer, stall, address));
     };
     let name = crate::tls::server_name(address)?;
     let mut stream = tls
@@ -296,7 +296,7 @@ async fn dial(
         .map_err(|e| format!("TLS handshake: {e}"))?;
     upgrade(&mut stream, address, token).await?;
     let (reader, writer) = tokio::io::split(stream);
-    Ok(start(reader, writer, stall))
+    Ok(start(reader, writer, stall, address))
 }
 
 /// Asks the peer to switch `stream` to the node-to-node protocol.
@@ -315,8 +315,9 @@ where
     read_upgrade_response(stream).await
 }
 
-/// Starts the reader and writer tasks of an upgraded connection.
-fn start<R, W>(reader: R, writer: W, stall: Duration) -> Arc<Connection>
+/// Starts the reader and writer tasks of an upgraded connection to
+/// `address`.
+fn start<R, W>(reader: R, writer: W, stall: Duration, address: &str) -> Arc<Connection>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -341,7 +342,8 @@ where
     // back (it has as much of this node's requests in hand as it takes),
     // and calls time out on their own.
     tokio::spawn(frame::write_loop(writer, rx, None));
-    tokio::spawn(read_loop(reader, Arc::downgrade(&connection), stall));
+    let weak = Arc::downgrade(&connection);
+    tokio::spawn(read_loop(reader, weak, stall, address.to_string()));
     connection
 }
 
@@ -408,20 +410,25 @@ async fn read_upgrade_response<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(
 /// It holds the connection weakly: once nothing can call on it any more
 /// (its transport dropped it, or was dropped), the connection goes, its
 /// writer closes the stream, the peer closes its side, and this ends.
-async fn read_loop<R: AsyncRead + Unpin>(reader: R, connection: Weak<Connection>, stall: Duration) {
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: R,
+    connection: Weak<Connection>,
+    stall: Duration,
+    address: String,
+) {
     let mut reader = BufReader::with_capacity(256 << 10, reader);
     let mut buf = Vec::new();
     loop {
         let header = match frame::read_header::<_, Response>(&mut reader, stall).await {
             Ok(header) => header,
-            Err(error) => return closed(&connection, &error),
+            Err(error) => return closed(&connection, &error, &address),
         };
         let response = match frame::read_payload(&mut reader, &header, &mut buf, stall).await {
             Ok(response) => response,
             Err(FrameError::Decode(error)) => {
                 Response::Failed(format!("undecodable reply: {error}"))
             }
-            Err(error) => return closed(&connection, &error),
+            Err(error) => return closed(&connection, &error, &address),
         };
         let Some(connection) = connection.upgrade() else {
             return;
@@ -434,9 +441,24 @@ async fn read_loop<R: AsyncRead + Unpin>(reader: R, connection: Weak<Connection>
     }
 }
 
-fn closed(connection: &Weak<Connection>, error: &FrameError) {
-    tracing::debug!(%error, "peer stream closed");
-    if let Some(connection) = connection.upgrade() {
-        connection.close();
+/// Ends a stream whose replies can no longer be read. Calls still waiting
+/// on it fail at once (the next call dials again), which the failure
+/// detector counts against the peer: that is worth a warning with its
+/// cause, unlike a stream closed with nothing in flight.
+fn closed(connection: &Weak<Connection>, error: &FrameError, address: &str) {
+    let Some(connection) = connection.upgrade() else {
+        tracing::debug!(%error, peer = %address, "peer stream closed");
+        return;
+    };
+    let in_flight = lock(&connection.pending).len();
+    match connection.is_open() && in_flight > 0 {
+        true => tracing::warn!(
+            %error,
+            peer = %address,
+            in_flight,
+            "peer stream broke: the calls in flight on it fail"
+        ),
+        false => tracing::debug!(%error, peer = %address, "peer stream closed"),
     }
+    connection.close();
 }

@@ -671,7 +671,7 @@ type Seen = Arc<std::sync::Mutex<Vec<Option<TraceContext>>>>;
 /// A peer at a new address that answers the handshake with `hello` and
 /// every other request with `Pong`, noting those.
 async fn fake_peer(id: &str, hello: Response) -> (Peer, Seen) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -679,13 +679,7 @@ async fn fake_peer(id: &str, hello: Response) -> (Peer, Seen) {
     let seen = Seen::default();
     let requests = seen.clone();
     tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            head.push(socket.read_u8().await.unwrap());
-        }
-        let reply = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: dynamo-rpc/1\r\n\r\n";
-        socket.write_all(reply.as_bytes()).await.unwrap();
+        let mut socket = accept_upgraded(&listener).await;
         let mut buf = Vec::new();
         let stall = Duration::from_secs(5);
         while let Ok(header) = super::frame::read_header::<_, Request>(&mut socket, stall).await {
@@ -714,6 +708,96 @@ async fn fake_peer(id: &str, hello: Response) -> (Peer, Seen) {
         address,
     };
     (peer, seen)
+}
+
+/// Accepts one connection on `listener` and answers its upgrade to the
+/// stream protocol.
+async fn accept_upgraded(listener: &TcpListener) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(socket.read_u8().await.unwrap());
+    }
+    let reply =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: dynamo-rpc/1\r\n\r\n";
+    socket.write_all(reply.as_bytes()).await.unwrap();
+    socket
+}
+
+/// A log sink a test reads back.
+#[derive(Clone, Default)]
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A stream that breaks with a call in flight (here the peer announces a
+/// reply longer than any may be) fails the call at once, and says why at
+/// WARN: the failure detector counts such failures against the peer, so a
+/// break must not go unexplained.
+#[tokio::test]
+async fn a_stream_that_breaks_under_a_call_says_why() {
+    use tokio::io::AsyncWriteExt;
+
+    let sink = LogSink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let agreed = handshake::answer(handshake::MIN_PROTOCOL, handshake::PROTOCOL, "test");
+    tokio::spawn(async move {
+        let mut socket = accept_upgraded(&listener).await;
+        let mut buf = Vec::new();
+        let stall = Duration::from_secs(5);
+        loop {
+            let header = super::frame::read_header::<_, Request>(&mut socket, stall)
+                .await
+                .unwrap();
+            let request: Request =
+                super::frame::read_payload(&mut socket, &header, &mut buf, stall)
+                    .await
+                    .unwrap();
+            let reply = match request {
+                Request::Hello { .. } => &agreed,
+                _ => &Response::Pong,
+            };
+            let mut frame = super::frame::encode(header.id, reply);
+            if !matches!(request, Request::Hello { .. }) {
+                frame[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+            }
+            socket.write_all(&frame).await.unwrap();
+        }
+    });
+    let peer = Peer {
+        member: Member::new("breaking", "z"),
+        address: address.clone(),
+    };
+    let reply = Transport::new(Duration::from_secs(5))
+        .call(&peer, &Request::Ping)
+        .await;
+    assert!(
+        matches!(&reply, Err(RpcError::Connection { .. })),
+        "{reply:?}"
+    );
+    let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("WARN"), "{logged}");
+    assert!(logged.contains("peer stream broke"), "{logged}");
+    assert!(logged.contains(&format!("peer={address}")), "{logged}");
+    assert!(logged.contains("in_flight=1"), "{logged}");
 }
 
 /// A peer of the release before versions answers the handshake as any
