@@ -232,26 +232,34 @@ impl Visit for JsonFields {
     }
 }
 
+/// A log sink tests write lines into and read back.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Sink {
+    /// Everything written so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[cfg(test)]
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    /// A log sink the test reads back.
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// What one warning logs in `format`, with or without ANSI.
     fn logged(format: LogFormat, ansi: bool) -> String {
@@ -265,7 +273,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(peer = "n2", failures = 3u64, "peer is unreachable");
         });
-        String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+        sink.text()
     }
 
     #[test]
@@ -300,7 +308,7 @@ mod tests {
                 .adopt(&span);
             span.in_scope(|| tracing::warn!("inside"));
         });
-        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let text = sink.text();
         text.lines()
             .map(|line| serde_json::from_str(line).unwrap())
             .collect()

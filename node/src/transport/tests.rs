@@ -726,21 +726,6 @@ async fn accept_upgraded(listener: &TcpListener) -> tokio::net::TcpStream {
     socket
 }
 
-/// A log sink a test reads back.
-#[derive(Clone, Default)]
-struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A stream that breaks with a call in flight (here the peer announces a
 /// reply longer than any may be) fails the call at once, and says why at
 /// WARN: the failure detector counts such failures against the peer, so a
@@ -749,7 +734,7 @@ impl std::io::Write for LogSink {
 async fn a_stream_that_breaks_under_a_call_says_why() {
     use tokio::io::AsyncWriteExt;
 
-    let sink = LogSink::default();
+    let sink = crate::logging::Sink::default();
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -793,7 +778,7 @@ async fn a_stream_that_breaks_under_a_call_says_why() {
         matches!(&reply, Err(RpcError::Connection { .. })),
         "{reply:?}"
     );
-    let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let logged = sink.text();
     assert!(logged.contains("WARN"), "{logged}");
     assert!(logged.contains("peer stream broke"), "{logged}");
     assert!(logged.contains(&format!("peer={address}")), "{logged}");
