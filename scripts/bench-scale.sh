@@ -11,9 +11,6 @@
 #      it received;
 #   4. join: a fourth node added: the time until every member holds every
 #      partition of the new ring, and the keys and bytes moved.
-# Steps 3 and 4 are skipped above TRANSFER_MAX_KEYS keys (default
-# 1,000,000): a rebuild of 1 M keys takes minutes here, and grows faster
-# than the data (see docs/benchmarks.md).
 # Partition streaming is not throttled for 3 and 4
 # (--transfer-keys-per-sec TRANSFER_RATE, default 1,000,000): the figures
 # are what the machine allows. A node's default, 5,000 keys a second,
@@ -33,8 +30,8 @@ counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(100000 1000000 10000000)
 value_size=${VALUE_SIZE:-256}
 transfer_rate=${TRANSFER_RATE:-1000000}
-transfer_max_keys=${TRANSFER_MAX_KEYS:-1000000}
 out=${OUT:-$(mktemp -d)}
+mkdir -p "$out"
 images=${IMAGES:-docs/images}
 cargo build --release -p dynamo-node -p dynamo-bench >&2
 node=target/release/dynamo-node
@@ -63,6 +60,9 @@ serve() {
 ready() { until curl -fs "http://$(address "$1")/readyz" >/dev/null; do sleep 0.2; done; }
 
 now() { date +%s.%N; }
+
+# since STARTED: seconds from STARTED (a `now`) until now.
+since() { python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$1" "$(now)"; }
 
 # transfers I: node I's transfer report.
 transfers() { curl -fs "http://$(address "$1")/v1/admin/transfers"; }
@@ -123,7 +123,7 @@ measure() {
     started=$(now)
     $bench run "${urls[@]}" "${load[@]}" --workload write --prefill --ops 1 > /dev/null
     local load_secs
-    load_secs=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")
+    load_secs=$(since "$started")
     for workload in write read; do
         echo "== $keys keys: $workload, max throughput" >&2
         $bench run "${urls[@]}" "${load[@]}" --workload "$workload" --duration "${secs}s" \
@@ -131,14 +131,6 @@ measure() {
     done
     local sizes
     sizes=$(footprint)
-    if [ "$keys" -gt "$transfer_max_keys" ]; then
-        stop_nodes
-        cat > "$out/scale-$keys.json" <<EOF
-{"keys": $keys, "value_size": $value_size, "transfer_keys_per_sec": $transfer_rate,
- "load_secs": $load_secs, "nodes": $sizes, "rebuild": null, "join": null}
-EOF
-        return
-    fi
 
     echo "== $keys keys: rebuilding node 3" >&2
     local epoch
@@ -150,7 +142,7 @@ EOF
     serve 3 existing
     until settled "$epoch" 3 && [ "$(moved 3)" != '{"keys": 0, "bytes": 0}' ]; do sleep 0.5; done
     local rebuild_secs rebuild_moved
-    rebuild_secs=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")
+    rebuild_secs=$(since "$started")
     rebuild_moved=$(moved 3)
 
     echo "== $keys keys: adding node 4" >&2
@@ -163,7 +155,7 @@ EOF
         python3 -c 'import json, sys; print(json.load(sys.stdin)["epoch"])')
     until settled "$epoch" 1 2 3 4; do sleep 0.5; done
     local join_secs join_moved
-    join_secs=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")
+    join_secs=$(since "$started")
     join_moved=$(moved 1 2 3 4)
 
     stop_nodes

@@ -190,11 +190,7 @@ def cluster_runs(out_dir: Path) -> list[tuple[str, Report]]:
 def plot(out_dir: Path, baseline: dict[str, float], images: Path) -> None:
     """Throughput at maximum against the one-hop baseline, and the latency
     percentiles of every cluster run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     images.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
     labels, cluster, hop = [], [], []
@@ -234,6 +230,16 @@ def plot(out_dir: Path, baseline: dict[str, float], images: Path) -> None:
     ax.grid(True, axis="y", which="both", alpha=0.3)
     ax.legend()
     save(fig, images / "runs-latency.png")
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save(fig: object, path: Path) -> None:
