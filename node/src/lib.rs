@@ -30,6 +30,7 @@
 
 pub mod antientropy;
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod coordinator;
 pub mod credentials;

@@ -6,6 +6,7 @@
 mod admin;
 pub mod attributes;
 pub mod auth;
+mod backup;
 mod batch;
 mod error;
 mod internal;
@@ -26,9 +27,10 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 
 use crate::antientropy::AntiEntropy;
+use crate::backup::Backups;
 use crate::config::NodeConfig;
 use crate::coordinator::Coordinator;
 use crate::credentials::Credentials;
@@ -70,6 +72,8 @@ pub struct AppState {
     pub tasks: MaintenanceTasks,
     /// What `/metrics` shows.
     pub metrics: Metrics,
+    /// Backup checkpoints.
+    pub backups: Backups,
     ready: AtomicBool,
 }
 
@@ -97,7 +101,9 @@ impl AppState {
         tasks: MaintenanceTasks,
         metrics: Metrics,
     ) -> Self {
+        let backups = Backups::new(&config.data_dir, coordinator.storage().clone());
         Self {
+            backups,
             coordinator,
             rings,
             transfers,
@@ -185,7 +191,18 @@ fn admin_routes(credentials: &Option<Arc<Credentials>>) -> Router<Arc<AppState>>
         .route("/v1/admin/ring", get(admin::get_ring).put(admin::put_ring))
         .route("/v1/admin/members", post(admin::change_members))
         .route("/v1/admin/transfers", get(admin::transfers))
-        .route("/v1/admin/merkle", get(admin::merkle));
+        .route("/v1/admin/merkle", get(admin::merkle))
+        .route("/v1/admin/backups", get(backup::list))
+        .route(
+            "/v1/admin/backups/{id}",
+            put(backup::create).delete(backup::remove),
+        )
+        .route(
+            "/v1/admin/backups/{id}/hold",
+            put(backup::hold).delete(backup::release),
+        )
+        .route("/v1/admin/backups/{id}/records", get(backup::records))
+        .route("/v1/admin/import", post(backup::import));
     match credentials {
         Some(c) => routes.route_layer(from_fn_with_state(c.clone(), auth::require_admin)),
         None => routes,

@@ -13,6 +13,7 @@
 //! [`crate::handoff`]).
 
 mod fanout;
+mod import;
 mod latency;
 mod list;
 mod read;
@@ -35,6 +36,7 @@ use crate::transport::{
     QuorumShortfall, Request, Response, RpcError, Transport, UnacknowledgedWrite,
 };
 use crate::version::Object;
+pub use import::{ImportIncomplete, Imported};
 use latency::Latencies;
 pub use list::{KeyPage, REMOTE_SCANS_PER_PAGE};
 pub use rejection::{Rejection, RejectionKind};

@@ -10,10 +10,12 @@
 //! store unavailable for writes until it takes them again (see
 //! `health.rs`); reads are served throughout.
 
+mod checkpoint;
 mod dots;
 mod engine;
 pub mod format;
 mod health;
+mod hold;
 mod layout;
 pub mod meta;
 mod writer;
@@ -32,9 +34,11 @@ use crate::config::defaults;
 use crate::merkle::{MerkleForest, record_digest};
 pub use crate::version::now_ms;
 use crate::version::{Actor, Content, Object, VersionVector};
+pub use checkpoint::CheckpointReader;
 pub use engine::EngineStats;
 use health::WriteHealth;
 pub use health::{WriteFault, WriteHealthReport};
+pub use hold::RelocationHold;
 pub use layout::{DATA_CF, HINTS_CF, META_CF, TOMBS_CF, data_key};
 use layout::{
     META_ACTOR, column_families, hash_range_bounds, hint_key, hint_prefix, split_hint_key, user_key,
@@ -155,6 +159,7 @@ pub struct Storage {
     hints_pending: Arc<AtomicU64>,
     hints_stored: Arc<AtomicU64>,
     health: Arc<WriteHealth>,
+    relocations: RelocationHold,
 }
 
 impl Drop for Storage {
@@ -254,7 +259,14 @@ impl Storage {
             hints_pending,
             hints_stored,
             health,
+            relocations: RelocationHold::default(),
         })
+    }
+
+    /// Backups' holds on deleting copies handed to other nodes (see
+    /// [`RelocationHold`]).
+    pub fn relocations(&self) -> &RelocationHold {
+        &self.relocations
     }
 
     /// Whether the store takes writes, and since when it refuses them.
@@ -680,7 +692,9 @@ pub fn object_digest(key_hash: u64, object: &Object) -> u64 {
     }
 }
 
-fn decode(key: &[u8], bytes: &[u8]) -> Result<Object, StorageError> {
+/// The state a stored record of `key` holds (also what a backup's records
+/// hold).
+pub fn decode(key: &[u8], bytes: &[u8]) -> Result<Object, StorageError> {
     postcard::from_bytes(bytes).map_err(|source| StorageError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
         source,

@@ -544,6 +544,7 @@ impl Transfers {
     async fn drop_partition(&self, partition: u32) -> Result<usize, StorageError> {
         let range =
             dynamo_ring::partition_range(partition, self.membership.view().ring().partitions);
+        let _permit = self.storage.relocations().permit().await;
         let hinted = self.storage.hinted_keys()?;
         let mut deleted = 0;
         for (key, digest) in self.storage.digests(&range)? {
