@@ -1,8 +1,9 @@
-//! `dynamoctl`: a cluster's status, ring, membership changes, transfers and
-//! keys, for people (tables, a progress bar) and scripts (`-o json`, exit
+//! `dynamoctl`: a cluster's status, ring, membership changes, transfers,
+//! keys and backups, for people (tables, a progress bar) and scripts (`-o json`, exit
 //! codes: 0 done, 1 failed, 2 usage, 3 key not found, 4 node unreachable,
 //! 5 token refused).
 
+mod backup;
 mod client;
 mod cluster;
 mod kv;
@@ -76,6 +77,11 @@ enum Command {
     Put(kv::PutArgs),
     /// Delete a key (give the context of the read it replaces).
     Delete(kv::DeleteArgs),
+    /// Back up, verify and restore the cluster's data.
+    Backup {
+        #[command(subcommand)]
+        command: backup::Command,
+    },
 }
 
 /// What a command needs: the clients and where to send what.
@@ -109,6 +115,7 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
         Command::Get(args) => kv::get(&target, args).await,
         Command::Put(args) => kv::put(&target, args).await,
         Command::Delete(args) => kv::delete(&target, args).await,
+        Command::Backup { command } => backup::run(&target, command).await,
     }
 }
 

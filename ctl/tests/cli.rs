@@ -3,85 +3,15 @@
 //! keys with contexts and siblings, a member added with `--wait`, and the
 //! exit codes of a missing key, a refused token and an unreachable node.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use dynamo_testkit::http::http_client;
 use dynamo_testkit::pki::TestCa;
-use dynamo_testkit::process::{NodeProcess, free_ports, node_binary, serve_command};
-use serde_json::Value;
-
-const ADMIN: &str = "admin-ctl-1";
-const CLIENT: &str = "client-ctl-1";
-
-/// A node of the test: client and internal address.
-struct Node {
-    id: String,
-    client: String,
-    internal: String,
-}
-
-fn auth_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (file, token) in [
-        ("admin-token", ADMIN),
-        ("peer-token", "peer-ctl-1"),
-        ("client-token", CLIENT),
-    ] {
-        std::fs::write(dir.path().join(file), token).unwrap();
-    }
-    dir
-}
-
-fn nodes(count: usize) -> Vec<Node> {
-    let ports = free_ports(2 * count);
-    (0..count)
-        .map(|i| Node {
-            id: format!("n{}", i + 1),
-            client: format!("127.0.0.1:{}", ports[2 * i]),
-            internal: format!("127.0.0.1:{}", ports[2 * i + 1]),
-        })
-        .collect()
-}
-
-fn start(node: &Node, peers: &[Node], join: bool, data: &Path, auth: &Path) -> NodeProcess {
-    let mut command = serve_command(
-        &node_binary(),
-        &node.id,
-        &node.client,
-        &format!("zone-{}", node.id),
-        &data.join(&node.id),
-    );
-    command
-        .args(["--internal-listen", &node.internal, "--partitions", "64"])
-        .args(["--initial-cluster-state", "new", "--auth-dir"])
-        .arg(auth)
-        .args(dynamo_testkit::process::FAST_BACKGROUND);
-    if join {
-        command.arg("--join");
-    }
-    for peer in peers {
-        command
-            .arg("--peer")
-            .arg(format!("{}={},zone-{}", peer.id, peer.internal, peer.id));
-    }
-    NodeProcess::spawn(&node.id, &mut command)
-}
-
-/// Runs dynamoctl against `node` with the client and admin tokens.
-fn ctl(node: &Node, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dynamoctl"))
-        .args(["--node", &node.client, "--admin", &node.internal])
-        .args(["--token", CLIENT, "--admin-token", ADMIN])
-        .args(args)
-        .output()
-        .expect("dynamoctl runs")
-}
-
-fn ok_json(output: &Output) -> Value {
-    assert!(output.status.success(), "{output:?}");
-    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
-}
+use dynamo_testkit::process::{NodeProcess, node_binary, serve_command};
+use support::{ADMIN, auth_dir, ctl, nodes, ok_json, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamoctl_shows_and_changes_a_running_cluster() {

@@ -1,0 +1,143 @@
+//! `dynamoctl backup restore` and `verify`: read a complete backup's
+//! chunks, checking each against its manifest entry, and (restore) import
+//! their records into the cluster `--node` belongs to, through the nodes'
+//! import route (each record merged into its key's current owners).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynamo_backup::records::{Record, decode_all, put_record};
+use reqwest::{Method, StatusCode};
+
+use super::layout::{self, Chunk, Manifest};
+use super::progress::Progress;
+use super::store::Store;
+use crate::Target;
+use crate::client::CtlError;
+
+/// Bytes of record frames an import request carries at most.
+const IMPORT_BYTES: usize = 8 << 20;
+/// Attempts at an import request the cluster cannot take yet (503).
+const IMPORT_ATTEMPTS: u32 = 10;
+
+/// The manifest of backup `id`: the backup must be complete.
+pub async fn manifest(store: &Store, id: &str) -> Result<Manifest, CtlError> {
+    let name = layout::manifest(id);
+    match store.get(&name).await? {
+        Some(bytes) => super::create::parse(&bytes, &name),
+        None if store.get(&layout::started(id)).await?.is_some() => Err(CtlError::Other(format!(
+            "backup {id} on {} is not complete (it has no manifest): it cannot be restored; \
+             run `dynamoctl backup create --id {id}` again to finish it",
+            store.name
+        ))),
+        None => Err(CtlError::NotFound(format!(
+            "no backup {id} on {}",
+            store.name
+        ))),
+    }
+}
+
+/// The records of `chunk`, checked against its entry.
+async fn read_chunk(store: &Store, chunk: &Chunk) -> Result<Vec<Record>, CtlError> {
+    let stored = store.get(&chunk.object).await?.ok_or_else(|| {
+        CtlError::Other(format!(
+            "chunk {} is missing from {}",
+            chunk.object, store.name
+        ))
+    })?;
+    let raw = super::chunk::open(&chunk.object, &stored, &chunk.sha256, chunk.raw_bytes)?;
+    let records =
+        decode_all(&raw).map_err(|e| CtlError::Other(format!("chunk {}: {e}", chunk.object)))?;
+    if records.len() as u64 != chunk.records {
+        return Err(CtlError::Other(format!(
+            "chunk {} holds {} records, the manifest says {}",
+            chunk.object,
+            records.len(),
+            chunk.records
+        )));
+    }
+    Ok(records)
+}
+
+/// Reads every chunk of backup `id` and checks it; returns the problems
+/// found (none when the backup is whole).
+pub async fn verify(
+    store: &Store,
+    id: &str,
+    progress: &Arc<Progress>,
+) -> Result<Vec<String>, CtlError> {
+    let manifest = manifest(store, id).await?;
+    progress.expect(manifest.records);
+    let mut problems = Vec::new();
+    for chunk in manifest.chunks() {
+        match read_chunk(store, chunk).await {
+            Ok(_) => progress.add(chunk.records, chunk.raw_bytes),
+            Err(error) => problems.push(error.to_string()),
+        }
+    }
+    Ok(problems)
+}
+
+/// Imports every record of backup `id` into the cluster `target` reaches;
+/// returns the manifest. Stops at the first damaged chunk (what was
+/// imported before it stays: importing again is harmless).
+pub async fn restore(
+    target: &Target,
+    store: &Store,
+    id: &str,
+    progress: &Arc<Progress>,
+) -> Result<Manifest, CtlError> {
+    let manifest = manifest(store, id).await?;
+    progress.expect(manifest.records);
+    for chunk in manifest.chunks() {
+        let records = read_chunk(store, chunk).await?;
+        for batch in batches(&records) {
+            import(target, &batch).await?;
+        }
+        progress.add(chunk.records, chunk.raw_bytes);
+    }
+    Ok(manifest)
+}
+
+/// Record frames of `records`, cut into import requests.
+fn batches(records: &[Record]) -> Vec<Vec<u8>> {
+    let mut out = vec![Vec::new()];
+    for record in records {
+        let full = out
+            .last()
+            .is_some_and(|b| !b.is_empty() && b.len() >= IMPORT_BYTES);
+        if full {
+            out.push(Vec::new());
+        }
+        if let Some(batch) = out.last_mut() {
+            put_record(batch, &record.key, &record.value);
+        }
+    }
+    out.retain(|b| !b.is_empty());
+    out
+}
+
+/// One import request, asked again while the cluster answers 503 (an
+/// owner unreachable).
+async fn import(target: &Target, batch: &[u8]) -> Result<(), CtlError> {
+    let url = target.admin.url(&target.admin_address, "/v1/admin/import");
+    let mut attempt = 0;
+    loop {
+        let request = target
+            .admin
+            .request(Method::POST, &url)
+            .header("content-type", "application/octet-stream")
+            .body(batch.to_vec())
+            .timeout(Duration::from_secs(120));
+        match target.admin.send(&url, request).await {
+            Ok(_) => return Ok(()),
+            Err(CtlError::Failed { status, .. })
+                if status == StatusCode::SERVICE_UNAVAILABLE && attempt + 1 < IMPORT_ATTEMPTS =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Where backups live: an S3-compatible object store or a directory (a
+//! mounted volume), both through the `object_store` crate, under a prefix.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+
+use crate::client::CtlError;
+
+/// Part size of multipart uploads (S3's smallest but for the last part).
+const PART_BYTES: usize = 5 << 20;
+
+/// How S3 requests name the bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Addressing {
+    /// `https://endpoint/bucket/key` (most S3-compatible servers).
+    Path,
+    /// `https://bucket.endpoint/key` (AWS).
+    Virtual,
+}
+
+/// The options naming a backup target.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TargetArgs {
+    /// Where backups live: `s3://BUCKET[/PREFIX]`, or a directory
+    /// (`file:///PATH` or a path). S3 credentials come from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN).
+    #[arg(long, env = "DYNAMO_BACKUP_TARGET")]
+    pub target: String,
+    /// The S3 endpoint (`http(s)://HOST:PORT`); AWS's when absent.
+    #[arg(long, env = "DYNAMO_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region.
+    #[arg(long, env = "DYNAMO_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// Path-style or virtual-host addressing of the bucket.
+    #[arg(long, env = "DYNAMO_S3_ADDRESSING", value_enum, default_value = "path")]
+    pub s3_addressing: Addressing,
+    /// PEM file of a CA the S3 endpoint's certificate chains to (beside
+    /// the system's).
+    #[arg(long, env = "DYNAMO_S3_CA")]
+    pub s3_ca: Option<PathBuf>,
+}
+
+/// A backup target: an object store and the prefix backups live under.
+#[derive(Clone)]
+pub struct Store {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    /// The target as given, for messages.
+    pub name: String,
+}
+
+impl Store {
+    /// Opens the target `args` name.
+    pub fn open(args: &TargetArgs) -> Result<Self, CtlError> {
+        let name = args.target.clone();
+        let (store, prefix): (Arc<dyn ObjectStore>, &str) = match args.target.strip_prefix("s3://")
+        {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                (Arc::new(s3(args, bucket)?), prefix)
+            }
+            None => {
+                let dir = args.target.strip_prefix("file://").unwrap_or(&args.target);
+                (Arc::new(directory(dir)?), "")
+            }
+        };
+        Ok(Self {
+            store,
+            prefix: Path::from(prefix.trim_matches('/')),
+            name,
+        })
+    }
+
+    /// The path of `name` under the prefix.
+    fn path(&self, name: &str) -> Path {
+        match self.prefix.as_ref().is_empty() {
+            true => Path::from(name),
+            false => Path::from(format!("{}/{name}", self.prefix)),
+        }
+    }
+
+    /// Stores a small object in one request.
+    pub async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), CtlError> {
+        self.store
+            .put(&self.path(name), PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.error("writing", name, e))?;
+        Ok(())
+    }
+
+    /// Stores an object as a multipart upload of [`PART_BYTES`] parts:
+    /// it appears whole, or not at all.
+    pub async fn put_multipart(&self, name: &str, bytes: &[u8]) -> Result<(), CtlError> {
+        let upload = self
+            .store
+            .put_multipart(&self.path(name))
+            .await
+            .map_err(|e| self.error("starting an upload of", name, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        writer.write(bytes);
+        writer
+            .finish()
+            .await
+            .map_err(|e| self.error("uploading", name, e))?;
+        Ok(())
+    }
+
+    /// The object `name`, or `None` when there is none.
+    pub async fn get(&self, name: &str) -> Result<Option<Bytes>, CtlError> {
+        match self.store.get(&self.path(name)).await {
+            Ok(result) => Ok(Some(
+                result
+                    .bytes()
+                    .await
+                    .map_err(|e| self.error("reading", name, e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("reading", name, e)),
+        }
+    }
+
+    /// The names (relative to the prefix) of every object under `dir`.
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>, CtlError> {
+        let base = self.path(dir);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&base))
+            .try_collect()
+            .await
+            .map_err(|e| self.error("listing", dir, e))?;
+        let skip = match self.prefix.as_ref().is_empty() {
+            true => 0,
+            false => self.prefix.as_ref().len() + 1,
+        };
+        let mut names: Vec<String> = objects
+            .into_iter()
+            .map(|o| o.location.as_ref()[skip..].to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The "directories" right under the prefix.
+    pub async fn list_dirs(&self) -> Result<Vec<String>, CtlError> {
+        let base = (!self.prefix.as_ref().is_empty()).then(|| self.prefix.clone());
+        let listing = self
+            .store
+            .list_with_delimiter(base.as_ref())
+            .await
+            .map_err(|e| self.error("listing", "", e))?;
+        let mut dirs: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    /// Deletes the object `name` (nothing when there is none).
+    pub async fn delete(&self, name: &str) -> Result<(), CtlError> {
+        match self.store.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("deleting", name, e)),
+        }
+    }
+
+    fn error(&self, doing: &str, name: &str, error: object_store::Error) -> CtlError {
+        CtlError::Other(format!("{doing} {name} on {}: {error}", self.name))
+    }
+}
+
+/// An S3 bucket as `args` describe it, credentials from the environment.
+fn s3(args: &TargetArgs, bucket: &str) -> Result<object_store::aws::AmazonS3, CtlError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut options = ClientOptions::new().with_allow_http(true);
+    if let Some(ca) = &args.s3_ca {
+        let pem = std::fs::read(ca)
+            .map_err(|e| CtlError::Other(format!("reading the S3 CA {}: {e}", ca.display())))?;
+        let certificate = object_store::Certificate::from_pem(&pem)
+            .map_err(|e| CtlError::Other(format!("the S3 CA {}: {e}", ca.display())))?;
+        options = options.with_root_certificate(certificate);
+    }
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_region(&args.s3_region)
+        .with_virtual_hosted_style_request(args.s3_addressing == Addressing::Virtual)
+        .with_client_options(options);
+    if let Some(endpoint) = &args.s3_endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    builder
+        .build()
+        .map_err(|e| CtlError::Other(format!("the S3 target s3://{bucket}: {e}")))
+}
+
+/// A directory as an object store (created when missing).
+fn directory(dir: &str) -> Result<LocalFileSystem, CtlError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CtlError::Other(format!("creating the backup directory {dir}: {e}")))?;
+    LocalFileSystem::new_with_prefix(dir)
+        .map_err(|e| CtlError::Other(format!("the backup directory {dir}: {e}")))
+}
