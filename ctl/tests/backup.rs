@@ -8,13 +8,14 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dynamo_testkit::http::http_client;
+use dynamo_testkit::s3::S3Server;
 use futures::{StreamExt, stream};
 use serde_json::Value;
-use support::{ADMIN, CLIENT, Node, auth_dir, cluster, ctl, ok_json};
+use support::{ADMIN, CLIENT, Node, auth_dir, cluster, ok_json};
 
 /// A key's state as a client sees it: status, context and (for live
 /// versions) the siblings with their attributes, in a fixed order.
@@ -126,15 +127,80 @@ async fn states(node: &Node, keys: &[String]) -> BTreeMap<String, State> {
         .await
 }
 
-fn backup_args<'a>(dir: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-    let mut out = vec!["backup"];
-    out.extend_from_slice(args);
-    out.extend_from_slice(&["--target", dir]);
-    out
+/// Where a test keeps its backups: a directory, or a bucket of a real S3
+/// server (SeaweedFS) with its credentials.
+struct Place {
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    _dir: Option<tempfile::TempDir>,
+    _server: Option<S3Server>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backup_restored_into_a_fresh_cluster_holds_exactly_the_backed_up_states() {
+impl Place {
+    fn directory() -> Place {
+        let dir = tempfile::tempdir().unwrap();
+        Place {
+            args: vec!["--target".into(), dir.path().to_str().unwrap().into()],
+            env: Vec::new(),
+            _dir: Some(dir),
+            _server: None,
+        }
+    }
+
+    /// A bucket of a fresh server, addressed path-style or virtual-host
+    /// style (`BUCKET.localhost`, resolved by glibc's myhostname module).
+    async fn s3(addressing: &str) -> Place {
+        let server = S3Server::start().await;
+        let endpoint = match addressing {
+            "virtual" => server.endpoint().replace("127.0.0.1", "localhost"),
+            _ => server.endpoint(),
+        };
+        Place {
+            args: vec![
+                "--target".into(),
+                format!("s3://{}/cluster-a", server.bucket()),
+                "--s3-endpoint".into(),
+                endpoint,
+                "--s3-region".into(),
+                server.region().into(),
+                "--s3-addressing".into(),
+                addressing.into(),
+            ],
+            env: vec![
+                ("AWS_ACCESS_KEY_ID", server.access_key().into()),
+                ("AWS_SECRET_ACCESS_KEY", server.secret_key().into()),
+            ],
+            _dir: None,
+            _server: Some(server),
+        }
+    }
+
+    /// dynamoctl `backup ARGS` against `node`, with this place's target
+    /// and credentials.
+    fn command(&self, node: &Node, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dynamoctl"));
+        command
+            .args(["--node", &node.client, "--admin", &node.internal])
+            .args(["--token", CLIENT, "--admin-token", ADMIN, "backup"])
+            .args(args)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    fn run(&self, node: &Node, args: &[&str]) -> Output {
+        self.command(node, args).output().expect("dynamoctl runs")
+    }
+}
+
+/// The directory of the place's backups, when it is a directory.
+fn directory(place: &Place) -> &Path {
+    place._dir.as_ref().expect("a directory place").path()
+}
+
+/// A data set backed up to `place`, more written, and the backup restored
+/// into a fresh cluster: it reads back exactly as backed up.
+async fn back_up_and_restore_exactly(place: Place) {
     let auth = auth_dir();
     let source = cluster(3, auth.path()).await;
     let nodes = &source.nodes;
@@ -146,12 +212,7 @@ async fn a_backup_restored_into_a_fresh_cluster_holds_exactly_the_backed_up_stat
         "tombstones were written"
     );
 
-    let target = tempfile::tempdir().unwrap();
-    let dir = target.path().to_str().unwrap();
-    let created = ok_json(&ctl(
-        &nodes[0],
-        &backup_args(dir, &["create", "--id", "b1", "-o", "json"]),
-    ));
+    let created = ok_json(&place.run(&nodes[0], &["create", "--id", "b1", "-o", "json"]));
     assert_eq!(created["id"], "b1", "{created}");
 
     for i in 0..20 {
@@ -174,29 +235,20 @@ async fn a_backup_restored_into_a_fresh_cluster_holds_exactly_the_backed_up_stat
     )
     .await;
 
-    let listed = ok_json(&ctl(&nodes[0], &backup_args(dir, &["list", "-o", "json"])));
+    let listed = ok_json(&place.run(&nodes[0], &["list", "-o", "json"]));
     assert_eq!(listed["backups"][0]["id"], "b1", "{listed}");
     assert_eq!(listed["backups"][0]["complete"], true, "{listed}");
-    let described = ok_json(&ctl(
-        &nodes[0],
-        &backup_args(dir, &["describe", "b1", "-o", "json"]),
-    ));
+    let described = ok_json(&place.run(&nodes[0], &["describe", "b1", "-o", "json"]));
     assert_eq!(
         described["nodes"].as_object().unwrap().len(),
         3,
         "{described}"
     );
-    let verified = ok_json(&ctl(
-        &nodes[0],
-        &backup_args(dir, &["verify", "b1", "-o", "json"]),
-    ));
+    let verified = ok_json(&place.run(&nodes[0], &["verify", "b1", "-o", "json"]));
     assert_eq!(verified["problems"], serde_json::json!([]), "{verified}");
 
     let fresh = cluster(3, auth.path()).await;
-    let restored = ok_json(&ctl(
-        &fresh.nodes[1],
-        &backup_args(dir, &["restore", "b1", "-o", "json"]),
-    ));
+    let restored = ok_json(&place.run(&fresh.nodes[1], &["restore", "b1", "-o", "json"]));
     assert_eq!(restored["records"], described["records"], "{restored}");
     let after = states(&fresh.nodes[2], &keys).await;
     for key in &keys {
@@ -214,12 +266,36 @@ async fn a_backup_restored_into_a_fresh_cluster_holds_exactly_the_backed_up_stat
         );
     }
 
-    ok_json(&ctl(
-        &fresh.nodes[0],
-        &backup_args(dir, &["restore", "b1", "-o", "json"]),
-    ));
+    ok_json(&place.run(&fresh.nodes[0], &["restore", "b1", "-o", "json"]));
     let again = states(&fresh.nodes[0], &keys).await;
     assert_eq!(again, before, "restoring twice changes nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_in_a_directory_restores_exactly_into_a_fresh_cluster() {
+    back_up_and_restore_exactly(Place::directory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_in_s3_restores_exactly_into_a_fresh_cluster() {
+    back_up_and_restore_exactly(Place::s3("path").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_reaches_s3_with_virtual_host_addressing_and_wrong_credentials_are_refused() {
+    let auth = auth_dir();
+    let source = cluster(3, auth.path()).await;
+    write_data_set(&source.nodes, 50, 100).await;
+    let mut place = Place::s3("virtual").await;
+    let node = &source.nodes[0];
+    let created = ok_json(&place.run(node, &["create", "--id", "hosted", "-o", "json"]));
+    let verified = ok_json(&place.run(node, &["verify", "hosted", "-o", "json"]));
+    assert_eq!(verified["records"], created["records"], "{verified}");
+
+    place.env[1].1 = "not-the-secret".into();
+    let refused = place.run(node, &["list"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "wrong credentials: {stderr}");
 }
 
 /// Flips a byte in the middle of the first chunk of the backup in `dir`.
@@ -241,21 +317,16 @@ async fn a_backup_killed_halfway_is_not_restorable_until_it_resumes_and_damage_i
     let keys = write_data_set(nodes, 600, 8192).await;
     let before = states(&nodes[0], &keys).await;
 
-    let target = tempfile::tempdir().unwrap();
-    let dir = target.path().to_str().unwrap();
+    let place = Place::directory();
+    let target = directory(&place);
     let node = &nodes[0];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dynamoctl"))
-        .args(["--node", &node.client, "--admin", &node.internal])
-        .args(["--token", CLIENT, "--admin-token", ADMIN])
-        .args(backup_args(
-            dir,
-            &["create", "--id", "b2", "--chunk-mib", "1"],
-        ))
+    let mut child = place
+        .command(node, &["create", "--id", "b2", "--chunk-mib", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let first_entry = target.path().join("b2/nodes/n1/000000.json");
+    let first_entry = target.join("b2/nodes/n1/000000.json");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !first_entry.exists() {
         assert!(Instant::now() < deadline, "no chunk uploaded within 60 s");
@@ -264,33 +335,27 @@ async fn a_backup_killed_halfway_is_not_restorable_until_it_resumes_and_damage_i
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
-        !target.path().join("b2/manifest.json").exists(),
+        !target.join("b2/manifest.json").exists(),
         "the killed backup wrote no manifest"
     );
 
-    let listed = ok_json(&ctl(node, &backup_args(dir, &["list", "-o", "json"])));
+    let listed = ok_json(&place.run(node, &["list", "-o", "json"]));
     assert_eq!(listed["backups"][0]["complete"], false, "{listed}");
-    let refused = ctl(node, &backup_args(dir, &["restore", "b2"]));
+    let refused = place.run(node, &["restore", "b2"]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && stderr.contains("not complete"),
         "{stderr}"
     );
 
-    let resumed = ctl(
+    let resumed = place.run(
         node,
-        &backup_args(
-            dir,
-            &["create", "--id", "b2", "--chunk-mib", "1", "-o", "json"],
-        ),
+        &["create", "--id", "b2", "--chunk-mib", "1", "-o", "json"],
     );
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(stderr.contains("resuming"), "{stderr}");
     let resumed = ok_json(&resumed);
-    let described = ok_json(&ctl(
-        node,
-        &backup_args(dir, &["describe", "b2", "-o", "json"]),
-    ));
+    let described = ok_json(&place.run(node, &["describe", "b2", "-o", "json"]));
     assert!(
         described["nodes"]["n1"]["chunks"].as_array().unwrap().len() > 1,
         "several chunks"
@@ -298,24 +363,21 @@ async fn a_backup_killed_halfway_is_not_restorable_until_it_resumes_and_damage_i
     assert_eq!(resumed["records"], described["records"], "{resumed}");
 
     let fresh = cluster(3, auth.path()).await;
-    ok_json(&ctl(
-        &fresh.nodes[0],
-        &backup_args(dir, &["restore", "b2", "-o", "json"]),
-    ));
+    ok_json(&place.run(&fresh.nodes[0], &["restore", "b2", "-o", "json"]));
     assert_eq!(
         states(&fresh.nodes[1], &keys).await,
         before,
         "the resumed backup restores whole"
     );
 
-    let damaged = damage_a_chunk(target.path());
-    let verify = ctl(node, &backup_args(dir, &["verify", "b2", "-o", "json"]));
+    let damaged = damage_a_chunk(target);
+    let verify = place.run(node, &["verify", "b2", "-o", "json"]);
     assert!(!verify.status.success(), "verify finds the damage");
     let report: Value = serde_json::from_slice(&verify.stdout).unwrap();
     let problems = report["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 1, "{report}");
     assert!(problems[0].as_str().unwrap().contains(&damaged), "{report}");
-    let restore = ctl(&fresh.nodes[0], &backup_args(dir, &["restore", "b2"]));
+    let restore = place.run(&fresh.nodes[0], &["restore", "b2"]);
     let stderr = String::from_utf8_lossy(&restore.stderr);
     assert!(
         !restore.status.success() && stderr.contains("damaged"),
@@ -329,12 +391,8 @@ async fn a_restore_into_a_running_cluster_under_a_writer_loses_nothing() {
     let source = cluster(3, auth.path()).await;
     let nodes = &source.nodes;
     let keys = write_data_set(nodes, 300, 100).await;
-    let target = tempfile::tempdir().unwrap();
-    let dir = target.path().to_str().unwrap();
-    ok_json(&ctl(
-        &nodes[0],
-        &backup_args(dir, &["create", "--id", "b3", "-o", "json"]),
-    ));
+    let place = Place::directory();
+    ok_json(&place.run(&nodes[0], &["create", "--id", "b3", "-o", "json"]));
 
     let (_, context, _) = read(&nodes[0], "plain/7").await;
     put(
@@ -360,10 +418,7 @@ async fn a_restore_into_a_running_cluster_under_a_writer_loses_nothing() {
         .collect();
     let writer = dynamo_testkit::writer::Writer::start(http, "during-restore", urls);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let restore = ok_json(&ctl(
-        &nodes[1],
-        &backup_args(dir, &["restore", "b3", "-o", "json"]),
-    ));
+    let restore = ok_json(&place.run(&nodes[1], &["restore", "b3", "-o", "json"]));
     assert!(restore["records"].as_u64().unwrap() > 0, "{restore}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let acked = writer.stop().await;

@@ -8,6 +8,8 @@
 //!   port, to cut nodes off from each other.
 //! - [`http`]: reqwest clients (plain, or HTTPS trusting one CA) and the
 //!   node's client API as tests call it.
+//! - [`s3`]: a real S3-compatible server (SeaweedFS) on loopback, with
+//!   static credentials and one bucket, killed when dropped.
 //! - [`writer`]: a background writer recording every acknowledged write.
 //! - [`checks`]: a node is ready, every acknowledged write is readable,
 //!   replicas have converged.
@@ -19,4 +21,5 @@ pub mod http;
 pub mod pki;
 pub mod process;
 pub mod proxy;
+pub mod s3;
 pub mod writer;

@@ -33,7 +33,8 @@ pub struct TargetArgs {
     /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN).
     #[arg(long, env = "DYNAMO_BACKUP_TARGET")]
     pub target: String,
-    /// The S3 endpoint (`http(s)://HOST:PORT`); AWS's when absent.
+    /// The S3 service endpoint (`http(s)://HOST:PORT`, without the
+    /// bucket); AWS's when absent.
     #[arg(long, env = "DYNAMO_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
     /// The S3 region.
@@ -195,11 +196,21 @@ fn s3(args: &TargetArgs, bucket: &str) -> Result<object_store::aws::AmazonS3, Ct
         .with_virtual_hosted_style_request(args.s3_addressing == Addressing::Virtual)
         .with_client_options(options);
     if let Some(endpoint) = &args.s3_endpoint {
-        builder = builder.with_endpoint(endpoint);
+        builder = builder.with_endpoint(bucket_endpoint(endpoint, bucket, args.s3_addressing));
     }
     builder
         .build()
         .map_err(|e| CtlError::Other(format!("the S3 target s3://{bucket}: {e}")))
+}
+
+/// The endpoint requests go to: the service's for path-style requests,
+/// with the bucket as the first label of the host for virtual-host ones
+/// (as `object_store` expects an endpoint it is given then).
+fn bucket_endpoint(endpoint: &str, bucket: &str, addressing: Addressing) -> String {
+    match (addressing, endpoint.split_once("://")) {
+        (Addressing::Virtual, Some((scheme, host))) => format!("{scheme}://{bucket}.{host}"),
+        _ => endpoint.to_string(),
+    }
 }
 
 /// A directory as an object store (created when missing).
@@ -208,4 +219,19 @@ fn directory(dir: &str) -> Result<LocalFileSystem, CtlError> {
         .map_err(|e| CtlError::Other(format!("creating the backup directory {dir}: {e}")))?;
     LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| CtlError::Other(format!("the backup directory {dir}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_virtual_host_endpoint_names_the_bucket_first() {
+        let endpoint = "https://s3.example:8333";
+        assert_eq!(bucket_endpoint(endpoint, "b", Addressing::Path), endpoint);
+        assert_eq!(
+            bucket_endpoint(endpoint, "b", Addressing::Virtual),
+            "https://b.s3.example:8333"
+        );
+    }
 }
