@@ -4,7 +4,7 @@
 //! through the coordinator (`Coordinator::import`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -66,6 +66,9 @@ pub enum BackupError {
 pub struct Backups {
     dir: PathBuf,
     storage: Arc<Storage>,
+    /// Held while a checkpoint is made, so two requests for one backup
+    /// do not both make it.
+    creating: Mutex<()>,
 }
 
 impl Backups {
@@ -75,6 +78,7 @@ impl Backups {
         let backups = Self {
             dir: data_dir.join(DIR),
             storage,
+            creating: Mutex::new(()),
         };
         backups.remove_stale();
         backups
@@ -84,6 +88,7 @@ impl Backups {
     /// before (a backup tool asking again after a lost answer).
     pub fn create(&self, id: &str) -> Result<(CheckpointInfo, bool), BackupError> {
         check_id(id)?;
+        let _creating = self.creating.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(info) = self.info(id)? {
             return Ok((info, false));
         }
