@@ -328,3 +328,43 @@ pub fn http_requests() -> Vec<Vec<u8>> {
         ),
     ]
 }
+
+/// A key's state with one value written with attributes.
+fn described_object() -> Object {
+    let mut object = Object::new();
+    let content = Content::value(
+        Bytes::from_static(b"{}"),
+        Attributes {
+            content_type: Some("application/json".into()),
+            meta: vec![("owner".into(), "ops".into())],
+            expires_at: Some(1_800_000_000_000),
+        },
+    );
+    let dot = Dot {
+        actor: 3,
+        counter: 2,
+    };
+    object
+        .write(dot, &VersionVector::new(), content)
+        .expect("a first write");
+    object
+}
+
+/// Import bodies and chunk contents: records of real stored states (a key
+/// with siblings and a tombstone, one with attributes), as the node stores
+/// them.
+pub fn backup_records() -> Vec<Vec<u8>> {
+    let states = [object(), described_object()];
+    let mut all = Vec::new();
+    let mut seeds = Vec::new();
+    for (i, state) in states.iter().enumerate() {
+        let value = postcard::to_stdvec(state).expect("a state encodes");
+        let mut one = Vec::new();
+        dynamo_backup::records::put_record(&mut one, format!("key-{i}").as_bytes(), &value);
+        all.extend_from_slice(&one);
+        seeds.push(one);
+    }
+    seeds.push(all);
+    seeds.push(Vec::new());
+    seeds
+}

@@ -36,11 +36,8 @@ pub struct CheckpointInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
     /// A backup id that is not a DNS label.
-    #[error(
-        "invalid backup id {0:?}: use 1 to 63 lowercase letters, digits and '-', starting and \
-         ending with a letter or digit"
-    )]
-    InvalidId(String),
+    #[error(transparent)]
+    InvalidId(#[from] dynamo_backup::InvalidId),
     /// No checkpoint of that backup on this node.
     #[error("this node has no checkpoint of backup {0:?}")]
     NoSuchCheckpoint(String),
@@ -246,16 +243,7 @@ fn send_records(
 
 /// Refuses an id that is not a DNS label (it names a directory).
 pub fn check_id(id: &str) -> Result<(), BackupError> {
-    let bytes = id.as_bytes();
-    let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
-    let ok = (1..=63).contains(&bytes.len())
-        && bytes.iter().all(allowed)
-        && bytes.first() != Some(&b'-')
-        && bytes.last() != Some(&b'-');
-    match ok {
-        true => Ok(()),
-        false => Err(BackupError::InvalidId(id.to_string())),
-    }
+    Ok(dynamo_backup::check_id(id)?)
 }
 
 fn remove_dir(dir: &Path) -> Result<(), BackupError> {

@@ -238,22 +238,9 @@ fn print_done(target: &Target, what: &str, manifest: &layout::Manifest, progress
     print(target.format, &json, &["DONE"], &[vec![line]]);
 }
 
-/// Refuses an id that is not a DNS label (it names objects and a node's
-/// checkpoint directory).
+/// Refuses an id that is not a DNS label.
 fn check_id(id: &str) -> Result<(), CtlError> {
-    let bytes = id.as_bytes();
-    let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
-    let ok = (1..=63).contains(&bytes.len())
-        && bytes.iter().all(allowed)
-        && bytes.first() != Some(&b'-')
-        && bytes.last() != Some(&b'-');
-    match ok {
-        true => Ok(()),
-        false => Err(CtlError::Other(format!(
-            "invalid backup id {id:?}: use 1 to 63 lowercase letters, digits and '-', starting \
-             and ending with a letter or digit"
-        ))),
-    }
+    dynamo_backup::check_id(id).map_err(|e| CtlError::Other(e.to_string()))
 }
 
 /// `backup-` and the UTC time (seconds since the epoch, in base 10).
