@@ -11,6 +11,7 @@
 mod admin;
 mod attributes;
 mod auth;
+mod backup;
 mod cli;
 mod connection_limits;
 mod deletes;
