@@ -6,6 +6,8 @@
 //! checksummed chunks on a target (an S3-compatible object store or a
 //! directory) and writes a manifest last; restore and verify read them back.
 
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod records;
 
 /// A backup id that is not a DNS label.

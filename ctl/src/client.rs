@@ -6,8 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde::de::DeserializeOwned;
 
 /// Why a command failed.
@@ -146,21 +144,6 @@ impl Client {
 fn tls_config(path: &Path) -> Result<rustls::ClientConfig, CtlError> {
     let pem = std::fs::read(path)
         .map_err(|e| CtlError::Other(format!("reading CA file {}: {e}", path.display())))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in CertificateDer::pem_slice_iter(&pem) {
-        let certificate =
-            certificate.map_err(|e| CtlError::Other(format!("CA file {}: {e}", path.display())))?;
-        roots
-            .add(certificate)
-            .map_err(|e| CtlError::Other(format!("CA file {}: {e}", path.display())))?;
-    }
-    if roots.is_empty() {
-        return Err(CtlError::Other(format!(
-            "CA file {} holds no certificate",
-            path.display()
-        )));
-    }
-    Ok(rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    dynamo_backup::driver::nodes::tls_config(&pem)
+        .map_err(|e| CtlError::Other(format!("CA file {}: {e}", path.display())))
 }

@@ -94,6 +94,10 @@ pub struct Target {
     pub node: String,
     /// The node's admin address.
     pub admin_address: String,
+    /// The admin token.
+    pub admin_token: Option<String>,
+    /// The CA file, when the nodes serve HTTPS.
+    pub ca: Option<PathBuf>,
     /// Output format.
     pub format: Format,
 }
@@ -102,8 +106,10 @@ async fn run(cli: Cli) -> Result<(), CtlError> {
     let admin_token = cli.admin_token.clone().or(cli.token.clone());
     let target = Target {
         client: Client::new(cli.token, cli.ca.as_deref())?,
-        admin: Client::new(admin_token, cli.ca.as_deref())?,
+        admin: Client::new(admin_token.clone(), cli.ca.as_deref())?,
         admin_address: cli.admin.unwrap_or_else(|| cli.node.clone()),
+        admin_token,
+        ca: cli.ca,
         node: cli.node,
         format: cli.output,
     };

@@ -2,21 +2,26 @@
 //! backups on an S3-compatible object store or in a directory. What a
 //! backup holds and how it is laid out: docs/backup.md.
 
-mod chunk;
-mod create;
-mod layout;
 mod progress;
-mod restore;
-mod store;
+mod target;
+
+use std::sync::Arc;
 
 use clap::Subcommand;
+use dynamo_backup::driver::create::{self, Cluster};
+use dynamo_backup::driver::layout::{self, Manifest};
+use dynamo_backup::driver::nodes::Admin;
+use dynamo_backup::driver::progress::Progress;
+use dynamo_backup::driver::restore;
+use dynamo_backup::driver::store::Store;
+use dynamo_backup::driver::{DriverError, now_ms};
 use serde_json::json;
 
 use crate::Target;
 use crate::client::CtlError;
 use crate::output::print;
-use progress::Progress;
-use store::{Store, TargetArgs};
+use progress::Printer;
+use target::TargetArgs;
 
 /// Default records per chunk before compression: 32 MiB.
 const CHUNK_MIB: u16 = 32;
@@ -78,70 +83,94 @@ pub async fn run(target: &Target, command: Command) -> Result<(), CtlError> {
             chunk_mib,
             target: args,
         } => {
-            let store = Store::open(&args)?;
+            let store = args.open()?;
             let id = id.unwrap_or_else(default_id);
-            let (progress, printer) = Progress::start("backup", target.format);
-            let manifest =
-                create::create(target, &store, &id, usize::from(chunk_mib) << 20, &progress)
-                    .await?;
+            let admin = admin(target)?;
+            let cluster = Cluster {
+                admin: &admin,
+                seed: &target.admin_address,
+            };
+            let (progress, printer) = start("backup", target);
+            let chunk_bytes = usize::from(chunk_mib) << 20;
+            let manifest = create::create(&cluster, &store, &id, chunk_bytes, &progress).await?;
             drop(printer);
             print_done(target, "backed up", &manifest, &progress);
             Ok(())
         }
-        Command::List { target: args } => list(target, &Store::open(&args)?).await,
+        Command::List { target: args } => list(target, &args.open()?).await,
         Command::Describe { id, target: args } => {
-            let manifest = restore::manifest(&Store::open(&args)?, &id).await?;
+            let manifest = restore::manifest(&args.open()?, &id).await?;
             describe(target, &manifest);
             Ok(())
         }
-        Command::Verify { id, target: args } => {
-            let (progress, printer) = Progress::start("verify", target.format);
-            let problems = restore::verify(&Store::open(&args)?, &id, &progress).await?;
-            drop(printer);
-            let (records, bytes) = progress.done();
-            let json =
-                json!({"id": id, "records": records, "raw_bytes": bytes, "problems": problems});
-            let rows: Vec<Vec<String>> = problems.iter().map(|p| vec![p.clone()]).collect();
-            match problems.is_empty() {
-                true => print(
-                    target.format,
-                    &json,
-                    &["OK"],
-                    &[vec![format!("{id}: {records} records checked")]],
-                ),
-                false => print(target.format, &json, &["PROBLEM"], &rows),
-            }
-            match problems.is_empty() {
-                true => Ok(()),
-                false => Err(CtlError::Other(format!(
-                    "backup {id} is damaged: {} problem(s)",
-                    problems.len()
-                ))),
-            }
-        }
+        Command::Verify { id, target: args } => verify(target, &id, &args).await,
         Command::Restore { id, target: args } => {
-            let store = Store::open(&args)?;
-            let (progress, printer) = Progress::start("restore", target.format);
-            let manifest = restore::restore(target, &store, &id, &progress).await?;
+            let store = args.open()?;
+            let admin = admin(target)?;
+            let (progress, printer) = start("restore", target);
+            let manifest =
+                restore::restore(&admin, &target.admin_address, &store, &id, &progress).await?;
             drop(printer);
             print_done(target, "restored", &manifest, &progress);
             Ok(())
         }
         Command::Delete { id, target: args } => {
             check_id(&id)?;
-            let store = Store::open(&args)?;
+            let store = args.open()?;
             let names = store.list(&id).await?;
             for name in &names {
                 store.delete(name).await?;
             }
             let json = json!({"id": id, "deleted_objects": names.len()});
-            print(
-                target.format,
-                &json,
-                &["DELETED"],
-                &[vec![format!("{id}: {} objects", names.len())]],
-            );
+            let line = format!("{id}: {} objects", names.len());
+            print(target.format, &json, &["DELETED"], &[vec![line]]);
             Ok(())
+        }
+    }
+}
+
+/// The admin routes' client of the driver, with dynamoctl's admin token
+/// and CA.
+fn admin(target: &Target) -> Result<Admin, CtlError> {
+    let ca = match &target.ca {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| CtlError::Other(format!("reading CA file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    Ok(Admin::new(target.admin_token.clone(), ca.as_deref())?)
+}
+
+/// Progress of `what`, printed to stderr while the printer lives, notes at
+/// once.
+fn start(what: &'static str, target: &Target) -> (Arc<Progress>, Printer) {
+    let progress = Arc::new(Progress::new(|note| eprintln!("{note}")));
+    let printer = Printer::start(what, progress.clone(), target.format);
+    (progress, printer)
+}
+
+/// `verify`: every chunk re-read and checked; each problem listed.
+async fn verify(target: &Target, id: &str, args: &TargetArgs) -> Result<(), CtlError> {
+    let (progress, printer) = start("verify", target);
+    let problems = restore::verify(&args.open()?, id, &progress).await?;
+    drop(printer);
+    let report = progress.report();
+    let json = json!({"id": id, "records": report.records, "raw_bytes": report.bytes,
+                      "problems": problems});
+    match problems.is_empty() {
+        true => {
+            let line = format!("{id}: {} records checked", report.records);
+            print(target.format, &json, &["OK"], &[vec![line]]);
+            Ok(())
+        }
+        false => {
+            let rows: Vec<Vec<String>> = problems.iter().map(|p| vec![p.clone()]).collect();
+            print(target.format, &json, &["PROBLEM"], &rows);
+            Err(CtlError::Other(format!(
+                "backup {id} is damaged: {} problem(s)",
+                problems.len()
+            )))
         }
     }
 }
@@ -151,7 +180,7 @@ async fn list(target: &Target, store: &Store) -> Result<(), CtlError> {
     let mut listed = Vec::new();
     for id in store.list_dirs().await? {
         let manifest = match store.get(&layout::manifest(&id)).await? {
-            Some(bytes) => Some(create::parse::<layout::Manifest>(&bytes, &id)?),
+            Some(bytes) => Some(create::parse::<Manifest>(&bytes, &id)?),
             None => None,
         };
         listed.push(json!({
@@ -187,7 +216,7 @@ async fn list(target: &Target, store: &Store) -> Result<(), CtlError> {
 }
 
 /// `describe`: the manifest, whole as JSON, summed up as text.
-fn describe(target: &Target, manifest: &layout::Manifest) {
+fn describe(target: &Target, manifest: &Manifest) {
     let rows: Vec<Vec<String>> = manifest
         .nodes
         .iter()
@@ -220,19 +249,20 @@ fn describe(target: &Target, manifest: &layout::Manifest) {
     );
 }
 
-fn print_done(target: &Target, what: &str, manifest: &layout::Manifest, progress: &Progress) {
-    let (records, bytes) = progress.done();
-    let seconds = progress.elapsed();
+fn print_done(target: &Target, what: &str, manifest: &Manifest, progress: &Progress) {
+    let report = progress.report();
+    let seconds = report.seconds;
     let json = json!({
-        "id": manifest.id, "records": records, "raw_bytes": bytes,
+        "id": manifest.id, "records": report.records, "raw_bytes": report.bytes,
         "stored_bytes": manifest.stored_bytes, "seconds": seconds,
-        "records_per_sec": (records as f64 / seconds.max(1e-3)).round(),
-        "mib_per_sec": bytes as f64 / 1048576.0 / seconds.max(1e-3),
+        "records_per_sec": report.records_per_sec,
+        "mib_per_sec": report.bytes_per_sec / 1048576.0,
     });
     let line = format!(
-        "{what} {}: {records} records, {:.1} MiB ({:.1} MiB stored) in {seconds:.1} s",
+        "{what} {}: {} records, {:.1} MiB ({:.1} MiB stored) in {seconds:.1} s",
         manifest.id,
-        bytes as f64 / 1048576.0,
+        report.records,
+        report.bytes as f64 / 1048576.0,
         manifest.stored_bytes as f64 / 1048576.0
     );
     print(target.format, &json, &["DONE"], &[vec![line]]);
@@ -243,15 +273,19 @@ fn check_id(id: &str) -> Result<(), CtlError> {
     dynamo_backup::check_id(id).map_err(|e| CtlError::Other(e.to_string()))
 }
 
-/// `backup-` and the UTC time (seconds since the epoch, in base 10).
+/// `backup-` and the time (seconds since the Unix epoch).
 fn default_id() -> String {
     format!("backup-{}", now_ms() / 1000)
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
+impl From<DriverError> for CtlError {
+    fn from(error: DriverError) -> Self {
+        match error {
+            DriverError::Unreachable { url, reason } => CtlError::Unreachable { url, reason },
+            DriverError::Denied { url, status, body } => CtlError::Denied { url, status, body },
+            DriverError::Node { url, status, body } => CtlError::Failed { url, status, body },
+            DriverError::NoSuchBackup(message) => CtlError::NotFound(message),
+            other => CtlError::Other(other.to_string()),
+        }
+    }
 }

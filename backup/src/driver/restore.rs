@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynamo_backup::records::{Record, decode_all, put_record};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 
+use super::DriverError;
 use super::layout::{self, Chunk, Manifest};
+use super::nodes::Admin;
 use super::progress::Progress;
 use super::store::Store;
-use crate::Target;
-use crate::client::CtlError;
+use crate::records::{Record, decode_all, put_record};
 
 /// Bytes of record frames an import request carries at most.
 const IMPORT_BYTES: usize = 8 << 20;
@@ -21,16 +21,18 @@ const IMPORT_BYTES: usize = 8 << 20;
 const IMPORT_ATTEMPTS: u32 = 10;
 
 /// The manifest of backup `id`: the backup must be complete.
-pub async fn manifest(store: &Store, id: &str) -> Result<Manifest, CtlError> {
+pub async fn manifest(store: &Store, id: &str) -> Result<Manifest, DriverError> {
     let name = layout::manifest(id);
     match store.get(&name).await? {
         Some(bytes) => super::create::parse(&bytes, &name),
-        None if store.get(&layout::started(id)).await?.is_some() => Err(CtlError::Other(format!(
-            "backup {id} on {} is not complete (it has no manifest): it cannot be restored; \
+        None if store.get(&layout::started(id)).await?.is_some() => {
+            Err(DriverError::Backup(format!(
+                "backup {id} on {} is not complete (it has no manifest): it cannot be restored; \
              run `dynamoctl backup create --id {id}` again to finish it",
-            store.name
-        ))),
-        None => Err(CtlError::NotFound(format!(
+                store.name
+            )))
+        }
+        None => Err(DriverError::NoSuchBackup(format!(
             "no backup {id} on {}",
             store.name
         ))),
@@ -38,19 +40,19 @@ pub async fn manifest(store: &Store, id: &str) -> Result<Manifest, CtlError> {
 }
 
 /// The records of `chunk`, checked against its entry.
-async fn read_chunk(store: &Store, chunk: &Chunk) -> Result<Vec<Record>, CtlError> {
+async fn read_chunk(store: &Store, chunk: &Chunk) -> Result<Vec<Record>, DriverError> {
     let stored = store.get(&chunk.object).await?.ok_or_else(|| {
-        CtlError::Other(format!(
+        DriverError::Backup(format!(
             "chunk {} is missing from {}",
             chunk.object, store.name
         ))
     })?;
     let raw = super::chunk::open(&chunk.object, &stored, &chunk.sha256, chunk.raw_bytes)?;
-    let records =
-        decode_all(&raw).map_err(|e| CtlError::Other(format!("chunk {}: {e}", chunk.object)))?;
+    let records = decode_all(&raw)
+        .map_err(|e| DriverError::Backup(format!("chunk {} is damaged: {e}", chunk.object)))?;
     if records.len() as u64 != chunk.records {
-        return Err(CtlError::Other(format!(
-            "chunk {} holds {} records, the manifest says {}",
+        return Err(DriverError::Backup(format!(
+            "chunk {} is damaged: it holds {} records, the manifest says {}",
             chunk.object,
             records.len(),
             chunk.records
@@ -65,7 +67,7 @@ pub async fn verify(
     store: &Store,
     id: &str,
     progress: &Arc<Progress>,
-) -> Result<Vec<String>, CtlError> {
+) -> Result<Vec<String>, DriverError> {
     let manifest = manifest(store, id).await?;
     progress.expect(manifest.records);
     let mut problems = Vec::new();
@@ -78,21 +80,22 @@ pub async fn verify(
     Ok(problems)
 }
 
-/// Imports every record of backup `id` into the cluster `target` reaches;
-/// returns the manifest. Stops at the first damaged chunk (what was
-/// imported before it stays: importing again is harmless).
+/// Imports every record of backup `id` into the cluster of the node at the
+/// admin address `node`; returns the manifest. Stops at the first damaged
+/// chunk (what was imported before it stays: importing again is harmless).
 pub async fn restore(
-    target: &Target,
+    admin: &Admin,
+    node: &str,
     store: &Store,
     id: &str,
     progress: &Arc<Progress>,
-) -> Result<Manifest, CtlError> {
+) -> Result<Manifest, DriverError> {
     let manifest = manifest(store, id).await?;
     progress.expect(manifest.records);
     for chunk in manifest.chunks() {
         let records = read_chunk(store, chunk).await?;
         for batch in batches(&records) {
-            import(target, &batch).await?;
+            import(admin, node, batch).await?;
         }
         progress.add(chunk.records, chunk.raw_bytes);
     }
@@ -119,19 +122,12 @@ fn batches(records: &[Record]) -> Vec<Vec<u8>> {
 
 /// One import request, asked again while the cluster answers 503 (an
 /// owner unreachable).
-async fn import(target: &Target, batch: &[u8]) -> Result<(), CtlError> {
-    let url = target.admin.url(&target.admin_address, "/v1/admin/import");
+async fn import(admin: &Admin, node: &str, batch: Vec<u8>) -> Result<(), DriverError> {
     let mut attempt = 0;
     loop {
-        let request = target
-            .admin
-            .request(Method::POST, &url)
-            .header("content-type", "application/octet-stream")
-            .body(batch.to_vec())
-            .timeout(Duration::from_secs(120));
-        match target.admin.send(&url, request).await {
-            Ok(_) => return Ok(()),
-            Err(CtlError::Failed { status, .. })
+        match admin.import(node, batch.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(DriverError::Node { status, .. })
                 if status == StatusCode::SERVICE_UNAVAILABLE && attempt + 1 < IMPORT_ATTEMPTS =>
             {
                 attempt += 1;

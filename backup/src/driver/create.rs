@@ -10,41 +10,47 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dynamo_backup::records::{Decoder, Frame, put_record};
 use reqwest::Method;
 use serde_json::Value;
 
 use super::layout::{self, Checkpoint, Chunk, Manifest, NodeDone, NodeEntry, Started};
+use super::nodes::Admin;
 use super::progress::Progress;
 use super::store::Store;
-use super::{check_id, now_ms};
-use crate::Target;
-use crate::client::CtlError;
+use super::{DriverError, now_ms};
+use crate::records::{Decoder, Frame, put_record};
 
 /// How long the relocation holds last if this tool dies before ending them.
 const HOLD_SECS: u64 = 300;
 /// Attempts at a node's export stream before giving up.
 const EXPORT_ATTEMPTS: u32 = 5;
-/// How long an export stream may take in all.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Takes backup `id` of the cluster `target` reaches onto `store`, with
-/// chunks of about `chunk_bytes` of records; returns its manifest.
+/// The cluster a backup is taken of: the admin routes' client, and the
+/// admin address of a member, which names the others.
+pub struct Cluster<'a> {
+    /// The admin routes' client.
+    pub admin: &'a Admin,
+    /// A member's admin address.
+    pub seed: &'a str,
+}
+
+/// Takes backup `id` of `cluster` onto `store`, with chunks of about
+/// `chunk_bytes` of records; returns its manifest.
 pub async fn create(
-    target: &Target,
+    cluster: &Cluster<'_>,
     store: &Store,
     id: &str,
     chunk_bytes: usize,
     progress: &Arc<Progress>,
-) -> Result<Manifest, CtlError> {
-    check_id(id)?;
+) -> Result<Manifest, DriverError> {
+    crate::check_id(id).map_err(|e| DriverError::Other(e.to_string()))?;
     if store.get(&layout::manifest(id)).await?.is_some() {
-        return Err(CtlError::Other(format!(
+        return Err(DriverError::Backup(format!(
             "backup {id} on {} is already complete",
             store.name
         )));
     }
-    let (started, checkpoints) = checkpoint_all(target, store, id).await?;
+    let (started, checkpoints) = checkpoint_all(cluster, store, id, progress).await?;
     for checkpoint in checkpoints.values() {
         progress.expect(checkpoint.1);
     }
@@ -52,7 +58,7 @@ pub async fn create(
     for (node, address) in &started.nodes {
         let (checkpoint, _) = &checkpoints[node];
         let node_export = NodeExport {
-            target,
+            admin: cluster.admin,
             store,
             id,
             node,
@@ -67,8 +73,8 @@ pub async fn create(
     store.put(&layout::manifest(id), json).await?;
     for address in started.nodes.values() {
         let path = format!("/v1/admin/backups/{id}");
-        if let Err(error) = call(target, address, Method::DELETE, &path).await {
-            eprintln!("dynamoctl: removing the checkpoint on {address}: {error}");
+        if let Err(error) = cluster.admin.call(address, Method::DELETE, &path).await {
+            progress.note(&format!("removing the checkpoint on {address}: {error}"));
         }
     }
     Ok(manifest)
@@ -78,26 +84,27 @@ pub async fn create(
 /// records): those of an earlier run of this backup when every node still
 /// has its checkpoint, else new ones (and the earlier run's objects gone).
 async fn checkpoint_all(
-    target: &Target,
+    cluster: &Cluster<'_>,
     store: &Store,
     id: &str,
-) -> Result<(Started, BTreeMap<String, (Checkpoint, u64)>), CtlError> {
+    progress: &Progress,
+) -> Result<(Started, BTreeMap<String, (Checkpoint, u64)>), DriverError> {
+    let admin = cluster.admin;
     if let Some(bytes) = store.get(&layout::started(id)).await? {
         let started: Started = parse(&bytes, "backup.json")?;
-        if every_node_has_checkpoint(target, &started).await? {
-            eprintln!("backup {id}: resuming (every node still has its checkpoint)");
-            let checkpoints = make_checkpoints(target, &started).await?;
+        if every_node_has_checkpoint(admin, &started).await? {
+            progress.note(&format!(
+                "backup {id}: resuming (every node still has its checkpoint)"
+            ));
+            let checkpoints = make_checkpoints(admin, &started).await?;
             return Ok((started, checkpoints));
         }
-        eprintln!("backup {id}: starting over (a node lost its checkpoint)");
+        progress.note(&format!(
+            "backup {id}: starting over (a node lost its checkpoint)"
+        ));
         for address in started.nodes.values() {
-            let _ = call(
-                target,
-                address,
-                Method::DELETE,
-                &format!("/v1/admin/backups/{id}"),
-            )
-            .await;
+            let path = format!("/v1/admin/backups/{id}");
+            let _ = admin.call(address, Method::DELETE, &path).await;
         }
         for name in store.list(id).await? {
             store.delete(&name).await?;
@@ -106,7 +113,7 @@ async fn checkpoint_all(
     let started = Started {
         id: id.to_string(),
         started_at_ms: now_ms(),
-        nodes: members(target).await?,
+        nodes: members(cluster).await?,
     };
     let json = serde_json::to_vec_pretty(&started).unwrap_or_default();
     store.put(&layout::started(id), json).await?;
@@ -114,26 +121,22 @@ async fn checkpoint_all(
     let held = async {
         for address in started.nodes.values() {
             let path = format!("{hold}?seconds={HOLD_SECS}");
-            call(target, address, Method::PUT, &path).await?;
+            admin.call(address, Method::PUT, &path).await?;
         }
-        make_checkpoints(target, &started).await
+        make_checkpoints(admin, &started).await
     }
     .await;
     for address in started.nodes.values() {
-        if let Err(error) = call(target, address, Method::DELETE, &hold).await {
-            eprintln!("dynamoctl: ending the relocation hold on {address}: {error}");
+        if let Err(error) = admin.call(address, Method::DELETE, &hold).await {
+            progress.note(&format!("ending the relocation hold on {address}: {error}"));
         }
     }
     Ok((started, held?))
 }
 
-/// Every member and its admin address, as the node `target` names sees
-/// them.
-async fn members(target: &Target) -> Result<BTreeMap<String, String>, CtlError> {
-    let status: Value = target
-        .admin
-        .get_json(&target.admin_address, "/v1/status")
-        .await?;
+/// Every member and its admin address, as the seed sees them.
+async fn members(cluster: &Cluster<'_>) -> Result<BTreeMap<String, String>, DriverError> {
+    let status: Value = cluster.admin.get_json(cluster.seed, "/v1/status").await?;
     let members = status["members"].as_array().cloned().unwrap_or_default();
     let listed: BTreeMap<String, String> = members
         .iter()
@@ -145,14 +148,14 @@ async fn members(target: &Target) -> Result<BTreeMap<String, String>, CtlError> 
         })
         .collect();
     match listed.is_empty() {
-        true => Err(CtlError::Other("the node lists no members".into())),
+        true => Err(DriverError::Other("the node lists no members".into())),
         false => Ok(listed),
     }
 }
 
-async fn every_node_has_checkpoint(target: &Target, started: &Started) -> Result<bool, CtlError> {
+async fn every_node_has_checkpoint(admin: &Admin, started: &Started) -> Result<bool, DriverError> {
     for address in started.nodes.values() {
-        let listed: Value = target.admin.get_json(address, "/v1/admin/backups").await?;
+        let listed: Value = admin.get_json(address, "/v1/admin/backups").await?;
         let has = listed["checkpoints"]
             .as_array()
             .is_some_and(|c| c.iter().any(|c| c["id"] == started.id.as_str()));
@@ -166,15 +169,15 @@ async fn every_node_has_checkpoint(target: &Target, started: &Started) -> Result
 /// Asks every node for its checkpoint of the backup (made now, or made
 /// before).
 async fn make_checkpoints(
-    target: &Target,
+    admin: &Admin,
     started: &Started,
-) -> Result<BTreeMap<String, (Checkpoint, u64)>, CtlError> {
+) -> Result<BTreeMap<String, (Checkpoint, u64)>, DriverError> {
     let mut out = BTreeMap::new();
     for (node, address) in &started.nodes {
         let path = format!("/v1/admin/backups/{}", started.id);
-        let answer: Value = call(target, address, Method::PUT, &path).await?;
+        let answer: Value = admin.call(address, Method::PUT, &path).await?;
         if answer["node"] != node.as_str() {
-            return Err(CtlError::Other(format!(
+            return Err(DriverError::Backup(format!(
                 "{address} is {}, not {node}: the members changed since the backup began; \
                  delete the backup and start again",
                 answer["node"]
@@ -194,7 +197,7 @@ async fn make_checkpoints(
 
 /// One node's upload.
 struct NodeExport<'a> {
-    target: &'a Target,
+    admin: &'a Admin,
     store: &'a Store,
     id: &'a str,
     node: &'a str,
@@ -215,7 +218,7 @@ struct Filling {
 impl NodeExport<'_> {
     /// Uploads what is not uploaded yet of the node's records; returns
     /// the node's manifest entry.
-    async fn run(&self, checkpoint: &Checkpoint) -> Result<NodeEntry, CtlError> {
+    async fn run(&self, checkpoint: &Checkpoint) -> Result<NodeEntry, DriverError> {
         let mut chunks = self.uploaded_chunks().await?;
         let done_name = layout::node_done(self.id, self.node);
         let done = match self.store.get(&done_name).await? {
@@ -244,7 +247,7 @@ impl NodeExport<'_> {
             }
         }
         if entry.records != done.records {
-            return Err(CtlError::Other(format!(
+            return Err(DriverError::Backup(format!(
                 "node {}: the export sent {} records but the chunks hold {}",
                 self.node, done.records, entry.records
             )));
@@ -253,7 +256,7 @@ impl NodeExport<'_> {
     }
 
     /// The chunks an earlier run uploaded, in order.
-    async fn uploaded_chunks(&self) -> Result<Vec<Chunk>, CtlError> {
+    async fn uploaded_chunks(&self) -> Result<Vec<Chunk>, DriverError> {
         let mut chunks = Vec::new();
         for name in self
             .store
@@ -268,7 +271,7 @@ impl NodeExport<'_> {
                     layout::chunk(self.id, self.node, chunks.len() as u32)
                 );
                 if chunk.object != expected {
-                    return Err(CtlError::Other(format!(
+                    return Err(DriverError::Backup(format!(
                         "{name} names {}, expected {expected}: the backup's objects are not this \
                          tool's; delete the backup and start again",
                         chunk.object
@@ -288,7 +291,7 @@ impl NodeExport<'_> {
         &self,
         checkpoint: &Checkpoint,
         chunks: &mut Vec<Chunk>,
-    ) -> Result<NodeDone, CtlError> {
+    ) -> Result<NodeDone, DriverError> {
         let mut failures = 0;
         loop {
             match self.stream_once(checkpoint, chunks).await {
@@ -300,11 +303,11 @@ impl NodeExport<'_> {
                 }
                 Err(error) if failures + 1 < EXPORT_ATTEMPTS => {
                     failures += 1;
-                    eprintln!(
-                        "dynamoctl: the export of {} broke ({error}); going on after the last \
-                         uploaded chunk",
+                    self.progress.note(&format!(
+                        "the export of {} broke ({error}); going on after the last uploaded \
+                         chunk",
                         self.node
-                    );
+                    ));
                     tokio::time::sleep(Duration::from_secs(failures.into())).await;
                 }
                 Err(error) => return Err(error),
@@ -318,35 +321,34 @@ impl NodeExport<'_> {
         &self,
         checkpoint: &Checkpoint,
         chunks: &mut Vec<Chunk>,
-    ) -> Result<u64, CtlError> {
+    ) -> Result<u64, DriverError> {
         let mut path = format!("/v1/admin/backups/{}/records", self.id);
         if let Some(last) = chunks.last() {
             path.push_str(&format!("?after={}", last.last_key));
         }
         let before: u64 = chunks.iter().map(|c| c.records).sum();
-        let url = self.target.admin.url(self.address, &path);
-        let request = self
-            .target
-            .admin
-            .request(Method::GET, &url)
-            .timeout(EXPORT_TIMEOUT);
-        let mut response = self.target.admin.send(&url, request).await?;
+        let url = self.admin.url(self.address, &path);
+        let mut response = self.admin.stream(&url).await?;
         let mut decoder = Decoder::new();
         let mut filling = Filling::default();
         loop {
             let piece = response
                 .chunk()
                 .await
-                .map_err(|e| CtlError::Other(format!("reading {url}: {e}")))?;
+                .map_err(|e| DriverError::Unreachable {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
             let Some(piece) = piece else {
-                return Err(CtlError::Other(format!(
-                    "{url}: the stream ended without its end"
-                )));
+                return Err(DriverError::Unreachable {
+                    url,
+                    reason: "the stream ended without its end".into(),
+                });
             };
             decoder.push(&piece);
             while let Some(frame) = decoder
                 .next_frame()
-                .map_err(|e| CtlError::Other(format!("{url}: {e}")))?
+                .map_err(|e| DriverError::Other(format!("{url}: {e}")))?
             {
                 match frame {
                     Frame::Record(record) => {
@@ -365,7 +367,7 @@ impl NodeExport<'_> {
                         let got = filling.records + chunks.iter().map(|c| c.records).sum::<u64>()
                             - before;
                         if got != sent {
-                            return Err(CtlError::Other(format!(
+                            return Err(DriverError::Other(format!(
                                 "{url}: the node says it sent {sent} records, {got} arrived"
                             )));
                         }
@@ -380,7 +382,7 @@ impl NodeExport<'_> {
     }
 
     /// Uploads a full chunk, then its entry.
-    async fn upload(&self, filling: Filling, chunks: &mut Vec<Chunk>) -> Result<(), CtlError> {
+    async fn upload(&self, filling: Filling, chunks: &mut Vec<Chunk>) -> Result<(), DriverError> {
         let (stored, sha256) = super::chunk::seal(&filling.raw)?;
         let name = layout::chunk(self.id, self.node, chunks.len() as u32);
         let object = format!("{name}.chunk");
@@ -427,30 +429,8 @@ fn manifest(started: &Started, nodes: BTreeMap<String, NodeEntry>) -> Manifest {
     }
 }
 
-/// Calls an admin route of the node at `address`, answering JSON (or
-/// nothing: `Value::Null`).
-async fn call(
-    target: &Target,
-    address: &str,
-    method: Method,
-    path: &str,
-) -> Result<Value, CtlError> {
-    let url = target.admin.url(address, path);
-    let request = target.admin.request(method, &url);
-    let response = target.admin.send(&url, request).await?;
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| CtlError::Other(format!("{url}: {e}")))?;
-    match bytes.is_empty() {
-        true => Ok(Value::Null),
-        false => serde_json::from_slice(&bytes)
-            .map_err(|e| CtlError::Other(format!("{url}: unexpected answer: {e}"))),
-    }
-}
-
 /// A document of the backup.
-pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], name: &str) -> Result<T, CtlError> {
+pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], name: &str) -> Result<T, DriverError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| CtlError::Other(format!("{name} does not parse: {e}")))
+        .map_err(|e| DriverError::Backup(format!("{name} does not parse: {e}")))
 }

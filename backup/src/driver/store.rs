@@ -1,7 +1,6 @@
 //! Where backups live: an S3-compatible object store or a directory (a
 //! mounted volume), both through the `object_store` crate, under a prefix.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,42 +10,36 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
-use crate::client::CtlError;
+use super::DriverError;
 
 /// Part size of multipart uploads (S3's smallest but for the last part).
 const PART_BYTES: usize = 5 << 20;
 
 /// How S3 requests name the bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Addressing {
     /// `https://endpoint/bucket/key` (most S3-compatible servers).
+    #[default]
     Path,
     /// `https://bucket.endpoint/key` (AWS).
     Virtual,
 }
 
-/// The options naming a backup target.
-#[derive(clap::Args, Clone, Debug)]
-pub struct TargetArgs {
-    /// Where backups live: `s3://BUCKET[/PREFIX]`, or a directory
-    /// (`file:///PATH` or a path). S3 credentials come from
-    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN).
-    #[arg(long, env = "DYNAMO_BACKUP_TARGET")]
-    pub target: String,
-    /// The S3 service endpoint (`http(s)://HOST:PORT`, without the
-    /// bucket); AWS's when absent.
-    #[arg(long, env = "DYNAMO_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// The S3 region.
-    #[arg(long, env = "DYNAMO_S3_REGION", default_value = "us-east-1")]
-    pub s3_region: String,
-    /// Path-style or virtual-host addressing of the bucket.
-    #[arg(long, env = "DYNAMO_S3_ADDRESSING", value_enum, default_value = "path")]
-    pub s3_addressing: Addressing,
-    /// PEM file of a CA the S3 endpoint's certificate chains to (beside
-    /// the system's).
-    #[arg(long, env = "DYNAMO_S3_CA")]
-    pub s3_ca: Option<PathBuf>,
+/// How to reach an S3 target (beside its `s3://BUCKET/PREFIX` location).
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    /// The service endpoint (`http(s)://HOST:PORT`, without the bucket);
+    /// AWS's when absent.
+    pub endpoint: Option<String>,
+    /// The region to sign for.
+    pub region: String,
+    /// Path-style or virtual-host requests.
+    pub addressing: Addressing,
+    /// A PEM CA the endpoint's certificate chains to, beside the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Access key id and secret; from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) when absent.
+    pub credentials: Option<(String, String)>,
 }
 
 /// A backup target: an object store and the prefix backups live under.
@@ -59,17 +52,17 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the target `args` name.
-    pub fn open(args: &TargetArgs) -> Result<Self, CtlError> {
-        let name = args.target.clone();
-        let (store, prefix): (Arc<dyn ObjectStore>, &str) = match args.target.strip_prefix("s3://")
-        {
+    /// Opens the target at `location`: `s3://BUCKET[/PREFIX]` (reached as
+    /// `s3` says), or a directory (`file:///PATH` or a path).
+    pub fn open(location: &str, s3: &S3Options) -> Result<Self, DriverError> {
+        let name = location.to_string();
+        let (store, prefix): (Arc<dyn ObjectStore>, &str) = match location.strip_prefix("s3://") {
             Some(rest) => {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                (Arc::new(s3(args, bucket)?), prefix)
+                (Arc::new(s3_bucket(s3, bucket)?), prefix)
             }
             None => {
-                let dir = args.target.strip_prefix("file://").unwrap_or(&args.target);
+                let dir = location.strip_prefix("file://").unwrap_or(location);
                 (Arc::new(directory(dir)?), "")
             }
         };
@@ -89,7 +82,7 @@ impl Store {
     }
 
     /// Stores a small object in one request.
-    pub async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), CtlError> {
+    pub async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), DriverError> {
         self.store
             .put(&self.path(name), PutPayload::from(bytes))
             .await
@@ -99,7 +92,7 @@ impl Store {
 
     /// Stores an object as a multipart upload of [`PART_BYTES`] parts:
     /// it appears whole, or not at all.
-    pub async fn put_multipart(&self, name: &str, bytes: &[u8]) -> Result<(), CtlError> {
+    pub async fn put_multipart(&self, name: &str, bytes: &[u8]) -> Result<(), DriverError> {
         let upload = self
             .store
             .put_multipart(&self.path(name))
@@ -115,7 +108,7 @@ impl Store {
     }
 
     /// The object `name`, or `None` when there is none.
-    pub async fn get(&self, name: &str) -> Result<Option<Bytes>, CtlError> {
+    pub async fn get(&self, name: &str) -> Result<Option<Bytes>, DriverError> {
         match self.store.get(&self.path(name)).await {
             Ok(result) => Ok(Some(
                 result
@@ -129,7 +122,7 @@ impl Store {
     }
 
     /// The names (relative to the prefix) of every object under `dir`.
-    pub async fn list(&self, dir: &str) -> Result<Vec<String>, CtlError> {
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>, DriverError> {
         let base = self.path(dir);
         let objects: Vec<_> = self
             .store
@@ -150,7 +143,7 @@ impl Store {
     }
 
     /// The "directories" right under the prefix.
-    pub async fn list_dirs(&self) -> Result<Vec<String>, CtlError> {
+    pub async fn list_dirs(&self) -> Result<Vec<String>, DriverError> {
         let base = (!self.prefix.as_ref().is_empty()).then(|| self.prefix.clone());
         let listing = self
             .store
@@ -167,40 +160,43 @@ impl Store {
     }
 
     /// Deletes the object `name` (nothing when there is none).
-    pub async fn delete(&self, name: &str) -> Result<(), CtlError> {
+    pub async fn delete(&self, name: &str) -> Result<(), DriverError> {
         match self.store.delete(&self.path(name)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error("deleting", name, e)),
         }
     }
 
-    fn error(&self, doing: &str, name: &str, error: object_store::Error) -> CtlError {
-        CtlError::Other(format!("{doing} {name} on {}: {error}", self.name))
+    fn error(&self, doing: &str, name: &str, error: object_store::Error) -> DriverError {
+        DriverError::Target(format!("{doing} {name} on {}: {error}", self.name))
     }
 }
 
-/// An S3 bucket as `args` describe it, credentials from the environment.
-fn s3(args: &TargetArgs, bucket: &str) -> Result<object_store::aws::AmazonS3, CtlError> {
+/// An S3 bucket as `s3` describes it.
+fn s3_bucket(s3: &S3Options, bucket: &str) -> Result<object_store::aws::AmazonS3, DriverError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut options = ClientOptions::new().with_allow_http(true);
-    if let Some(ca) = &args.s3_ca {
-        let pem = std::fs::read(ca)
-            .map_err(|e| CtlError::Other(format!("reading the S3 CA {}: {e}", ca.display())))?;
-        let certificate = object_store::Certificate::from_pem(&pem)
-            .map_err(|e| CtlError::Other(format!("the S3 CA {}: {e}", ca.display())))?;
+    if let Some(pem) = &s3.ca_pem {
+        let certificate = object_store::Certificate::from_pem(pem)
+            .map_err(|e| DriverError::Target(format!("the S3 CA: {e}")))?;
         options = options.with_root_certificate(certificate);
     }
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
-        .with_region(&args.s3_region)
-        .with_virtual_hosted_style_request(args.s3_addressing == Addressing::Virtual)
+        .with_region(&s3.region)
+        .with_virtual_hosted_style_request(s3.addressing == Addressing::Virtual)
         .with_client_options(options);
-    if let Some(endpoint) = &args.s3_endpoint {
-        builder = builder.with_endpoint(bucket_endpoint(endpoint, bucket, args.s3_addressing));
+    if let Some((access_key, secret_key)) = &s3.credentials {
+        builder = builder
+            .with_access_key_id(access_key)
+            .with_secret_access_key(secret_key);
+    }
+    if let Some(endpoint) = &s3.endpoint {
+        builder = builder.with_endpoint(bucket_endpoint(endpoint, bucket, s3.addressing));
     }
     builder
         .build()
-        .map_err(|e| CtlError::Other(format!("the S3 target s3://{bucket}: {e}")))
+        .map_err(|e| DriverError::Target(format!("the S3 target s3://{bucket}: {e}")))
 }
 
 /// The endpoint requests go to: the service's for path-style requests,
@@ -214,11 +210,11 @@ fn bucket_endpoint(endpoint: &str, bucket: &str, addressing: Addressing) -> Stri
 }
 
 /// A directory as an object store (created when missing).
-fn directory(dir: &str) -> Result<LocalFileSystem, CtlError> {
+fn directory(dir: &str) -> Result<LocalFileSystem, DriverError> {
     std::fs::create_dir_all(dir)
-        .map_err(|e| CtlError::Other(format!("creating the backup directory {dir}: {e}")))?;
+        .map_err(|e| DriverError::Target(format!("creating the backup directory {dir}: {e}")))?;
     LocalFileSystem::new_with_prefix(dir)
-        .map_err(|e| CtlError::Other(format!("the backup directory {dir}: {e}")))
+        .map_err(|e| DriverError::Target(format!("the backup directory {dir}: {e}")))
 }
 
 #[cfg(test)]

@@ -3,15 +3,15 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::client::CtlError;
+use super::DriverError;
 
 /// zstd level: fast, most of the gain.
 const LEVEL: i32 = 3;
 
 /// The stored bytes of a chunk of `raw` record frames, and their SHA-256.
-pub fn seal(raw: &[u8]) -> Result<(Vec<u8>, String), CtlError> {
+pub fn seal(raw: &[u8]) -> Result<(Vec<u8>, String), DriverError> {
     let stored = zstd::bulk::compress(raw, LEVEL)
-        .map_err(|e| CtlError::Other(format!("compressing a chunk: {e}")))?;
+        .map_err(|e| DriverError::Other(format!("compressing a chunk: {e}")))?;
     let sum = sha256(&stored);
     Ok((stored, sum))
 }
@@ -23,18 +23,18 @@ pub fn open(
     stored: &[u8],
     sha256_hex: &str,
     raw_bytes: u64,
-) -> Result<Vec<u8>, CtlError> {
+) -> Result<Vec<u8>, DriverError> {
     let sum = sha256(stored);
     if sum != sha256_hex {
-        return Err(CtlError::Other(format!(
+        return Err(DriverError::Backup(format!(
             "chunk {name} is damaged: its SHA-256 is {sum}, the manifest says {sha256_hex}"
         )));
     }
     let raw = zstd::bulk::decompress(stored, raw_bytes as usize)
-        .map_err(|e| CtlError::Other(format!("chunk {name}: decompressing: {e}")))?;
+        .map_err(|e| DriverError::Backup(format!("chunk {name} is damaged: decompressing: {e}")))?;
     if raw.len() as u64 != raw_bytes {
-        return Err(CtlError::Other(format!(
-            "chunk {name} holds {} bytes of records, the manifest says {raw_bytes}",
+        return Err(DriverError::Backup(format!(
+            "chunk {name} is damaged: it holds {} bytes of records, the manifest says {raw_bytes}",
             raw.len()
         )));
     }
