@@ -140,7 +140,10 @@ async fn backup_routes_refuse_bad_input_and_the_node_serves_on() {
 
     let stream = cluster
         .http
-        .get(format!("{}/v1/admin/backups/b1/records", cluster.admin_url(0)))
+        .get(format!(
+            "{}/v1/admin/backups/b1/records",
+            cluster.admin_url(0)
+        ))
         .send()
         .await
         .unwrap()
