@@ -90,7 +90,7 @@ impl Store {
         Ok(())
     }
 
-    /// Stores an object as a multipart upload of [`PART_BYTES`] parts:
+    /// Stores an object as a multipart upload of 5 MiB parts:
     /// it appears whole, or not at all.
     pub async fn put_multipart(&self, name: &str, bytes: &[u8]) -> Result<(), DriverError> {
         let upload = self

@@ -31,7 +31,7 @@ const CHUNK_MIB: u16 = 32;
 pub enum Command {
     /// Back up the cluster (or finish the backup of that id).
     Create {
-        /// The backup's id (a DNS label); default: backup-<UTC time>.
+        /// The backup's id (a DNS label); default: backup-SECONDS (the Unix time).
         #[arg(long)]
         id: Option<String>,
         /// MiB of records per chunk before compression.
