@@ -21,6 +21,11 @@ scripts/install-deps.sh openssl util-linux python3-venv chromium libnss-myhostna
 # previous release's dynamo-node) builds at nice 19 in the background
 # while the Rust checks run, on the CPU those leave idle (the fault tests
 # mostly wait); each is a no-op once cached.
+# step TEXT: a step's heading, with the time since the run began, so a
+# log shows where the minutes went.
+step() {
+    printf '== [%02d:%02d] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$1"
+}
 bg_logs=$(mktemp -d)
 bg_builds=()
 # A failing step ends the run: stop the builds still going with it (each
@@ -58,43 +63,45 @@ start_bg_build jaeger testbed/build-go-tool.sh testbed/jaeger
 start_bg_build seaweedfs testbed/build-go-tool.sh testbed/seaweedfs
 start_bg_build previous-node nice -n 19 ionice -c3 scripts/build-previous-node.sh
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo doc (broken doc links fail)"
+step "cargo doc (broken doc links fail)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
-echo "== cargo test (the Rust client's tests among them; those of S3 come later)"
+step "cargo test (the Rust client's tests among them; those of S3 come later)"
 cargo test --workspace --locked -- --skip s3
-echo "== Client libraries: Python and Go against live clusters (clients/*/run-tests.sh)"
+step "Client libraries: Python and Go against live clusters (clients/*/run-tests.sh)"
 DYNAMO_NODE_BIN=$(cargo metadata --format-version 1 --no-deps | python3 scripts/cargo_metadata.py target-directory)/debug/dynamo-node
 export DYNAMO_NODE_BIN
 clients/python/run-tests.sh -q
 clients/go/run-tests.sh
-echo "== Fuzzing: every network decoder, 20 s each (scripts/fuzz.sh)"
+step "Fuzzing: every network decoder, 20 s each (scripts/fuzz.sh)"
 scripts/fuzz.sh 20
-echo "== HTTP API against docs/openapi.yaml (tests/api/run.sh, schemathesis)"
+step "HTTP API against docs/openapi.yaml (tests/api/run.sh, schemathesis)"
 tests/api/run.sh
-echo "== Observability: a loopback cluster seen by a real Prometheus, Jaeger and Chromium (tests/observability/run.sh)"
+step "Observability: a loopback cluster seen by a real Prometheus, Jaeger and Chromium (tests/observability/run.sh)"
 wait_bg_build prometheus
 wait_bg_build jaeger
 tests/observability/run.sh -q --durations=5
-echo "== Backups to a real S3 server (SeaweedFS, testbed/seaweedfs): dynamoctl backup and the test server"
+step "Backups to a real S3 server (SeaweedFS, testbed/seaweedfs): dynamoctl backup and the test server"
 wait_bg_build seaweedfs
-DYNAMO_WEED_BIN="$(cat "$bg_logs/seaweedfs.out")/weed" cargo test --locked -p dynamo-ctl -p dynamo-testkit s3
-echo "== Kubernetes packaging: chart, CRDs, manifests, scripts (scripts/k8s-tests.sh)"
+# The whole workspace's feature set, as above, so nothing is compiled again.
+DYNAMO_WEED_BIN="$(cat "$bg_logs/seaweedfs.out")/weed" cargo test --workspace --locked --tests s3
+step "Kubernetes packaging: chart, CRDs, manifests, scripts (scripts/k8s-tests.sh)"
 scripts/k8s-tests.sh
-echo "== Real Kubernetes control plane: its build (cached per machine; testbed/build.sh)"
+step "Real Kubernetes control plane: its build (cached per machine; testbed/build.sh)"
 wait_bg_build controlplane
-echo "== gofmt, go vet (testbed/controlplane)"
+step "gofmt, go vet (testbed/controlplane)"
 unformatted=$(gofmt -l testbed)
 [ -z "$unformatted" ] || { echo "gofmt would change: $unformatted" >&2; exit 1; }
 (cd testbed/controlplane && go vet ./...)
-echo "== The previous release's dynamo-node, for the mixed-version test (cached; scripts/build-previous-node.sh)"
+step "The previous release's dynamo-node, for the mixed-version test (cached; scripts/build-previous-node.sh)"
 wait_bg_build previous-node
 DYNAMO_CP_PREVIOUS_NODE=$(cat "$bg_logs/previous-node.out")
 export DYNAMO_CP_PREVIOUS_NODE
-echo "== The operator on the real control plane (tests/controlplane/run.sh)"
+step "The operator on the real control plane (tests/controlplane/run.sh)"
 tests/controlplane/run.sh -q --durations=10
-echo "== Docker: three node containers, a stopped node and a partition (tests/docker/cluster.py)"
+step "Docker: three node containers, a stopped node and a partition (tests/docker/cluster.py)"
 tests/docker/cluster.py
+step "done"
