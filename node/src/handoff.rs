@@ -219,8 +219,7 @@ impl Handoff {
             .collect();
         match self.storage.has_hint(&key, &owners) {
             Ok(false) => {
-                let _permit = self.storage.relocations().permit().await;
-                if let Err(error) = self.storage.delete_if(key, digest).await {
+                if let Err(error) = self.storage.delete_relocated(key, digest).await {
                     tracing::warn!(%error, "dropping a handed-over copy");
                 }
             }

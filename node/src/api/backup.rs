@@ -18,7 +18,7 @@ use super::params::{QueryParams, count, known};
 use super::{ApiError, AppState};
 use crate::backup::BackupError;
 use crate::coordinator::Imported;
-use crate::storage::format::FORMAT_RECORD;
+use crate::storage::format;
 
 /// How long a hold lasts when the request names no `seconds`.
 const DEFAULT_HOLD_SECS: usize = 300;
@@ -88,12 +88,7 @@ pub(super) async fn create(
     let membership = state.coordinator.membership();
     let view = membership.view();
     let storage = state.coordinator.storage();
-    let format = storage
-        .meta_get(FORMAT_RECORD)
-        .ok()
-        .flatten()
-        .and_then(|r| String::from_utf8(r).ok())
-        .and_then(|r| r.trim().parse::<u32>().ok());
+    let format = format::recorded(storage);
     let body = json!({
         "id": info.id,
         "created_at_ms": info.created_at_ms,

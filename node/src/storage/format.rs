@@ -110,6 +110,11 @@ pub fn check(storage: &Storage, dir: &Path) -> Result<(), FormatError> {
     }
 }
 
+/// The format `storage` records, if it records a readable one.
+pub fn recorded(storage: &Storage) -> Option<u32> {
+    parse(&storage.meta_get(FORMAT_RECORD).ok()??)
+}
+
 /// The version a record names, if it is one.
 fn parse(record: &[u8]) -> Option<u32> {
     std::str::from_utf8(record).ok()?.trim().parse().ok()

@@ -379,6 +379,15 @@ impl Storage {
             .await
     }
 
+    /// [`Self::delete_if`] for a copy another node now holds (a
+    /// handed-over hint, a partition moved away): waits while a backup
+    /// holds relocations ([`RelocationHold`]). A caller deleting many such
+    /// copies in one go takes [`RelocationHold::permit`] once instead.
+    pub async fn delete_relocated(&self, key: Bytes, digest: u64) -> Result<bool, StorageError> {
+        let _permit = self.relocations.permit().await;
+        self.delete_if(key, digest).await
+    }
+
     /// Drops a hint marker once delivered, unless it was re-marked since.
     pub async fn clear_hint(
         &self,

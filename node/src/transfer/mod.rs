@@ -544,6 +544,8 @@ impl Transfers {
     async fn drop_partition(&self, partition: u32) -> Result<usize, StorageError> {
         let range =
             dynamo_ring::partition_range(partition, self.membership.view().ring().partitions);
+        // One permit for the whole partition (Storage::delete_relocated
+        // takes one per key): a backup's hold waits for the partition.
         let _permit = self.storage.relocations().permit().await;
         let hinted = self.storage.hinted_keys()?;
         let mut deleted = 0;
