@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use dynamo_backup::driver::nodes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -71,15 +72,12 @@ impl Client {
     /// A client sending `token` as a bearer token; over HTTPS trusting only
     /// the PEM CA in `ca` when given.
     pub fn new(token: Option<String>, ca: Option<&Path>) -> Result<Self, CtlError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pem = ca.map(read_ca).transpose()?;
         let builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-        let (builder, scheme) = match ca {
-            Some(path) => (builder.use_preconfigured_tls(tls_config(path)?), "https"),
-            None => (builder, "http"),
-        };
-        let http = builder
-            .build()
-            .map_err(|e| CtlError::Other(format!("building the HTTP client: {e}")))?;
+        let (http, scheme) = nodes::http_client(builder, pem.as_deref()).map_err(|e| match ca {
+            Some(path) => CtlError::Other(format!("CA file {}: {e}", path.display())),
+            None => CtlError::Other(e.to_string()),
+        })?;
         Ok(Self {
             http,
             token,
@@ -89,10 +87,7 @@ impl Client {
 
     /// The URL of `path` on a node at `address` (`HOST:PORT` or a URL).
     pub fn url(&self, address: &str, path: &str) -> String {
-        match address.contains("://") {
-            true => format!("{}{path}", address.trim_end_matches('/')),
-            false => format!("{}://{address}{path}", self.scheme),
-        }
+        nodes::node_url(self.scheme, address, path)
     }
 
     /// A request with the token.
@@ -140,10 +135,8 @@ impl Client {
     }
 }
 
-/// A TLS configuration trusting only the CA certificates of the PEM file.
-fn tls_config(path: &Path) -> Result<rustls::ClientConfig, CtlError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| CtlError::Other(format!("reading CA file {}: {e}", path.display())))?;
-    dynamo_backup::driver::nodes::tls_config(&pem)
-        .map_err(|e| CtlError::Other(format!("CA file {}: {e}", path.display())))
+/// The PEM CA file `path`.
+fn read_ca(path: &Path) -> Result<Vec<u8>, CtlError> {
+    std::fs::read(path)
+        .map_err(|e| CtlError::Other(format!("reading CA file {}: {e}", path.display())))
 }

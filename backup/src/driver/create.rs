@@ -295,9 +295,9 @@ impl NodeExport<'_> {
         let mut failures = 0;
         loop {
             match self.stream_once(checkpoint, chunks).await {
-                Ok(sent) => {
+                Ok(records) => {
                     return Ok(NodeDone {
-                        records: chunks.iter().map(|c| c.records).sum::<u64>().max(sent),
+                        records,
                         checkpoint: checkpoint.clone(),
                     });
                 }
@@ -331,6 +331,7 @@ impl NodeExport<'_> {
         let mut response = self.admin.stream(&url).await?;
         let mut decoder = Decoder::new();
         let mut filling = Filling::default();
+        let mut arrived: u64 = 0;
         loop {
             let piece = response
                 .chunk()
@@ -352,6 +353,7 @@ impl NodeExport<'_> {
             {
                 match frame {
                     Frame::Record(record) => {
+                        arrived += 1;
                         put_record(&mut filling.raw, &record.key, &record.value);
                         filling.records += 1;
                         let hash = dynamo_ring::key_hash(&record.key);
@@ -364,11 +366,9 @@ impl NodeExport<'_> {
                         }
                     }
                     Frame::End(sent) => {
-                        let got = filling.records + chunks.iter().map(|c| c.records).sum::<u64>()
-                            - before;
-                        if got != sent {
+                        if arrived != sent {
                             return Err(DriverError::Other(format!(
-                                "{url}: the node says it sent {sent} records, {got} arrived"
+                                "{url}: the node says it sent {sent} records, {arrived} arrived"
                             )));
                         }
                         if filling.records > 0 {

@@ -29,15 +29,7 @@ impl Admin {
     /// A client sending `token` as a bearer token; over HTTPS trusting only
     /// the CA certificates of the PEM `ca` when given.
     pub fn new(token: Option<String>, ca: Option<&[u8]>) -> Result<Self, DriverError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let builder = reqwest::Client::builder();
-        let (builder, scheme) = match ca {
-            Some(pem) => (builder.use_preconfigured_tls(tls_config(pem)?), "https"),
-            None => (builder, "http"),
-        };
-        let http = builder
-            .build()
-            .map_err(|e| DriverError::Other(format!("building the HTTP client: {e}")))?;
+        let (http, scheme) = http_client(reqwest::Client::builder(), ca)?;
         Ok(Self {
             http,
             token,
@@ -47,10 +39,7 @@ impl Admin {
 
     /// The URL of `path` on a node at `address` (`HOST:PORT` or a URL).
     pub fn url(&self, address: &str, path: &str) -> String {
-        match address.contains("://") {
-            true => format!("{}{path}", address.trim_end_matches('/')),
-            false => format!("{}://{address}{path}", self.scheme),
-        }
+        node_url(self.scheme, address, path)
     }
 
     /// Sends a request; a 2xx answer, else the error.
@@ -134,6 +123,33 @@ impl Admin {
         self.send(Method::POST, &url, Some(frames), IMPORT_TIMEOUT)
             .await
             .map(drop)
+    }
+}
+
+/// The HTTP client `builder` makes, and the scheme to call nodes with:
+/// HTTPS trusting only the CA certificates of the PEM `ca` when given,
+/// else plain HTTP.
+pub fn http_client(
+    builder: reqwest::ClientBuilder,
+    ca: Option<&[u8]>,
+) -> Result<(reqwest::Client, &'static str), DriverError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (builder, scheme) = match ca {
+        Some(pem) => (builder.use_preconfigured_tls(tls_config(pem)?), "https"),
+        None => (builder, "http"),
+    };
+    let http = builder
+        .build()
+        .map_err(|e| DriverError::Other(format!("building the HTTP client: {e}")))?;
+    Ok((http, scheme))
+}
+
+/// The URL of `path` on a node at `address`: `address` is `HOST:PORT`
+/// (called with `scheme`) or a URL.
+pub fn node_url(scheme: &str, address: &str, path: &str) -> String {
+    match address.contains("://") {
+        true => format!("{}{path}", address.trim_end_matches('/')),
+        false => format!("{scheme}://{address}{path}"),
     }
 }
 
