@@ -12,12 +12,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dynamo_testkit::http::http_client;
-use dynamo_testkit::pki::TestCa;
-use dynamo_testkit::process::{NodeProcess, node_binary, serve_command};
 use dynamo_testkit::s3::S3Server;
 use futures::{StreamExt, stream};
 use serde_json::Value;
-use support::{ADMIN, CLIENT, Node, auth_dir, cluster, ok_json};
+use support::{ADMIN, CLIENT, Node, auth_dir, cluster, ok_json, tls_node};
 
 /// A key's state as a client sees it: status, context and (for live
 /// versions) the siblings with their attributes, in a fixed order.
@@ -448,32 +446,8 @@ async fn a_restore_into_a_running_cluster_under_a_writer_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_with_tls_and_tokens_is_backed_up_and_restored() {
-    let (data, auth, tls) = (
-        tempfile::tempdir().unwrap(),
-        auth_dir(),
-        tempfile::tempdir().unwrap(),
-    );
-    let ca = TestCa::new("backup test CA");
-    ca.write_tls_dir(tls.path(), &["127.0.0.1"]);
-    let node = &support::nodes(1)[0];
-    let mut command = serve_command(
-        &node_binary(),
-        &node.id,
-        &node.client,
-        "z",
-        &data.path().join("n"),
-    );
-    command
-        .args(["--internal-listen", &node.internal, "--partitions", "64"])
-        .arg("--auth-dir")
-        .arg(auth.path())
-        .arg("--tls-dir")
-        .arg(tls.path())
-        .args(["--n", "1", "--r", "1", "--w", "1"]);
-    let mut process = NodeProcess::spawn(&node.id, &mut command);
-    let https = dynamo_testkit::http::https_client(ca.pem());
-    let base = format!("https://{}", node.client);
-    process.wait_ready(&https, &base).await;
+    let served = tls_node("backup test CA").await;
+    let (node, https, base) = (&served.node, &served.https, &served.base);
     for i in 0..50 {
         let status = https
             .put(format!("{base}/v1/kv/tls/{i}"))
@@ -488,9 +462,7 @@ async fn a_cluster_with_tls_and_tokens_is_backed_up_and_restored() {
 
     let mut place = Place::directory();
     place.args.push("--ca".into());
-    place
-        .args
-        .push(tls.path().join("ca.crt").to_str().unwrap().into());
+    place.args.push(served.ca_file.to_str().unwrap().into());
     let created = ok_json(&place.run(node, &["create", "--id", "tls", "-o", "json"]));
     assert_eq!(created["records"], 50, "{created}");
     let restored = ok_json(&place.run(node, &["restore", "tls", "-o", "json"]));

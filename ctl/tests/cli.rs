@@ -10,8 +10,7 @@ use std::process::Command;
 
 use dynamo_testkit::http::http_client;
 use dynamo_testkit::pki::TestCa;
-use dynamo_testkit::process::{NodeProcess, node_binary, serve_command};
-use support::{ADMIN, auth_dir, ctl, nodes, ok_json, start};
+use support::{ADMIN, auth_dir, ctl, nodes, ok_json, start, tls_node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamoctl_shows_and_changes_a_running_cluster() {
@@ -140,40 +139,8 @@ async fn dynamoctl_shows_and_changes_a_running_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamoctl_talks_https_trusting_the_given_ca_only() {
-    let (data, auth, tls) = (
-        tempfile::tempdir().unwrap(),
-        auth_dir(),
-        tempfile::tempdir().unwrap(),
-    );
-    let ca = TestCa::new("dynamoctl test CA");
-    ca.write_tls_dir(tls.path(), &["127.0.0.1"]);
-    let node = &nodes(1)[0];
-    let mut command = serve_command(
-        &node_binary(),
-        &node.id,
-        &node.client,
-        "z",
-        &data.path().join("n"),
-    );
-    command
-        .args([
-            "--internal-listen",
-            &node.internal,
-            "--partitions",
-            "64",
-            "--auth-dir",
-        ])
-        .arg(auth.path())
-        .arg("--tls-dir")
-        .arg(tls.path())
-        .args(["--n", "1", "--r", "1", "--w", "1"]);
-    let mut process = NodeProcess::spawn(&node.id, &mut command);
-    let https = dynamo_testkit::http::https_client(ca.pem());
-    process
-        .wait_ready(&https, &format!("https://{}", node.client))
-        .await;
-
-    let ca_file = tls.path().join("ca.crt");
+    let served = tls_node("dynamoctl test CA").await;
+    let (node, ca_file) = (&served.node, &served.ca_file);
     let run = |ca: &Path| {
         Command::new(env!("CARGO_BIN_EXE_dynamoctl"))
             .args([
@@ -190,7 +157,7 @@ async fn dynamoctl_talks_https_trusting_the_given_ca_only() {
             .output()
             .unwrap()
     };
-    assert_eq!(ok_json(&run(&ca_file))["members"][0]["id"], "n1");
+    assert_eq!(ok_json(&run(ca_file))["members"][0]["id"], "n1");
     let stranger = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(stranger.path(), TestCa::new("another CA").pem()).unwrap();
     let refused = run(stranger.path());

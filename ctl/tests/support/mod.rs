@@ -5,9 +5,10 @@
 // Each test binary (cli, backup) uses part of this module.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use dynamo_testkit::pki::TestCa;
 use dynamo_testkit::process::{NodeProcess, free_ports, node_binary, serve_command};
 use serde_json::Value;
 
@@ -109,5 +110,60 @@ pub async fn cluster(count: usize, auth: &Path) -> Cluster {
         nodes,
         processes,
         data,
+    }
+}
+
+/// One node serving HTTPS only, with a certificate of its own test CA for
+/// 127.0.0.1 and the tokens of [`auth_dir`]; N=R=W=1.
+pub struct TlsNode {
+    pub node: Node,
+    pub process: NodeProcess,
+    /// A client trusting the node's CA.
+    pub https: reqwest::Client,
+    /// `https://` and the client address.
+    pub base: String,
+    /// The CA's PEM file.
+    pub ca_file: PathBuf,
+    /// Data, auth and TLS directories.
+    dirs: [tempfile::TempDir; 3],
+}
+
+/// Starts a [`TlsNode`] whose CA is named `ca_name` and waits until it is
+/// ready.
+pub async fn tls_node(ca_name: &str) -> TlsNode {
+    let dirs = [
+        tempfile::tempdir().unwrap(),
+        auth_dir(),
+        tempfile::tempdir().unwrap(),
+    ];
+    let [data, auth, tls] = &dirs;
+    let ca = TestCa::new(ca_name);
+    ca.write_tls_dir(tls.path(), &["127.0.0.1"]);
+    let node = nodes(1).remove(0);
+    let mut command = serve_command(
+        &node_binary(),
+        &node.id,
+        &node.client,
+        "z",
+        &data.path().join("n"),
+    );
+    command
+        .args(["--internal-listen", &node.internal, "--partitions", "64"])
+        .arg("--auth-dir")
+        .arg(auth.path())
+        .arg("--tls-dir")
+        .arg(tls.path())
+        .args(["--n", "1", "--r", "1", "--w", "1"]);
+    let mut process = NodeProcess::spawn(&node.id, &mut command);
+    let https = dynamo_testkit::http::https_client(ca.pem());
+    let base = format!("https://{}", node.client);
+    process.wait_ready(&https, &base).await;
+    TlsNode {
+        ca_file: tls.path().join("ca.crt"),
+        node,
+        process,
+        https,
+        base,
+        dirs,
     }
 }
