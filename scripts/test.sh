@@ -84,10 +84,12 @@ step "Observability: a loopback cluster seen by a real Prometheus, Jaeger and Ch
 wait_bg_build prometheus
 wait_bg_build jaeger
 tests/observability/run.sh -q --durations=5
-step "Backups to a real S3 server (SeaweedFS, testbed/seaweedfs): dynamoctl backup and the test server"
+step "Backups to a real S3 server (SeaweedFS, testbed/seaweedfs): dynamoctl backup and the test server (the operator's backups run with the control plane)"
 wait_bg_build seaweedfs
 # The whole workspace's feature set, as above, so nothing is compiled again.
-DYNAMO_WEED_BIN="$(cat "$bg_logs/seaweedfs.out")/weed" cargo test --workspace --locked --tests s3
+DYNAMO_WEED_BIN="$(cat "$bg_logs/seaweedfs.out")/weed"
+export DYNAMO_WEED_BIN
+cargo test --workspace --locked --tests s3
 step "Kubernetes packaging: chart, CRDs, manifests, scripts (scripts/k8s-tests.sh)"
 scripts/k8s-tests.sh
 step "Real Kubernetes control plane: its build (cached per machine; testbed/build.sh)"

@@ -1,6 +1,8 @@
 //! Kubernetes operator for the Dynamo-style key-value store.
 //!
-//! - [`crd`]: the `DynamoCluster` resource; [`crdgen`]: its CRD YAML.
+//! - [`crd`]: the `DynamoCluster` resource and the backup resources;
+//!   [`crdgen`]: their CRD YAML.
+//! - [`backups`]: backups, schedules and restores, run by the operator.
 //! - [`reconcile`]: observe -> validate -> plan -> apply -> status, and
 //!   [`reconcile::rolling_upgrade`]: which pod to replace next.
 //! - [`resources`]: pure builders of every owned object.
@@ -10,6 +12,7 @@
 //!   health endpoints, Lease-based leader election); [`trigger`]: which
 //!   cluster changes start a reconcile.
 
+pub mod backups;
 pub mod crd;
 pub mod crdgen;
 pub mod leader;

@@ -2,13 +2,18 @@
 //! holds the leader Lease, and serves metrics and health endpoints.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use dynamo_operator::backups::{self, BackupContext};
 use dynamo_operator::crd::DynamoCluster;
+use dynamo_operator::crd::backup::{
+    DynamoBackup, DynamoBackupSchedule, DynamoRestore, SCHEDULE_LABEL,
+};
 use dynamo_operator::leader::LeaderElector;
 use dynamo_operator::metrics::Metrics;
 use dynamo_operator::node_client::HttpNodeAdmin;
@@ -17,13 +22,13 @@ use dynamo_operator::resources::INSTANCE_LABEL;
 use dynamo_operator::server::{ServerState, router};
 use dynamo_operator::trigger::cluster_trigger;
 use dynamo_telemetry::{KeyValue, Tracing};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, watcher};
-use kube::{Api, ResourceExt};
+use kube::runtime::{Controller, Predicate, PredicateConfig, WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
 
 /// Kubernetes operator for Dynamo-style key-value clusters.
 #[derive(Parser, Debug)]
@@ -60,6 +65,11 @@ struct Args {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`, nothing is exported.
     #[arg(long, env = "DYNAMO_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Where the backup volume is mounted (the chart's
+    /// `backups.volume.claimName`): `DynamoBackup` volume targets are
+    /// directories under it. Without it only S3 targets work.
+    #[arg(long, env = "DYNAMO_BACKUP_VOLUME")]
+    backup_volume: Option<PathBuf>,
 }
 
 /// Installs the JSON logger (`RUST_LOG` filters, default `info`) and, when
@@ -132,6 +142,7 @@ async fn run_controller(client: &kube::Client, ns: &str, ctx: Arc<Context<HttpNo
         .owns(api::<StatefulSet>(client, ns), owned.clone())
         .owns(api::<Service>(client, ns), owned.clone())
         .owns(api::<ConfigMap>(client, ns), owned.clone())
+        .owns(api::<DynamoRestore>(client, ns), owned.clone())
         .watches(api::<Pod>(client, ns), owned, |pod: Pod| {
             let namespace = pod.namespace();
             pod.labels().get(INSTANCE_LABEL).map(|name| {
@@ -147,6 +158,93 @@ async fn run_controller(client: &kube::Client, ns: &str, ctx: Arc<Context<HttpNo
             }
         })
         .await;
+}
+
+/// The objects of kind `K` in `ns` (every namespace for `""`), with a
+/// store for the controller, passing on the changes `trigger` sees.
+fn triggered<K, P>(
+    client: &kube::Client,
+    ns: &str,
+    trigger: P,
+) -> (
+    reflector::Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + use<K, P>,
+)
+where
+    P: Predicate<K> + Send + 'static,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api::<K>(client, ns), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger, PredicateConfig::default());
+    (reader, stream)
+}
+
+/// Logs a reconcile's result.
+async fn log_result<K, E: std::fmt::Display>(
+    result: Result<
+        (ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<E, watcher::Error>,
+    >,
+) where
+    K: Resource,
+    K::DynamicType: Clone + Eq + std::hash::Hash,
+{
+    match result {
+        Ok((object, _)) => tracing::debug!(name = %object.name, "reconciled"),
+        Err(error) => tracing::warn!(%error, "reconcile error"),
+    }
+}
+
+/// Runs the backup, restore and schedule controllers over one namespace
+/// (or every namespace for `""`) until a shutdown signal. A schedule is
+/// also looked at when one of its backups changes (retention).
+async fn run_backup_controllers(client: &kube::Client, ns: &str, ctx: Arc<BackupContext>) {
+    let (reader, stream) = triggered::<DynamoBackup, _>(client, ns, backups::trigger());
+    let backups = Controller::for_stream(stream, reader)
+        .shutdown_on_signal()
+        .run(
+            backups::backup::reconcile,
+            backups::error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_result);
+    let (reader, stream) = triggered::<DynamoRestore, _>(client, ns, backups::trigger());
+    let restores = Controller::for_stream(stream, reader)
+        .shutdown_on_signal()
+        .run(
+            backups::restore::reconcile,
+            backups::error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_result);
+    let (reader, stream) = triggered::<DynamoBackupSchedule, _>(client, ns, backups::trigger());
+    let made_by_schedule = watcher::Config::default().labels(SCHEDULE_LABEL);
+    let schedules = Controller::for_stream(stream, reader)
+        .watches(
+            api::<DynamoBackup>(client, ns),
+            made_by_schedule,
+            |backup| {
+                let namespace = backup.namespace().unwrap_or_default();
+                backup
+                    .labels()
+                    .get(SCHEDULE_LABEL)
+                    .map(|name| ObjectRef::<DynamoBackupSchedule>::new(name).within(&namespace))
+            },
+        )
+        .shutdown_on_signal()
+        .run(backups::schedule::reconcile, backups::error_policy, ctx)
+        .for_each(log_result);
+    futures::join!(backups, restores, schedules);
 }
 
 #[tokio::main]
@@ -197,14 +295,30 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         failures: Default::default(),
     });
+    let backup_ctx = Arc::new(BackupContext {
+        client: client.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "dynamo-operator".into(),
+                instance: Some(args.pod_name.clone()),
+            },
+        ),
+        tasks: Default::default(),
+        volume_root: args.backup_volume.clone(),
+    });
     let namespaces = watched_namespaces(&args.watch_namespace);
     tracing::info!(
         ?namespaces,
         "watching (an empty name means every namespace)"
     );
-    let controllers = namespaces
-        .iter()
-        .map(|ns| run_controller(&client, ns, ctx.clone()));
+    let controllers = namespaces.iter().map(|ns| {
+        let clusters = run_controller(&client, ns, ctx.clone());
+        let backups = run_backup_controllers(&client, ns, backup_ctx.clone());
+        async move {
+            futures::join!(clusters, backups);
+        }
+    });
     let controller = async {
         futures::future::join_all(controllers).await;
     };

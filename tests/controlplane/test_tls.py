@@ -3,9 +3,7 @@ Secret is renewed in place (as cert-manager does) keeps serving with the
 new certificate and no pod restart, and a certificate peers would refuse
 shows in the `TlsCertificate` condition.
 
-Certificates are made with the `openssl` command line (a CA, and leaf
-certificates for every pod's DNS name with server and client usage, since
-nodes are each other's clients on the node-to-node stream).
+Certificates are made with the `openssl` command line (harness/pki.py).
 """
 
 from __future__ import annotations
@@ -13,10 +11,10 @@ from __future__ import annotations
 import base64
 import socket
 import ssl
-import subprocess
 import time
 from pathlib import Path
 
+from harness import pki
 from harness.kube import Obj, meta
 from harness.testbed import Testbed
 from harness.wait import wait_until
@@ -27,38 +25,10 @@ ZONE = "main"
 READY_TIMEOUT = 180.0
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_ca(directory: Path, name: str) -> Path:
-    """A self-signed CA `name.crt`/`name.key` in `directory`."""
-    openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "30", "-subj", f"/CN={name}",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign",
-        cwd=directory,
-    )  # fmt: skip
-    return directory / f"{name}.crt"
-
-
 def issue(directory: Path, ca: str, leaf: str) -> tuple[bytes, bytes]:
     """A certificate `leaf` signed by CA `ca` for the cluster's pods and
-    client Service, with server and client usage: (PEM cert, PEM key)."""
-    names = f"DNS:*.{NAME}-{ZONE}.{NS}.svc,DNS:{NAME}.{NS}.svc"
-    openssl(
-        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", f"{leaf}.key", "-out", f"{leaf}.csr", "-subj", f"/CN={NAME}",
-        "-addext", f"subjectAltName={names}",
-        "-addext", "extendedKeyUsage=serverAuth,clientAuth",
-        cwd=directory,
-    )  # fmt: skip
-    openssl(
-        "x509", "-req", "-in", f"{leaf}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-        "-CAcreateserial", "-days", "30", "-copy_extensions", "copy", "-out", f"{leaf}.crt",
-        cwd=directory,
-    )  # fmt: skip
-    return (directory / f"{leaf}.crt").read_bytes(), (directory / f"{leaf}.key").read_bytes()
+    client Service: (PEM cert, PEM key)."""
+    return pki.issue(directory, ca, leaf, pki.cluster_names(NS, NAME, [ZONE]))
 
 
 def put_secret(testbed: Testbed, cert: bytes, key: bytes, ca: bytes) -> None:
@@ -121,7 +91,7 @@ def test_a_certificate_renewed_in_place_is_served_without_a_restart(testbed: Tes
     True/Valid again."""
     work = testbed.directory / "pki"
     work.mkdir()
-    ca_pem = make_ca(work, "cluster-ca").read_bytes()
+    ca_pem = pki.make_ca(work, "cluster-ca").read_bytes()
     first_cert, first_key = issue(work, "cluster-ca", "first")
     put_secret(testbed, first_cert, first_key, ca_pem)
     testbed.start_nodes("single")
@@ -169,7 +139,7 @@ def test_a_certificate_renewed_in_place_is_served_without_a_restart(testbed: Tes
             status, _ = testbed.node_http(pods[2], "GET", f"/v1/kv/{key}?r=3")
             assert status == 200, (key, status)
 
-        make_ca(work, "stranger-ca")
+        pki.make_ca(work, "stranger-ca")
         foreign_cert, foreign_key = issue(work, "stranger-ca", "foreign")
         put_secret(testbed, foreign_cert, foreign_key, ca_pem)
         nudge(testbed, "foreign")

@@ -75,6 +75,7 @@ VALUE_SETS = {
             }
         },
         "podAnnotations": {"example.com/scrape": "true"},
+        "backups": {"volume": {"claimName": "dynamo-backups"}},
     },
     "monitoring": {
         "nodeMetrics": {

@@ -33,9 +33,12 @@ from conftest import (
 # DynamoClusters and their status, the objects it owns (server-side apply),
 # the nodes' NetworkPolicy (applied by name, never listed or watched),
 # pods for rolling restarts, claims (labelled, grown, deleted for replaced
-# pods), events, get on secrets to read the auth, clients and TLS Secrets,
-# and create on secrets for the generated <cluster>-auth Secret. (API group,
-# resource, verb.)
+# pods), events, get on secrets to read the auth, clients and TLS Secrets
+# (and a backup target's credentials and CA), create on secrets for the
+# generated <cluster>-auth Secret, and the backup resources: backups,
+# schedules and restores with their status and finalizers (the operator
+# creates backups for schedules and restores for restoreFrom, deletes
+# backups for retention). (API group, resource, verb.)
 APPLY = {"get", "list", "watch", "create", "patch", "update", "delete"}
 WATCH_GRANTS = (
     {("kv.dynamo.dev", "dynamoclusters", v) for v in ("get", "list", "watch", "patch", "update")}
@@ -43,6 +46,17 @@ WATCH_GRANTS = (
     # Setting ownerReferences with blockOwnerDeletion needs update on the
     # owner's finalizers where OwnerReferencesPermissionEnforcement is on.
     | {("kv.dynamo.dev", "dynamoclusters/finalizers", "update")}
+    | {
+        ("kv.dynamo.dev", r, v)
+        for r in ("dynamobackups", "dynamobackupschedules", "dynamorestores")
+        for v in APPLY
+    }
+    | {
+        ("kv.dynamo.dev", f"{r}/status", v)
+        for r in ("dynamobackups", "dynamobackupschedules", "dynamorestores")
+        for v in ("get", "patch", "update")
+    }
+    | {("kv.dynamo.dev", f"{r}/finalizers", "update") for r in ("dynamobackups", "dynamorestores")}
     | {("apps", "statefulsets", v) for v in APPLY}
     | {("", "services", v) for v in APPLY}
     | {("", "configmaps", v) for v in APPLY}
@@ -208,6 +222,14 @@ def test_deployment(rendered):
             assert pod.get(key) == values.get(key), key
         service_account = values.get("serviceAccount", {}).get("name") or deployment["metadata"]["name"]
         assert pod["serviceAccountName"] == service_account
+        claim = values.get("backups", {}).get("volume", {}).get("claimName")
+        if claim:
+            assert "--backup-volume=/backups" in container["args"]
+            assert container["volumeMounts"] == [{"name": "backups", "mountPath": "/backups"}]
+            assert pod["volumes"] == [{"name": "backups", "persistentVolumeClaim": {"claimName": claim}}]
+        else:
+            assert not any(a.startswith("--backup-volume") for a in container["args"])
+            assert "volumes" not in pod and "volumeMounts" not in container
 
 
 def test_metrics_service_and_service_monitor(rendered):
@@ -343,6 +365,8 @@ def test_example_cluster_schema_rejects_mistakes(rendered):
         ({"nodeMetrics": {"podMonitor": {"interval": "30 s"}}}, "interval"),
         ({"grafanaDashboard": {"label": {"grafana_dashboard": "1"}}}, "label"),
         ({"tracing": {"otlpEndpoint": "https://jaeger:4318"}}, "otlpEndpoint"),
+        ({"backups": {"volume": {"claimName": "Not_A_Name"}}}, "claimName"),
+        ({"backups": {"volumes": {}}}, "volumes"),
     ],
 )
 def test_values_schema_rejects_mistakes(values, mistake):

@@ -1,31 +1,32 @@
-//! Prints the DynamoCluster CRD YAML, or writes it to the committed path
-//! with `--write`.
+//! Writes each CRD's YAML to its committed path, or prints them all
+//! with `--stdout`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use dynamo_operator::crdgen::{CRD_PATH, crd_yaml};
+use dynamo_operator::crdgen::{crd_yaml, crds};
 
-/// Generate the DynamoCluster CustomResourceDefinition.
+/// Generate the CustomResourceDefinitions.
 #[derive(Parser)]
 struct Args {
-    /// Print to standard output instead of writing the committed file.
+    /// Print to standard output instead of writing the committed files.
     #[arg(long)]
     stdout: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let yaml = crd_yaml().context("rendering the CRD")?;
-    if args.stdout {
-        print!("{yaml}");
-        return Ok(());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (path, crd) in crds() {
+        let yaml = crd_yaml(&crd).with_context(|| format!("rendering {path}"))?;
+        if args.stdout {
+            print!("---\n{yaml}");
+            continue;
+        }
+        let file = root.join(&path);
+        std::fs::write(&file, yaml).with_context(|| format!("writing {}", file.display()))?;
+        eprintln!("wrote {path}");
     }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(CRD_PATH);
-    std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("wrote {CRD_PATH}");
     Ok(())
 }

@@ -6,6 +6,8 @@
 //! (`nodeConfig`, `podTemplate`) are marked
 //! `x-kubernetes-preserve-unknown-fields`.
 
+pub mod backup;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
@@ -203,6 +205,14 @@ pub struct DynamoClusterSpec {
     /// one at a time, like any other change of the pod template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<NodeLogging>,
+    /// A backup to restore once, when the cluster is first Ready: the
+    /// operator creates the `DynamoRestore` `<cluster>-restore` (owned by
+    /// the cluster) and reports it in the condition `Restored`. The
+    /// records are merged like replica writes, so writes the cluster
+    /// takes meanwhile are kept. Once `Restored` is true a change here
+    /// does nothing; use a `DynamoRestore` to restore again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<backup::RestoreSource>,
 }
 
 fn default_partitions() -> u32 {
@@ -573,6 +583,9 @@ pub mod condition {
     /// With `spec.tls`: the nodes' certificate is one peers accept now
     /// (reason `ExpiresSoon` while true but within a week of its end).
     pub const TLS_CERTIFICATE: &str = "TlsCertificate";
+    /// With `spec.restoreFrom`: the backup is restored (false while
+    /// waiting for the cluster to be Ready, restoring, or failed).
+    pub const RESTORED: &str = "Restored";
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ pub fn spec(zones: &[(&str, i32)]) -> DynamoClusterSpec {
         paused: false,
         network_policy: None,
         logging: None,
+        restore_from: None,
     }
 }
 

@@ -11,10 +11,11 @@
 //!    ([`replace`]), the events and the status;
 //! 4. [`apply`]: creation of the generated auth Secret, server-side apply,
 //!    ring publication, pod restart and replacement, events;
-//! 5. [`status`]: compute the phase and conditions, and patch the status
-//!    subresource.
+//! 5. [`status`]: compute the phase and conditions (with `Restored` from
+//!    [`restore_from`] when the spec has `restoreFrom`), and patch the
+//!    status subresource.
 //!
-//! Only observe, apply and status touch the API; the decisions are pure
+//! Only observe, apply, [`restore_from`] and status touch the API; the decisions are pure
 //! functions tested without a cluster.
 
 pub mod apply;
@@ -23,6 +24,7 @@ pub mod claims;
 pub mod observe;
 pub mod plan;
 pub mod replace;
+pub mod restore_from;
 pub mod rolling_upgrade;
 pub mod status;
 pub mod storage;
@@ -199,7 +201,9 @@ pub async fn reconcile<N: NodeAdmin>(
         }
         Outcome::Act(plan) => {
             apply::apply(&ctx.client, &ctx.nodes, &cref, &plan).await?;
-            report(&api, &ctx.recorder, &cluster, &plan.status, &plan.decisions).await?;
+            let mut status = plan.status.clone();
+            restore_from::sync(&ctx.client, &cluster, &cref, &mut status, &now).await?;
+            report(&api, &ctx.recorder, &cluster, &status, &plan.decisions).await?;
             ctx.metrics.set_ring_epoch(&cluster, plan.ring.ring.epoch);
             if plan.busy {
                 Action::requeue(BUSY_REQUEUE)

@@ -62,6 +62,17 @@ def clusters(kube: Kube, namespace: str) -> str:
     return "\n".join(out) or "(none)"
 
 
+def backups(kube: Kube, namespace: str) -> str:
+    """The backups, schedules and restores of `namespace` with their status."""
+    out = []
+    for plural in ("dynamobackups", "dynamobackupschedules", "dynamorestores"):
+        items = kube.get(f"/apis/kv.dynamo.dev/v1alpha1/namespaces/{namespace}/{plural}").get("items", [])
+        for item in items:
+            out.append(f"--- {plural}/{meta(item)['name']}")
+            out.append(yaml.safe_dump({"status": item.get("status")}, sort_keys=False).rstrip())
+    return "\n".join(out) or "(none)"
+
+
 def nodes(kube: Kube) -> str:
     out = []
     for n in kube.get("/api/v1/nodes").get("items", []):
@@ -140,6 +151,7 @@ def report(
     parts = [_safe("nodes", lambda: nodes(kube))]
     for ns in namespaces:
         parts.append(_safe(f"DynamoClusters in {ns}", lambda ns=ns: clusters(kube, ns)))
+        parts.append(_safe(f"Backups and restores in {ns}", lambda ns=ns: backups(kube, ns)))
         parts.append(_safe(f"workloads in {ns}", lambda ns=ns: workloads(kube, ns)))
         parts.append(_safe(f"pods in {ns} (with their events)", lambda ns=ns: pods(kube, ns)))
         parts.append(_safe(f"events in {ns}", lambda ns=ns: "\n".join(_events(kube, ns))))
