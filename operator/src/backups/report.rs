@@ -1,39 +1,16 @@
 //! What the backup controllers write: status subresources (server-side
-//! apply, as the cluster reconcile writes its own), progress, the
+//! apply, the cluster reconcile's `apply_status`), progress, the
 //! `Complete` condition and Events.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
+use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Api, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::COMPLETE;
 use crate::crd::backup::{TransferPhase, TransferProgress};
-use crate::reconcile::FIELD_MANAGER;
+pub use crate::reconcile::status::apply_status as patch_status;
 use crate::reconcile::status::{ConditionUpdate, merge_conditions};
 use dynamo_backup::driver::progress::ProgressReport;
-
-/// Writes `status` into the status subresource of `name`.
-pub async fn patch_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-    S: Serialize,
-{
-    let body = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
-}
 
 /// Records an Event about `object`; one that cannot be written is a
 /// warning in the log (the status is the record).

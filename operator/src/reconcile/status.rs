@@ -15,8 +15,7 @@ use super::rolling_upgrade::RestartDecision;
 use super::storage::HeldStorage;
 use super::{Error, FIELD_MANAGER};
 use crate::crd::{
-    DynamoCluster, DynamoClusterStatus, GROUP, Phase, RebalancingStatus, ZoneSpec, ZoneStatus,
-    condition,
+    DynamoCluster, DynamoClusterStatus, Phase, RebalancingStatus, ZoneSpec, ZoneStatus, condition,
 };
 use crate::resources::REPLACE_ANNOTATION;
 use crate::ring_steps::{StepAction, StepPlan};
@@ -562,9 +561,20 @@ pub async fn patch_status(
     name: &str,
     status: &DynamoClusterStatus,
 ) -> Result<(), Error> {
+    Ok(apply_status(api, name, status).await?)
+}
+
+/// Writes `status` into the status subresource of the `K` named `name`
+/// (server-side apply as the operator, forced): the status of every
+/// resource the operator reports on.
+pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize,
+{
     let body = serde_json::json!({
-        "apiVersion": format!("{GROUP}/v1alpha1"),
-        "kind": "DynamoCluster",
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
     api.patch_status(
