@@ -5,7 +5,8 @@
 # `perf record --call-graph dwarf` (release binaries keep their debug info,
 # so Rust frames unwind without frame pointers) and renders the samples with
 # inferno. Installs perf (apt: linux-perf) and inferno (cargo) if missing.
-# Prints the hottest functions; the SVG opens in any browser.
+# Prints the hottest functions and the nodes' CPU by component
+# (scripts/profile_components.py); the SVG opens in any browser.
 # Usage: scripts/profile.sh [WORKLOAD] [SECONDS] [RATE]   (default: read 10, max)
 #   WORKLOAD  write | read | mixed | rmw, as for dynamo-bench
 #   RATE      fixed requests per second (open loop) instead of the maximum
@@ -51,4 +52,6 @@ inferno-flamegraph --title "dynamo-node, $workload${rate:+ at $rate/s}" < "$out/
 echo "== hottest functions (self time, all three nodes)"
 perf report -i "$out/perf.data" --no-children -g none --sort dso,sym --stdio 2>/dev/null \
     | grep -v '^#' | grep -v '^$' | head -25
+echo "== node CPU by component (each sample once, by its innermost known frame)"
+/usr/bin/python3 scripts/profile_components.py "$out/$workload.folded"
 echo "== flamegraph: $out/$workload.svg"
