@@ -13,14 +13,16 @@
 #   tags=""                                 # go build -tags (optional)
 #   ldflags="-s -w"                         # go build -ldflags (optional)
 #   cgo=0                                   # CGO_ENABLED (optional)
-# and any Go sources of its own (a main package of a smaller build).
+# and any Go sources of its own (a main package of a smaller build). It is
+# sourced with mod set to the module directory, so it may compute these
+# from go.mod (controlplane/build.conf does).
 #
 # Binaries go to $DYNAMO_TESTBED_CACHE/<name>/bin (default cache:
 # ${XDG_CACHE_HOME:-$HOME/.cache}/dynamo-testbed). When every binary is there
 # and was built from the same go.mod, go.sum, build.conf, sources and Go
 # version (recorded in a stamp file), nothing is built. Module and build
 # caches are the machine's usual GOMODCACHE/GOCACHE, shared with every
-# other Go build (testbed/build.sh).
+# other Go build.
 #
 # Environment:
 #   DYNAMO_TESTBED_CACHE    cache root (see above)
