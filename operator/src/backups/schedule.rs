@@ -2,12 +2,13 @@
 //! it creates the `DynamoBackup` `<schedule>-<due time as
 //! YYYYMMDDhhmmss>` (labelled with the schedule, not owned by it, so
 //! deleting a schedule keeps its backups), unless one of its backups is
-//! still running; it deletes old backups as `keep` and `maxAge` say.
+//! still running; it deletes old backups as `keep` and `maxAge` say, but
+//! never one that a restore still reads.
 //!
 //! The times and the retention are pure functions of the spec, the
 //! backups and the clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +23,13 @@ use kube::{Api, ResourceExt};
 
 use super::report::{event, patch_status};
 use super::{BackupContext, BackupError};
+use crate::crd::DynamoCluster;
 use crate::crd::backup::{
     CLUSTER_LABEL, DynamoBackup, DynamoBackupSchedule, DynamoBackupScheduleSpec, DynamoBackupSpec,
-    SCHEDULE_LABEL, TransferPhase,
+    DynamoRestore, SCHEDULE_LABEL, TransferPhase,
 };
-use crate::reconcile::status::{ConditionUpdate, merge_conditions};
+use crate::crd::condition::RESTORED;
+use crate::reconcile::status::{ConditionUpdate, is_true, merge_conditions};
 
 /// Condition of a schedule: true while it is valid and not suspended.
 pub const SCHEDULED: &str = "Scheduled";
@@ -114,22 +117,46 @@ impl Made {
         }
     }
 
-    fn finished(&self) -> bool {
-        matches!(
-            self.phase,
-            Some(TransferPhase::Completed | TransferPhase::Failed)
-        )
+    /// Whether it runs, or was just created: a `Pending` one (its
+    /// target or cluster not usable) does not hold the schedule up.
+    fn running(&self) -> bool {
+        matches!(self.phase, None | Some(TransferPhase::Running))
     }
+}
+
+/// The backups restores still read: those named by a `DynamoRestore` not
+/// yet finished, or by the `spec.restoreFrom` of a cluster not yet
+/// `Restored`.
+pub fn in_use(restores: &[DynamoRestore], clusters: &[DynamoCluster]) -> BTreeSet<String> {
+    let restoring = restores
+        .iter()
+        .filter(|r| {
+            !matches!(
+                r.status.as_ref().and_then(|s| s.phase),
+                Some(TransferPhase::Completed | TransferPhase::Failed)
+            )
+        })
+        .filter_map(|r| r.spec.source.backup.clone());
+    let to_restore = clusters
+        .iter()
+        .filter(|c| {
+            !c.status
+                .as_ref()
+                .is_some_and(|s| is_true(&s.conditions, RESTORED))
+        })
+        .filter_map(|c| c.spec.restore_from.as_ref()?.backup.clone());
+    restoring.chain(to_restore).collect()
 }
 
 /// The backups to delete: completed ones beyond the `keep` newest, and
 /// older than `max_age` but for the newest; failed ones older than the
-/// newest completed one. Running ones stay.
+/// newest completed one. Running ones stay, and so do those `in_use`.
 pub fn retention(
     made: &[Made],
     keep: u32,
     max_age: Option<Duration>,
     now: Timestamp,
+    in_use: &BTreeSet<String>,
 ) -> Vec<String> {
     let mut completed: Vec<&Made> = made
         .iter()
@@ -155,6 +182,7 @@ pub fn retention(
                 .map(|m| m.name.clone()),
         );
     }
+    doomed.retain(|name| !in_use.contains(name));
     doomed.sort();
     doomed
 }
@@ -204,11 +232,13 @@ pub async fn reconcile(
     let generation = schedule.metadata.generation;
     let mut status = schedule.status.clone().unwrap_or_default();
     let selector = ListParams::default().labels(&format!("{SCHEDULE_LABEL}={name}"));
+    // Those being deleted are gone as far as retention is concerned.
     let mut made: Vec<Made> = backups
         .list(&selector)
         .await?
         .items
         .iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
         .map(Made::of)
         .collect();
     prune(&backups, &ctx, &schedule, &mut made, now).await?;
@@ -232,7 +262,9 @@ pub async fn reconcile(
     if let Some(due) = due {
         if let Some(created) = make_due(&backups, &ctx, &schedule, &made, due).await? {
             status.last_backup = Some(created.name.clone());
-            made.push(created);
+            if !made.iter().any(|m| m.name == created.name) {
+                made.push(created);
+            }
         }
         status.last_schedule_time = Some(Time(due));
     }
@@ -266,7 +298,14 @@ async fn prune(
 ) -> Result<(), BackupError> {
     let spec = &schedule.spec;
     let max_age = spec.max_age.as_deref().and_then(parse_age);
-    for doomed in retention(made, spec.keep, max_age, now) {
+    let ns = schedule.namespace().unwrap_or_default();
+    let restores: Api<DynamoRestore> = Api::namespaced(ctx.client.clone(), &ns);
+    let clusters: Api<DynamoCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    let in_use = in_use(
+        &restores.list(&ListParams::default()).await?.items,
+        &clusters.list(&ListParams::default()).await?.items,
+    );
+    for doomed in retention(made, spec.keep, max_age, now, &in_use) {
         match backups.delete(&doomed, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -284,7 +323,8 @@ async fn prune(
 }
 
 /// Creates the backup due at `due`, unless one of the schedule's backups
-/// still runs (then the due time is skipped); returns the one created.
+/// still runs (then the due time is skipped); returns the one created, or
+/// the one made for `due` already (the status read may predate it).
 async fn make_due(
     backups: &Api<DynamoBackup>,
     ctx: &BackupContext,
@@ -292,7 +332,11 @@ async fn make_due(
     made: &[Made],
     due: Timestamp,
 ) -> Result<Option<Made>, BackupError> {
-    if let Some(active) = made.iter().find(|m| !m.finished()) {
+    let name = backup_name(&schedule.name_any(), due);
+    if let Some(existing) = made.iter().find(|m| m.name == name) {
+        return Ok(Some(existing.clone()));
+    }
+    if let Some(active) = made.iter().find(|m| m.running()) {
         let note = format!(
             "the backup due at {due} is skipped: {} is still running",
             active.name
@@ -301,7 +345,6 @@ async fn make_due(
         return Ok(None);
     }
     let backup = scheduled_backup(&schedule.name_any(), &schedule.spec, due);
-    let name = backup.name_any();
     match backups.create(&PostParams::default(), &backup).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -430,19 +473,77 @@ mod tests {
             made("f", "2026-12-01T00:05:00Z", Some(Running)),
         ];
         let now = at("2026-12-01T00:06:00Z");
-        assert_eq!(retention(&list, 2, None, now), ["a", "b"]);
-        assert_eq!(retention(&list, 5, None, now), ["b"]);
+        let none = BTreeSet::new();
+        assert_eq!(retention(&list, 2, None, now, &none), ["a", "b"]);
+        assert_eq!(retention(&list, 5, None, now, &none), ["b"]);
         assert_eq!(
-            retention(&list, 5, Some(Duration::from_secs(200)), now),
+            retention(&list, 5, Some(Duration::from_secs(200)), now, &none),
             ["a", "b", "c"],
             "older than 200 s, but the newest completed stays"
         );
         assert_eq!(
-            retention(&list, 5, Some(Duration::from_secs(1)), now),
+            retention(&list, 5, Some(Duration::from_secs(1)), now, &none),
             ["a", "b", "c"],
         );
+        let restoring_a = BTreeSet::from(["a".to_string()]);
+        assert_eq!(retention(&list, 2, None, now, &restoring_a), ["b"]);
         let only_failed = [made("x", "2026-12-01T00:00:00Z", Some(Failed))];
-        assert!(retention(&only_failed, 1, Some(Duration::from_secs(1)), now).is_empty());
+        assert!(retention(&only_failed, 1, Some(Duration::from_secs(1)), now, &none).is_empty());
+    }
+
+    #[test]
+    fn a_pending_backup_does_not_hold_the_schedule_up() {
+        use TransferPhase::*;
+        let at_ = "2026-12-01T00:00:00Z";
+        assert!(made("new", at_, None).running());
+        assert!(made("r", at_, Some(Running)).running());
+        for phase in [Pending, Completed, Failed] {
+            assert!(!made("x", at_, Some(phase)).running(), "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn backups_unfinished_restores_read_are_in_use() {
+        use crate::crd::backup::{DynamoRestoreSpec, RestoreSource, TransferStatus};
+        let restore = |name: &str, backup: &str, phase: Option<TransferPhase>| {
+            let mut r = DynamoRestore::new(
+                name,
+                DynamoRestoreSpec {
+                    cluster: "demo".into(),
+                    source: RestoreSource {
+                        backup: Some(backup.into()),
+                        ..RestoreSource::default()
+                    },
+                },
+            );
+            r.status = phase.map(|phase| TransferStatus {
+                phase: Some(phase),
+                ..TransferStatus::default()
+            });
+            r
+        };
+        let restores = [
+            restore("r1", "running", Some(TransferPhase::Running)),
+            restore("r2", "new", None),
+            restore("r3", "done", Some(TransferPhase::Completed)),
+            restore("r4", "failed", Some(TransferPhase::Failed)),
+        ];
+        use crate::reconcile::fixtures;
+        let mut cluster = fixtures::cluster(fixtures::spec(&[("a", 3)]));
+        cluster.spec.restore_from = Some(RestoreSource {
+            backup: Some("wanted".into()),
+            ..RestoreSource::default()
+        });
+        let used = in_use(&restores, std::slice::from_ref(&cluster));
+        assert_eq!(
+            used.into_iter().collect::<Vec<_>>(),
+            ["new", "running", "wanted"]
+        );
+        let restored = ConditionUpdate::new(RESTORED, true, "Restored", "done");
+        let time = Time(at("2026-12-01T00:00:00Z"));
+        cluster.status.get_or_insert_default().conditions =
+            merge_conditions(&[], &[restored], None, &time);
+        assert!(!in_use(&[], &[cluster]).contains("wanted"));
     }
 
     #[test]

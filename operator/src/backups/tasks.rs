@@ -3,7 +3,9 @@
 //! reads its progress while it runs, and takes its result once it ended.
 //! An operator that restarts has none: the reconcile starts the transfer
 //! again (a backup resumes after its last uploaded chunk, a restore is
-//! idempotent).
+//! idempotent). At most [`MAX_RUNNING`] run at once: each holds chunks of
+//! records in memory (about three times its chunk size), and the others
+//! wait for a slot.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,7 +13,11 @@ use std::sync::{Arc, Mutex};
 
 use dynamo_backup::driver::layout::Manifest;
 use dynamo_backup::driver::progress::{Progress, ProgressReport};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+
+/// Transfers that run at once in one operator process.
+pub const MAX_RUNNING: usize = 2;
 
 /// The notes of a running transfer (resumed, started over, a stream asked
 /// for again), newest last.
@@ -58,17 +64,52 @@ pub enum TaskState {
 }
 
 /// The running transfers.
-#[derive(Default)]
-pub struct Tasks(Mutex<HashMap<String, Task>>);
+pub struct Tasks {
+    running: Mutex<HashMap<String, Task>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        Tasks::with_slots(MAX_RUNNING)
+    }
+}
 
 impl Tasks {
-    /// Runs `work` for resource `uid`, reporting through `progress` and
-    /// `notes`; a task still running under that uid is aborted first.
+    /// Transfers of which `slots` run at once.
+    pub fn with_slots(slots: usize) -> Self {
+        Tasks {
+            running: Mutex::default(),
+            slots: Arc::new(Semaphore::new(slots)),
+        }
+    }
+
+    /// Runs `work` for resource `uid` once a slot is free, reporting
+    /// through `progress` and `notes`; a task still running under that
+    /// uid is aborted first.
     pub fn start<F>(&self, uid: &str, progress: Arc<Progress>, notes: Notes, work: F)
     where
         F: Future<Output = Result<Manifest, String>> + Send + 'static,
     {
-        let handle = tokio::spawn(work);
+        let slots = self.slots.clone();
+        let waiting = notes.clone();
+        let handle = tokio::spawn(async move {
+            let _slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => slot,
+                Err(_) => {
+                    waiting.push(&format!(
+                        "waiting: {MAX_RUNNING} transfers already run in this operator"
+                    ));
+                    let slot = slots
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| "the operator is stopping".to_string())?;
+                    waiting.push("started after waiting for another transfer to end");
+                    slot
+                }
+            };
+            work.await
+        });
         let task = Task {
             progress,
             notes,
@@ -109,7 +150,7 @@ impl Tasks {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Task>> {
-        self.0
+        self.running
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -176,6 +217,28 @@ mod tests {
         tasks.start("u", notes.progress(), notes, std::future::pending());
         tasks.abort("u");
         assert!(matches!(tasks.poll("u").await, TaskState::Absent));
+    }
+
+    #[tokio::test]
+    async fn a_task_waits_for_a_free_slot() {
+        let tasks = Tasks::with_slots(1);
+        let notes = Notes::default();
+        tasks.start("first", notes.progress(), notes, std::future::pending());
+        let notes = Notes::default();
+        tasks.start("second", notes.progress(), notes, async { Ok(manifest(1)) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match tasks.poll("second").await {
+            TaskState::Running(_, note) => {
+                assert!(note.unwrap_or_default().starts_with("waiting"));
+            }
+            other => panic!("expected waiting, got {other:?}"),
+        }
+        tasks.abort("first");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match tasks.poll("second").await {
+            TaskState::Finished(Ok(m)) => assert_eq!(m.records, 1),
+            other => panic!("expected finished, got {other:?}"),
+        }
     }
 
     #[test]

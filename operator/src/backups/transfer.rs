@@ -121,6 +121,7 @@ impl Step {
     pub fn started(mut status: TransferStatus, attempt: &Attempt, now: &Time) -> Step {
         let first = status.started_at.is_none() && status.failed_attempts == 0;
         status.phase = Some(TransferPhase::Running);
+        status.attempts = status.failed_attempts + 1;
         status.backup_id = Some(attempt.backup_id.clone());
         status.location = Some(attempt.location.clone());
         status.started_at.get_or_insert_with(|| now.clone());
@@ -221,6 +222,21 @@ impl Step {
         }
     }
 
+    /// Whether the status says an attempt runs that no task of this
+    /// process runs: the operator stopped while it ran.
+    pub fn was_interrupted(status: &TransferStatus) -> bool {
+        status.attempts > status.failed_attempts
+    }
+
+    /// The status after an attempt the operator stopped during: a failed
+    /// attempt, so that a transfer that kills the operator (out of memory,
+    /// say) ends `Failed` instead of starting again forever.
+    pub fn interrupted(status: TransferStatus, generation: Option<i64>, now: &Time) -> Step {
+        let error = "the operator restarted while it ran (if that repeats, see whether \
+                     the operator is killed, for example for want of memory)";
+        Step::attempt_failed(status, error, generation, now)
+    }
+
     /// The status while the cluster, target or source is not usable; an
     /// Event only when the reason changed.
     pub fn pending(
@@ -282,6 +298,9 @@ where
             Step::completed(K::KIND, status, &manifest, generation, &now)
         }
         TaskState::Finished(Err(error)) => Step::attempt_failed(status, &error, generation, &now),
+        TaskState::Absent if Step::was_interrupted(&status) => {
+            Step::interrupted(status, generation, &now)
+        }
         TaskState::Absent => {
             let notes = Notes::default();
             let progress = notes.progress();
@@ -373,6 +392,31 @@ mod tests {
                 .as_deref()
                 .unwrap_or_default()
                 .contains("attempt 2 of 3")
+        );
+    }
+
+    #[test]
+    fn an_attempt_the_operator_stopped_during_counts_as_failed() {
+        let mut status = TransferStatus::default();
+        assert!(!Step::was_interrupted(&status));
+        for _ in 0..MAX_ATTEMPTS {
+            status = Step::started(status, &attempt(), &now()).status;
+            assert!(
+                Step::was_interrupted(&status),
+                "no task runs it after a restart"
+            );
+            let step = Step::interrupted(status, None, &now());
+            assert!(!Step::was_interrupted(&step.status));
+            status = step.status;
+        }
+        assert_eq!(status.phase, Some(TransferPhase::Failed));
+        assert_eq!(status.failed_attempts, MAX_ATTEMPTS);
+        assert!(
+            status
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("operator restarted")
         );
     }
 

@@ -140,9 +140,10 @@ pub struct DynamoBackupSpec {
     pub cluster: String,
     /// Where to store it.
     pub target: BackupTarget,
-    /// Chunk size in MiB of records before compression (default 32).
+    /// Chunk size in MiB of records before compression (default 32, at
+    /// most 128): a running transfer holds a few chunks in memory.
     #[serde(default, rename = "chunkMiB", skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(range(min = 1, max = 128))]
     pub chunk_mib: Option<u16>,
     /// What deleting this resource does to the stored backup: `Retain`
     /// (default) or `Delete`.
@@ -209,6 +210,11 @@ pub struct TransferStatus {
     /// uploaded chunk, and a restore runs again: restoring is idempotent).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failed_attempts: u32,
+    /// Attempts started so far. One more than `failedAttempts` while an
+    /// attempt runs; an attempt the operator did not see end (it
+    /// restarted, or was killed, meanwhile) counts as failed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
     /// Progress of the running attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<TransferProgress>,
@@ -272,9 +278,9 @@ pub struct DynamoBackupScheduleSpec {
     pub schedule: String,
     /// Where to store the backups.
     pub target: BackupTarget,
-    /// Chunk size in MiB (default 32).
+    /// Chunk size in MiB (default 32, at most 128).
     #[serde(default, rename = "chunkMiB", skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1024))]
+    #[schemars(range(min = 1, max = 128))]
     pub chunk_mib: Option<u16>,
     /// Completed backups to keep (default 7): older completed ones are
     /// deleted, and failed ones once a newer backup completed.

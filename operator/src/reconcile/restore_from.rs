@@ -72,6 +72,30 @@ pub fn restored_condition(ready: bool, restore: Option<&DynamoRestore>) -> Condi
     }
 }
 
+/// Whether `restore` is the one this cluster made (it owns it).
+pub fn is_owned_by(restore: &DynamoRestore, cluster: &ClusterRef) -> bool {
+    restore
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == cluster.owner.uid)
+}
+
+/// What `Restored` says when a `DynamoRestore` named `name` exists that
+/// this cluster did not make: its outcome is not this cluster's.
+fn foreign_restore(name: &str) -> ConditionUpdate {
+    ConditionUpdate::new(
+        RESTORED,
+        false,
+        "RestoreConflict",
+        format!(
+            "the DynamoRestore {name} exists and is not this cluster's; \
+             delete it (or rename the cluster) to restore spec.restoreFrom"
+        ),
+    )
+}
+
 /// With `spec.restoreFrom` and no `Restored=True` yet: creates the restore
 /// once `status` says Ready, and sets `Restored` in `status`.
 pub async fn sync(
@@ -101,7 +125,10 @@ pub async fn sync(
             Err(e) => return Err(e),
         };
     }
-    let update = restored_condition(ready, restore.as_ref());
+    let update = match restore.as_ref().filter(|r| !is_owned_by(r, cref)) {
+        Some(_) => foreign_restore(&name),
+        None => restored_condition(ready, restore.as_ref()),
+    };
     status.conditions = merge_conditions(
         &status.conditions,
         &[update],
@@ -144,6 +171,21 @@ mod tests {
         let labels = r.metadata.labels.expect("labels");
         assert_eq!(labels[CLUSTER_LABEL], "demo");
         assert_eq!(labels["app.kubernetes.io/managed-by"], "dynamo-operator");
+    }
+
+    #[test]
+    fn a_restore_the_cluster_did_not_make_is_not_its_own() {
+        let cref = cluster_ref();
+        let ours = restore_object(&cref, &source());
+        assert!(is_owned_by(&ours, &cref));
+        let mut theirs = ours.clone();
+        theirs.metadata.owner_references = None;
+        assert!(!is_owned_by(&theirs, &cref));
+        let update = foreign_restore("demo-restore");
+        assert_eq!(
+            (update.status, update.reason.as_str()),
+            (false, "RestoreConflict")
+        );
     }
 
     #[test]
