@@ -96,14 +96,19 @@ pub struct Step {
 }
 
 impl Step {
-    /// The status while an attempt runs.
+    /// The status while an attempt runs. It also says that the attempt
+    /// started, in case writing [`Step::started`] failed: a restart then
+    /// still counts the attempt, and resumes the backup as its own.
     pub fn running(
         kind: Kind,
         mut status: TransferStatus,
         report: &ProgressReport,
         note: Option<String>,
+        now: &Time,
     ) -> Step {
         status.phase = Some(TransferPhase::Running);
+        status.started_at.get_or_insert_with(|| now.clone());
+        status.attempts = status.attempts.max(status.failed_attempts + 1);
         status.progress = Some(progress(report));
         let line = progress_line(kind.doing(), report);
         status.message = Some(match note {
@@ -293,7 +298,7 @@ where
     let generation = object.meta().generation;
     let now = Time(Timestamp::now());
     let step = match ctx.tasks.poll(&uid).await {
-        TaskState::Running(report, note) => Step::running(K::KIND, status, &report, note),
+        TaskState::Running(report, note) => Step::running(K::KIND, status, &report, note, &now),
         TaskState::Finished(Ok(manifest)) => {
             Step::completed(K::KIND, status, &manifest, generation, &now)
         }
@@ -491,8 +496,15 @@ mod tests {
             TransferStatus::default(),
             &report,
             Some("resuming".into()),
+            &now(),
         );
         assert_eq!(step.status.progress.as_ref().map(|p| p.records), Some(10));
+        assert_eq!(
+            step.status.started_at,
+            Some(now()),
+            "even if Started was not written"
+        );
+        assert!(Step::was_interrupted(&step.status), "the attempt counts");
         assert_eq!(
             step.status.message.as_deref(),
             Some("backing up: 10 records (1.0 MiB), 10 records/s (resuming)")
