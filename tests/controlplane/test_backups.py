@@ -10,7 +10,10 @@ S3 server (SeaweedFS, harness/s3.py):
   (siblings and tombstones too, nothing written after the backup) once
   its `Restored` condition is true;
 - a `DynamoRestore` into the running source cluster loses nothing newer;
-- deleting a backup whose `deletionPolicy` is `Retain` leaves its objects.
+- deleting a backup whose `deletionPolicy` is `Retain` leaves its objects;
+- deleting the namespace ends although its scheduled backups
+  (`deletionPolicy: Delete`) lost their credentials Secret first (the
+  namespace controller deletes in no set order): their objects stay.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from harness.s3 import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 from harness.testbed import DYNAMO_API, Testbed
 from harness.wait import Abort, wait_until
 
-NS = "default"
+NS = "backups"
 SOURCE = "src"
 COPY = "copy"
 ZONE = "main"
@@ -160,6 +163,8 @@ def test_backup_schedule_restore_from_and_restore_on_the_real_control_plane(
     testbed.install_operator()
     assert testbed.kube is not None
     kube = testbed.kube
+    testbed.kubectl("create", "namespace", NS)
+    testbed.namespaces.add(NS)
     put_secret(
         testbed,
         "s3-credentials",
@@ -268,3 +273,18 @@ def test_backup_schedule_restore_from_and_restore_on_the_real_control_plane(
         "backup first deleted", lambda: kube.get_opt(resource_path("dynamobackups", "first")) is None, 60, 1.0
     )
     assert "team/first/manifest.json" in s3.objects("team/first")
+
+    # Deleting the namespace after the credentials went: the scheduled
+    # backups' objects cannot be deleted and stay; the namespace goes.
+    kept = sorted(
+        meta(b)["name"]
+        for b in kube.get(resource_path("dynamobackups"))["items"]
+        if (b.get("status") or {}).get("phase") == "Completed"
+    )
+    assert kept and all(s3.objects(f"team/{name}") for name in kept), kept
+    kube.delete(f"/api/v1/namespaces/{NS}/secrets/s3-credentials")
+    kube.delete(f"/api/v1/namespaces/{NS}")
+    wait_until(f"namespace {NS} deleted", lambda: kube.get_opt(f"/api/v1/namespaces/{NS}") is None, 120, 1.0)
+    testbed.namespaces.discard(NS)
+    for name in kept:
+        assert f"team/{name}/manifest.json" in s3.objects(f"team/{name}"), f"{name}: left whole"

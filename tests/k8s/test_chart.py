@@ -38,7 +38,8 @@ from conftest import (
 # generated <cluster>-auth Secret, and the backup resources: backups,
 # schedules and restores with their status and finalizers (the operator
 # creates backups for schedules and restores for restoreFrom, deletes
-# backups for retention). (API group, resource, verb.)
+# backups for retention). (API group, resource, verb.) Beyond a namespace:
+# get on the watched namespaces (NAMESPACE_GRANTS).
 APPLY = {"get", "list", "watch", "create", "patch", "update", "delete"}
 WATCH_GRANTS = (
     {("kv.dynamo.dev", "dynamoclusters", v) for v in ("get", "list", "watch", "patch", "update")}
@@ -68,6 +69,10 @@ WATCH_GRANTS = (
     | {("", "events", v) for v in ("create", "patch")}
     | {("events.k8s.io", "events", v) for v in ("create", "patch")}
 )
+
+# Whether a namespace is being deleted: a backup's cleanup stops waiting
+# for a Secret that went with it. (API group, resource, verb.)
+NAMESPACE_GRANT = ("", "namespaces", "get")
 
 
 def objects(docs, kind=None, name=None):
@@ -168,10 +173,13 @@ def test_kinds_per_value_set(rendered):
             "Deployment",
         ]
     )
-    # A watched namespace: a Role and RoleBinding there, plus leader election.
+    # A watched namespace: a Role and RoleBinding there, plus leader
+    # election and the ClusterRole that gets the watched namespace.
     assert kinds["namespaced-ha"] == sorted(
         [
             "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "Role",
             "Role",
             "RoleBinding",
@@ -284,14 +292,22 @@ def test_rbac_matches_the_contract_exactly(rendered):
             ("coordination.k8s.io", "leases", "update", ("dynamo-operator",)),
         }
         expected = {(g, r, v, ()) for g, r, v in WATCH_GRANTS}
-        others = {k: r for k, r in roles.items() if not k[2].endswith("-leader-election")}
+        others = {
+            k: r
+            for k, r in roles.items()
+            if not k[2].endswith("-leader-election") and not k[2].endswith("-namespaces")
+        }
+        getter = [r for k, r in roles.items() if k[2].endswith("-namespaces")]
         if watch:
             assert {k[0] for k in others} == {"Role"}, (
-                f"{name}: no cluster-wide role when namespaces are listed"
+                f"{name}: no cluster-wide role beyond getting the namespaces when they are listed"
             )
             assert sorted(k[1] for k in others) == sorted(watch)
+            assert len(getter) == 1 and getter[0]["kind"] == "ClusterRole", name
+            assert grants(getter[0]["rules"]) == {(*NAMESPACE_GRANT, tuple(sorted(set(watch))))}, name
         else:
-            assert list(k[0] for k in others) == ["ClusterRole"]
+            assert list(k[0] for k in others) == ["ClusterRole"] and not getter
+            expected |= {(*NAMESPACE_GRANT, ())}
         for role in others.values():
             assert grants(role["rules"]) == expected, f"{name}: {role['kind']} differs from the contract"
 
@@ -391,7 +407,11 @@ def test_several_watched_namespaces_get_a_role_each_and_one_list():
         d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-leader-election")
     ]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
-    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    cluster_wide = [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    assert sorted(d["kind"] for d in cluster_wide) == ["ClusterRole", "ClusterRoleBinding"]
+    assert all(d["metadata"]["name"].endswith("-namespaces") for d in cluster_wide)
+    getter = one(docs, "ClusterRole")
+    assert getter["rules"][0]["resourceNames"] == ["a", "b"]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["WATCH_NAMESPACE"]["value"] == "a,b"

@@ -2,13 +2,15 @@
 //! `create` (holds, checkpoints, chunks, manifest last), in a task of this
 //! process ([`transfer::drive`]). A finalizer stops a running backup when
 //! the resource is deleted and, with `deletionPolicy: Delete`, deletes its
-//! objects first.
+//! objects first, unless that can never succeed because its namespace is
+//! being deleted and took a Secret the target needs with it.
 
 use std::sync::Arc;
 
 use dynamo_backup::driver::create::{Cluster, create};
 use dynamo_backup::driver::restore::manifest;
 use dynamo_backup::driver::store::Store;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, ResourceExt};
@@ -18,7 +20,7 @@ use super::report::event;
 use super::transfer::{self, Attempt, Kind, Transfer};
 use super::{BackupContext, BackupError, Blocked, target};
 use crate::crd::backup::{
-    DEFAULT_CHUNK_MIB, DeletionPolicy, DynamoBackup, TransferPhase, TransferStatus,
+    BackupTarget, DEFAULT_CHUNK_MIB, DeletionPolicy, DynamoBackup, TransferPhase, TransferStatus,
 };
 
 /// The finalizer of every `DynamoBackup`.
@@ -125,22 +127,64 @@ async fn cleanup(
         .as_ref()
         .is_some_and(|s| s.started_at.is_some() || s.phase == Some(TransferPhase::Completed));
     if backup.spec.deletion_policy == DeletionPolicy::Delete && started {
-        if let Err(blocked) = delete_objects(ctx, ns, backup).await {
-            let note = format!(
-                "deleting the stored backup: {blocked}; remove the finalizer {FINALIZER} \
-                 to delete the resource and leave the objects"
-            );
-            event(&ctx.recorder, backup, true, "DeleteFailed", &note).await;
-            return Err(BackupError::Cleanup(note));
+        let location = target::location(&backup.spec.target);
+        match delete_objects(ctx, ns, backup).await {
+            Ok(()) => {
+                let note = format!("deleted backup {} from {location}", backup.name_any());
+                event(&ctx.recorder, backup, false, "Deleted", &note).await;
+            }
+            Err(blocked) => match never_deletable(&ctx.client, ns, &backup.spec.target).await {
+                Some(gone) => {
+                    let note = format!(
+                        "left backup {} in {location}: {blocked}, and namespace {ns} is being \
+                         deleted, so Secret {gone} cannot come back; delete the objects by hand",
+                        backup.name_any()
+                    );
+                    // Only the log: a terminating namespace takes no Event.
+                    tracing::warn!(backup = %backup.name_any(), namespace = ns, "{note}");
+                }
+                None => {
+                    let note = format!(
+                        "deleting the stored backup: {blocked}; remove the finalizer \
+                         {FINALIZER} to delete the resource and leave the objects"
+                    );
+                    event(&ctx.recorder, backup, true, "DeleteFailed", &note).await;
+                    return Err(BackupError::Cleanup(note));
+                }
+            },
         }
-        let note = format!(
-            "deleted backup {} from {}",
-            backup.name_any(),
-            target::location(&backup.spec.target)
-        );
-        event(&ctx.recorder, backup, false, "Deleted", &note).await;
     }
     Ok(Action::await_change())
+}
+
+/// The Secret the target needs that is gone for good, if any: namespace
+/// `ns` is being deleted (it takes no new objects) and the Secret is no
+/// longer there. Deleting a namespace deletes its Secrets and backups in no
+/// set order, so without this a backup with `deletionPolicy: Delete`
+/// would hold the namespace forever.
+async fn never_deletable(client: &kube::Client, ns: &str, target: &BackupTarget) -> Option<String> {
+    if !namespace_terminating(client, ns).await {
+        return None;
+    }
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    for name in target::secret_names(target) {
+        if let Ok(None) = secrets.get_opt(name).await {
+            return Some(name.to_string());
+        }
+    }
+    None
+}
+
+/// Whether namespace `ns` is being deleted. An operator that may not read
+/// it (RBAC of an older chart) answers no, and keeps retrying.
+async fn namespace_terminating(client: &kube::Client, ns: &str) -> bool {
+    match Api::<Namespace>::all(client.clone()).get_opt(ns).await {
+        Ok(found) => found.is_none_or(|n| n.metadata.deletion_timestamp.is_some()),
+        Err(error) => {
+            tracing::warn!(%error, namespace = ns, "reading the namespace failed");
+            false
+        }
+    }
 }
 
 /// Deletes every object of the backup from its target.

@@ -69,6 +69,17 @@ pub async fn open(
     }
 }
 
+/// The Secrets `target` needs to be opened: an S3 target's credentials
+/// and CA Secrets, when it names them.
+pub fn secret_names(target: &BackupTarget) -> Vec<&str> {
+    target
+        .s3
+        .iter()
+        .flat_map(|s3| [&s3.credentials_secret, &s3.ca_secret])
+        .filter_map(|name| name.as_deref())
+        .collect()
+}
+
 /// `path` under `root`: relative, without `.` or `..` segments (the API
 /// server checks this too).
 pub fn volume_dir(root: &Path, path: &str) -> Result<PathBuf, Blocked> {
@@ -160,5 +171,29 @@ mod tests {
         for bad in ["", "/etc", "../x", "a/../../x", "./a"] {
             assert!(volume_dir(root, bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn secret_names_are_the_s3_credentials_and_ca() {
+        let mut s3 = S3Target {
+            bucket: "b".into(),
+            ..S3Target::default()
+        };
+        let target = |s3: &S3Target| BackupTarget {
+            s3: Some(s3.clone()),
+            volume: None,
+        };
+        assert!(secret_names(&target(&s3)).is_empty());
+        s3.credentials_secret = Some("creds".into());
+        assert_eq!(secret_names(&target(&s3)), ["creds"]);
+        s3.ca_secret = Some("ca".into());
+        assert_eq!(secret_names(&target(&s3)), ["creds", "ca"]);
+        let volume = BackupTarget {
+            s3: None,
+            volume: Some(VolumeTarget {
+                path: "nightly".into(),
+            }),
+        };
+        assert!(secret_names(&volume).is_empty());
     }
 }
