@@ -13,9 +13,12 @@ import json
 import os
 import shutil
 import socket
+import threading
 import urllib.request
 import uuid
 from pathlib import Path
+
+import urllib3
 
 from harness.kubelet import HOSTS_BEGIN, NODE_SETS
 from harness.testbed import Testbed
@@ -311,6 +314,24 @@ def test_kubelet_stand_in(testbed: Testbed) -> None:
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
     assert not Path("/srv/data").exists() and not Path("/etc/web-config").exists()
+
+    # close() ends the client's open watches: kube-apiserver's graceful
+    # shutdown would otherwise wait for each (over 10 s per test).
+    opened, ended = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        try:
+            for _ in kube.watch("/api/v1/namespaces", resource_version=""):
+                opened.set()
+        except (urllib3.exceptions.HTTPError, OSError):  # the stream cut short
+            pass
+        finally:
+            ended.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert opened.wait(30), "the watch sent the namespaces"
+    kube.close()
+    assert ended.wait(30), "close() left the watch open"
 
 
 def _zombie(pid: int) -> bool:

@@ -106,8 +106,18 @@ class Kube:
         self._api = client.ApiClient(configuration)
         self._discovery: dict[tuple[str, str], ResourceInfo] = {}
         self._discovery_lock = threading.Lock()
+        # Open watches: close() ends them, since kube-apiserver's graceful
+        # shutdown waits for every open watch (over 10 s).
+        self._watches: set[urllib3.BaseHTTPResponse] = set()
+        self._watches_lock = threading.Lock()
 
     def close(self) -> None:
+        """Ends the open watches (their readers see the stream end) and
+        closes the connection pool."""
+        with self._watches_lock:
+            watches = list(self._watches)
+        for raw in watches:
+            raw.shutdown()
         self._api.close()
 
     # --- raw requests -------------------------------------------------
@@ -231,6 +241,8 @@ class Kube:
         }
         response = self._send("GET", path, query=query, timeout=(10.0, timeout_seconds + 30.0))
         raw = response.response
+        with self._watches_lock:
+            self._watches.add(raw)
         try:
             if response.status != 200:
                 data = raw.read()
@@ -247,6 +259,8 @@ class Kube:
                     if line.strip():
                         yield json.loads(line)
         finally:
+            with self._watches_lock:
+                self._watches.discard(raw)
             raw.release_conn()
 
     # --- discovery and apply -----------------------------------------
