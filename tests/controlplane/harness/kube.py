@@ -14,6 +14,7 @@ expires (410 Gone), the same contract as client-go's reflector.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -117,7 +118,10 @@ class Kube:
         with self._watches_lock:
             watches = list(self._watches)
         for raw in watches:
-            raw.shutdown()
+            # ValueError or RuntimeError: closed or released already, so
+            # that watch is ending by itself.
+            with contextlib.suppress(ValueError, RuntimeError):
+                raw.shutdown()
         self._api.close()
 
     # --- raw requests -------------------------------------------------
