@@ -139,26 +139,34 @@ mod tests {
     use super::*;
     use crate::crd::backup::VolumeTarget;
 
-    #[test]
-    fn locations_name_the_bucket_and_prefix_or_the_volume_path() {
-        let mut s3 = S3Target {
+    fn bucket() -> S3Target {
+        S3Target {
             bucket: "b".into(),
             ..S3Target::default()
-        };
-        let target = |s3: &S3Target| BackupTarget {
+        }
+    }
+
+    fn s3_target(s3: &S3Target) -> BackupTarget {
+        BackupTarget {
             s3: Some(s3.clone()),
             volume: None,
-        };
-        assert_eq!(location(&target(&s3)), "s3://b");
-        s3.prefix = "/team/prod/".into();
-        assert_eq!(location(&target(&s3)), "s3://b/team/prod");
-        let volume = BackupTarget {
+        }
+    }
+
+    fn volume_target(path: &str) -> BackupTarget {
+        BackupTarget {
             s3: None,
-            volume: Some(VolumeTarget {
-                path: "nightly".into(),
-            }),
-        };
-        assert_eq!(location(&volume), "volume:nightly");
+            volume: Some(VolumeTarget { path: path.into() }),
+        }
+    }
+
+    #[test]
+    fn locations_name_the_bucket_and_prefix_or_the_volume_path() {
+        let mut s3 = bucket();
+        assert_eq!(location(&s3_target(&s3)), "s3://b");
+        s3.prefix = "/team/prod/".into();
+        assert_eq!(location(&s3_target(&s3)), "s3://b/team/prod");
+        assert_eq!(location(&volume_target("nightly")), "volume:nightly");
     }
 
     #[test]
@@ -175,25 +183,12 @@ mod tests {
 
     #[test]
     fn secret_names_are_the_s3_credentials_and_ca() {
-        let mut s3 = S3Target {
-            bucket: "b".into(),
-            ..S3Target::default()
-        };
-        let target = |s3: &S3Target| BackupTarget {
-            s3: Some(s3.clone()),
-            volume: None,
-        };
-        assert!(secret_names(&target(&s3)).is_empty());
+        let mut s3 = bucket();
+        assert!(secret_names(&s3_target(&s3)).is_empty());
         s3.credentials_secret = Some("creds".into());
-        assert_eq!(secret_names(&target(&s3)), ["creds"]);
+        assert_eq!(secret_names(&s3_target(&s3)), ["creds"]);
         s3.ca_secret = Some("ca".into());
-        assert_eq!(secret_names(&target(&s3)), ["creds", "ca"]);
-        let volume = BackupTarget {
-            s3: None,
-            volume: Some(VolumeTarget {
-                path: "nightly".into(),
-            }),
-        };
-        assert!(secret_names(&volume).is_empty());
+        assert_eq!(secret_names(&s3_target(&s3)), ["creds", "ca"]);
+        assert!(secret_names(&volume_target("nightly")).is_empty());
     }
 }
